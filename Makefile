@@ -1,0 +1,57 @@
+# Two commands matter: `make run` (set up, bring up the local stack, play one contract) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+
+.PHONY: help venv test test-fast lint bench run stack-build stack-up stack-down stack-status clean
+
+help:
+	@echo "make run           set up, start the local stack, play one EDC contract end to end"
+	@echo "make test          set up and run the whole test suite (starts the local stack)"
+	@echo "make test-fast     tests that need no stack"
+	@echo "make lint          ruff"
+	@echo "make bench         benchmarks (print ratios)"
+	@echo "make stack-up|stack-down|stack-status   the local Kubernetes + Argo + MinIO"
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
+	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@rm -f $(VENV)/.installed-*; touch $@
+
+venv: $(STAMP)
+
+stack-build:
+	tests/stack/build.sh all
+
+test: venv stack-build
+	$(BIN)/python -m pytest -q
+
+test-fast: venv
+	$(BIN)/python -m pytest -q -m "not stack"
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: venv stack-build
+	$(BIN)/python -m tests.bench
+
+run: venv stack-build
+	$(BIN)/python -m tests.stack up
+	$(BIN)/python -m provisioner.demo
+
+stack-up: venv stack-build
+	$(BIN)/python -m tests.stack up
+
+stack-down: venv
+	$(BIN)/python -m tests.stack down
+
+stack-status: venv
+	$(BIN)/python -m tests.stack status
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,268 @@
+"""Compilation of a WorkflowAsset, through Hera, into an Argo WorkflowTemplate — and of one job into a Workflow.
+
+The template is self-contained: every artifact names its S3 endpoint, bucket, key and credentials
+Secret, and the worker's log is archived to the tenant's own keys, so nothing depends on Argo's global
+default artifact repository. The asset itself travels with the template as an annotation, which makes a
+registered template the single source of truth for the consumer API.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from hera.workflows import (
+    Container,
+    EmptyDirVolume,
+    Env,
+    NoneArchiveStrategy,
+    Parameter,
+    Resources,
+    RetryStrategy,
+    S3Artifact,
+    TarArchiveStrategy,
+    WorkflowTemplate,
+    ZipArchiveStrategy,
+)
+from hera.workflows import models as m
+
+from templates.asset import Input, InputKind, OutputKind, WorkflowAsset
+from templates.envvars import env_patch
+from templates.keys import JOB_NAME_PLACEHOLDER, POD_NAME_PLACEHOLDER, KeyLayout
+from templates.names import argo_name, dns_label
+
+GROUP = "workflow-middlelayer.io"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_ASSET = f"{GROUP}/asset"
+LABEL_TENANT = f"{GROUP}/tenant"
+LABEL_JOB = f"{GROUP}/job"
+ANNOTATION_ASSET = f"{GROUP}/asset-spec"
+ANNOTATION_ASSET_NAME = f"{GROUP}/asset-name"
+ANNOTATION_NAMES = f"{GROUP}/argo-names"
+ANNOTATION_IDEMPOTENCY = f"{GROUP}/idempotency-key"
+ENV_PARAMETER = "wml-env"
+WORKER_TEMPLATE = "worker"
+OUTPUT_VOLUME = "wml-output"
+MANAGER = "workflow-middlelayer"
+
+
+@dataclass(frozen=True)
+class StorageTarget:
+    """Where a tenant's objects live and how pods reach them."""
+
+    endpoint: str  # host:port as pods reach it, no scheme
+    bucket: str
+    prefix: str  # tenant prefix, e.g. "tenants/t-3f9a"
+    credentials_secret: str  # Secret in the tenant namespace with the two keys below
+    access_key_key: str = "accessKey"
+    secret_key_key: str = "secretKey"
+    insecure: bool = False
+    region: str | None = None
+
+    @property
+    def keys(self) -> KeyLayout:
+        return KeyLayout(self.prefix)
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    namespace: str
+    tenant: str = ""
+    workflow_service_account: str = "wml-worker"
+    pod_gc_delay: str = "60s"
+    ttl_seconds_after_completion: int = 7 * 24 * 3600
+    image_pull_policy: str = "IfNotPresent"
+    extra_labels: dict[str, str] = field(default_factory=dict)
+
+
+def template_name(asset_name: str) -> str:
+    return dns_label(f"wml-{asset_name}")
+
+
+def _s3(target: StorageTarget, name: str, key: str, **kwargs: Any) -> S3Artifact:
+    return S3Artifact(
+        name=name,
+        key=key,
+        endpoint=target.endpoint,
+        bucket=target.bucket,
+        insecure=target.insecure,
+        region=target.region,
+        access_key_secret=m.SecretKeySelector(name=target.credentials_secret, key=target.access_key_key),
+        secret_key_secret=m.SecretKeySelector(name=target.credentials_secret, key=target.secret_key_key),
+        **kwargs,
+    )
+
+
+def _input_artifact(item: Input, target: StorageTarget) -> S3Artifact | None:
+    key = target.keys.job_input(JOB_NAME_PLACEHOLDER, item.name)
+    common = {"path": item.path, "optional": not item.required}
+    match item.kind:
+        case InputKind.ENV:
+            return None  # values are passed as env vars through the pod-spec patch
+        case InputKind.FILE | InputKind.DIRECTORY:
+            # 'none' keeps a file a file: no tarball auto-detection on what the consumer uploaded.
+            return _s3(target, argo_name(item.name), key, archive=NoneArchiveStrategy(), **common)
+        case InputKind.ARCHIVE:
+            archive = ZipArchiveStrategy() if item.format == "zip" else TarArchiveStrategy()
+            return _s3(target, argo_name(item.name), key, archive=archive, **common)
+    raise AssertionError(item.kind)
+
+
+def _resources(asset: WorkflowAsset) -> Resources:
+    res = asset.resources
+    return Resources(
+        cpu_request=res.cpu,
+        cpu_limit=res.cpu,
+        memory_request=res.memory,
+        memory_limit=res.memory,
+        ephemeral_request=res.ephemeral_storage,
+        ephemeral_limit=res.ephemeral_storage,
+        gpus=res.gpu.count if res.gpu else None,
+        gpu_flag=res.gpu.resource if res.gpu else None,
+    )
+
+
+def _security(asset: WorkflowAsset) -> tuple[m.PodSecurityContext, m.SecurityContext]:
+    sec = asset.security
+    pod = m.PodSecurityContext(
+        run_as_non_root=sec.run_as_non_root or None,
+        run_as_user=sec.run_as_user,
+        run_as_group=sec.run_as_group,
+        fs_group=sec.run_as_group,
+        seccomp_profile=m.SeccompProfile(type="RuntimeDefault"),
+    )
+    container = m.SecurityContext(
+        allow_privilege_escalation=False,
+        privileged=False,
+        capabilities=m.Capabilities(drop=["ALL"]),
+        read_only_root_filesystem=sec.read_only_root_filesystem or None,
+        run_as_non_root=sec.run_as_non_root or None,
+    )
+    return pod, container
+
+
+def _labels(asset: WorkflowAsset, options: CompileOptions) -> dict[str, str]:
+    labels = {LABEL_MANAGED_BY: MANAGER, LABEL_ASSET: dns_label(asset.name)}
+    if options.tenant:
+        labels[LABEL_TENANT] = dns_label(options.tenant)
+    return {**labels, **options.extra_labels}
+
+
+def asset_annotation(asset: WorkflowAsset) -> str:
+    return json.dumps(asset.model_dump(mode="json", by_alias=True, exclude_none=True), sort_keys=True)
+
+
+def compile_asset(asset: WorkflowAsset, target: StorageTarget, options: CompileOptions) -> WorkflowTemplate:
+    """Compile ``asset`` into a Hera WorkflowTemplate for one tenant namespace and storage target."""
+    labels = _labels(asset, options)
+    pod_security, container_security = _security(asset)
+    keys = target.keys
+    inputs = [a for a in (_input_artifact(i, target) for i in asset.inputs) if a is not None]
+    outputs = [
+        _s3(
+            target,
+            argo_name(o.name),
+            keys.job_output(JOB_NAME_PLACEHOLDER, o.name, directory=o.kind is OutputKind.DIRECTORY),
+            path=o.path,
+            optional=not o.required,
+            # Files leave as files; a directory leaves as one gzipped tar.
+            archive=NoneArchiveStrategy() if o.kind is OutputKind.FILE else TarArchiveStrategy(),
+        )
+        for o in asset.outputs
+    ]
+    volumes = []
+    if asset.worker.output_dir:
+        # The output directory is a scratch volume capped at the output size: the kubelet evicts a
+        # worker that writes more, so a job can never hand back more than the contract allows.
+        volumes.append(
+            EmptyDirVolume(
+                name=OUTPUT_VOLUME,
+                mount_path=asset.worker.output_dir,
+                size_limit=asset.limits.output_size,
+            )
+        )
+    res = asset.resources
+    names = {item.name: argo_name(item.name) for item in [*asset.inputs, *asset.outputs]}
+    annotations = {
+        ANNOTATION_ASSET: asset_annotation(asset),
+        ANNOTATION_ASSET_NAME: asset.name,
+        ANNOTATION_NAMES: json.dumps(names, sort_keys=True),
+        f"{GROUP}/asset-version": asset.version,
+    }
+    if asset.description:
+        annotations["workflows.argoproj.io/description"] = asset.description
+
+    with WorkflowTemplate(
+        name=template_name(asset.name),
+        namespace=options.namespace,
+        labels=labels,
+        annotations=annotations,
+        entrypoint=WORKER_TEMPLATE,
+        service_account_name=options.workflow_service_account,
+        # The worker gets no Kubernetes token; only Argo's executor containers use the account.
+        automount_service_account_token=False,
+        executor=m.ExecutorConfig(service_account_name=options.workflow_service_account),
+        active_deadline_seconds=asset.limits.timeout,
+        pod_gc=m.PodGC(strategy="OnPodCompletion", delete_delay_duration=options.pod_gc_delay),
+        ttl_strategy=m.TTLStrategy(seconds_after_completion=options.ttl_seconds_after_completion),
+        security_context=pod_security,
+        workflow_metadata=m.WorkflowMetadata(labels=labels),
+        pod_metadata=m.Metadata(labels=labels),
+        archive_logs=True,
+        arguments=[Parameter(name=ENV_PARAMETER, value=env_patch({}))],
+        node_selector=dict(res.node_selector) or None,
+        tolerations=[m.Toleration(**t.model_dump(exclude_none=True)) for t in res.tolerations] or None,
+    ) as template:
+        Container(
+            name=WORKER_TEMPLATE,
+            image=asset.worker.normalized_image,
+            image_pull_policy=options.image_pull_policy,
+            command=asset.worker.command,
+            args=asset.worker.args,
+            working_dir=asset.worker.working_dir,
+            env=[Env(name=k, value=v) for k, v in sorted(asset.worker.env.items())] or None,
+            resources=_resources(asset),
+            security_context=container_security,
+            inputs=inputs or None,
+            outputs=outputs or None,
+            volumes=volumes or None,
+            archive_location=m.ArtifactLocation(
+                archive_logs=True,
+                s3=m.S3Artifact(
+                    endpoint=target.endpoint,
+                    bucket=target.bucket,
+                    insecure=target.insecure,
+                    region=target.region,
+                    key=keys.job_log_archive(JOB_NAME_PLACEHOLDER, POD_NAME_PLACEHOLDER),
+                    access_key_secret=m.SecretKeySelector(
+                        name=target.credentials_secret, key=target.access_key_key
+                    ),
+                    secret_key_secret=m.SecretKeySelector(
+                        name=target.credentials_secret, key=target.secret_key_key
+                    ),
+                ),
+            ),
+            retry_strategy=RetryStrategy(limit=asset.limits.retries) if asset.limits.retries else None,
+            # Consumer-supplied environment arrives as a JSON list merged into the main container:
+            # no shell ever sees the values.
+            pod_spec_patch=(
+                '{"containers":[{"name":"main","env":{{workflow.parameters.' + ENV_PARAMETER + "}}}]}"
+                if any(i.kind is InputKind.ENV for i in asset.inputs)
+                else None
+            ),
+        )
+    return template
+
+
+def to_dict(template: WorkflowTemplate | Any) -> dict[str, Any]:
+    return template.to_dict()
+
+
+def to_yaml(manifest: dict[str, Any]) -> str:
+    return yaml.safe_dump(manifest, sort_keys=True, default_flow_style=False)
+
+
+def to_json(manifest: dict[str, Any]) -> str:
+    return json.dumps(manifest, sort_keys=True, indent=2)

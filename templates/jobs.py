@@ -1,0 +1,106 @@
+"""One job: its environment, resolved and checked against the asset, and the Workflow that starts it."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from hera.workflows import Parameter, Workflow
+from hera.workflows import models as m
+
+from templates.asset import InputKind, WorkflowAsset
+from templates.compiler import (
+    ANNOTATION_IDEMPOTENCY,
+    ENV_PARAMETER,
+    LABEL_ASSET,
+    LABEL_JOB,
+    LABEL_MANAGED_BY,
+    LABEL_TENANT,
+    MANAGER,
+    template_name,
+)
+from templates.envvars import EnvError, check_env, env_patch, parse_dotenv
+from templates.names import dns_label
+
+JOB_ID = re.compile(r"^job-[a-z0-9]{8,40}$")
+
+
+def new_job_id() -> str:
+    """Job ids are also Workflow names and S3 key segments: lowercase, fixed shape, unguessable."""
+    return "job-" + secrets.token_hex(8)
+
+
+def resolve_env(
+    asset: WorkflowAsset,
+    dotenv: Mapping[str, str],
+    parameters: Mapping[str, str],
+) -> dict[str, str]:
+    """Merge the env inputs of a job: declared defaults, then uploaded dotenv files, then parameters.
+
+    ``dotenv`` maps env input names to the uploaded text. ``parameters`` are the job's explicit values;
+    each must be a key that one of the asset's env inputs accepts. Raises EnvError with the reason.
+    """
+    env_inputs = [i for i in asset.inputs if i.kind is InputKind.ENV]
+    if parameters and not env_inputs:
+        raise EnvError("this asset takes no parameters")
+    unknown_uploads = set(dotenv) - {i.name for i in env_inputs}
+    if unknown_uploads:
+        raise EnvError(f"not env inputs of this asset: {sorted(unknown_uploads)}")
+    values: dict[str, str] = {}
+    for item in env_inputs:
+        for spec in item.keys or []:
+            if spec.default is not None:
+                values[spec.name] = spec.default
+        if item.name in dotenv:
+            parsed = parse_dotenv(dotenv[item.name])
+            try:
+                values.update(
+                    check_env(parsed, allowed=item.allowed_keys, allow_unsafe=item.allow_unsafe_keys)
+                )
+            except EnvError as exc:
+                raise EnvError(f"input {item.name!r}: {exc}") from None
+    remaining = dict(parameters)
+    for item in env_inputs:
+        accepted = {k: v for k, v in remaining.items() if item.allowed_keys is None or k in item.allowed_keys}
+        values.update(check_env(accepted, allowed=item.allowed_keys, allow_unsafe=item.allow_unsafe_keys))
+        for key in accepted:
+            remaining.pop(key)
+    if remaining:
+        raise EnvError(f"parameters not accepted by this asset: {sorted(remaining)}")
+    for item in env_inputs:
+        missing = [k.name for k in item.keys or [] if k.required and k.name not in values]
+        if missing:
+            raise EnvError(f"input {item.name!r}: required keys missing: {missing}")
+    return values
+
+
+def job_workflow(
+    asset: WorkflowAsset,
+    *,
+    namespace: str,
+    job_id: str,
+    env: Mapping[str, str],
+    tenant: str = "",
+    idempotency_key: str | None = None,
+) -> Workflow:
+    """The Workflow that runs ``asset``'s registered template once as job ``job_id``."""
+    if not JOB_ID.match(job_id):
+        raise ValueError(f"invalid job id {job_id!r}")
+    labels = {LABEL_MANAGED_BY: MANAGER, LABEL_ASSET: dns_label(asset.name), LABEL_JOB: job_id}
+    if tenant:
+        labels[LABEL_TENANT] = dns_label(tenant)
+    annotations = {ANNOTATION_IDEMPOTENCY: idempotency_key} if idempotency_key else None
+    return Workflow(
+        name=job_id,
+        namespace=namespace,
+        labels=labels,
+        annotations=annotations,
+        workflow_template_ref=m.WorkflowTemplateRef(name=template_name(asset.name)),
+        arguments=[Parameter(name=ENV_PARAMETER, value=env_patch(env))],
+    )
+
+
+def job_manifest(workflow: Workflow) -> dict[str, Any]:
+    return workflow.to_dict()

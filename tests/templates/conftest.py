@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from templates import CompileOptions, StorageTarget
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "templates" / "examples"
+EXAMPLE_FILES = sorted(
+    [*EXAMPLES.glob("*.yaml"), *(EXAMPLES / "legacy").glob("*.json"), *(EXAMPLES / "python").glob("*.py")]
+)
+TARGET = StorageTarget(
+    endpoint="minio.storage:9000", bucket="workflows", prefix="tenants/t-demo", credentials_secret="wml-s3"
+)
+OPTIONS = CompileOptions(namespace="wml-t-demo", tenant="t-demo")
+
+
+def _strict(node: Any) -> Any:
+    """Reject unknown properties everywhere the schema lists the known ones."""
+    if isinstance(node, dict):
+        if "properties" in node and "additionalProperties" not in node:
+            node["additionalProperties"] = False
+        for value in node.values():
+            _strict(value)
+    elif isinstance(node, list):
+        for value in node:
+            _strict(value)
+    return node
+
+
+@pytest.fixture(scope="session")
+def argo_schema() -> dict[str, Any]:
+    """Argo's published JSON schema for the pinned version, from its Go module (never committed)."""
+    out = subprocess.run(
+        [str(ROOT / "tests" / "stack" / "build.sh"), "paths"], check=True, capture_output=True, text=True
+    ).stdout
+    src = next(line.split("=", 1)[1] for line in out.splitlines() if line.startswith("ARGO_SRC="))
+    schema = json.loads((Path(src) / "api" / "jsonschema" / "schema.json").read_text())
+    return _strict(schema)

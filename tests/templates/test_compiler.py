@@ -1,0 +1,144 @@
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from templates import compile_asset, load_file
+from templates.compiler import ENV_PARAMETER, to_yaml
+from templates.jobs import job_workflow, new_job_id
+from tests.templates.conftest import EXAMPLE_FILES, EXAMPLES, OPTIONS, TARGET
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def _golden_name(path: Path) -> str:
+    return f"{path.parent.name}__{path.stem}.yaml"
+
+
+@pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_examples_match_golden_files(path: Path) -> None:
+    text = to_yaml(compile_asset(load_file(path), TARGET, OPTIONS).to_dict())
+    golden = GOLDEN / _golden_name(path)
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.write_text(text)
+    assert golden.exists(), f"missing golden file {golden}; run with UPDATE_GOLDEN=1"
+    assert text == golden.read_text()
+
+
+@pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_examples_validate_against_argo_schema(path: Path, argo_schema: dict) -> None:
+    manifest = compile_asset(load_file(path), TARGET, OPTIONS).to_dict()
+    jsonschema.validate(manifest, argo_schema)
+
+
+def test_schema_check_rejects_unknown_property(argo_schema: dict) -> None:
+    manifest = compile_asset(load_file(EXAMPLES / "dummy.yaml"), TARGET, OPTIONS).to_dict()
+    broken = copy.deepcopy(manifest)
+    broken["spec"]["templates"][0]["container"]["imagee"] = "typo"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, argo_schema)
+
+
+def test_compilation_is_deterministic() -> None:
+    asset = load_file(EXAMPLES / "input-dummy.yaml")
+    assert to_yaml(compile_asset(asset, TARGET, OPTIONS).to_dict()) == to_yaml(
+        compile_asset(asset, TARGET, OPTIONS).to_dict()
+    )
+
+
+def test_python_authored_asset_compiles_like_yaml() -> None:
+    from_yaml = compile_asset(load_file(EXAMPLES / "dummy.yaml"), TARGET, OPTIONS).to_dict()
+    from_hera = compile_asset(load_file(EXAMPLES / "python" / "dummy_hera.py"), TARGET, OPTIONS).to_dict()
+    assert from_hera == from_yaml
+
+
+def test_template_is_self_contained_and_hardened() -> None:
+    manifest = compile_asset(load_file(EXAMPLES / "input-dummy.yaml"), TARGET, OPTIONS).to_dict()
+    spec = manifest["spec"]
+    worker = spec["templates"][0]
+    # No reliance on Argo's default artifact repository: every artifact names its bucket and key.
+    for art in worker["inputs"]["artifacts"] + worker["outputs"]["artifacts"]:
+        assert art["s3"]["bucket"] == "workflows"
+        assert art["s3"]["key"].startswith("tenants/t-demo/jobs/{{workflow.name}}/")
+        assert art["s3"]["accessKeySecret"]["name"] == "wml-s3"
+    assert worker["archiveLocation"]["archiveLogs"] is True
+    assert worker["archiveLocation"]["s3"]["key"].startswith("tenants/t-demo/jobs/{{workflow.name}}/logs/")
+    ctx = worker["container"]["securityContext"]
+    assert ctx["allowPrivilegeEscalation"] is False
+    assert ctx["capabilities"]["drop"] == ["ALL"]
+    assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    assert spec["automountServiceAccountToken"] is False
+    assert spec["activeDeadlineSeconds"] == 600
+    assert manifest["metadata"]["labels"]["workflow-middlelayer.io/asset"] == "input-dummy"
+    # Argo's narrower artifact names are mapped; the mapping travels with the template.
+    names = {a["name"] for a in worker["inputs"]["artifacts"]}
+    assert "input.zip" not in names and any(n.startswith("input-zip-") for n in names)
+    zip_input = next(a for a in worker["inputs"]["artifacts"] if a["name"].startswith("input-zip-"))
+    assert zip_input["archive"] == {"zip": {}} and zip_input["path"] == "/data"
+    file_input = next(a for a in worker["inputs"]["artifacts"] if a["name"] == "input_testfile")
+    assert file_input["archive"] == {"none": {}}
+    assert worker["outputs"]["artifacts"][0]["archive"] == {"none": {}}
+
+
+def test_directory_output_is_one_archive() -> None:
+    asset = load_file(EXAMPLES / "dummy.yaml").model_copy(deep=True)
+    data = asset.model_dump(by_alias=True)
+    data["outputs"].append({"name": "logs", "kind": "directory", "path": "/output/logs"})
+    from templates import parse_document
+
+    manifest = compile_asset(parse_document(data), TARGET, OPTIONS).to_dict()
+    out = manifest["spec"]["templates"][0]["outputs"]["artifacts"][1]
+    assert out["archive"] == {"tar": {}}
+    assert out["s3"]["key"].endswith("/outputs/logs.tgz")
+
+
+def test_resources_gpu_and_scheduling() -> None:
+    from templates import parse_document
+
+    doc = yaml.safe_load((EXAMPLES / "dummy.yaml").read_text())
+    doc["resources"] = {
+        "cpu": "2",
+        "memory": "4Gi",
+        "ephemeralStorage": "10Gi",
+        "gpu": {"count": 2, "resource": "amd.com/gpu"},
+        "nodeSelector": {"pool": "gpu"},
+        "tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}],
+    }
+    doc["limits"]["retries"] = 2
+    manifest = compile_asset(parse_document(doc), TARGET, OPTIONS).to_dict()
+    worker = manifest["spec"]["templates"][0]
+    limits = worker["container"]["resources"]["limits"]
+    assert limits == {"cpu": "2", "memory": "4Gi", "ephemeral-storage": "10Gi", "amd.com/gpu": "2"}
+    assert manifest["spec"]["nodeSelector"] == {"pool": "gpu"}
+    assert manifest["spec"]["tolerations"][0]["key"] == "gpu"
+    assert worker["retryStrategy"]["limit"] == 2
+
+
+def test_job_workflow_references_template_and_carries_env() -> None:
+    asset = load_file(EXAMPLES / "dummy.yaml")
+    job = new_job_id()
+    wf = job_workflow(
+        asset, namespace="ns", job_id=job, env={"SOURCE": "/a b", "DESTINATION": '/o"x'}
+    ).to_dict()
+    assert wf["metadata"]["name"] == job
+    assert wf["spec"]["workflowTemplateRef"] == {"name": "wml-dummy"}
+    (param,) = wf["spec"]["arguments"]["parameters"]
+    assert param["name"] == ENV_PARAMETER
+    assert yaml.safe_load(param["value"]) == [
+        {"name": "DESTINATION", "value": '/o"x'},
+        {"name": "SOURCE", "value": "/a b"},
+    ]
+    with pytest.raises(ValueError):
+        job_workflow(asset, namespace="ns", job_id="../etc", env={})
+
+
+def test_job_workflow_validates_against_argo_schema(argo_schema: dict) -> None:
+    asset = load_file(EXAMPLES / "dummy.yaml")
+    jsonschema.validate(
+        job_workflow(asset, namespace="ns", job_id=new_job_id(), env={}).to_dict(), argo_schema
+    )
