@@ -44,7 +44,7 @@ def asset_from_container(
     limits: Limits | dict[str, Any] | None = None,
     security: Security | dict[str, Any] | None = None,
 ) -> WorkflowAsset:
-    """Build a WorkflowAsset whose worker is ``container`` (image, command, args, workingDir, env, resources)."""
+    """Build a WorkflowAsset whose worker is ``container`` (image, command, args, workingDir, env)."""
     env: dict[str, str] = {}
     for item in container.env or []:
         value = getattr(item, "value", None)

@@ -1,4 +1,4 @@
-"""Compilation of a WorkflowAsset, through Hera, into an Argo WorkflowTemplate — and of one job into a Workflow.
+"""Compilation of a WorkflowAsset, through Hera, into an Argo WorkflowTemplate.
 
 The template is self-contained: every artifact names its S3 endpoint, bucket, key and credentials
 Secret, and the worker's log is archived to the tenant's own keys, so nothing depends on Argo's global

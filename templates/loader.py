@@ -80,10 +80,8 @@ def parse_text(text: str, source: str = "<asset>") -> WorkflowAsset:
     if "\x00" in text:
         raise AssetError([Problem(source, "", "document contains a NUL byte")])
     try:
-        if text.lstrip().startswith(("{", "[")):
-            document = json.loads(text)
-        else:
-            document = yaml.safe_load(text)
+        is_json = text.lstrip().startswith(("{", "["))
+        document = json.loads(text) if is_json else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise AssetError([Problem(source, "", f"not valid YAML/JSON: {exc}".splitlines()[0])]) from None
     except RecursionError:

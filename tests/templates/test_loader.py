@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -171,7 +172,5 @@ def test_random_documents_only_raise_asset_errors(document: object) -> None:
         parse_document(document)
     except AssetError as exc:
         assert exc.problems
-    try:
+    with contextlib.suppress(AssetError):
         parse_text(json.dumps(document))
-    except AssetError:
-        pass
