@@ -224,9 +224,7 @@ class Input(Model):
             if self.keys is not None or self.allow_unsafe_keys:
                 raise ValueError("'keys' and 'allowUnsafeKeys' are for env inputs only")
             if self.kind is InputKind.ARCHIVE and self.format is None:
-                object.__setattr__(
-                    self, "format", "tar.gz" if self.name.endswith((".tgz", ".tar.gz")) else "zip"
-                )
+                object.__setattr__(self, "format", "tar.gz" if self.name.endswith((".tgz", ".tar.gz")) else "zip")
             if self.kind is not InputKind.ARCHIVE and self.format is not None:
                 raise ValueError("'format' is for archive inputs only")
         return self

@@ -27,9 +27,7 @@ def _resources(container: Container, node_selector: dict[str, str] | None) -> Re
     memory = _quantity(res.memory_limit or res.memory_request) or "512Mi"
     storage = _quantity(res.ephemeral_limit or res.ephemeral_request)
     gpu = Gpu(count=res.gpus, resource=res.gpu_flag or "nvidia.com/gpu") if res.gpus else None
-    return Resources(
-        cpu=cpu, memory=memory, ephemeral_storage=storage, gpu=gpu, node_selector=node_selector or {}
-    )
+    return Resources(cpu=cpu, memory=memory, ephemeral_storage=storage, gpu=gpu, node_selector=node_selector or {})
 
 
 def asset_from_container(

@@ -14,9 +14,7 @@ from templates.asset import WorkflowAsset
 from templates.compiler import CompileOptions, StorageTarget, compile_asset, to_json, to_yaml
 from templates.loader import AssetError, load_file
 
-app = typer.Typer(
-    help="Validate and compile WorkflowAssets into Argo WorkflowTemplates.", no_args_is_help=True
-)
+app = typer.Typer(help="Validate and compile WorkflowAssets into Argo WorkflowTemplates.", no_args_is_help=True)
 err = Console(stderr=True)
 
 
@@ -46,9 +44,7 @@ def compile_(
     file: Annotated[Path, typer.Argument(help="Asset file (.yaml, .json, .py).")],
     namespace: Annotated[str, typer.Option(help="Namespace of the WorkflowTemplate.")] = "default",
     tenant: Annotated[str, typer.Option(help="Tenant label.")] = "",
-    s3_endpoint: Annotated[
-        str, typer.Option(help="S3 endpoint as pods reach it (host:port).")
-    ] = "minio:9000",
+    s3_endpoint: Annotated[str, typer.Option(help="S3 endpoint as pods reach it (host:port).")] = "minio:9000",
     bucket: Annotated[str, typer.Option(help="Bucket of the tenant's objects.")] = "workflows",
     prefix: Annotated[str, typer.Option(help="Tenant key prefix.")] = "tenants/default",
     credentials_secret: Annotated[str, typer.Option(help="Secret with accessKey/secretKey.")] = "wml-s3",

@@ -236,12 +236,8 @@ def compile_asset(asset: WorkflowAsset, target: StorageTarget, options: CompileO
                     insecure=target.insecure,
                     region=target.region,
                     key=keys.job_log_archive(JOB_NAME_PLACEHOLDER, POD_NAME_PLACEHOLDER),
-                    access_key_secret=m.SecretKeySelector(
-                        name=target.credentials_secret, key=target.access_key_key
-                    ),
-                    secret_key_secret=m.SecretKeySelector(
-                        name=target.credentials_secret, key=target.secret_key_key
-                    ),
+                    access_key_secret=m.SecretKeySelector(name=target.credentials_secret, key=target.access_key_key),
+                    secret_key_secret=m.SecretKeySelector(name=target.credentials_secret, key=target.secret_key_key),
                 ),
             ),
             retry_strategy=RetryStrategy(limit=asset.limits.retries) if asset.limits.retries else None,

@@ -56,9 +56,7 @@ def resolve_env(
         if item.name in dotenv:
             parsed = parse_dotenv(dotenv[item.name])
             try:
-                values.update(
-                    check_env(parsed, allowed=item.allowed_keys, allow_unsafe=item.allow_unsafe_keys)
-                )
+                values.update(check_env(parsed, allowed=item.allowed_keys, allow_unsafe=item.allow_unsafe_keys))
             except EnvError as exc:
                 raise EnvError(f"input {item.name!r}: {exc}") from None
     remaining = dict(parameters)

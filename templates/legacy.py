@@ -83,9 +83,7 @@ def convert(legacy: LegacyAsset) -> WorkflowAsset:
         mount = item.mount_path or "/data/"
         if kind == "data":
             path = mount if not mount.endswith("/") else posixpath.join(mount, item.resource_name)
-            inputs.append(
-                Input(name=item.resource_name, kind="file", path=path, description=item.description)
-            )
+            inputs.append(Input(name=item.resource_name, kind="file", path=path, description=item.description))
         else:
             inputs.append(
                 Input(

@@ -107,9 +107,7 @@ def load_python(path: Path) -> WorkflowAsset:
         sys.modules.pop(name, None)
     asset = getattr(module, "ASSET", None)
     if not isinstance(asset, WorkflowAsset):
-        raise AssetError(
-            [Problem(str(path), "ASSET", "module must define ASSET = asset_from_container(...)")]
-        )
+        raise AssetError([Problem(str(path), "ASSET", "module must define ASSET = asset_from_container(...)")])
     return asset
 
 

@@ -122,9 +122,7 @@ def test_resources_gpu_and_scheduling() -> None:
 def test_job_workflow_references_template_and_carries_env() -> None:
     asset = load_file(EXAMPLES / "dummy.yaml")
     job = new_job_id()
-    wf = job_workflow(
-        asset, namespace="ns", job_id=job, env={"SOURCE": "/a b", "DESTINATION": '/o"x'}
-    ).to_dict()
+    wf = job_workflow(asset, namespace="ns", job_id=job, env={"SOURCE": "/a b", "DESTINATION": '/o"x'}).to_dict()
     assert wf["metadata"]["name"] == job
     assert wf["spec"]["workflowTemplateRef"] == {"name": "wml-dummy"}
     (param,) = wf["spec"]["arguments"]["parameters"]
@@ -139,6 +137,4 @@ def test_job_workflow_references_template_and_carries_env() -> None:
 
 def test_job_workflow_validates_against_argo_schema(argo_schema: dict) -> None:
     asset = load_file(EXAMPLES / "dummy.yaml")
-    jsonschema.validate(
-        job_workflow(asset, namespace="ns", job_id=new_job_id(), env={}).to_dict(), argo_schema
-    )
+    jsonschema.validate(job_workflow(asset, namespace="ns", job_id=new_job_id(), env={}).to_dict(), argo_schema)

@@ -36,9 +36,7 @@ def test_unsafe_or_invalid_keys(key: str) -> None:
 def test_allowed_keys_and_explicit_unsafe() -> None:
     with pytest.raises(EnvError, match="not one of the keys"):
         check_env({"OTHER": "1"}, allowed=["A"])
-    assert check_env({"LD_PRELOAD": "/x.so"}, allowed=None, allow_unsafe=["LD_PRELOAD"]) == {
-        "LD_PRELOAD": "/x.so"
-    }
+    assert check_env({"LD_PRELOAD": "/x.so"}, allowed=None, allow_unsafe=["LD_PRELOAD"]) == {"LD_PRELOAD": "/x.so"}
 
 
 def test_resolve_env_defaults_dotenv_parameters() -> None:

@@ -132,9 +132,7 @@ def test_cli_style_file_errors(tmp_path: Path) -> None:
 # Random documents: the loader answers with validation errors only, never another exception.
 _json = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=5)
-    ),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=5),
     max_leaves=30,
 )
 _keys = st.sampled_from(

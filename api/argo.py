@@ -1,0 +1,112 @@
+"""Argo Server, in client auth mode: every call carries this instance's ServiceAccount token, so the
+Kubernetes RBAC of the tenant namespace decides what it may do.
+
+Hera's AsyncWorkflowsService is used where it works. Two endpoints are called directly because Hera's
+client mis-handles them: the log stream is newline-delimited JSON (Hera parses it as one entry), and
+artifact bodies are bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+from hera.exceptions import HeraException, NotFound
+from hera.workflows import AsyncWorkflowsService
+from hera.workflows import models as m
+
+from api.settings import ApiSettings
+
+
+class ArgoUnavailable(RuntimeError):
+    """Argo Server could not be reached or failed."""
+
+
+class ArgoNotFound(LookupError):
+    pass
+
+
+class ArgoConflict(RuntimeError):
+    pass
+
+
+class Argo:
+    def __init__(self, settings: ApiSettings, session: httpx.AsyncClient) -> None:
+        self.settings = settings
+        self.session = session
+        self.namespace = settings.namespace
+
+    def _service(self) -> AsyncWorkflowsService:
+        # Cheap to build; the token is re-read each time because projected tokens rotate.
+        return AsyncWorkflowsService(
+            host=self.settings.argo_server_url,
+            token=self.settings.argo_bearer(),
+            namespace=self.namespace,
+            verify_ssl=self.settings.argo_verify_tls,
+            session=self.session,
+        )
+
+    async def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await getattr(self._service(), name)(*args, **kwargs)
+        except NotFound as exc:
+            raise ArgoNotFound(str(exc)) from exc
+        except HeraException as exc:
+            status = getattr(exc, "status_code", 500)
+            if status == 409 or "already exists" in str(exc):
+                raise ArgoConflict(str(exc)) from exc
+            raise ArgoUnavailable(f"Argo Server answered {status}") from exc
+        except (httpx.HTTPError, OSError) as exc:
+            raise ArgoUnavailable(f"Argo Server is unreachable: {type(exc).__name__}") from exc
+
+    async def templates(self, label_selector: str) -> list[m.WorkflowTemplate]:
+        result = await self._call("list_workflow_templates", label_selector=label_selector)
+        return list(result.items or [])
+
+    async def template(self, name: str) -> m.WorkflowTemplate:
+        return await self._call("get_workflow_template", name)
+
+    async def create(self, manifest: dict[str, Any]) -> m.Workflow:
+        return await self._call("create_workflow", m.WorkflowCreateRequest(workflow=m.Workflow(**manifest)))
+
+    async def get(self, name: str) -> m.Workflow:
+        return await self._call("get_workflow", name)
+
+    async def list(self, label_selector: str, limit: int, continue_: str | None) -> m.WorkflowList:
+        return await self._call(
+            "list_workflows", label_selector=label_selector, limit=str(limit), continue_=continue_ or None
+        )
+
+    async def terminate(self, name: str) -> m.Workflow:
+        return await self._call("terminate_workflow", name, m.WorkflowTerminateRequest(name=name))
+
+    async def delete(self, name: str) -> None:
+        await self._call("delete_workflow", name)
+
+    async def info(self) -> None:
+        await self._call("get_info")
+
+    async def log_lines(self, name: str, follow: bool) -> AsyncIterator[str]:
+        """The worker's log, live, as lines (direct call: the endpoint streams NDJSON)."""
+        url = f"{self.settings.argo_server_url.rstrip('/')}/api/v1/workflows/{self.namespace}/{name}/log"
+        params = {"logOptions.container": "main", "logOptions.follow": "true" if follow else "false"}
+        headers = {"Authorization": f"Bearer {self.settings.argo_bearer()}"}
+        try:
+            async with self.session.stream("GET", url, params=params, headers=headers, timeout=None) as resp:
+                if resp.status_code == 404:
+                    raise ArgoNotFound(name)
+                if resp.status_code >= 400:
+                    raise ArgoUnavailable(f"Argo Server answered {resp.status_code} for logs")
+                async for line in resp.aiter_lines():
+                    if not line.strip():
+                        continue
+                    entry = json.loads(line)
+                    if "error" in entry:
+                        raise ArgoUnavailable(f"log stream failed: {entry['error'].get('message', '')}")
+                    content = entry.get("result", {}).get("content")
+                    if content is not None:
+                        yield content
+        except httpx.HTTPError as exc:
+            raise ArgoUnavailable(f"Argo Server is unreachable: {type(exc).__name__}") from exc

@@ -1,0 +1,190 @@
+"""Assets the tenant has contracted, and their typed upload slots (staged inputs)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request, UploadFile, status
+from kubernetes.utils import parse_quantity
+
+from api.context import TenantDep
+from api.errors import ApiError, not_found
+from api.schemas import AssetDetail, AssetList, AssetSummary, InputInfo, OutputInfo, StagedInput, StagedInputList
+from api.storage import TooLarge, check_relative_path
+from templates import Input, InputKind, WorkflowAsset
+from templates.names import check_safe_name
+
+router = APIRouter(prefix="/v1/assets", tags=["assets"])
+
+NamePath = Annotated[str, Path(max_length=128, description="A name declared by the asset.")]
+
+
+def _safe(value: str, what: str) -> str:
+    try:
+        return check_safe_name(value)
+    except ValueError as exc:
+        raise ApiError(400, "Bad Request", f"{what} {value!r}: {exc}") from None
+
+
+def _detail(asset: WorkflowAsset) -> AssetDetail:
+    return AssetDetail(
+        name=asset.name,
+        version=asset.version,
+        description=asset.description,
+        image=asset.worker.image,
+        resources=asset.resources.model_dump(mode="json", by_alias=True, exclude_none=True),
+        timeout_seconds=asset.limits.timeout,
+        inputs=[
+            InputInfo(
+                name=i.name,
+                kind=i.kind.value,
+                path=i.path,
+                format=i.format,
+                required=i.required,
+                max_size=asset.upload_cap(i),
+                description=i.description,
+                keys=[k.model_dump(by_alias=True, exclude_none=True) for k in i.keys] if i.keys else None,
+            )
+            for i in asset.inputs
+        ],
+        outputs=[
+            OutputInfo(name=o.name, kind=o.kind.value, path=o.path, required=o.required, description=o.description)
+            for o in asset.outputs
+        ],
+    )
+
+
+@router.get("", response_model=AssetList, summary="List contracted assets")
+async def list_assets(tenant: TenantDep) -> AssetList:
+    assets = await tenant.catalogue.list()
+    return AssetList(items=[AssetSummary(name=a.name, version=a.version, description=a.description) for a in assets])
+
+
+@router.get("/{asset}", response_model=AssetDetail, summary="Show an asset, its inputs and outputs")
+async def get_asset(asset: NamePath, tenant: TenantDep) -> AssetDetail:
+    return _detail(await tenant.asset(_safe(asset, "asset")))
+
+
+async def _slot(tenant: TenantDep, asset_name: str, name: str) -> tuple[WorkflowAsset, Input]:
+    asset = await tenant.asset(_safe(asset_name, "asset"))
+    _safe(name, "input")
+    try:
+        return asset, asset.input(name)
+    except KeyError:
+        raise not_found(f"input {name!r} of asset {asset.name!r}") from None
+
+
+async def _limit(tenant: TenantDep, asset: WorkflowAsset, item: Input, declared: int | None) -> int:
+    cap = asset.upload_cap(item)
+    if declared is not None and declared > cap:
+        raise ApiError(413, "Content Too Large", f"input {item.name!r} is limited to {cap} bytes")
+    remaining = tenant.settings.quota_storage_bytes - await tenant.storage.used_bytes()
+    if remaining <= 0 or (declared is not None and declared > remaining):
+        raise ApiError(413, "Content Too Large", "the contract's storage quota is used up")
+    return min(cap, remaining)
+
+
+async def _store(
+    tenant: TenantDep, asset: WorkflowAsset, item: Input, chunks: AsyncIterator[bytes], limit: int, rel: str | None
+) -> StagedInput:
+    try:
+        stored = await tenant.storage.stage_input(asset.name, item.name, chunks, limit, rel)
+    except TooLarge as exc:
+        raise ApiError(413, "Content Too Large", f"input {item.name!r}: {exc}; nothing was stored") from None
+    return StagedInput(name=stored.name, size=stored.size, sha256=stored.sha256, uploaded_at=stored.uploaded_at)
+
+
+def _declared_length(request: Request) -> int | None:
+    value = request.headers.get("content-length")
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ApiError(400, "Bad Request", "invalid Content-Length") from None
+
+
+_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+
+
+@router.put(
+    "/{asset}/inputs/{name}",
+    response_model=StagedInput,
+    status_code=status.HTTP_201_CREATED,
+    summary="Upload an input (raw streamed body)",
+    openapi_extra=_UPLOAD_BODY,
+    responses={413: {"description": "larger than the input's cap or the storage quota"}},
+)
+async def upload_input(asset: NamePath, name: NamePath, request: Request, tenant: TenantDep) -> StagedInput:
+    wf_asset, item = await _slot(tenant, asset, name)
+    if item.kind is InputKind.DIRECTORY:
+        raise ApiError(400, "Bad Request", f"{name!r} is a directory input: upload files to .../inputs/{name}/<path>")
+    limit = await _limit(tenant, wf_asset, item, _declared_length(request))
+    return await _store(tenant, wf_asset, item, request.stream(), limit, None)
+
+
+@router.post(
+    "/{asset}/inputs/{name}",
+    response_model=StagedInput,
+    status_code=status.HTTP_201_CREATED,
+    summary="Upload an input (multipart form, field `file`)",
+)
+async def upload_input_form(asset: NamePath, name: NamePath, file: UploadFile, tenant: TenantDep) -> StagedInput:
+    wf_asset, item = await _slot(tenant, asset, name)
+    if item.kind is InputKind.DIRECTORY:
+        raise ApiError(400, "Bad Request", f"{name!r} is a directory input: upload files to .../inputs/{name}/<path>")
+    limit = await _limit(tenant, wf_asset, item, file.size)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        while data := await file.read(1024 * 1024):
+            yield data
+
+    return await _store(tenant, wf_asset, item, chunks(), limit, None)
+
+
+@router.put(
+    "/{asset}/inputs/{name}/{path:path}",
+    response_model=StagedInput,
+    status_code=status.HTTP_201_CREATED,
+    summary="Upload one file of a directory input",
+    openapi_extra=_UPLOAD_BODY,
+)
+async def upload_directory_file(
+    asset: NamePath, name: NamePath, path: str, request: Request, tenant: TenantDep
+) -> StagedInput:
+    wf_asset, item = await _slot(tenant, asset, name)
+    if item.kind is not InputKind.DIRECTORY:
+        raise ApiError(400, "Bad Request", f"{name!r} is not a directory input")
+    try:
+        check_relative_path(path)
+    except ValueError as exc:
+        raise ApiError(400, "Bad Request", f"path {path!r}: {exc}") from None
+    limit = await _limit(tenant, wf_asset, item, _declared_length(request))
+    return await _store(tenant, wf_asset, item, request.stream(), limit, path)
+
+
+@router.get("/{asset}/inputs", response_model=StagedInputList, summary="List staged inputs")
+async def list_inputs(asset: NamePath, tenant: TenantDep) -> StagedInputList:
+    wf_asset = await tenant.asset(_safe(asset, "asset"))
+    staged = await tenant.storage.staged_inputs(wf_asset.name)
+    return StagedInputList(
+        asset=wf_asset.name,
+        items=[StagedInput(name=s.name, size=s.size, sha256=s.sha256, uploaded_at=s.uploaded_at) for s in staged],
+    )
+
+
+@router.delete("/{asset}/inputs/{name}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a staged input")
+async def delete_input(asset: NamePath, name: NamePath, tenant: TenantDep) -> None:
+    wf_asset, item = await _slot(tenant, asset, name)
+    if not await tenant.storage.delete_staged(wf_asset.name, item.name):
+        raise not_found(f"staged input {name!r}")
+
+
+def max_env_bytes(asset: WorkflowAsset, item: Input) -> int:
+    return int(parse_quantity(item.max_size)) if item.max_size else min(asset.upload_cap(item), 1024 * 1024)

@@ -1,0 +1,37 @@
+"""Liveness, readiness (S3 and Argo Server reachable) and Prometheus metrics; no auth."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from api.argo import ArgoUnavailable
+from api.context import Tenant
+from api.errors import problem
+from api.storage import StorageUnavailable
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="Process is alive")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="S3 and Argo Server are reachable", response_model=None)
+async def readyz(request: Request) -> Response | dict[str, str]:
+    tenant: Tenant = request.app.state.tenant
+    try:
+        await tenant.storage.ping()
+    except StorageUnavailable as exc:
+        return problem(503, "Not Ready", str(exc))
+    try:
+        await tenant.argo.info()
+    except ArgoUnavailable as exc:
+        return problem(503, "Not Ready", str(exc))
+    return {"status": "ready"}
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics(request: Request) -> Response:
+    return Response(generate_latest(request.app.state.registry), media_type=CONTENT_TYPE_LATEST)

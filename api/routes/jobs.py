@@ -1,0 +1,423 @@
+"""Jobs: start (idempotent), list, show, cancel, delete, logs, outputs and receipts."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Path, Query, Response, status
+from fastapi.responses import JSONResponse, StreamingResponse
+from hera.workflows import models as m
+
+from api.argo import ArgoConflict, ArgoNotFound
+from api.context import Tenant, TenantDep
+from api.errors import ApiError, not_found
+from api.routes.assets import max_env_bytes
+from api.schemas import Job, JobCreate, JobList, OutputFile, OutputList, Receipt, StepInfo
+from api.states import PHASE_SELECTOR, JobState, job_state
+from api.storage import TooLarge
+from templates import InputKind, OutputKind, WorkflowAsset, job_workflow, resolve_env
+from templates.compiler import LABEL_ASSET, LABEL_MANAGED_BY, MANAGER
+from templates.envvars import EnvError
+from templates.jobs import JOB_ID
+from templates.names import dns_label
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+JobPath = Annotated[str, Path(max_length=64, description="Job id, e.g. job-1f2e3d4c5b6a7988.")]
+ANNOTATION_REQUEST = "workflow-middlelayer.io/request-sha256"
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def _job_id(tenant: Tenant, idempotency_key: str | None) -> str:
+    if idempotency_key is None:
+        from templates import new_job_id
+
+        return new_job_id()
+    # Same key → same job id: a retried start finds the job it already created, even under races.
+    digest = hashlib.sha256(f"{tenant.settings.tenant}\x00{idempotency_key}".encode()).hexdigest()
+    return f"job-{digest[:20]}"
+
+
+def _ui_url(tenant: Tenant, name: str) -> str | None:
+    base = tenant.settings.argo_ui_url
+    return f"{base.rstrip('/')}/workflows/{tenant.settings.namespace}/{name}" if base else None
+
+
+def _job(tenant: Tenant, wf: m.Workflow) -> Job:
+    meta = wf.metadata
+    labels = meta.labels or {}
+    st = wf.status
+    nodes = (st.nodes if st else None) or {}
+    steps = [
+        StepInfo(
+            name=n.display_name or n.name or node_id,
+            type=n.type,
+            phase=n.phase,
+            started_at=_ts(n.started_at),
+            finished_at=_ts(n.finished_at),
+            message=n.message,
+            pod=_pod_name(wf, node_id, n),
+        )
+        for node_id, n in sorted(nodes.items(), key=lambda kv: str(kv[1].started_at or ""))
+    ]
+    return Job(
+        id=meta.name,
+        asset=(meta.annotations or {}).get("workflow-middlelayer.io/asset-name", labels.get(LABEL_ASSET, "")),
+        state=job_state(wf),
+        argo_phase=st.phase if st else None,
+        message=st.message if st else None,
+        created_at=_ts(meta.creation_timestamp),
+        started_at=_ts(st.started_at) if st else None,
+        finished_at=_ts(st.finished_at) if st else None,
+        steps=steps,
+        ui_url=_ui_url(tenant, meta.name),
+    )
+
+
+def _pod_name(wf: m.Workflow, node_id: str, node: m.NodeStatus) -> str | None:
+    if node.type != "Pod":
+        return None
+    # Argo's v2 pod names: <workflow>-<template>-<hash of node id>; the node id is our stable handle.
+    return node_id
+
+
+def _ts(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    root = getattr(value, "root", value)
+    if isinstance(root, datetime):
+        return root
+    return datetime.fromisoformat(str(root).replace("Z", "+00:00")) if str(root) else None
+
+
+async def _workflow(tenant: Tenant, job: str) -> m.Workflow:
+    if not JOB_ID.match(job):
+        raise not_found(f"job {job!r}")
+    try:
+        wf = await tenant.argo.get(job)
+    except ArgoNotFound:
+        raise not_found(f"job {job!r}") from None
+    if (wf.metadata.labels or {}).get(LABEL_MANAGED_BY) != MANAGER:
+        raise not_found(f"job {job!r}")
+    return wf
+
+
+def _request_digest(body: JobCreate) -> str:
+    return hashlib.sha256(json.dumps(body.model_dump(), sort_keys=True).encode()).hexdigest()
+
+
+async def _check_inputs(tenant: Tenant, asset: WorkflowAsset) -> dict[str, str]:
+    """Required file inputs are staged; returns the uploaded dotenv texts of env inputs."""
+    missing = []
+    dotenv: dict[str, str] = {}
+    for item in asset.inputs:
+        meta = await tenant.storage.staged_input(asset.name, item.name)
+        if meta is None:
+            if item.required and item.kind is not InputKind.ENV:
+                missing.append(item.name)
+            continue
+        if item.kind is InputKind.ENV:
+            try:
+                dotenv[item.name] = await tenant.storage.read_staged_text(
+                    asset.name, item.name, max_env_bytes(asset, item)
+                )
+            except (TooLarge, UnicodeDecodeError) as exc:
+                raise ApiError(422, "Unprocessable Content", f"input {item.name!r}: {exc}") from None
+    if missing:
+        raise ApiError(409, "Conflict", f"required inputs not uploaded yet: {', '.join(missing)}")
+    return dotenv
+
+
+@router.post(
+    "",
+    response_model=Job,
+    status_code=status.HTTP_201_CREATED,
+    summary="Start a job from an asset",
+    responses={
+        200: {"description": "an earlier start with the same Idempotency-Key", "model": Job},
+        409: {"description": "required inputs missing, or Idempotency-Key reused with another body"},
+        429: {"description": "the contract's concurrent-job quota is reached"},
+    },
+)
+async def start_job(
+    body: JobCreate,
+    tenant: TenantDep,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> Response:
+    asset = await tenant.asset(body.asset)
+    job_id = _job_id(tenant, idempotency_key)
+    digest = _request_digest(body)
+    if idempotency_key is not None:
+        try:
+            existing = await tenant.argo.get(job_id)
+        except ArgoNotFound:
+            existing = None
+        if existing is not None:
+            return _replay(tenant, existing, digest)
+    dotenv = await _check_inputs(tenant, asset)
+    try:
+        env = resolve_env(asset, dotenv, body.parameters)
+    except EnvError as exc:
+        raise ApiError(422, "Unprocessable Content", str(exc)) from None
+    active = await tenant.argo.list("workflows.argoproj.io/completed!=true", 500, None)
+    if len(active.items or []) >= tenant.settings.quota_concurrent_jobs:
+        raise ApiError(
+            429,
+            "Too Many Requests",
+            f"at most {tenant.settings.quota_concurrent_jobs} jobs may run at once",
+            {"Retry-After": "30"},
+        )
+    # Snapshot first: the job reads only its own keys, so later uploads never change it.
+    for item in asset.inputs:
+        if item.kind is not InputKind.ENV and await tenant.storage.staged_input(asset.name, item.name):
+            await tenant.storage.snapshot_input(asset.name, item.name, job_id)
+    for name, text in dotenv.items():
+        await tenant.storage.write_json(
+            f"{tenant.storage.keys.job_input(job_id, name)}.sha256.json",
+            {"sha256": hashlib.sha256(text.encode()).hexdigest()},
+        )
+    manifest = job_workflow(
+        asset,
+        namespace=tenant.settings.namespace,
+        job_id=job_id,
+        env=env,
+        tenant=tenant.settings.tenant,
+        idempotency_key=hashlib.sha256(idempotency_key.encode()).hexdigest() if idempotency_key else None,
+    ).to_dict()
+    manifest["metadata"].setdefault("annotations", {}).update(
+        {ANNOTATION_REQUEST: digest, "workflow-middlelayer.io/asset-name": asset.name}
+    )
+    try:
+        wf = await tenant.argo.create(manifest)
+    except ArgoConflict:
+        return _replay(tenant, await tenant.argo.get(job_id), digest)
+    return JSONResponse(_job(tenant, wf).model_dump(mode="json"), status_code=201)
+
+
+def _replay(tenant: Tenant, wf: m.Workflow, digest: str) -> Response:
+    if (wf.metadata.annotations or {}).get(ANNOTATION_REQUEST) != digest:
+        raise ApiError(409, "Conflict", "Idempotency-Key was already used for a different request")
+    return JSONResponse(_job(tenant, wf).model_dump(mode="json"), status_code=200)
+
+
+@router.get("", response_model=JobList, summary="List jobs (filter by asset and state; paginated)")
+async def list_jobs(
+    tenant: TenantDep,
+    asset: Annotated[str | None, Query(max_length=128)] = None,
+    state: JobState | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    page: Annotated[str | None, Query(max_length=4096, description="`next` of the previous page.")] = None,
+) -> JobList:
+    selector = [f"{LABEL_MANAGED_BY}={MANAGER}"]
+    if asset is not None:
+        selector.append(f"{LABEL_ASSET}={dns_label(asset)}")
+    if state is not None:
+        selector.append(PHASE_SELECTOR[state])
+    result = await tenant.argo.list(",".join(selector), limit, page)
+    jobs = [_job(tenant, wf) for wf in result.items or []]
+    if state is not None:
+        jobs = [j for j in jobs if j.state is state]
+    if asset is not None:
+        jobs = [j for j in jobs if j.asset == asset]
+    cont = result.metadata.continue_ if result.metadata else None
+    return JobList(items=jobs, next=cont or None)
+
+
+@router.get("/{job}", response_model=Job, summary="Show a job")
+async def get_job(job: JobPath, tenant: TenantDep) -> Job:
+    return _job(tenant, await _workflow(tenant, job))
+
+
+@router.post("/{job}/cancel", response_model=Job, summary="Cancel a job")
+async def cancel_job(job: JobPath, tenant: TenantDep) -> Job:
+    wf = await _workflow(tenant, job)
+    if job_state(wf).finished:
+        raise ApiError(409, "Conflict", f"job {job} has already finished ({job_state(wf).value})")
+    return _job(tenant, await tenant.argo.terminate(job))
+
+
+@router.delete("/{job}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a job and its objects")
+async def delete_job(job: JobPath, tenant: TenantDep) -> None:
+    await _workflow(tenant, job)
+    await tenant.argo.delete(job)
+    await tenant.storage.delete_prefix(tenant.storage.keys.job(job))
+
+
+@router.get(
+    "/{job}/logs",
+    summary="The worker's log (live with follow=true; from the archive once the pod is gone)",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/plain": {}}}},
+)
+async def job_logs(job: JobPath, tenant: TenantDep, follow: bool = False) -> StreamingResponse:
+    wf = await _workflow(tenant, job)
+    archived = await tenant.storage.list_prefix(tenant.storage.keys.job_logs(job))
+    if job_state(wf).finished and archived:
+        return StreamingResponse(_archived(tenant, archived), media_type="text/plain; charset=utf-8")
+    lines = tenant.argo.log_lines(job, follow)
+    # Pull the first line before answering, so that a failure becomes a proper error status.
+    try:
+        head: str | None = await anext(lines)
+    except StopAsyncIteration:
+        head = None
+    return StreamingResponse(_live(head, lines), media_type="text/plain; charset=utf-8")
+
+
+async def _live(head: str | None, lines: AsyncIterator[str]) -> AsyncIterator[bytes]:
+    if head is not None:
+        yield (head + "\n").encode()
+    async for line in lines:
+        yield (line + "\n").encode()
+
+
+async def _archived(tenant: Tenant, entries: list[dict[str, Any]]) -> AsyncIterator[bytes]:
+    for entry in entries:
+        if entry["key"].endswith("main.log"):
+            async for chunk in tenant.storage.read_range(entry["key"], 0, entry["size"]):
+                yield chunk
+
+
+def _output_key(tenant: Tenant, asset: WorkflowAsset, job: str, name: str) -> str:
+    out = asset.output(name)
+    return tenant.storage.keys.job_output(job, name, directory=out.kind is OutputKind.DIRECTORY)
+
+
+async def _job_asset(tenant: Tenant, wf: m.Workflow) -> WorkflowAsset:
+    name = (wf.metadata.annotations or {}).get("workflow-middlelayer.io/asset-name")
+    asset = await tenant.catalogue.get(name) if name else None
+    if asset is None:
+        raise ApiError(410, "Gone", "the job's asset is no longer contracted")
+    return asset
+
+
+@router.get("/{job}/outputs", response_model=OutputList, summary="List a job's outputs")
+async def list_outputs(job: JobPath, tenant: TenantDep) -> OutputList:
+    wf = await _workflow(tenant, job)
+    asset = await _job_asset(tenant, wf)
+    receipt = await _receipt(tenant, wf, asset) if job_state(wf).finished else None
+    items = []
+    for out in asset.outputs:
+        key = _output_key(tenant, asset, job, out.name)
+        try:
+            size = await tenant.storage.size(key)
+        except FileNotFoundError:
+            continue
+        items.append(OutputFile(name=out.name, size=size, sha256=receipt.outputs.get(out.name) if receipt else None))
+    return OutputList(job=job, items=items)
+
+
+@router.get(
+    "/{job}/outputs/{name}",
+    summary="Download an output (streamed; HTTP Range supported)",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"application/octet-stream": {}}},
+        206: {"description": "partial content"},
+        416: {"description": "range not satisfiable"},
+    },
+)
+async def download_output(
+    job: JobPath,
+    name: Annotated[str, Path(max_length=128)],
+    tenant: TenantDep,
+    range_: Annotated[str | None, Header(alias="range")] = None,
+) -> Response:
+    wf = await _workflow(tenant, job)
+    asset = await _job_asset(tenant, wf)
+    try:
+        key = _output_key(tenant, asset, job, name)
+    except (KeyError, ValueError):
+        raise not_found(f"output {name!r}") from None
+    try:
+        size = await tenant.storage.size(key)
+    except FileNotFoundError:
+        raise not_found(f"output {name!r} of job {job}") from None
+    filename = key.rsplit("/", 1)[-1]
+    headers = {
+        "Accept-Ranges": "bytes",
+        "Content-Disposition": f'attachment; filename="{filename}"',
+    }
+    start, end, code = 0, size, 200
+    if range_:
+        match = _RANGE.match(range_.strip())
+        if not match or match.groups() == ("", ""):
+            raise ApiError(
+                416,
+                "Range Not Satisfiable",
+                "only one bytes=start-end range is supported",
+                {"Content-Range": f"bytes */{size}"},
+            )
+        first, last = match.groups()
+        if first:
+            start = int(first)
+            end = min(size, int(last) + 1) if last else size
+        else:
+            start = max(0, size - int(last))
+        if start >= size or start >= end:
+            raise ApiError(
+                416, "Range Not Satisfiable", f"object has {size} bytes", {"Content-Range": f"bytes */{size}"}
+            )
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+        code = 206
+    headers["Content-Length"] = str(end - start)
+    return StreamingResponse(
+        tenant.storage.read_range(key, start, end),
+        status_code=code,
+        media_type="application/octet-stream",
+        headers=headers,
+    )
+
+
+async def _receipt(tenant: Tenant, wf: m.Workflow, asset: WorkflowAsset) -> Receipt:
+    job = wf.metadata.name
+    key = tenant.storage.keys.job_receipt(job)
+    cached = await tenant.storage.read_json(key)
+    if cached:
+        return Receipt.model_validate(cached)
+    info = _job(tenant, wf)
+    inputs: dict[str, str] = {}
+    for item in asset.inputs:
+        record = await tenant.storage.read_json(f"{tenant.storage.keys.job_input(job, item.name)}.sha256.json")
+        if record:
+            inputs[item.name] = record["sha256"]
+            continue
+        entries = await tenant.storage.list_prefix(tenant.storage.keys.job_input(job, item.name))
+        if entries:
+            digests = [f"{await tenant.storage.sha256(e['key'])}  {e['key']}" for e in entries]
+            inputs[item.name] = hashlib.sha256("\n".join(digests).encode()).hexdigest()
+    outputs: dict[str, str] = {}
+    for out in asset.outputs:
+        try:
+            outputs[out.name] = await tenant.storage.sha256(_output_key(tenant, asset, job, out.name))
+        except FileNotFoundError:
+            continue
+    receipt = Receipt(
+        job=job,
+        tenant=tenant.settings.tenant,
+        contract_id=tenant.settings.contract_id,
+        asset=asset.name,
+        asset_version=asset.version,
+        image=asset.worker.normalized_image,
+        state=info.state,
+        resources=asset.resources.model_dump(mode="json", by_alias=True, exclude_none=True),
+        inputs=inputs,
+        outputs=outputs,
+        created_at=info.created_at,
+        started_at=info.started_at,
+        finished_at=info.finished_at,
+    )
+    await tenant.storage.write_json(key, receipt.model_dump(mode="json"))
+    return receipt
+
+
+@router.get("/{job}/receipt", response_model=Receipt, summary="The job's receipt (finished jobs)")
+async def job_receipt(job: JobPath, tenant: TenantDep) -> Receipt:
+    wf = await _workflow(tenant, job)
+    if not job_state(wf).finished:
+        raise ApiError(409, "Conflict", f"job {job} has not finished yet")
+    return await _receipt(tenant, wf, await _job_asset(tenant, wf))

@@ -1,0 +1,138 @@
+"""Request and response bodies of the consumer API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.states import JobState
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class InputInfo(Body):
+    name: str
+    kind: str
+    path: str | None = None
+    format: str | None = None
+    required: bool
+    max_size: int = Field(description="Largest accepted upload in bytes.")
+    description: str = ""
+    keys: list[dict[str, Any]] | None = Field(default=None, description="env inputs: accepted keys.")
+
+
+class OutputInfo(Body):
+    name: str
+    kind: str
+    path: str
+    required: bool
+    description: str = ""
+
+
+class AssetSummary(Body):
+    name: str
+    version: str
+    description: str = ""
+
+
+class AssetDetail(AssetSummary):
+    image: str
+    resources: dict[str, Any]
+    timeout_seconds: int
+    inputs: list[InputInfo]
+    outputs: list[OutputInfo]
+
+
+class AssetList(Body):
+    items: list[AssetSummary]
+
+
+class StagedInput(Body):
+    name: str
+    size: int
+    sha256: str | None
+    uploaded_at: str | None = None
+
+
+class StagedInputList(Body):
+    asset: str
+    items: list[StagedInput]
+
+
+class JobCreate(Body):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"asset": "dummy", "parameters": {"SLEEPTIME": "3"}}]},
+    )
+
+    asset: str = Field(description="Asset name.", max_length=128)
+    parameters: dict[str, str] = Field(
+        default_factory=dict, description="Environment values for the asset's env inputs (override uploads)."
+    )
+
+
+class StepInfo(Body):
+    name: str
+    type: str
+    phase: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    message: str | None = None
+    pod: str | None = None
+
+
+class Job(Body):
+    id: str
+    asset: str
+    state: JobState
+    argo_phase: str | None = None
+    message: str | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    steps: list[StepInfo] = Field(default_factory=list)
+    ui_url: str | None = None
+
+
+class JobList(Body):
+    items: list[Job]
+    next: str | None = Field(default=None, description="Pass as `page` to get the next page.")
+
+
+class OutputFile(Body):
+    name: str
+    size: int
+    sha256: str | None = None
+
+
+class OutputList(Body):
+    job: str
+    items: list[OutputFile]
+
+
+class Receipt(Body):
+    job: str
+    tenant: str
+    contract_id: str
+    asset: str
+    asset_version: str
+    image: str
+    state: JobState
+    resources: dict[str, Any]
+    inputs: dict[str, str] = Field(description="input name → sha256")
+    outputs: dict[str, str] = Field(description="output name → sha256")
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class Problem(Body):
+    model_config = ConfigDict(extra="allow")
+
+    status: int
+    title: str
+    detail: str

@@ -1,0 +1,56 @@
+"""Settings of one consumer API instance (one tenant), from ``WML_API_*`` environment variables.
+
+The provisioner sets exactly these on the tenant's API Deployment (ConfigMap + Secret).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from templates.keys import KeyLayout
+
+SA_TOKEN_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+
+
+class ApiSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WML_API_", frozen=True)
+
+    tenant: str = Field(description="Tenant id (label value).")
+    namespace: str = Field(description="Tenant namespace: its WorkflowTemplates are the asset catalogue.")
+    contract_id: str = ""
+    token_sha256: SecretStr = Field(description="hex sha256 of the consumer's bearer token; the token is never stored.")
+
+    s3_endpoint_url: str = Field(description="S3 endpoint as this process reaches it, e.g. http://10.88.0.1:9000.")
+    s3_access_key: SecretStr
+    s3_secret_key: SecretStr
+    s3_bucket: str = "workflows"
+    s3_prefix: str = Field(description="Tenant prefix, e.g. tenants/t-3f9a (no slashes at the ends).")
+    s3_region: str | None = None
+
+    argo_server_url: str = Field(description="Argo Server base URL, e.g. http://10.88.0.1:2746.")
+    argo_token: SecretStr | None = Field(default=None, description="Bearer token for Argo Server (client auth).")
+    argo_token_file: Path = Field(default=SA_TOKEN_FILE, description="Read when argo_token is unset.")
+    argo_verify_tls: bool = True
+    argo_ui_url: str | None = Field(default=None, description="Public Argo UI base for job links.")
+
+    quota_concurrent_jobs: int = Field(default=4, ge=1)
+    quota_storage_bytes: int = Field(default=50 * 1024**3, ge=0)
+    webhook_url: str | None = Field(default=None, description="Receives signed job-completion events.")
+    webhook_secret: SecretStr | None = None
+
+    root_path: str = Field(default="", description="Path prefix when served behind an ingress path.")
+    page_size_max: int = 200
+
+    @cached_property
+    def keys(self) -> KeyLayout:
+        return KeyLayout(self.s3_prefix)
+
+    def argo_bearer(self) -> str:
+        """The current ServiceAccount token (re-read: projected tokens rotate)."""
+        if self.argo_token is not None:
+            return self.argo_token.get_secret_value()
+        return self.argo_token_file.read_text().strip()

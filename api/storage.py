@@ -1,0 +1,251 @@
+"""The tenant's objects in S3, through s3fs: staged inputs, job snapshots, outputs, logs, receipts.
+
+Uploads and downloads stream in bounded chunks, so memory does not grow with file size. An upload
+becomes visible only when its multipart upload completes and its metadata record is written; a reader
+treats data without a record as not there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import posixpath
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import s3fs
+from anyio import to_thread
+
+from templates.keys import KeyLayout
+from templates.names import check_safe_name
+
+CHUNK = 8 * 1024 * 1024
+META_DIR = ".meta"  # input names never start with '.', so this cannot collide with one
+
+
+class StorageUnavailable(RuntimeError):
+    """S3 could not be reached or answered with a server fault."""
+
+
+class TooLarge(ValueError):
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(f"larger than the limit of {limit} bytes")
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    name: str
+    size: int
+    sha256: str | None
+    uploaded_at: str | None = None
+
+
+def check_relative_path(path: str) -> str:
+    """A path inside a directory input: safe segments only."""
+    parts = path.split("/")
+    if not path or len(path) > 1024 or any(not p for p in parts):
+        raise ValueError("relative path must be non-empty segments separated by '/'")
+    for part in parts:
+        check_safe_name(part)
+    return path
+
+
+class Storage:
+    """S3 access for one tenant."""
+
+    def __init__(self, fs: s3fs.S3FileSystem, bucket: str, keys: KeyLayout) -> None:
+        self.fs = fs
+        self.bucket = bucket
+        self.keys = keys
+
+    def _path(self, key: str) -> str:
+        return f"{self.bucket}/{key}"
+
+    async def _run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run a blocking s3fs call in a worker thread, turning transport faults into StorageUnavailable."""
+        try:
+            return await to_thread.run_sync(lambda: fn(*args, **kwargs))
+        except (FileNotFoundError, TooLarge, UnicodeDecodeError):
+            raise
+        except Exception as exc:
+            raise StorageUnavailable(f"S3 is unavailable: {type(exc).__name__}") from exc
+
+    # --- writing -----------------------------------------------------------------------------------
+
+    async def write_stream(self, key: str, chunks: AsyncIterator[bytes], limit: int) -> tuple[int, str]:
+        """Stream ``chunks`` into ``key``; abort (nothing stored) past ``limit`` bytes. Returns size, sha256."""
+        digest = hashlib.sha256()
+        size = 0
+        handle = await self._run(self.fs.open, self._path(key), "wb", block_size=CHUNK)
+        buffer = bytearray()
+        try:
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > limit:
+                    raise TooLarge(limit)
+                digest.update(chunk)
+                buffer += chunk
+                if len(buffer) >= CHUNK:
+                    data, buffer = bytes(buffer), bytearray()
+                    await self._run(handle.write, data)
+            if buffer:
+                await self._run(handle.write, bytes(buffer))
+            await self._run(handle.close)
+        except BaseException:
+            # Abort the multipart upload: a partial object never becomes visible.
+            with anyio.CancelScope(shield=True):
+                with contextlib.suppress(Exception):  # best effort; the upload never completed either way
+                    await to_thread.run_sync(handle.discard)
+            raise
+        return size, digest.hexdigest()
+
+    async def write_json(self, key: str, value: Any) -> None:
+        await self._run(self.fs.pipe_file, self._path(key), json.dumps(value, sort_keys=True).encode())
+
+    async def read_json(self, key: str) -> Any | None:
+        try:
+            return json.loads(await self._run(self.fs.cat_file, self._path(key)))
+        except FileNotFoundError:
+            return None
+
+    # --- staged inputs -----------------------------------------------------------------------------
+
+    def _staged_meta(self, asset: str, name: str) -> str:
+        return f"{self.keys.staging(asset)}/{META_DIR}/{name}.json"
+
+    async def stage_input(
+        self, asset: str, name: str, chunks: AsyncIterator[bytes], limit: int, relpath: str | None = None
+    ) -> StoredObject:
+        key = self.keys.staging(asset, name)
+        if relpath is not None:
+            key = f"{key}/{check_relative_path(relpath)}"
+        size, sha = await self.write_stream(key, chunks, limit)
+        record = {"name": name, "size": size, "sha256": sha, "uploaded_at": _now()}
+        if relpath is not None:
+            meta = await self.read_json(self._staged_meta(asset, name)) or {"name": name, "files": {}}
+            meta.setdefault("files", {})[relpath] = {"size": size, "sha256": sha}
+            meta["size"] = sum(f["size"] for f in meta["files"].values())
+            meta["sha256"] = _tree_digest(meta["files"])
+            meta["uploaded_at"] = record["uploaded_at"]
+            record = meta
+        await self.write_json(self._staged_meta(asset, name), record)
+        return StoredObject(name, record["size"], record["sha256"], record["uploaded_at"])
+
+    async def staged_inputs(self, asset: str) -> list[StoredObject]:
+        prefix = f"{self.keys.staging(asset)}/{META_DIR}"
+        try:
+            entries = await self._run(self.fs.ls, self._path(prefix), detail=False, refresh=True)
+        except FileNotFoundError:
+            return []
+        found = []
+        for entry in sorted(entries):
+            meta = await self.read_json(entry.removeprefix(f"{self.bucket}/"))
+            if meta:
+                found.append(StoredObject(meta["name"], meta["size"], meta["sha256"], meta.get("uploaded_at")))
+        return found
+
+    async def staged_input(self, asset: str, name: str) -> dict[str, Any] | None:
+        return await self.read_json(self._staged_meta(asset, name))
+
+    async def read_staged_text(self, asset: str, name: str, limit: int) -> str:
+        data = await self._run(self.fs.cat_file, self._path(self.keys.staging(asset, name)))
+        if len(data) > limit:
+            raise TooLarge(limit)
+        return data.decode("utf-8", errors="strict")
+
+    async def delete_staged(self, asset: str, name: str) -> bool:
+        if await self.staged_input(asset, name) is None:
+            return False
+        # Record first: from this moment the input counts as absent, even if data removal is interrupted.
+        await self._run(self.fs.rm, self._path(self._staged_meta(asset, name)))
+        key = self._path(self.keys.staging(asset, name))
+        if await self._run(self.fs.exists, key):
+            await self._run(self.fs.rm, key, recursive=True)
+        return True
+
+    async def snapshot_input(self, asset: str, name: str, job: str) -> None:
+        """Copy a staged input into the job's own keys (server-side), so later uploads never change it."""
+        src = self._path(self.keys.staging(asset, name))
+        dst = self._path(self.keys.job_input(job, name))
+        meta = await self.staged_input(asset, name)
+        if meta and "files" in meta:
+            for rel in sorted(meta["files"]):
+                await self._run(self.fs.copy, f"{src}/{rel}", f"{dst}/{rel}")
+        else:
+            await self._run(self.fs.copy, src, dst)
+
+    # --- outputs, logs, receipts -------------------------------------------------------------------
+
+    async def list_prefix(self, prefix: str) -> list[dict[str, Any]]:
+        try:
+            entries = await self._run(self.fs.find, self._path(prefix), detail=True, withdirs=False)
+        except FileNotFoundError:
+            return []
+        return [
+            {"key": k.removeprefix(f"{self.bucket}/"), "size": int(v.get("size") or 0)}
+            for k, v in sorted(entries.items())
+        ]
+
+    async def size(self, key: str) -> int:
+        info = await self._run(self.fs.info, self._path(key), refresh=True)
+        if info.get("type") == "directory":
+            raise FileNotFoundError(key)
+        return int(info["size"])
+
+    async def sha256(self, key: str) -> str:
+        digest = hashlib.sha256()
+        async for chunk in self.read_range(key, 0, None):
+            digest.update(chunk)
+        return digest.hexdigest()
+
+    async def read_range(self, key: str, start: int, end: int | None) -> AsyncIterator[bytes]:
+        """Yield bytes [start, end) of ``key`` in bounded ranged reads."""
+        if end is None:
+            end = await self.size(key)
+        pos = start
+        while pos < end:
+            stop = min(end, pos + CHUNK)
+            yield await self._run(self.fs.cat_file, self._path(key), start=pos, end=stop)
+            pos = stop
+
+    async def delete_prefix(self, prefix: str) -> None:
+        path = self._path(prefix)
+        if await self._run(self.fs.exists, path):
+            await self._run(self.fs.rm, path, recursive=True)
+
+    async def used_bytes(self) -> int:
+        return sum(e["size"] for e in await self.list_prefix(self.keys.prefix))
+
+    async def ping(self) -> None:
+        await self._run(self.fs.ls, self.bucket, refresh=True)
+
+
+def _now() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _tree_digest(files: dict[str, dict[str, Any]]) -> str:
+    lines = "".join(f"{files[p]['sha256']}  {p}\n" for p in sorted(files))
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def make_filesystem(endpoint_url: str, access_key: str, secret_key: str, region: str | None) -> s3fs.S3FileSystem:
+    return s3fs.S3FileSystem(
+        key=access_key,
+        secret=secret_key,
+        endpoint_url=endpoint_url,
+        client_kwargs={"region_name": region or "us-east-1"},
+        config_kwargs={"retries": {"max_attempts": 2, "mode": "standard"}, "connect_timeout": 5, "read_timeout": 60},
+        use_listings_cache=False,
+        skip_instance_cache=True,
+    )
+
+
+def basename(key: str) -> str:
+    return posixpath.basename(key)
