@@ -1,0 +1,131 @@
+"""A small synchronous client of the consumer API (used by the CLI, the demo and the tests)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+Progress = Callable[[int], None]
+FINISHED = {"COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELED"}
+CHUNK = 1024 * 1024
+
+
+class ApiError(RuntimeError):
+    def __init__(self, response: httpx.Response) -> None:
+        self.status = response.status_code
+        try:
+            body = response.json()
+            detail = body.get("detail", body) if isinstance(body, dict) else body
+        except ValueError:
+            detail = response.text
+        super().__init__(f"{response.status_code}: {detail}")
+
+
+class Client:
+    def __init__(self, base_url: str, token: str, timeout: float = 60.0) -> None:
+        self.http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=httpx.Timeout(timeout, connect=10.0),
+        )
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.http.close()
+
+    def _json(self, method: str, url: str, **kwargs: Any) -> Any:
+        response = self.http.request(method, url, **kwargs)
+        if response.status_code >= 400:
+            raise ApiError(response)
+        return response.json() if response.content else None
+
+    def assets(self) -> list[dict[str, Any]]:
+        return self._json("GET", "/v1/assets")["items"]
+
+    def asset(self, name: str) -> dict[str, Any]:
+        return self._json("GET", f"/v1/assets/{name}")
+
+    def upload(self, asset: str, name: str, source: Path, progress: Progress | None = None) -> dict[str, Any]:
+        def chunks() -> Iterator[bytes]:
+            with source.open("rb") as handle:
+                while data := handle.read(CHUNK):
+                    if progress:
+                        progress(len(data))
+                    yield data
+
+        headers = {"Content-Length": str(source.stat().st_size), "Content-Type": "application/octet-stream"}
+        return self._json("PUT", f"/v1/assets/{asset}/inputs/{name}", content=chunks(), headers=headers)
+
+    def upload_bytes(self, asset: str, name: str, data: bytes) -> dict[str, Any]:
+        return self._json("PUT", f"/v1/assets/{asset}/inputs/{name}", content=data)
+
+    def staged(self, asset: str) -> list[dict[str, Any]]:
+        return self._json("GET", f"/v1/assets/{asset}/inputs")["items"]
+
+    def start(
+        self, asset: str, parameters: dict[str, str] | None = None, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        body = {"asset": asset, "parameters": parameters or {}}
+        return self._json("POST", "/v1/jobs", json=body, headers=headers)
+
+    def job(self, job: str) -> dict[str, Any]:
+        return self._json("GET", f"/v1/jobs/{job}")
+
+    def jobs(self, **params: Any) -> dict[str, Any]:
+        return self._json("GET", "/v1/jobs", params={k: v for k, v in params.items() if v is not None})
+
+    def wait(
+        self, job: str, timeout: float = 600, interval: float = 1.0, on_state: Callable[[str], None] | None = None
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            info = self.job(job)
+            if on_state:
+                on_state(info["state"])
+            if info["state"] in FINISHED:
+                return info
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {job} still {info['state']} after {timeout}s")
+            time.sleep(interval)
+
+    def logs(self, job: str, follow: bool = False) -> Iterator[str]:
+        params = {"follow": "true" if follow else "false"}
+        with self.http.stream("GET", f"/v1/jobs/{job}/logs", params=params, timeout=None) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise ApiError(response)
+            yield from response.iter_lines()
+
+    def cancel(self, job: str) -> dict[str, Any]:
+        return self._json("POST", f"/v1/jobs/{job}/cancel")
+
+    def delete(self, job: str) -> None:
+        self._json("DELETE", f"/v1/jobs/{job}")
+
+    def outputs(self, job: str) -> list[dict[str, Any]]:
+        return self._json("GET", f"/v1/jobs/{job}/outputs")["items"]
+
+    def receipt(self, job: str) -> dict[str, Any]:
+        return self._json("GET", f"/v1/jobs/{job}/receipt")
+
+    def download(self, job: str, name: str, dest: Path, progress: Callable[[int, int], None] | None = None) -> Path:
+        with self.http.stream("GET", f"/v1/jobs/{job}/outputs/{name}", timeout=None) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise ApiError(response)
+            total = int(response.headers.get("content-length", 0))
+            tmp = dest.with_name(dest.name + ".part")
+            with tmp.open("wb") as handle:
+                for data in response.iter_bytes(CHUNK):
+                    handle.write(data)
+                    if progress:
+                        progress(len(data), total)
+            tmp.replace(dest)
+        return dest
