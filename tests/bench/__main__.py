@@ -1,0 +1,26 @@
+"""``make bench``: benchmarks that print ratios against their goals."""
+
+from __future__ import annotations
+
+import sys
+
+from tests.bench import compile as compile_bench
+
+
+def main(argv: list[str]) -> int:
+    wanted = set(argv) or {"compile", "api", "provisioner"}
+    if "compile" in wanted:
+        compile_bench.run()
+    if "api" in wanted:
+        from tests.bench import api as api_bench
+
+        api_bench.run()
+    if "provisioner" in wanted:
+        from tests.bench import provisioner as provisioner_bench
+
+        provisioner_bench.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
