@@ -106,6 +106,10 @@ build_argo() {
   if [ ! -f "$work/go.mod" ]; then
     rm -rf "$work"; cp -r "$src" "$work"; chmod -R u+w "$work"
   fi
+  # Upstream's signal_linux.go is a symlink to signal_darwin.go; module zips drop symlinks, so
+  # restore it as a copy (without it argoexec fails with "undefined: Setpgid").
+  local os_dir="$work/workflow/executor/osspecific"
+  [ -e "$os_dir/signal_linux.go" ] || cp "$os_dir/signal_darwin.go" "$os_dir/signal_linux.go"
   mkdir -p "$work/ui/dist/app"
   [ -f "$work/ui/dist/app/index.html" ] || cat >"$work/ui/dist/app/index.html" <<'HTML'
 <!doctype html><title>Argo Workflows</title><p>Argo Server API is running. The web UI was not built for this local stack; use the API or the argo CLI.</p>
