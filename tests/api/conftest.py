@@ -1,114 +1,13 @@
-"""A tenant namespace prepared as the provisioner prepares it, and a consumer API serving it."""
+"""Fixtures of the consumer-API tests: one tenant per session and a client for it."""
 
 from __future__ import annotations
 
-import hashlib
-import secrets
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-from kubernetes import client as k8s
 
-from api.app import create_app
 from api.client import Client
-from api.settings import ApiSettings
-from templates import CompileOptions, StorageTarget, compile_asset, load_directory
-from tests.servers import serve
-from tests.stack import kube
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "templates" / "examples"
-
-API_ROLE_RULES = [
-    k8s.V1PolicyRule(
-        api_groups=["argoproj.io"],
-        resources=["workflows"],
-        verbs=["get", "list", "watch", "create", "update", "patch", "delete"],
-    ),
-    k8s.V1PolicyRule(api_groups=["argoproj.io"], resources=["workflowtemplates"], verbs=["get", "list", "watch"]),
-    k8s.V1PolicyRule(api_groups=[""], resources=["pods", "pods/log", "events"], verbs=["get", "list", "watch"]),
-]
-
-
-@dataclass
-class ApiTenant:
-    name: str
-    namespace: str
-    url: str
-    token: str
-    settings: ApiSettings
-
-    def client(self, token: str | None = None) -> Client:
-        return Client(self.url, token or self.token)
-
-
-def _prepare_namespace(stack, api: k8s.ApiClient, tenant: str, namespace: str) -> str:
-    core, rbac = k8s.CoreV1Api(api), k8s.RbacAuthorizationV1Api(api)
-    core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=namespace)))
-    core.create_namespaced_secret(
-        namespace,
-        k8s.V1Secret(
-            metadata=k8s.V1ObjectMeta(name="wml-s3"),
-            string_data={"accessKey": stack.s3_access_key, "secretKey": stack.s3_secret_key},
-        ),
-    )
-    for sa in ("wml-worker", "wml-api"):
-        core.create_namespaced_service_account(namespace, k8s.V1ServiceAccount(metadata=k8s.V1ObjectMeta(name=sa)))
-    kube.grant_executor(api, namespace, "wml-worker")
-    rbac.create_namespaced_role(namespace, k8s.V1Role(metadata=k8s.V1ObjectMeta(name="wml-api"), rules=API_ROLE_RULES))
-    rbac.create_namespaced_role_binding(
-        namespace,
-        k8s.V1RoleBinding(
-            metadata=k8s.V1ObjectMeta(name="wml-api"),
-            role_ref=k8s.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role", name="wml-api"),
-            subjects=[k8s.RbacV1Subject(kind="ServiceAccount", name="wml-api", namespace=namespace)],
-        ),
-    )
-    target = StorageTarget(
-        endpoint=stack.s3_host,
-        bucket=stack.bucket,
-        prefix=f"tenants/{tenant}",
-        credentials_secret="wml-s3",
-        insecure=True,
-    )
-    custom = k8s.CustomObjectsApi(api)
-    for asset in load_directory(EXAMPLES).values():
-        manifest = compile_asset(asset, target, CompileOptions(namespace=namespace, tenant=tenant)).to_dict()
-        custom.create_namespaced_custom_object("argoproj.io", "v1alpha1", namespace, "workflowtemplates", manifest)
-    return kube.service_account_token(api, namespace, "wml-api")
-
-
-@contextmanager
-def api_tenant(stack, label: str = "api") -> Iterator[ApiTenant]:
-    """A fresh tenant namespace with the example assets registered, and its API served on loopback."""
-    tenant = f"t-{label}-{uuid.uuid4().hex[:6]}"
-    namespace = f"wml-{tenant}"
-    api = kube.api_client(stack.kubeconfig)
-    sa_token = _prepare_namespace(stack, api, tenant, namespace)
-    token = secrets.token_urlsafe(32)
-    settings = ApiSettings(
-        tenant=tenant,
-        namespace=namespace,
-        contract_id=f"contract-{tenant}",
-        token_sha256=hashlib.sha256(token.encode()).hexdigest(),
-        s3_endpoint_url=stack.s3_endpoint,
-        s3_access_key=stack.s3_access_key,
-        s3_secret_key=stack.s3_secret_key,
-        s3_bucket=stack.bucket,
-        s3_prefix=f"tenants/{tenant}",
-        argo_server_url=stack.argo_server_url,
-        argo_token=sa_token,
-        argo_verify_tls=False,
-        quota_concurrent_jobs=3,
-    )
-    try:
-        with serve(create_app(settings)) as url:
-            yield ApiTenant(tenant, namespace, url, token, settings)
-    finally:
-        k8s.CoreV1Api(api).delete_namespace(namespace, propagation_policy="Background")
+from tests.api.tenant import ApiTenant, api_tenant
 
 
 @pytest.fixture(scope="session")

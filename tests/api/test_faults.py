@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from api.app import create_app
-from tests.api.conftest import ApiTenant
+from tests.api.tenant import ApiTenant
 from tests.servers import free_port, serve
 
 pytestmark = pytest.mark.stack

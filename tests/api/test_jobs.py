@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from api.client import ApiError, Client
-from tests.api.conftest import EXAMPLES, ApiTenant
+from tests.api.tenant import EXAMPLES, ApiTenant
 
 pytestmark = pytest.mark.stack
 
@@ -189,7 +189,7 @@ def test_oversize_upload_is_413_and_stores_nothing(client: Client) -> None:
 
 
 def test_other_tenants_jobs_are_invisible(stack, client: Client) -> None:
-    from tests.api.conftest import api_tenant
+    from tests.api.tenant import api_tenant
 
     done = _run_dummy(client, "SOURCE=/etc/os-release\nDESTINATION=/output/result\nSLEEPTIME=0\n")
     with api_tenant(stack, "other") as other, other.client() as intruder:

@@ -21,5 +21,5 @@ def run(seconds: float = 3.0) -> dict[str, float]:
             compile_asset(asset, target, options).to_dict()
             count += 1
     rate = count / elapsed
-    print(f"compile: {rate:8.0f} assets/s   goal ≥ {GOAL:.0f}/s   ratio {rate / GOAL:5.2f}×")
+    print(f"compile: {rate:8.0f} assets/s   goal ≥ {GOAL:.0f}/s   ratio {rate / GOAL:5.2f}x")
     return {"compile_per_second": rate}

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Builds the root filesystem of the API/provisioner image for the local stack, without a registry or a
+# Docker engine: a minimal Debian bookworm (Python 3.11) by debootstrap, plus a virtual environment with
+# the project's dependencies. Our own packages are added as a separate layer at import time
+# (tests/stack/app_image.py), so code changes do not rebuild this.
+#
+#   argo/images/build-local.sh            -> prints the rootfs directory
+# Cached by the hash of pyproject.toml under $WML_CACHE (default ~/.cache/workflow-middlelayer).
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+cache="${WML_CACHE:-$HOME/.cache/workflow-middlelayer}"
+key="$( (cat "$root/pyproject.toml"; cat "$0") | sha256sum | cut -c1-12)"
+out="$cache/images/app-rootfs-$key"
+if [ -f "$out/.complete" ]; then echo "$out"; exit 0; fi
+
+command -v debootstrap >/dev/null || { apt-get update -qq >&2; apt-get install -y -qq debootstrap >&2; }
+echo "[app-image] building the Python image root filesystem — first run only (~5 min)" >&2
+if [ ! -x "$out.tmp/usr/bin/python3" ]; then
+  rm -rf "$out.tmp"; mkdir -p "$out.tmp"
+  debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates bookworm "$out.tmp" \
+    http://deb.debian.org/debian >&2
+fi
+# Dependencies only (not our code): resolve them from pyproject.toml and install into /opt/wml.
+python3 - "$root/pyproject.toml" >"$out.tmp/requirements.txt" <<'PY'
+import sys, tomllib
+print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]))
+PY
+cp /etc/resolv.conf "$out.tmp/etc/resolv.conf"
+# The host's CA bundle, for the install only: package registries may sit behind a TLS-inspecting proxy.
+cp /etc/ssl/certs/ca-certificates.crt "$out.tmp/tmp/host-ca.crt"
+chroot "$out.tmp" /usr/bin/python3 -m venv /opt/wml
+chroot "$out.tmp" /usr/bin/env PIP_CERT=/tmp/host-ca.crt /opt/wml/bin/pip install -q --no-cache-dir \
+  -r /requirements.txt >&2
+rm -f "$out.tmp/tmp/host-ca.crt"
+rm -rf "$out.tmp/var/cache/apt/archives"/*.deb "$out.tmp/var/lib/apt/lists"/* "$out.tmp/requirements.txt"
+: >"$out.tmp/etc/resolv.conf"
+echo "wml:x:10001:10001::/nonexistent:/usr/sbin/nologin" >>"$out.tmp/etc/passwd"
+echo "wml:x:10001:" >>"$out.tmp/etc/group"
+rm -rf "$out"; mv "$out.tmp" "$out"; touch "$out/.complete"
+echo "$out"

@@ -1,0 +1,204 @@
+"""Consumer API against the same MinIO and Argo Server, side by side in one run.
+
+- upload and download of a 1 GiB file through the API as a ratio of direct s3fs (goal ≥ 0.9x);
+- the API process's peak memory growth during those transfers (goal < 64 MiB);
+- job-start overhead: median API start minus median Argo Server create (goal ≤ 10 ms).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+from api.client import Client
+from api.storage import make_filesystem
+from templates import load_file, new_job_id, parse_document
+from templates.jobs import job_workflow
+from tests.api.tenant import EXAMPLES, api_tenant
+from tests.servers import free_port
+from tests.stack.launcher import ensure_stack
+
+BENCH_ASSET = parse_document(
+    {
+        "name": "bench",
+        "worker": {"image": "imlahso/dummy-job", "command": ["/bin/true"], "outputDir": "/output"},
+        "inputs": [{"name": "blob", "kind": "file", "path": "/data/blob", "maxSize": "2Gi"}],
+        "outputs": [{"name": "result", "path": "/output/result", "required": False}],
+    }
+)
+SIZE = int(os.environ.get("WML_BENCH_BYTES", str(1024**3)))
+STARTS = int(os.environ.get("WML_BENCH_STARTS", "15"))
+
+
+class PeakRss:
+    """Samples a process's RSS in a thread; ``growth`` is peak minus the value at start."""
+
+    def __init__(self, pid: int) -> None:
+        self.proc = psutil.Process(pid)
+        self.base = self.proc.memory_info().rss
+        self.peak = self.base
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+            time.sleep(0.02)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def growth_mib(self) -> float:
+        return (self.peak - self.base) / 1024**2
+
+
+def _serve_process(settings_env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "serve", "--port", str(port)],
+        env={**os.environ, **settings_env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("API process did not start")
+
+
+def _env_of(settings: object) -> dict[str, str]:
+    env = {}
+    for name, value in settings.model_dump().items():  # type: ignore[attr-defined]
+        if value is None:
+            continue
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        env[f"WML_API_{name.upper()}"] = str(value)
+    return env
+
+
+def _timed(fn: object) -> float:
+    started = time.perf_counter()
+    fn()  # type: ignore[operator]
+    return time.perf_counter() - started
+
+
+def run() -> dict[str, float]:
+    stack = ensure_stack()
+    with (
+        api_tenant(stack, "bench", (BENCH_ASSET,), quota_concurrent_jobs=1000) as tenant,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        proc, url = _serve_process(_env_of(tenant.settings))
+        try:
+            return _measure(stack, tenant, url, proc.pid, Path(tmp))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+def _measure(stack: object, tenant: object, url: str, pid: int, tmp: Path) -> dict[str, float]:
+    settings = tenant.settings  # type: ignore[attr-defined]
+    fs = make_filesystem(stack.s3_endpoint, stack.s3_access_key, stack.s3_secret_key, None)  # type: ignore[attr-defined]
+    big = tmp / "big.bin"
+    with big.open("wb") as handle:
+        block = os.urandom(8 * 1024 * 1024)
+        for _ in range(SIZE // len(block)):
+            handle.write(block)
+    client = Client(url, tenant.token, timeout=600)  # type: ignore[attr-defined]
+    bucket = settings.s3_bucket
+    gib = SIZE / 1024**3
+
+    # Uploads: the same file, direct to S3 and through the API (into the bench asset's 2 GiB slot).
+    direct_key = f"{bucket}/{settings.s3_prefix}/bench/direct.bin"
+    t_direct_up = _timed(lambda: fs.put_file(str(big), direct_key))
+    with PeakRss(pid) as up_mem:
+        t_api_up = _timed(lambda: client.upload("bench", "blob", big))
+
+    # Downloads: a finished job's output object replaced by the big file, read through the API.
+    client.upload_bytes("dummy", "env", b"SOURCE=/etc/os-release\nDESTINATION=/output/result\nSLEEPTIME=0\n")
+    job = client.wait(client.start("dummy")["id"], timeout=300)
+    out_key = f"{bucket}/{tenant.settings.keys.job_output(job['id'], 'result')}"  # type: ignore[attr-defined]
+    fs.copy(direct_key, out_key)
+    client.receipt(job["id"])  # computed now, so the download below streams only
+    t_direct_down = _timed(lambda: fs.get_file(out_key, str(tmp / "direct.out")))
+    with PeakRss(pid) as down_mem:
+        t_api_down = _timed(lambda: client.download(job["id"], "result", tmp / "api.out"))
+    assert _sha(tmp / "api.out") == _sha(big)
+
+    # Job starts: the API's whole start against Argo Server's own create call for the same Workflow.
+    argo_times, api_times = [], []
+    dummy = load_file(EXAMPLES / "dummy.yaml")
+    token = settings.argo_token.get_secret_value()
+    with httpx.Client(timeout=30) as http:
+        for _ in range(STARTS):
+            manifest = job_workflow(
+                dummy, namespace=settings.namespace, job_id=new_job_id(), env={"SOURCE": "/x", "DESTINATION": "/y"}
+            ).to_dict()
+            started = time.perf_counter()
+            response = http.post(
+                f"{settings.argo_server_url}/api/v1/workflows/{settings.namespace}",
+                json={"workflow": manifest},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            argo_times.append(time.perf_counter() - started)
+            response.raise_for_status()
+            started = time.perf_counter()
+            client.start("dummy", {"SLEEPTIME": "0"})
+            api_times.append(time.perf_counter() - started)
+    overhead_ms = (statistics.median(api_times) - statistics.median(argo_times)) * 1000
+
+    up_ratio = t_direct_up / t_api_up
+    down_ratio = t_direct_down / t_api_down
+    print(
+        f"upload   {gib:.2f} GiB: direct {SIZE / t_direct_up / 1e6:7.1f} MB/s, API {SIZE / t_api_up / 1e6:7.1f} MB/s"
+        f"   ratio {up_ratio:4.2f}x  (goal ≥ 0.9x)"
+    )
+    print(
+        f"download {gib:.2f} GiB: direct {SIZE / t_direct_down / 1e6:7.1f} MB/s, API {SIZE / t_api_down / 1e6:7.1f} MB/s"
+        f"   ratio {down_ratio:4.2f}x  (goal ≥ 0.9x)"
+    )
+    print(
+        f"API peak memory growth: upload {up_mem.growth_mib:.1f} MiB, download {down_mem.growth_mib:.1f} MiB"
+        f"   (goal < 64 MiB)"
+    )
+    print(
+        f"job start: API median {statistics.median(api_times) * 1000:.1f} ms, Argo Server create median "
+        f"{statistics.median(argo_times) * 1000:.1f} ms, overhead {overhead_ms:.1f} ms   (goal ≤ 10 ms)"
+    )
+    return {
+        "upload_ratio": up_ratio,
+        "download_ratio": down_ratio,
+        "upload_mem_mib": up_mem.growth_mib,
+        "download_mem_mib": down_mem.growth_mib,
+        "start_overhead_ms": overhead_ms,
+    }
+
+
+def _sha(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
