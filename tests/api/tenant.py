@@ -59,6 +59,17 @@ def _prepare_namespace(
     for sa in ("wml-worker", "wml-api"):
         core.create_namespaced_service_account(namespace, k8s.V1ServiceAccount(metadata=k8s.V1ObjectMeta(name=sa)))
     kube.grant_executor(api, namespace, "wml-worker")
+    # Argo mounts the executor's token from "<sa>.service-account-token" when pods do not automount one.
+    core.create_namespaced_secret(
+        namespace,
+        k8s.V1Secret(
+            metadata=k8s.V1ObjectMeta(
+                name="wml-worker.service-account-token",
+                annotations={"kubernetes.io/service-account.name": "wml-worker"},
+            ),
+            type="kubernetes.io/service-account-token",
+        ),
+    )
     rbac.create_namespaced_role(namespace, k8s.V1Role(metadata=k8s.V1ObjectMeta(name="wml-api"), rules=API_ROLE_RULES))
     rbac.create_namespaced_role_binding(
         namespace,
