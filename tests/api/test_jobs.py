@@ -74,7 +74,7 @@ def test_input_dummy_gets_every_input(client: Client, tmp_path: Path) -> None:
     text = client.download(job["id"], "result", tmp_path / "r").read_text()
     assert "greeting: hello from the env input" in text
     assert "testfile: this is input_testfile" in text
-    assert "zipped: hello from input.zip" in text
+    assert "zipped: hello from input.zip / nested file" in text
 
 
 def test_failing_job_reports_executor_error_with_log(client: Client) -> None:
