@@ -30,8 +30,8 @@ cp /etc/resolv.conf "$out.tmp/etc/resolv.conf"
 # The host's CA bundle, for the install only: package registries may sit behind a TLS-inspecting proxy.
 cp /etc/ssl/certs/ca-certificates.crt "$out.tmp/tmp/host-ca.crt"
 chroot "$out.tmp" /usr/bin/python3 -m venv /opt/wml
-chroot "$out.tmp" /usr/bin/env PIP_CERT=/tmp/host-ca.crt /opt/wml/bin/pip install -q --no-cache-dir \
-  -r /requirements.txt >&2
+chroot "$out.tmp" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/root PIP_CERT=/tmp/host-ca.crt \
+  SSL_CERT_FILE=/tmp/host-ca.crt /opt/wml/bin/pip install -q --no-cache-dir -r /requirements.txt >&2
 rm -f "$out.tmp/tmp/host-ca.crt"
 rm -rf "$out.tmp/var/cache/apt/archives"/*.deb "$out.tmp/var/lib/apt/lists"/* "$out.tmp/requirements.txt"
 : >"$out.tmp/etc/resolv.conf"
