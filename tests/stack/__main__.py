@@ -1,4 +1,4 @@
-"""Command line: python -m tests.stack up|down|status|env|build."""
+"""Command line: python -m tests.stack up|down|status|env|build|import."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ import json
 import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 from . import config
 from .config import Layout
-from .launcher import ensure_built, ensure_stack, info, is_healthy, stack_status, stop_stack
+from .images import import_archive
+from .launcher import ensure_built, ensure_stack, info, is_healthy, stack_status, stack_users, stop_stack
 
 
 def _print_info(layout: Layout, *, show_secrets: bool) -> None:
@@ -39,11 +41,14 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("up", help="start the stack (reuses a healthy one)")
     down = sub.add_parser("down", help="stop the stack and clean the host")
     down.add_argument("--purge", action="store_true", help="also delete all stack data (certs, etcd, MinIO)")
+    down.add_argument("--force", action="store_true", help="stop even while test sessions use the stack")
     status = sub.add_parser("status", help="show URLs, credentials and component health")
     status.add_argument("--show-secrets", action="store_true")
     status.add_argument("--json", action="store_true")
     sub.add_parser("env", help="print shell exports (KUBECONFIG, ARGO_SERVER, S3_*)")
     sub.add_parser("build", help="build missing binaries only")
+    imp = sub.add_parser("import", help="import an image archive (OCI layout / docker save tar) into containerd")
+    imp.add_argument("archive", type=Path)
     args = parser.parse_args(argv)
     layout = Layout()
 
@@ -52,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         _print_info(layout, show_secrets=False)
         _print_status(layout)
     elif args.command == "down":
+        users = stack_users(layout)
+        if users and not args.force:
+            print(f"test sessions (pids {users}) are using the stack; use --force to stop it anyway")
+            return 1
         stop_stack(layout, purge=args.purge)
     elif args.command == "status":
         if args.json:
@@ -75,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         }
         for key, value in exports.items():
             print(f"export {key}={shlex.quote(value)}")
+    elif args.command == "import":
+        import_archive(args.archive, layout)
     elif args.command == "build":
         ensure_built(layout)
         print(subprocess.run(["bash", str(config.BUILD_SCRIPT), "paths"], capture_output=True, text=True).stdout)

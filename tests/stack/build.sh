@@ -15,6 +15,7 @@ export GOFLAGS="${GOFLAGS:--buildvcs=false}" CGO_ENABLED=0
 mkdir -p "$cache/bin" "$cache/build" "$cache/logs"
 
 say() { printf '\033[1m[stack-build]\033[0m %s\n' "$*" >&2; }
+command -v go >/dev/null || { say "a Go toolchain (>= 1.21; newer ones are fetched via GOTOOLCHAIN) is required"; exit 1; }
 
 # done_marker NAME VERSION -> path of the directory that holds the finished binaries.
 outdir() { echo "$cache/bin/$1-$2"; }
@@ -149,10 +150,23 @@ print_paths() {
 }
 
 targets=("$@"); [ ${#targets[@]} -eq 0 ] && targets=(all)
+# One build at a time per cache (concurrent test sessions, `make stack-up` and CI may all ask).
+if [ "${targets[*]}" != "paths" ]; then
+  exec 9>"$cache/build/.lock"
+  flock -n 9 || { say "another build is running; waiting for it"; flock 9; }
+fi
+# Build one component and, when it really had to be built, record how long it took.
+timed_build() {
+  local start elapsed; start=$(date +%s)
+  "build_$1"
+  elapsed=$(( $(date +%s) - start ))
+  [ "$elapsed" -lt 2 ] || echo "$1 ${elapsed}s $(date -u +%FT%TZ)" >>"$cache/logs/build-times"
+}
+
 for t in "${targets[@]}"; do
   case "$t" in
-    all) for c in pause etcd minio argo kubernetes; do start=$(date +%s); "build_$c"; echo "$c $(( $(date +%s) - start ))s" >>"$cache/logs/build-times"; done ;;
-    etcd|kubernetes|argo|minio|pause) "build_$t" ;;
+    all) for c in pause etcd minio argo kubernetes; do timed_build "$c"; done ;;
+    etcd|kubernetes|argo|minio|pause) timed_build "$t" ;;
     paths) print_paths ;;
     *) echo "unknown target: $t" >&2; exit 2 ;;
   esac

@@ -55,6 +55,14 @@ def minio_credentials(layout: Layout) -> tuple[str, str]:
 
 
 # --- configuration files -------------------------------------------------------------------
+def _write(path: Path, text: str) -> Path:
+    """Write only when the content changes: kube-proxy exits when its config file is touched."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    return path
+
+
 def write_containerd_config(layout: Layout) -> Path:
     d = layout.containerd_dir
     cri = 'plugins."io.containerd.grpc.v1.cri"'
@@ -86,7 +94,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   stream_server_port = "0"
   enable_selinux = false
   disable_apparmor = true
-  restrict_oom_score_adj = false
+  # No CAP_SYS_RESOURCE on these hosts: oom_score_adj (like rlimits) may only be raised, never
+  # lowered below containerd's own value, or runc fails ("failed to update /proc/self/oom_score_adj").
+  restrict_oom_score_adj = true
   max_container_log_line_size = 16384
 
 [{cri}.containerd]
@@ -106,9 +116,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   conf_dir = "{layout.cni_conf_dir}"
   max_conf_num = 1
 """
-    path = layout.config / "containerd.toml"
-    path.write_text(text)
-    return path
+    return _write(layout.config / "containerd.toml", text)
 
 
 def write_cni_config(layout: Layout) -> None:
@@ -142,7 +150,7 @@ def write_cni_config(layout: Layout) -> None:
             {"type": "portmap", "capabilities": {"portMappings": True}},
         ],
     }
-    (layout.cni_conf_dir / "10-wml.conflist").write_text(json.dumps(conflist, indent=2))
+    _write(layout.cni_conf_dir / "10-wml.conflist", json.dumps(conflist, indent=2))
 
 
 def write_kubelet_config(layout: Layout) -> Path:
@@ -189,9 +197,7 @@ def write_kubelet_config(layout: Layout) -> Path:
         "containerLogMaxSize": "10Mi",
         "containerLogMaxFiles": 2,
     }
-    path = layout.config / "kubelet.yaml"
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return path
+    return _write(layout.config / "kubelet.yaml", yaml.safe_dump(cfg, sort_keys=False))
 
 
 def write_kube_proxy_config(layout: Layout) -> Path:
@@ -211,9 +217,7 @@ def write_kube_proxy_config(layout: Layout) -> Path:
         "conntrack": {"maxPerCore": 0, "min": 0, "tcpEstablishedTimeout": "0s", "tcpCloseWaitTimeout": "0s"},
         "iptables": {"localhostNodePorts": False, "syncPeriod": "30s", "minSyncPeriod": "1s"},
     }
-    path = layout.config / "kube-proxy.yaml"
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return path
+    return _write(layout.config / "kube-proxy.yaml", yaml.safe_dump(cfg, sort_keys=False))
 
 
 # --- processes -----------------------------------------------------------------------------
@@ -335,6 +339,7 @@ def containerd(layout: Layout) -> Process:
         "containerd",
         ["/usr/bin/containerd", "--config", str(layout.config / "containerd.toml"), "--log-level", "warn"],
         health=lambda: _containerd_ok(layout),
+        config_files=(layout.config / "containerd.toml", layout.cni_conf_dir / "10-wml.conflist"),
     )
 
 
@@ -352,6 +357,7 @@ def kubelet(layout: Layout) -> Process:
             "--v=1",
         ],
         health=lambda: _http_ok(f"http://127.0.0.1:{config.KUBELET_HEALTHZ_PORT}/healthz"),
+        config_files=(layout.config / "kubelet.yaml",),
         timeout=120,
     )
 
@@ -361,6 +367,7 @@ def kube_proxy(layout: Layout) -> Process:
         "kube-proxy",
         [str(layout.kubernetes_bin / "kube-proxy"), f"--config={layout.config / 'kube-proxy.yaml'}"],
         health=lambda: _http_ok(f"http://127.0.0.1:{config.KUBE_PROXY_HEALTHZ_PORT}/healthz"),
+        config_files=(layout.config / "kube-proxy.yaml",),
     )
 
 
@@ -399,9 +406,10 @@ def workflow_controller(layout: Layout) -> Process:
             f"--executor-image={layout.argoexec_image}",
             "--executor-image-pull-policy=IfNotPresent",
         ],
-        env={"LEADER_ELECTION_DISABLE": "true"},
+        env={"LEADER_ELECTION_DISABLE": "true", "KUBECONFIG": str(layout.component_kubeconfig("argo"))},
         netns=config.ARGO_NETNS,
         health=lambda: _http_ok(f"http://{config.ARGO_NETNS_IP}:{config.ARGO_CONTROLLER_HEALTH_PORT}/healthz"),
+        stop_grace=5,
     )
 
 
@@ -418,7 +426,10 @@ def argo_server(layout: Layout) -> Process:
             f"--port={config.ARGO_SERVER_PORT}",
             "--namespaced=false",
         ],
-        env={"ARGO_ARTIFACT_SERVER": "true"},
+        # In client auth mode Argo Server builds each request's REST config from the default
+        # loading rules (KUBECONFIG), not from --kubeconfig.
+        env={"KUBECONFIG": str(layout.component_kubeconfig("argo"))},
         netns=config.ARGO_NETNS,
         health=lambda: _http_ok(f"{layout.argo_server_url}/"),
+        stop_grace=3,
     )

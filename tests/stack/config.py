@@ -69,6 +69,10 @@ HOST_TOOLS: dict[str, str] = {
     "/usr/bin/openssl": "openssl",
     "/usr/sbin/ip": "iproute2",
     "/usr/bin/mount": "mount",
+    "/usr/bin/flock": "util-linux",
+    # build.sh: the pause binary is a static C program
+    "/usr/bin/gcc": "gcc",
+    "/usr/lib/x86_64-linux-gnu/libc.a": "libc6-dev",
 }
 CNI_BIN_DIR = Path("/usr/lib/cni")
 

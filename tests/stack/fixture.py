@@ -2,7 +2,8 @@
 
 Use from a conftest: ``from tests.stack.fixture import stack  # noqa: F401``.
 It starts the stack once per session, or reuses a healthy running one, and at the end stops only
-the components it started itself — unless ``WML_KEEP_STACK=1``.
+the components it started itself — unless ``WML_KEEP_STACK=1`` or another test session is still
+using the stack (sessions register themselves under the state dir's ``run/users/``).
 """
 
 from __future__ import annotations
@@ -12,16 +13,28 @@ from collections.abc import Iterator
 
 import pytest
 
-from .launcher import StackInfo, ensure_stack, stop_stack
+from .config import Layout
+from .host import log
+from .launcher import StackInfo, ensure_stack, stack_users, stop_stack
 
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[StackInfo]:
     if os.geteuid() != 0:
         pytest.skip("the local stack needs root")
-    info = ensure_stack()
+    users = Layout().run / "users"
+    users.mkdir(parents=True, exist_ok=True)
+    me = users / str(os.getpid())
+    me.touch()
     try:
+        info = ensure_stack()
         yield info
     finally:
-        if info.started and os.environ.get("WML_KEEP_STACK") != "1":
-            stop_stack(only=info.started)
+        me.unlink(missing_ok=True)
+    if not info.started or os.environ.get("WML_KEEP_STACK") == "1":
+        return
+    others = stack_users(Layout())
+    if others:
+        log(f"leaving the stack running: other test sessions use it (pids {others})")
+    else:
+        stop_stack(only=info.started)

@@ -4,6 +4,7 @@ firewall rules, and the processes the launcher starts (pid files, logs, stop).""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -160,8 +161,13 @@ def remove_network() -> None:
     run(["ip", "link", "del", config.ARGO_VETH_HOST], check=False, quiet=True)
     run(["ip", "netns", "del", config.ARGO_NETNS], check=False, quiet=True)
     run(["ip", "link", "del", config.BRIDGE], check=False, quiet=True)
-    # Canary chains the kubelet creates (kube-proxy's own rules go with `kube-proxy --cleanup`).
+    # Chains the kubelet creates (kube-proxy's own rules go with `kube-proxy --cleanup`).
     for tool in ("iptables", "ip6tables"):
+        for hook in ("INPUT", "OUTPUT"):
+            while run([tool, "-w", "-D", hook, "-j", "KUBE-FIREWALL"], check=False, quiet=True).returncode == 0:
+                pass
+        run([tool, "-w", "-F", "KUBE-FIREWALL"], check=False, quiet=True)
+        run([tool, "-w", "-X", "KUBE-FIREWALL"], check=False, quiet=True)
         for table, chain in (
             ("mangle", "KUBE-KUBELET-CANARY"),
             ("nat", "KUBE-KUBELET-CANARY"),
@@ -202,6 +208,22 @@ class Process:
     netns: str | None = None
     health: Callable[[], bool] | None = None
     timeout: float = 90.0
+    stop_grace: float = 15.0
+    config_files: tuple[Path, ...] = ()
+
+    def fingerprint(self) -> str:
+        """Changes when the command line, environment or a configuration file changes."""
+        h = hashlib.sha256(json.dumps([self.argv, sorted(self.env.items()), self.netns]).encode())
+        for path in self.config_files:
+            h.update(path.read_bytes() if path.exists() else b"-")
+        return h.hexdigest()[:16]
+
+    def running_fingerprint(self, layout: Layout) -> str | None:
+        try:
+            parts = self.pidfile(layout).read_text().split()
+        except OSError:
+            return None
+        return parts[1] if len(parts) > 1 else None
 
     def pidfile(self, layout: Layout) -> Path:
         return layout.run / f"{self.name}.pid"
@@ -219,7 +241,8 @@ class Process:
             return None
         if stat.rsplit(")", 1)[1].split()[0] == "Z":
             return None
-        return pid if cmdline and cmdline[0].decode() == self.argv[0] else None
+        # Same program (a version bump changes the path; the fingerprint then forces a restart).
+        return pid if cmdline and Path(cmdline[0].decode()).name == Path(self.argv[0]).name else None
 
     def healthy(self) -> bool:
         try:
@@ -248,7 +271,7 @@ class Process:
                 cwd=layout.state,
                 start_new_session=True,
             )
-        self.pidfile(layout).write_text(f"{proc.pid}\n")
+        self.pidfile(layout).write_text(f"{proc.pid} {self.fingerprint()}\n")
         # Wait until the child has exec'd the component (its cmdline is what pid() checks).
         deadline = time.monotonic() + 5
         while self.pid(layout) is None and proc.poll() is None and time.monotonic() < deadline:
@@ -267,12 +290,12 @@ class Process:
             f"{tail(self.logfile(layout))}"
         )
 
-    def stop(self, layout: Layout, grace: float = 15.0) -> bool:
+    def stop(self, layout: Layout) -> bool:
         pid = self.pid(layout)
         self.pidfile(layout).unlink(missing_ok=True)
         if pid is None:
             return False
-        terminate(pid, grace)
+        terminate(pid, self.stop_grace)
         return True
 
 
@@ -283,11 +306,19 @@ def terminate(pid: int, grace: float) -> None:
         return
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
-        if not Path(f"/proc/{pid}").exists():
+        if not _alive(pid):
             return
         time.sleep(0.2)
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie (pid 1 here may reap late)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def tail(path: Path, lines: int = 15) -> str:

@@ -247,3 +247,9 @@ def ensure_images(layout: Layout) -> None:
         ctr(layout, "images", "import", str(archive))
         imported[image.name] = key
         state_file.write_text(json.dumps(imported, indent=1))
+
+
+def import_archive(archive: Path, layout: Layout | None = None) -> None:
+    """Import an image archive (OCI layout or `docker save` tar) into the stack's containerd, e.g. an
+    image of our own API built elsewhere. Pods must then use imagePullPolicy IfNotPresent/Never."""
+    ctr(layout or Layout(), "images", "import", str(archive))

@@ -3,6 +3,8 @@ helpers tests need: server-side apply, executor RBAC for a namespace, ServiceAcc
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -44,13 +46,38 @@ def apply(dyn: DynamicClient, manifests: Iterable[dict[str, Any]]) -> None:
         )
 
 
+_YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: the CRDs are 11 MB of YAML
+
+
 def load_yaml_dir(directory: Path) -> list[dict[str, Any]]:
     docs: list[dict[str, Any]] = []
     for path in sorted(directory.glob("*.yaml")):
         if path.name == "kustomization.yaml":
             continue
-        docs.extend(d for d in yaml.safe_load_all(path.read_text()) if d)
+        docs.extend(d for d in yaml.load_all(path.read_text(), Loader=_YamlLoader) if d)
     return docs
+
+
+def argo_crds(layout: Layout) -> tuple[list[dict[str, Any]], str]:
+    """Argo's CRDs (with schemas) from the pinned module, parsed once and cached as JSON, and a
+    digest of them."""
+    cache = config.cache_dir() / "argo-crds" / f"{layout.argo_version}.json"
+    if not cache.exists():
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        docs = load_yaml_dir(layout.argo_src / "manifests" / "base" / "crds" / "full")
+        tmp = cache.with_suffix(".partial")
+        tmp.write_text(json.dumps(docs))
+        tmp.rename(cache)
+    text = cache.read_text()
+    return json.loads(text), hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _served_resources(dyn: DynamicClient, group_version: str) -> set[str]:
+    try:
+        data = dyn.request("GET", f"/apis/{group_version}").to_dict()
+    except Exception:  # not served (yet)
+        return set()
+    return {r["name"] for r in data.get("resources", [])}
 
 
 def wait_crds_established(api: k8s.ApiClient, names: list[str], timeout: float = 60) -> None:
@@ -86,18 +113,27 @@ def controller_configmap(layout: Layout) -> dict[str, Any]:
 
 
 def install_argo(layout: Layout, api: k8s.ApiClient) -> None:
+    """Argo's CRDs (skipped when the installed set is current), namespace, configuration, RBAC."""
     dyn = dynamic(api, layout)
-    crds = load_yaml_dir(layout.argo_src / "manifests" / "base" / "crds" / "full")
-    apply(dyn, crds)
-    wait_crds_established(api, [c["metadata"]["name"] for c in crds])
-    apply(
-        dyn,
-        [
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": config.ARGO_NAMESPACE}},
-            controller_configmap(layout),
-            executor_cluster_role(),
-        ],
-    )
+    crds, digest = argo_crds(layout)
+    marker_name = "wml-stack-argo-crds"
+    try:
+        marker = k8s.CoreV1Api(api).read_namespaced_config_map(marker_name, config.ARGO_NAMESPACE)
+        installed = (marker.data or {}).get("digest")
+    except k8s.ApiException:
+        installed = None
+    wanted = {c["spec"]["names"]["plural"] for c in crds}
+    if installed != digest or not wanted <= _served_resources(dyn, "argoproj.io/v1alpha1"):
+        apply(dyn, crds)
+        wait_crds_established(api, [c["metadata"]["name"] for c in crds])
+    marker_cm = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": marker_name, "namespace": config.ARGO_NAMESPACE},
+        "data": {"digest": digest},
+    }
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": config.ARGO_NAMESPACE}}
+    apply(dyn, [namespace, controller_configmap(layout), executor_cluster_role(), marker_cm])
 
 
 def executor_cluster_role() -> dict[str, Any]:
@@ -135,30 +171,29 @@ def service_account_token(api: k8s.ApiClient, namespace: str, name: str, seconds
     """A bound token for a ServiceAccount (TokenRequest API), e.g. as Argo Server bearer token."""
     req = k8s.AuthenticationV1TokenRequest(spec=k8s.V1TokenRequestSpec(audiences=[], expiration_seconds=seconds))
     resp = k8s.CoreV1Api(api).create_namespaced_service_account_token(name, namespace, req)
+    if resp.status is None:
+        raise RuntimeError(f"no token issued for {namespace}/{name}")
     return str(resp.status.token)
-
-
-def wait_node_ready(api: k8s.ApiClient, node: str, timeout: float = 120) -> None:
-    core = k8s.CoreV1Api(api)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            conds = core.read_node(node).status.conditions or []
-            if any(c.type == "Ready" and c.status == "True" for c in conds):
-                return
-        except k8s.ApiException as exc:
-            if exc.status != 404:
-                raise
-        time.sleep(1)
-    raise RuntimeError(f"node {node} not Ready after {timeout:.0f}s")
 
 
 def node_ready(api: k8s.ApiClient, node: str) -> bool:
     try:
-        conds = k8s.CoreV1Api(api).read_node(node).status.conditions or []
-    except Exception:  # any error means "not ready"
-        return False
+        status = k8s.CoreV1Api(api).read_node(node).status
+    except k8s.ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    conds = (status.conditions if status else None) or []
     return any(c.type == "Ready" and c.status == "True" for c in conds)
+
+
+def wait_node_ready(api: k8s.ApiClient, node: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if node_ready(api, node):
+            return
+        time.sleep(1)
+    raise RuntimeError(f"node {node} not Ready after {timeout:.0f}s")
 
 
 def delete_all_pods(api: k8s.ApiClient, timeout: float = 30) -> None:
@@ -166,8 +201,11 @@ def delete_all_pods(api: k8s.ApiClient, timeout: float = 30) -> None:
     core = k8s.CoreV1Api(api)
     core_pods = core.list_pod_for_all_namespaces().items
     for pod in core_pods:
+        meta = pod.metadata
+        if meta is None or meta.name is None or meta.namespace is None:
+            continue
         try:
-            core.delete_namespaced_pod(pod.metadata.name, pod.metadata.namespace, grace_period_seconds=1)
+            core.delete_namespaced_pod(meta.name, meta.namespace, grace_period_seconds=1)
         except k8s.ApiException as exc:
             if exc.status != 404:
                 raise

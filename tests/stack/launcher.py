@@ -128,6 +128,10 @@ def _prepare(layout: Layout) -> None:
 def _start(layout: Layout, procs: list[Process], started: list[str]) -> None:
     """Start those of `procs` that are not running, then wait until all are healthy."""
     for p in procs:
+        running = p.running_fingerprint(layout)
+        if p.pid(layout) is not None and running is not None and running != p.fingerprint():
+            log(f"restarting {p.name}: its configuration changed")
+            p.stop(layout)
         if p.pid(layout) is None:
             log(f"starting {p.name}")
             p.start(layout)
@@ -141,6 +145,7 @@ def ensure_stack(layout: Layout | None = None) -> StackInfo:
     layout = layout or Layout()
     if os.geteuid() != 0:
         raise RuntimeError("the local stack needs root (bridge, network namespaces, cgroups, mounts)")
+    host.ensure_packages()
     ensure_built(layout)
     t0 = time.monotonic()
     started: list[str] = []
@@ -253,3 +258,18 @@ def stack_status(layout: Layout | None = None) -> dict[str, dict[str, object]]:
 
 def is_healthy(layout: Layout | None = None) -> bool:
     return all(c["healthy"] for c in stack_status(layout).values())
+
+
+def stack_users(layout: Layout) -> list[int]:
+    """Pids of other live test sessions registered as using the stack (see fixture.py)."""
+    others = []
+    users = layout.run / "users"
+    for entry in users.glob("*"):
+        pid = int(entry.name) if entry.name.isdigit() else -1
+        if pid == os.getpid():
+            continue
+        if pid > 0 and Path(f"/proc/{pid}").exists():
+            others.append(pid)
+        else:
+            entry.unlink(missing_ok=True)  # a session that ended without cleaning up
+    return others
