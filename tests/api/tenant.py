@@ -44,7 +44,7 @@ class ApiTenant:
         return Client(self.url, token or self.token)
 
 
-def _prepare_namespace(
+def prepare_namespace(
     stack, api: k8s.ApiClient, tenant: str, namespace: str, extra: tuple[WorkflowAsset, ...] = ()
 ) -> str:
     core, rbac = k8s.CoreV1Api(api), k8s.RbacAuthorizationV1Api(api)
@@ -101,7 +101,7 @@ def api_tenant(
     tenant = f"t-{label}-{uuid.uuid4().hex[:6]}"
     namespace = f"wml-{tenant}"
     api = kube.api_client(stack.kubeconfig)
-    sa_token = _prepare_namespace(stack, api, tenant, namespace, extra_assets)
+    sa_token = prepare_namespace(stack, api, tenant, namespace, extra_assets)
     token = secrets.token_urlsafe(32)
     settings = ApiSettings(
         tenant=tenant,

@@ -1,7 +1,7 @@
-"""The local stack really runs workflows: a hand-written dummy-job WorkflowTemplate is registered
-and submitted through Argo Server (client auth, a ServiceAccount token), its container runs under
-the kubelet, and Argo uploads its output to MinIO. Also: failures surface the worker's `FAIL:` line,
-and `argo lint` accepts a valid template and rejects a broken one."""
+"""The local stack really runs what `templates` compiles: the `dummy` asset's WorkflowTemplate is
+registered in a fresh namespace, a job is submitted through Argo Server (client auth, a ServiceAccount
+token), its container runs under the kubelet, and Argo uploads its output to MinIO. Also: failures surface
+the worker's `FAIL:` line, and `argo lint` accepts every compiled example and rejects a broken template."""
 
 from __future__ import annotations
 
@@ -20,59 +20,19 @@ import pytest
 import yaml
 from kubernetes import client as k8s
 
+from templates import CompileOptions, StorageTarget, compile_asset, job_workflow, load_file, new_job_id
+from templates.compiler import to_yaml
+from tests.api.tenant import EXAMPLES, prepare_namespace
 from tests.stack import StackInfo, ensure_stack, kube, s3
 from tests.stack.config import Layout
+from tests.templates.conftest import EXAMPLE_FILES
 
 pytestmark = pytest.mark.stack
-
-WORKFLOW_TEMPLATE = """
-apiVersion: argoproj.io/v1alpha1
-kind: WorkflowTemplate
-metadata:
-  name: dummy
-spec:
-  entrypoint: main
-  serviceAccountName: default
-  arguments:
-    parameters:
-      - {name: source, value: /etc/os-release}
-      - {name: destination, value: /output/result}
-      - {name: sleeptime, value: "2"}
-      - {name: result-key, value: unset}
-  templates:
-    - name: main
-      inputs:
-        parameters:
-          - {name: source}
-          - {name: destination}
-          - {name: sleeptime}
-          - {name: result-key}
-      container:
-        image: docker.io/imlahso/dummy-job:latest
-        imagePullPolicy: IfNotPresent
-        workingDir: /app
-        command: [/bin/sh, entrypoint.sh]
-        env:
-          - {name: SOURCE, value: "{{inputs.parameters.source}}"}
-          - {name: DESTINATION, value: "{{inputs.parameters.destination}}"}
-          - {name: SLEEPTIME, value: "{{inputs.parameters.sleeptime}}"}
-      outputs:
-        artifacts:
-          - name: result
-            path: /output/result
-            archive: {none: {}}
-            s3:
-              endpoint: S3_HOST
-              insecure: true
-              bucket: BUCKET
-              key: "{{inputs.parameters.result-key}}"
-              accessKeySecret: {name: s3-credentials, key: accessKey}
-              secretKeySecret: {name: s3-credentials, key: secretKey}
-"""
 
 
 @dataclass
 class Tenant:
+    name: str
     namespace: str
     token: str
     stack: StackInfo
@@ -91,20 +51,12 @@ class Tenant:
             raise AssertionError(f"{method} {path}: HTTP {exc.code}: {exc.read().decode()[:500]}") from exc
         return raw if path.split("?")[0].endswith("/log") else json.loads(raw)
 
-    def submit(self, **parameters: str) -> str:
-        wf = self.argo(
-            "POST",
-            f"/api/v1/workflows/{self.namespace}/submit",
-            {
-                "resourceKind": "WorkflowTemplate",
-                "resourceName": "dummy",
-                "submitOptions": {
-                    "generateName": "dummy-",
-                    "parameters": [f"{k.replace('_', '-')}={v}" for k, v in parameters.items()],
-                },
-            },
-        )
-        return str(wf["metadata"]["name"])
+    def submit(self, env: dict[str, str]) -> str:
+        """Start the compiled dummy template as one job, exactly as the consumer API does."""
+        job = new_job_id()
+        manifest = job_workflow(load_file(EXAMPLES / "dummy.yaml"), namespace=self.namespace, job_id=job, env=env)
+        self.argo("POST", f"/api/v1/workflows/{self.namespace}", {"workflow": manifest.to_dict()})
+        return job
 
     def wait(self, name: str, timeout: float = 240) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -118,52 +70,15 @@ class Tenant:
 
 @pytest.fixture
 def tenant(stack: StackInfo) -> Iterator[Tenant]:
-    """A fresh namespace with S3 credentials, executor RBAC, and a submitter ServiceAccount."""
+    """A fresh namespace prepared as a tenant's, with every example asset's compiled template registered."""
     api = kube.api_client(stack.kubeconfig)
-    core = k8s.CoreV1Api(api)
-    ns = f"stack-test-{uuid.uuid4().hex[:8]}"
-    core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=ns)))
+    name = f"stack-{uuid.uuid4().hex[:8]}"
+    namespace = f"wml-{name}"
     try:
-        core.create_namespaced_secret(
-            ns,
-            k8s.V1Secret(
-                metadata=k8s.V1ObjectMeta(name="s3-credentials"),
-                string_data={"accessKey": stack.s3_access_key, "secretKey": stack.s3_secret_key},
-            ),
-        )
-        kube.grant_executor(api, ns)
-        core.create_namespaced_service_account(ns, k8s.V1ServiceAccount(metadata=k8s.V1ObjectMeta(name="submitter")))
-        kube.apply(
-            kube.dynamic(api),
-            [
-                {
-                    "apiVersion": "rbac.authorization.k8s.io/v1",
-                    "kind": "Role",
-                    "metadata": {"name": "submitter", "namespace": ns},
-                    "rules": [
-                        {
-                            "apiGroups": ["argoproj.io"],
-                            "resources": ["workflows", "workflowtemplates"],
-                            "verbs": ["create", "get", "list", "watch", "update", "patch", "delete"],
-                        },
-                        {"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list", "watch"]},
-                    ],
-                },
-                {
-                    "apiVersion": "rbac.authorization.k8s.io/v1",
-                    "kind": "RoleBinding",
-                    "metadata": {"name": "submitter", "namespace": ns},
-                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "submitter"},
-                    "subjects": [{"kind": "ServiceAccount", "name": "submitter", "namespace": ns}],
-                },
-            ],
-        )
-        t = Tenant(ns, kube.service_account_token(api, ns, "submitter"), stack)
-        template = yaml.safe_load(WORKFLOW_TEMPLATE.replace("S3_HOST", stack.s3_host).replace("BUCKET", stack.bucket))
-        t.argo("POST", f"/api/v1/workflow-templates/{ns}", {"template": template})
-        yield t
+        token = prepare_namespace(stack, api, name, namespace)
+        yield Tenant(name, namespace, token, stack)
     finally:
-        core.delete_namespace(ns)
+        k8s.CoreV1Api(api).delete_namespace(namespace)
 
 
 def test_ensure_stack_is_idempotent(stack: StackInfo) -> None:
@@ -173,11 +88,11 @@ def test_ensure_stack_is_idempotent(stack: StackInfo) -> None:
 
 
 def test_dummy_job_runs_and_uploads_its_result(tenant: Tenant) -> None:
-    key = f"stack-tests/{tenant.namespace}/result"
-    name = tenant.submit(result_key=key, sleeptime="2")
+    name = tenant.submit({"SOURCE": "/etc/os-release", "DESTINATION": "/output/result", "SLEEPTIME": "2"})
     wf = tenant.wait(name)
     assert wf["status"]["phase"] == "Succeeded", wf["status"]
     st = tenant.stack
+    key = f"tenants/{tenant.name}/jobs/{name}/outputs/result"
     body = s3.get_object(st.s3_endpoint, st.bucket, key, st.s3_access_key, st.s3_secret_key).decode()
     assert "ID=" in body and "PRETTY_NAME=" in body
     logs = tenant.argo("GET", f"/api/v1/workflows/{tenant.namespace}/{name}/log?logOptions.container=main")
@@ -185,7 +100,7 @@ def test_dummy_job_runs_and_uploads_its_result(tenant: Tenant) -> None:
 
 
 def test_missing_source_fails_with_fail_line(tenant: Tenant) -> None:
-    name = tenant.submit(source="", result_key=f"stack-tests/{tenant.namespace}/never")
+    name = tenant.submit({"DESTINATION": "/output/result", "SLEEPTIME": "0"})
     wf = tenant.wait(name)
     assert wf["status"]["phase"] == "Failed", wf["status"]
     logs = tenant.argo("GET", f"/api/v1/workflows/{tenant.namespace}/{name}/log?logOptions.container=main")
@@ -200,14 +115,22 @@ def _argo_lint(path: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_argo_lint_accepts_valid_and_rejects_broken(tmp_path: Path) -> None:
-    good = tmp_path / "good.yaml"
-    good.write_text(WORKFLOW_TEMPLATE.replace("S3_HOST", "10.88.0.1:9000").replace("BUCKET", "workflows"))
-    ok = _argo_lint(good)
+@pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_argo_lint_accepts_every_compiled_example(path: Path, tmp_path: Path) -> None:
+    target = StorageTarget(endpoint="10.88.0.1:9000", bucket="workflows", prefix="tenants/t", credentials_secret="s3")
+    manifest = compile_asset(load_file(path), target, CompileOptions(namespace="wml-t", tenant="t")).to_dict()
+    compiled = tmp_path / "template.yaml"
+    compiled.write_text(to_yaml(manifest))
+    ok = _argo_lint(compiled)
     assert ok.returncode == 0, ok.stdout + ok.stderr
 
+
+def test_argo_lint_rejects_a_broken_template(tmp_path: Path) -> None:
+    target = StorageTarget(endpoint="10.88.0.1:9000", bucket="workflows", prefix="tenants/t", credentials_secret="s3")
+    manifest = compile_asset(load_file(EXAMPLES / "dummy.yaml"), target, CompileOptions(namespace="wml-t")).to_dict()
+    manifest["spec"]["entrypoint"] = "does-not-exist"
     broken = tmp_path / "broken.yaml"
-    broken.write_text(good.read_text().replace("entrypoint: main", "entrypoint: does-not-exist"))
+    broken.write_text(yaml.safe_dump(manifest))
     bad = _argo_lint(broken)
     assert bad.returncode != 0
     assert "does-not-exist" in bad.stdout + bad.stderr

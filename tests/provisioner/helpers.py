@@ -1,0 +1,124 @@
+"""Checks on the real stack shared by the provisioner tests."""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+from typing import Any
+
+from minio import Minio
+from minio.error import S3Error
+from sqlalchemy import select
+
+from provisioner import tenants
+from provisioner.models import Grant, Tenant
+from provisioner.services import Services
+from provisioner.settings import ProvisionerSettings
+from tests.provisioner.servers import API_KEY
+from tests.stack.launcher import StackInfo
+
+ASSETS = Path(__file__).resolve().parents[2] / "templates" / "examples"
+ADMIN_TOKEN = "test-admin-token"
+
+
+def stack_settings(stack: StackInfo, database_url: str, edc_url: str, **overrides: Any) -> ProvisionerSettings:
+    """Provisioner settings for the local stack, with fast retries for tests."""
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "assets_dir": ASSETS,
+        "kubeconfig": stack.kubeconfig,
+        "s3_endpoint": stack.s3_host,
+        "s3_admin_access_key": stack.s3_access_key,
+        "s3_admin_secret_key": stack.s3_secret_key,
+        "s3_bucket": stack.bucket,
+        "argo_server_url": stack.argo_server_url,
+        "argo_verify_tls": False,
+        "edc_api_key": API_KEY,
+        "edc_management_url": f"{edc_url}/management",
+        "admin_token": ADMIN_TOKEN,
+        "reconcile_interval_seconds": 0.5,
+        "retry_base_seconds": 0.2,
+        "retry_max_seconds": 2.0,
+        "callback_max_attempts": 4,
+        "http_timeout_seconds": 5.0,
+    }
+    values.update(overrides)
+    return ProvisionerSettings(**values)
+
+
+# (apiVersion, kind, name) of everything a tenant is made of, besides its Namespace.
+TENANT_OBJECTS = [
+    ("v1", "ServiceAccount", "wml-api"),
+    ("v1", "ServiceAccount", "wml-worker"),
+    ("rbac.authorization.k8s.io/v1", "Role", "wml-api"),
+    ("rbac.authorization.k8s.io/v1", "Role", "wml-worker"),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding", "wml-api"),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding", "wml-worker"),
+    ("v1", "Secret", "wml-worker.service-account-token"),
+    ("v1", "Secret", "wml-s3"),
+    ("v1", "Secret", "wml-api-token"),
+    ("v1", "Secret", "wml-api-env"),
+    ("v1", "ConfigMap", "wml-api-config"),
+    ("v1", "ConfigMap", "artifact-repositories"),
+    ("v1", "ResourceQuota", "wml-quota"),
+    ("v1", "LimitRange", "wml-limits"),
+    ("networking.k8s.io/v1", "NetworkPolicy", "wml-default-deny"),
+    ("networking.k8s.io/v1", "NetworkPolicy", "wml-workers"),
+    ("networking.k8s.io/v1", "NetworkPolicy", "wml-api"),
+    ("apps/v1", "Deployment", "wml-api"),
+    ("v1", "Service", "wml-api"),
+    ("networking.k8s.io/v1", "Ingress", "wml-api"),
+]
+LABELLED_KINDS = sorted({(v, k) for v, k, _ in TENANT_OBJECTS} | {("argoproj.io/v1alpha1", "WorkflowTemplate")})
+
+
+def secret_data(svc: Services, namespace: str, name: str) -> dict[str, str]:
+    secret = svc.kube.get("v1", "Secret", name, namespace) or {}
+    return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+
+
+def managed_objects(svc: Services, namespace: str) -> set[tuple[str, str]]:
+    """(kind, name) of every object in ``namespace`` carrying our managed-by label."""
+    selector = f"{tenants.LABEL_MANAGED_BY}={tenants.MANAGER}"
+    found: set[tuple[str, str]] = set()
+    for api_version, kind in LABELLED_KINDS:
+        if kind == "Namespace":
+            continue
+        for item in svc.kube.list(api_version, kind, namespace, selector):
+            found.add((kind, item["metadata"]["name"]))
+    return found
+
+
+def expected_objects(assets: list[str]) -> set[tuple[str, str]]:
+    return {(k, n) for _, k, n in TENANT_OBJECTS} | {("WorkflowTemplate", f"wml-{a}") for a in assets}
+
+
+def tenant_s3(svc: Services, tenant_id: str) -> Minio:
+    creds = secret_data(svc, svc.settings.namespace_for(tenant_id), tenants.S3_SECRET)
+    return Minio(svc.settings.s3_endpoint, access_key=creds["accessKey"], secret_key=creds["secretKey"], secure=False)
+
+
+def put(client: Minio, bucket: str, key: str, data: bytes = b"hello") -> None:
+    client.put_object(bucket, key, io.BytesIO(data), len(data))
+
+
+def s3_denied(call: Any) -> bool:
+    try:
+        call()
+    except S3Error as exc:
+        return exc.code in {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
+    return False
+
+
+def db_tenant(svc: Services, tenant_id: str) -> Tenant | None:
+    with svc.sessions() as session:
+        return session.get(Tenant, tenant_id)
+
+
+def db_grants(svc: Services, tenant_id: str | None = None) -> list[Grant]:
+    with svc.sessions() as session:
+        query = select(Grant).order_by(Grant.id)
+        if tenant_id:
+            query = query.where(Grant.tenant_id == tenant_id)
+        return list(session.scalars(query))

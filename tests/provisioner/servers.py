@@ -1,0 +1,129 @@
+"""Real HTTP servers for the provisioner tests: a uvicorn server in a thread on a free loopback port,
+and a stand-in for the EDC connector (callback receiver + the management API's consumer lookup)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+
+API_KEY = "test-management-key"
+
+
+class ThreadedServer:
+    """Serve an ASGI app on 127.0.0.1:<free port> in a background thread."""
+
+    def __init__(self, app: Any) -> None:
+        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> ThreadedServer:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("server did not start")
+            time.sleep(0.02)
+        return self
+
+    @property
+    def url(self) -> str:
+        sock = self.server.servers[0].sockets[0]
+        host, port = sock.getsockname()[:2]
+        return f"http://{host}:{port}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+@dataclass
+class Call:
+    path: str
+    transfer_process_id: str
+    kind: str
+    body: dict[str, Any]
+    api_key: str | None
+    at: float
+
+
+@dataclass
+class EdcStub:
+    """What the tests need of an EDC connector, over real HTTP."""
+
+    calls: list[Call] = field(default_factory=list)
+    rejected: list[Call] = field(default_factory=list)  # wrong or missing x-api-key
+    transfers: dict[str, tuple[str, str]] = field(default_factory=dict)  # tp -> (contract id, consumer id)
+    fail_next: int = 0  # answer the next N callbacks with 503
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def app(self) -> FastAPI:
+        app = FastAPI()
+
+        @app.post("/management/callback/{tp}/{kind}")
+        async def callback(tp: str, kind: str, request: Request) -> Response:
+            call = Call(
+                request.url.path, tp, kind, await request.json(), request.headers.get("x-api-key"), time.monotonic()
+            )
+            with self.lock:
+                if call.api_key != API_KEY:
+                    self.rejected.append(call)
+                    return JSONResponse({"error": "unauthorized"}, status_code=401)
+                if self.fail_next > 0:
+                    self.fail_next -= 1
+                    return JSONResponse({"error": "try later"}, status_code=503)
+                self.calls.append(call)
+            return Response(status_code=204)
+
+        @app.get("/management/v3/transferprocesses/{tp}")
+        async def transfer(tp: str, request: Request) -> Response:
+            if request.headers.get("x-api-key") != API_KEY:
+                return JSONResponse({"error": "unauthorized"}, status_code=401)
+            if tp not in self.transfers:
+                return JSONResponse([{"message": "not found"}], status_code=404)
+            await asyncio.sleep(0.01)
+            return JSONResponse(
+                {
+                    "@id": tp,
+                    "@type": "TransferProcess",
+                    "contractId": self.transfers[tp][0],
+                    "@context": {"@vocab": "https://w3id.org/edc/v0.0.1/ns/"},
+                }
+            )
+
+        @app.get("/management/v3/contractagreements/{cid}")
+        async def agreement(cid: str, request: Request) -> Response:
+            if request.headers.get("x-api-key") != API_KEY:
+                return JSONResponse({"error": "unauthorized"}, status_code=401)
+            for contract, consumer in self.transfers.values():
+                if contract == cid:
+                    return JSONResponse({"@id": cid, "edc:consumerId": consumer, "edc:providerId": "provider"})
+            return JSONResponse([{"message": "not found"}], status_code=404)
+
+        return app
+
+    def provisions(self, tp: str | None = None) -> list[Call]:
+        with self.lock:
+            return [c for c in self.calls if c.kind == "provision" and (tp is None or c.transfer_process_id == tp)]
+
+    def deprovisions(self, tp: str | None = None) -> list[Call]:
+        with self.lock:
+            return [c for c in self.calls if c.kind == "deprovision" and (tp is None or c.transfer_process_id == tp)]
+
+
+def wait_for(predicate: Any, timeout: float = 60.0, interval: float = 0.1, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)

@@ -1,0 +1,155 @@
+"""Killed between any two steps, then restarted: the reconciler finishes with no orphan, no duplicate.
+
+A crash is simulated by a hook that raises a BaseException before the chosen step: nothing of ours
+catches it, uncommitted transactions roll back and the rest of the run never happens — as with
+SIGKILL. "Restart" is a new Services (fresh clients, no in-process state) on the same database, driven
+by the reconciler's own pass (``Worker.reconcile_once``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Callable
+
+import pytest
+
+from provisioner import lifecycle, store
+from provisioner.models import GrantState, TenantState
+from provisioner.scheduler import Worker
+from provisioner.schemas import ProvisionRequest
+from provisioner.services import Services
+from provisioner.settings import ProvisionerSettings
+from tests.provisioner.conftest import cleanup, edc_request, new_consumer, tenant_of
+from tests.provisioner.helpers import (
+    db_grants,
+    db_tenant,
+    expected_objects,
+    managed_objects,
+    put,
+    s3_denied,
+    secret_data,
+    tenant_s3,
+)
+from tests.provisioner.servers import EdcStub, wait_for
+
+pytestmark = pytest.mark.stack
+
+
+class Crash(BaseException):
+    pass
+
+
+def crash_before(step: str) -> Callable[[str], None]:
+    def hook(name: str) -> None:
+        if name == step:
+            raise Crash(step)
+
+    return hook
+
+
+def restart_and_reconcile(settings: ProvisionerSettings, until: Callable[[Services], bool]) -> None:
+    svc = Services.build(settings)
+    try:
+
+        async def run() -> None:
+            worker = Worker(svc)
+            try:
+                for _ in range(100):
+                    await worker.reconcile_once()
+                    await worker.runner.drain()
+                    if until(svc):
+                        return
+                    await asyncio.sleep(0.3)
+                raise AssertionError("reconciler did not finish")
+            finally:
+                await worker.close()
+
+        asyncio.run(run())
+    finally:
+        svc.close()
+
+
+def accept(svc: Services, body: dict) -> int:
+    request = ProvisionRequest.model_validate(body)
+    return store.accept_provision(svc.sessions, svc.settings, request, "dummy", svc.clock()).grant_id
+
+
+@pytest.mark.parametrize("step", [*lifecycle.APPLY_STEPS, "callback"])
+def test_crash_during_provision_then_resume(step: str, services: Services, edc: tuple[EdcStub, str]) -> None:
+    stub, edc_url = edc
+    consumer = new_consumer()
+    tenant = tenant_of(consumer)
+    body = edc_request(consumer=consumer, callback=f"{edc_url}/management/callback")
+    accept(services, body)
+
+    services.step_hook = crash_before(step)
+    with pytest.raises(Crash):
+        lifecycle.run_tenant(services, tenant, force=True)
+    assert stub.provisions() == []
+
+    restart_and_reconcile(services.settings, lambda svc: bool(stub.provisions()))
+    namespace = services.settings.namespace_for(tenant)
+    [call] = stub.provisions(body["transferProcessId"])  # exactly one callback
+    assert managed_objects(services, namespace) == expected_objects(["dummy"])  # nothing missing, no orphan
+    row = db_tenant(services, tenant)
+    assert row.state == TenantState.READY
+    [grant] = db_grants(services, tenant)
+    assert grant.state == GrantState.PROVISIONED
+    token = call.body["apiKeyJwt"]
+    assert row.token_sha256 == hashlib.sha256(token.encode()).hexdigest()
+    assert secret_data(services, namespace, "wml-api-token")["token"] == token
+    assert secret_data(services, namespace, "wml-api-env")["WML_API_TOKEN_SHA256"] == row.token_sha256
+    # the S3 Secret and the MinIO user agree (a crash between them was repaired)
+    put(tenant_s3(services, tenant), services.settings.s3_bucket, f"tenants/{tenant}/probe")
+
+
+@pytest.mark.parametrize("step", lifecycle.TEARDOWN_STEPS)
+def test_crash_during_teardown_then_resume(step: str, services: Services, edc: tuple[EdcStub, str]) -> None:
+    stub, edc_url = edc
+    consumer = new_consumer()
+    tenant = tenant_of(consumer)
+    body = edc_request(consumer=consumer, callback=f"{edc_url}/management/callback")
+    accept(services, body)
+    lifecycle.run_tenant(services, tenant, force=True)
+    wait_for(lambda: stub.provisions(body["transferProcessId"]), 30, what="callback")
+    s3 = tenant_s3(services, tenant)
+    put(s3, services.settings.s3_bucket, f"tenants/{tenant}/jobs/j/outputs/result")
+    store.accept_deprovision(services.sessions, ProvisionRequest.model_validate({**body, "type": "deprovision"}))
+
+    services.step_hook = crash_before(step)
+    with pytest.raises(Crash):
+        lifecycle.run_tenant(services, tenant, force=True)
+
+    restart_and_reconcile(
+        services.settings, lambda svc: db_tenant(svc, tenant).state == TenantState.DELETED and bool(stub.deprovisions())
+    )
+    assert services.kube.get("v1", "Namespace", services.settings.namespace_for(tenant)) is None
+    assert not services.storage.user_exists(f"wml-{tenant}")
+    assert s3_denied(lambda: put(s3, services.settings.s3_bucket, f"tenants/{tenant}/again"))
+    assert list(services.storage.s3.list_objects(services.settings.s3_bucket, prefix=f"tenants/{tenant}/")) == []
+    assert len(stub.deprovisions(body["transferProcessId"])) == 1
+    assert [g.state for g in db_grants(services, tenant)] == [GrantState.DEPROVISIONED]
+
+
+def test_restart_resumes_received_grants(
+    make_settings: Callable[..., ProvisionerSettings], edc: tuple[EdcStub, str]
+) -> None:
+    """Requests accepted but never worked on (process killed right after answering EDC)."""
+    stub, edc_url = edc
+    svc = Services.build(make_settings())
+    try:
+        from provisioner import db
+
+        db.migrate(svc.engine)
+        consumers = [new_consumer() for _ in range(3)]
+        bodies = [edc_request(consumer=c, callback=f"{edc_url}/management/callback") for c in consumers]
+        for body in bodies:
+            accept(svc, body)
+        restart_and_reconcile(svc.settings, lambda _: len(stub.provisions()) == 3)
+        assert sorted(c.transfer_process_id for c in stub.provisions()) == sorted(
+            b["transferProcessId"] for b in bodies
+        )
+    finally:
+        cleanup(svc)
+        svc.close()

@@ -1,0 +1,87 @@
+"""The tenant's manifests, as data: names, RBAC, network policies, and the API's environment."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from api.settings import ApiSettings
+from provisioner import tenants
+from provisioner.settings import ProvisionerSettings
+from provisioner.tenants import TenantSpec
+from templates import load_directory
+from tests.provisioner.conftest import ASSETS
+
+SETTINGS = ProvisionerSettings(database_url="sqlite:///:memory:", argo_server_url="http://10.88.0.2:2746")
+SPEC = TenantSpec(
+    tenant="t-abc",
+    namespace="wml-t-abc",
+    token_sha256="ab" * 32,
+    s3_access_key="wml-t-abc",
+    s3_secret_key="s3cr3t",
+    contract_id="contract-1",
+    assets=list(load_directory(ASSETS).values()),
+)
+
+
+def test_tenant_id_is_stable_and_dns_safe() -> None:
+    a = tenants.tenant_id_for("BPNL000000000001")
+    assert a == tenants.tenant_id_for("BPNL000000000001") != tenants.tenant_id_for("BPNL000000000002")
+    assert a.startswith("t-") and len(a) == 14 and a.replace("-", "").isalnum() and a.islower()
+
+
+def test_api_env_is_exactly_api_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    plain, secret = tenants.api_env(SETTINGS, SPEC)
+    assert set(secret) == set(tenants.SECRET_ENV_KEYS)
+    assert not set(plain) & set(secret)
+    for key in list(os.environ):
+        if key.startswith("WML_API_"):
+            monkeypatch.delenv(key)
+    for key, value in {**plain, **secret}.items():
+        monkeypatch.setenv(key, value)
+    api = ApiSettings()  # type: ignore[call-arg]
+    fields = {f"WML_API_{name.upper()}" for name in ApiSettings.model_fields}
+    assert set(plain) | set(secret) <= fields
+    assert api.tenant == "t-abc" and api.namespace == "wml-t-abc" and api.s3_prefix == "tenants/t-abc"
+    assert api.token_sha256.get_secret_value() == "ab" * 32
+    assert api.s3_access_key.get_secret_value() == "wml-t-abc"
+    assert api.s3_endpoint_url == "http://10.88.0.1:9000" and api.argo_server_url == "http://10.88.0.2:2746"
+
+
+def test_roles_are_least_privilege() -> None:
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in tenants.rbac(SPEC)}
+    worker = objects[("Role", tenants.WORKER)]["rules"]
+    assert worker == [
+        {"apiGroups": ["argoproj.io"], "resources": ["workflowtaskresults"], "verbs": ["create", "patch"]}
+    ]
+    api_rules = objects[("Role", tenants.API)]["rules"]
+    resources = {r for rule in api_rules for r in rule["resources"]}
+    assert resources == {"workflows", "workflowtemplates", "pods", "pods/log", "events"}
+    assert all("secrets" not in rule["resources"] and "*" not in rule["verbs"] for rule in api_rules)
+    assert objects[("Secret", "wml-worker.service-account-token")]["type"] == "kubernetes.io/service-account-token"
+    assert objects[("ServiceAccount", tenants.WORKER)]["automountServiceAccountToken"] is False
+
+
+def test_network_policies_default_deny_and_worker_egress() -> None:
+    policies = {p["metadata"]["name"]: p["spec"] for p in tenants.network_policies(SETTINGS, SPEC)}
+    assert policies["wml-default-deny"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    workers = policies["wml-workers"]
+    assert "ingress" not in workers
+    peers = [peer for rule in workers["egress"] for peer in rule["to"]]
+    cidrs = {p["ipBlock"]["cidr"] for p in peers if "ipBlock" in p}
+    assert cidrs == set(SETTINGS.s3_egress_cidrs) | set(SETTINGS.kube_api_egress_cidrs)
+    api_in = policies[tenants.API]["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"]
+    assert api_in == {"kubernetes.io/metadata.name": SETTINGS.ingress_namespace}
+
+
+def test_templates_and_artifact_repository_use_the_tenant_prefix() -> None:
+    templates = tenants.workflow_templates(SETTINGS, SPEC)
+    assert {t["metadata"]["name"] for t in templates} == {"wml-dummy", "wml-input-dummy"}
+    assert all(t["metadata"]["namespace"] == "wml-t-abc" for t in templates)
+    assert all(t["spec"]["serviceAccountName"] == tenants.WORKER for t in templates)
+    config = {o["metadata"]["name"]: o for o in tenants.config_objects(SETTINGS, SPEC)}
+    repo = config[tenants.ARTIFACT_REPOSITORIES]
+    assert repo["metadata"]["annotations"]["workflows.argoproj.io/default-artifact-repository"] == "default"
+    assert "keyFormat: tenants/t-abc/jobs/" in repo["data"]["default"]
+    assert config[tenants.S3_SECRET]["stringData"] == {"accessKey": "wml-t-abc", "secretKey": "s3cr3t"}
