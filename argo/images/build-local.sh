@@ -10,30 +10,39 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 cache="${WML_CACHE:-$HOME/.cache/workflow-middlelayer}"
-key="$( (cat "$root/pyproject.toml"; cat "$0") | sha256sum | cut -c1-12)"
+venv="${WML_VENV:-$root/.venv}"
+# Pin every dependency to what the project's tested virtual environment resolved: no resolver
+# backtracking in the image, and the image runs exactly the versions the tests ran.
+constraints="$("$venv/bin/pip" freeze --exclude-editable | grep -v '^-e ')"
+key="$( (cat "$root/pyproject.toml"; echo "$constraints"; cat "$0") | sha256sum | cut -c1-12)"
 out="$cache/images/app-rootfs-$key"
 if [ -f "$out/.complete" ]; then echo "$out"; exit 0; fi
 
 command -v debootstrap >/dev/null || { apt-get update -qq >&2; apt-get install -y -qq debootstrap >&2; }
 echo "[app-image] building the Python image root filesystem — first run only (~5 min)" >&2
-if [ ! -x "$out.tmp/usr/bin/python3" ]; then
-  rm -rf "$out.tmp"; mkdir -p "$out.tmp"
-  debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates bookworm "$out.tmp" \
+# The Debian base does not depend on our dependencies: reuse any finished debootstrap.
+base="$cache/images/debian-bookworm-python3"
+if [ ! -f "$base/.complete" ]; then
+  rm -rf "$base"; mkdir -p "$base"
+  debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates bookworm "$base" \
     http://deb.debian.org/debian >&2
+  touch "$base/.complete"
 fi
+rm -rf "$out.tmp"; cp -a "$base" "$out.tmp"; rm -f "$out.tmp/.complete"
 # Dependencies only (not our code): resolve them from pyproject.toml and install into /opt/wml.
 python3 - "$root/pyproject.toml" >"$out.tmp/requirements.txt" <<'PY'
 import sys, tomllib
 print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]))
 PY
+echo "$constraints" >"$out.tmp/constraints.txt"
 cp /etc/resolv.conf "$out.tmp/etc/resolv.conf"
 # The host's CA bundle, for the install only: package registries may sit behind a TLS-inspecting proxy.
 cp /etc/ssl/certs/ca-certificates.crt "$out.tmp/tmp/host-ca.crt"
 chroot "$out.tmp" /usr/bin/python3 -m venv /opt/wml
 chroot "$out.tmp" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/root PIP_CERT=/tmp/host-ca.crt \
-  SSL_CERT_FILE=/tmp/host-ca.crt /opt/wml/bin/pip install -q --no-cache-dir -r /requirements.txt >&2
+  SSL_CERT_FILE=/tmp/host-ca.crt /opt/wml/bin/pip install -q --no-cache-dir -r /requirements.txt -c /constraints.txt >&2
 rm -f "$out.tmp/tmp/host-ca.crt"
-rm -rf "$out.tmp/var/cache/apt/archives"/*.deb "$out.tmp/var/lib/apt/lists"/* "$out.tmp/requirements.txt"
+rm -rf "$out.tmp/var/cache/apt/archives"/*.deb "$out.tmp/var/lib/apt/lists"/*  "$out.tmp/requirements.txt" "$out.tmp/constraints.txt"
 : >"$out.tmp/etc/resolv.conf"
 echo "wml:x:10001:10001::/nonexistent:/usr/sbin/nologin" >>"$out.tmp/etc/passwd"
 echo "wml:x:10001:" >>"$out.tmp/etc/group"
