@@ -115,8 +115,8 @@ def stack_images(layout: Layout) -> list[Image]:
     ]
 
 
-def _layer(entries: list[Entry], out: Path) -> str:
-    """Write an uncompressed, reproducible layer tar; return its sha256."""
+def _layer(entries: list[Entry], out: Path) -> None:
+    """Write an uncompressed, reproducible layer tar."""
     all_entries = {e.path.strip("/"): e for e in _dirs_for([e.path for e in entries])}
     all_entries.update({e.path.strip("/"): e for e in entries})
     with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as tar:
@@ -135,87 +135,107 @@ def _layer(entries: list[Entry], out: Path) -> str:
             else:
                 info.type = tarfile.DIRTYPE
                 tar.addfile(info)
-    h = hashlib.sha256()
-    with open(out, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def build_oci_archive(image: Image, out: Path) -> None:
     """Write `image` as an OCI image layout (index.json, blobs) in a tar archive at `out`."""
     with tempfile.TemporaryDirectory() as tmp:
         layer_path = Path(tmp) / "layer.tar"
-        layer_digest = _layer(image.entries, layer_path)
-        layer_size = layer_path.stat().st_size
-        container_config: dict[str, object] = {"Env": image.env, "WorkingDir": image.workdir}
-        if image.entrypoint:
-            container_config["Entrypoint"] = image.entrypoint
-        if image.cmd:
-            container_config["Cmd"] = image.cmd
-        cfg = json.dumps(
-            {
-                "architecture": "amd64",
-                "os": "linux",
-                "created": "2023-11-14T22:13:20Z",
-                "config": container_config,
-                "rootfs": {"type": "layers", "diff_ids": [f"sha256:{layer_digest}"]},
-                "history": [{"created": "2023-11-14T22:13:20Z", "created_by": "tests/stack/images.py"}],
-            },
-            sort_keys=True,
-        ).encode()
-        manifest = json.dumps(
-            {
-                "schemaVersion": 2,
-                "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "config": {
-                    "mediaType": "application/vnd.oci.image.config.v1+json",
-                    "digest": "sha256:" + hashlib.sha256(cfg).hexdigest(),
-                    "size": len(cfg),
-                },
-                "layers": [
-                    {
-                        "mediaType": "application/vnd.oci.image.layer.v1.tar",
-                        "digest": f"sha256:{layer_digest}",
-                        "size": layer_size,
-                    }
-                ],
-            },
-            sort_keys=True,
-        ).encode()
-        tag = image.name.rsplit(":", 1)[1]
-        index = json.dumps(
-            {
-                "schemaVersion": 2,
-                "manifests": [
-                    {
-                        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                        "digest": "sha256:" + hashlib.sha256(manifest).hexdigest(),
-                        "size": len(manifest),
-                        "platform": {"architecture": "amd64", "os": "linux"},
-                        "annotations": {
-                            "io.containerd.image.name": image.name,
-                            "org.opencontainers.image.ref.name": tag,
-                        },
-                    }
-                ],
-            },
-            sort_keys=True,
-        ).encode()
+        _layer(image.entries, layer_path)
+        write_oci_archive(
+            image.name, [layer_path], image_config(image.env, image.workdir, image.entrypoint, image.cmd), out
+        )
 
-        def add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-            info = tarfile.TarInfo(name)
-            info.size, info.mtime, info.mode = len(data), MTIME, 0o644
-            tar.addfile(info, io.BytesIO(data))
 
-        tmp_out = out.with_suffix(".partial")
-        with tarfile.open(tmp_out, "w") as tar:
-            add_bytes(tar, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
-            add_bytes(tar, "index.json", index)
-            for blob in (cfg, manifest):
-                add_bytes(tar, f"blobs/sha256/{hashlib.sha256(blob).hexdigest()}", blob)
-            tar.add(layer_path, arcname=f"blobs/sha256/{layer_digest}")
-        tmp_out.rename(out)
+def image_config(
+    env: list[str], workdir: str, entrypoint: list[str] | None, cmd: list[str] | None, user: str | None = None
+) -> dict[str, object]:
+    config: dict[str, object] = {"Env": env, "WorkingDir": workdir}
+    if entrypoint:
+        config["Entrypoint"] = entrypoint
+    if cmd:
+        config["Cmd"] = cmd
+    if user:
+        config["User"] = user
+    return config
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_oci_archive(name: str, layers: list[Path], container_config: dict[str, object], out: Path) -> None:
+    """Write an OCI image layout with the given uncompressed layer tars (bottom first) to `out`."""
+    digests = [_sha256_file(layer) for layer in layers]
+    cfg = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "created": "2023-11-14T22:13:20Z",
+            "config": container_config,
+            "rootfs": {"type": "layers", "diff_ids": [f"sha256:{d}" for d in digests]},
+            "history": [{"created": "2023-11-14T22:13:20Z", "created_by": "tests/stack/images.py"} for _ in layers],
+        },
+        sort_keys=True,
+    ).encode()
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": "sha256:" + hashlib.sha256(cfg).hexdigest(),
+                "size": len(cfg),
+            },
+            "layers": [
+                {
+                    "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": f"sha256:{d}",
+                    "size": p.stat().st_size,
+                }
+                for d, p in zip(digests, layers, strict=True)
+            ],
+        },
+        sort_keys=True,
+    ).encode()
+    index = json.dumps(
+        {
+            "schemaVersion": 2,
+            "manifests": [
+                {
+                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "digest": "sha256:" + hashlib.sha256(manifest).hexdigest(),
+                    "size": len(manifest),
+                    "platform": {"architecture": "amd64", "os": "linux"},
+                    "annotations": {
+                        "io.containerd.image.name": name,
+                        "org.opencontainers.image.ref.name": name.rsplit(":", 1)[1],
+                    },
+                }
+            ],
+        },
+        sort_keys=True,
+    ).encode()
+
+    def add_bytes(tar: tarfile.TarFile, member: str, data: bytes) -> None:
+        info = tarfile.TarInfo(member)
+        info.size, info.mtime, info.mode = len(data), MTIME, 0o644
+        tar.addfile(info, io.BytesIO(data))
+
+    tmp_out = out.with_suffix(".partial")
+    with tarfile.open(tmp_out, "w") as tar:
+        add_bytes(tar, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
+        add_bytes(tar, "index.json", index)
+        for blob in (cfg, manifest):
+            add_bytes(tar, f"blobs/sha256/{hashlib.sha256(blob).hexdigest()}", blob)
+        for digest, layer in zip(digests, layers, strict=True):
+            if f"blobs/sha256/{digest}" not in tar.getnames():
+                tar.add(layer, arcname=f"blobs/sha256/{digest}")
+    tmp_out.rename(out)
 
 
 def ctr(layout: Layout, *args: str) -> subprocess.CompletedProcess[str]:

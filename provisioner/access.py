@@ -1,0 +1,43 @@
+"""Read a provisioned tenant's access back from Kubernetes: the consumer API's environment and token.
+
+``tenant_api_env`` returns exactly the ``WML_API_*`` variables the tenant's API Deployment gets
+(ConfigMap ``wml-api-config`` + Secret ``wml-api-env``), so a test or an operator can start the same API
+as a local process; with ``argo_token_seconds`` it adds a TokenRequest token of the tenant's ``wml-api``
+ServiceAccount as ``WML_API_ARGO_TOKEN`` (what the pod reads from its mounted token file).
+"""
+
+from __future__ import annotations
+
+import base64
+
+from provisioner import tenants
+from provisioner.kube import Kube
+from provisioner.settings import ProvisionerSettings
+
+
+class NotProvisioned(LookupError):
+    pass
+
+
+def tenant_api_env(
+    kube: Kube, settings: ProvisionerSettings, tenant_id: str, argo_token_seconds: int | None = 3600
+) -> dict[str, str]:
+    namespace = settings.namespace_for(tenant_id)
+    config = kube.get("v1", "ConfigMap", tenants.API_ENV_CONFIGMAP, namespace)
+    secret = kube.get("v1", "Secret", tenants.API_ENV_SECRET, namespace)
+    if config is None or secret is None:
+        raise NotProvisioned(f"tenant {tenant_id} has no API environment in {namespace}")
+    env = {str(k): str(v) for k, v in (config.get("data") or {}).items()}
+    env.update({str(k): base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()})
+    if argo_token_seconds:
+        env["WML_API_ARGO_TOKEN"] = kube.service_account_token(namespace, tenants.API, argo_token_seconds)
+    return env
+
+
+def tenant_token(kube: Kube, settings: ProvisionerSettings, tenant_id: str) -> str:
+    """The consumer's bearer token (kept in full only in the tenant namespace)."""
+    secret = kube.get("v1", "Secret", tenants.TOKEN_SECRET, settings.namespace_for(tenant_id))
+    raw = (secret or {}).get("data", {}).get("token")
+    if not raw:
+        raise NotProvisioned(f"tenant {tenant_id} has no token Secret")
+    return base64.b64decode(raw).decode()

@@ -1,0 +1,373 @@
+"""The provisioner's HTTP surface: EDC's HTTP provisioner endpoint, admin, health and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
+from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from provisioner import audit, db, lifecycle, store
+from provisioner.kube import KubeError
+from provisioner.models import AuditEvent, Grant, RegisteredAsset, Tenant
+from provisioner.scheduler import Worker
+from provisioner.schemas import (
+    AssetView,
+    AuditView,
+    GrantView,
+    ProvisionRequest,
+    RequestType,
+    TenantDetail,
+    TenantView,
+)
+from provisioner.services import Services
+from provisioner.settings import ProvisionerSettings
+from provisioner.storage import StorageError
+from templates import AssetError, parse_text
+
+log = logging.getLogger(__name__)
+PROVISION_PATH = "/edc/provision"
+RETRY_AFTER = {"Retry-After": "5"}
+
+
+def _problem(status: int, detail: Any, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+def _state(request: Request) -> tuple[Services, Worker]:
+    return request.app.state.services, request.app.state.worker
+
+
+def create_app(
+    settings: ProvisionerSettings | None = None, services: Services | None = None, migrate: bool = True
+) -> FastAPI:
+    settings = settings or ProvisionerSettings()
+    svc = services or Services.build(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if migrate:
+            await asyncio.to_thread(db.migrate, svc.engine)
+        worker = Worker(svc)
+        app.state.worker = worker
+        loop_task = asyncio.create_task(worker.reconcile_forever()) if settings.reconciler_enabled else None
+        try:
+            yield
+        finally:
+            if loop_task is not None:
+                loop_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await loop_task
+            await worker.close()
+            if services is None:
+                svc.close()
+
+    app = FastAPI(
+        title="Workflow Middle-Layer provisioner",
+        description="EDC HTTP provisioner: one isolated Kubernetes/Argo tenant per consumer contract.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.services = svc
+    app.include_router(_edc_router())
+    app.include_router(_health_router())
+    app.include_router(_admin_router(settings))
+    return app
+
+
+def _edc_router() -> APIRouter:
+    router = APIRouter(tags=["edc"])
+
+    @router.post(
+        PROVISION_PATH,
+        summary="EDC HttpProvisionerRequest (provision and deprovision, by `type`)",
+        responses={200: {}, 201: {}, 400: {}, 404: {}, 422: {}, 503: {}},
+    )
+    async def provision(request: Request) -> Response:
+        svc, worker = _state(request)
+        response = await _handle(request, svc, worker)
+        kind = "unknown"
+        with contextlib.suppress(Exception):
+            kind = str(json.loads(await request.body()).get("type") or "provision")
+        svc.metrics.requests.labels(type=kind[:16], code=str(response.status_code)).inc()
+        return response
+
+    return router
+
+
+async def _handle(request: Request, svc: Services, worker: Worker) -> Response:
+    raw = await request.body()
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return _problem(400, f"malformed JSON: {exc}")
+    if not isinstance(data, dict):
+        return _problem(400, "the body must be a JSON object (EDC HttpProvisionerRequest)")
+    try:
+        req = ProvisionRequest.model_validate(data)
+    except ValidationError as exc:
+        return _problem(400, exc.errors(include_url=False, include_context=False, include_input=False))
+    try:
+        if req.kind == RequestType.DEPROVISION:
+            try:
+                accepted = await asyncio.to_thread(store.accept_deprovision, svc.sessions, req)
+            except store.UnknownTransfer:
+                return _problem(404, f"unknown transfer process {req.transfer_process_id!r}")
+            if accepted.tenant_id:
+                worker.kick_tenant(accepted.tenant_id, force=True)
+            # EDC reads exactly 200 as "deprovisioned"; the teardown goes on in the background.
+            return JSONResponse({"grant": accepted.grant_id, "state": accepted.state}, status_code=200)
+        asset = await asyncio.to_thread(svc.catalogue.resolve, req.asset_id, svc.sessions)
+        if asset is None:
+            return _problem(422, f"asset {req.asset_id!r} is not offered by this provisioner")
+        accepted = await asyncio.to_thread(
+            store.accept_provision, svc.sessions, svc.settings, req, asset.name, svc.clock()
+        )
+    except (DBAPIError, SQLAlchemyError) as exc:
+        log.warning("database unavailable: %s", exc)
+        return _problem(503, "state store unavailable, retry later", RETRY_AFTER)
+    if accepted.tenant_id:
+        worker.kick_tenant(accepted.tenant_id, force=accepted.created)
+    else:
+        worker.kick_grant(accepted.grant_id)
+    body = {"grant": accepted.grant_id, "state": accepted.state, "tenant": accepted.tenant_id}
+    return JSONResponse(body, status_code=201 if accepted.created else 200)
+
+
+def _health_router() -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz")
+    async def readyz(request: Request) -> JSONResponse:
+        svc, _ = _state(request)
+        checks: dict[str, str] = {}
+        for name, probe in (
+            ("database", lambda: db.ping(svc.engine)),
+            ("kubernetes", svc.kube.version),
+            ("storage", svc.storage.ping),
+        ):
+            try:
+                await asyncio.to_thread(probe)
+                checks[name] = "ok"
+            except (SQLAlchemyError, KubeError, StorageError, OSError) as exc:
+                checks[name] = f"unavailable: {exc}"[:300]
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
+
+    @router.get("/metrics")
+    async def metrics(request: Request) -> PlainTextResponse:
+        svc, _ = _state(request)
+
+        def counts() -> tuple[list[Any], list[Any]]:
+            with svc.sessions() as session:
+                tenants = session.execute(select(Tenant.state, func.count()).group_by(Tenant.state)).all()
+                grants = session.execute(select(Grant.state, func.count()).group_by(Grant.state)).all()
+            return list(tenants), list(grants)
+
+        with contextlib.suppress(SQLAlchemyError):
+            tenants, grants = await asyncio.to_thread(counts)
+            svc.metrics.tenants.clear()
+            svc.metrics.grants.clear()
+            for state, n in tenants:
+                svc.metrics.tenants.labels(state=state).set(n)
+            for state, n in grants:
+                svc.metrics.grants.labels(state=state).set(n)
+        return PlainTextResponse(generate_latest(svc.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def _admin_router(settings: ProvisionerSettings) -> APIRouter:
+    def require_admin(request: Request) -> None:
+        expected = settings.admin_token
+        if expected is None:
+            raise HTTPException(403, "admin API disabled (set WML_PROVISIONER_ADMIN_TOKEN)")
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not secrets.compare_digest(
+            token.encode(), expected.get_secret_value().encode()
+        ):
+            raise HTTPException(401, "bad admin token", headers={"WWW-Authenticate": "Bearer"})
+
+    router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
+
+    @router.get("/tenants")
+    async def list_tenants(request: Request, state: str | None = None) -> list[TenantView]:
+        svc, _ = _state(request)
+
+        def load() -> list[TenantView]:
+            with svc.sessions() as session:
+                query = select(Tenant).order_by(Tenant.created_at)
+                if state:
+                    query = query.where(Tenant.state == state)
+                return [TenantView.model_validate(t) for t in session.scalars(query)]
+
+        return await asyncio.to_thread(load)
+
+    @router.get("/tenants/{tenant_id}")
+    async def show_tenant(request: Request, tenant_id: str) -> TenantDetail:
+        svc, _ = _state(request)
+
+        def load() -> TenantDetail | None:
+            with svc.sessions() as session:
+                tenant = session.get(Tenant, tenant_id)
+                if tenant is None:
+                    return None
+                grants = session.scalars(select(Grant).where(Grant.tenant_id == tenant_id).order_by(Grant.id))
+                return TenantDetail.model_validate(
+                    {
+                        **TenantView.model_validate(tenant).model_dump(),
+                        "grants": [GrantView.model_validate(g) for g in grants],
+                    }
+                )
+
+        detail = await asyncio.to_thread(load)
+        if detail is None:
+            raise HTTPException(404, f"no tenant {tenant_id!r}")
+        return detail
+
+    @router.get("/grants")
+    async def list_grants(
+        request: Request,
+        state: str | None = None,
+        tenant: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    ) -> list[GrantView]:
+        svc, _ = _state(request)
+
+        def load() -> list[GrantView]:
+            with svc.sessions() as session:
+                query = select(Grant).order_by(Grant.id.desc()).limit(limit)
+                if state:
+                    query = query.where(Grant.state == state)
+                if tenant:
+                    query = query.where(Grant.tenant_id == tenant)
+                return [GrantView.model_validate(g) for g in session.scalars(query)]
+
+        return await asyncio.to_thread(load)
+
+    @router.get("/audit")
+    async def list_audit(
+        request: Request, tenant: str | None = None, limit: Annotated[int, Query(ge=1, le=5000)] = 500
+    ) -> list[AuditView]:
+        svc, _ = _state(request)
+
+        def load() -> list[AuditView]:
+            with svc.sessions() as session:
+                query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
+                if tenant:
+                    query = query.where(AuditEvent.tenant_id == tenant)
+                return [AuditView.model_validate(e) for e in session.scalars(query)]
+
+        return await asyncio.to_thread(load)
+
+    @router.post("/tenants/{tenant_id}/teardown", status_code=202)
+    async def teardown(request: Request, tenant_id: str) -> dict[str, str]:
+        svc, worker = _state(request)
+        if not await asyncio.to_thread(lifecycle.force_teardown, svc, tenant_id):
+            raise HTTPException(404, f"no tenant {tenant_id!r}")
+        worker.kick_tenant(tenant_id, force=True)
+        return {"tenant": tenant_id, "state": "tearing_down"}
+
+    @router.post("/tenants/{tenant_id}/retry", status_code=202)
+    async def retry(request: Request, tenant_id: str) -> dict[str, str]:
+        _, worker = _state(request)
+        worker.kick_tenant(tenant_id, force=True)
+        return {"tenant": tenant_id}
+
+    @router.get("/assets")
+    async def list_assets(request: Request) -> list[AssetView]:
+        svc, _ = _state(request)
+
+        def load() -> list[AssetView]:
+            files = svc.catalogue.assets
+            ids = {**{name: name for name in files}, **svc.catalogue.edc_map}
+            views = [
+                AssetView(edc_asset_id=edc_id, name=name, version=files[name].version, source="directory")
+                for edc_id, name in sorted(ids.items())
+                if name in files
+            ]
+            with svc.sessions() as session:
+                for row in session.scalars(select(RegisteredAsset).order_by(RegisteredAsset.edc_asset_id)):
+                    views.append(
+                        AssetView(
+                            edc_asset_id=row.edc_asset_id,
+                            name=row.asset_name,
+                            version=str(row.spec.get("version", "")),
+                            source="admin",
+                        )
+                    )
+            return views
+
+        return await asyncio.to_thread(load)
+
+    @router.put("/assets/{edc_asset_id}", responses={200: {}, 201: {}, 400: {}, 409: {}})
+    async def register_asset(request: Request, edc_asset_id: str) -> JSONResponse:
+        """Register (or replace) the WorkflowAsset offered under an EDC asset id; body: YAML or JSON."""
+        svc, _ = _state(request)
+        if svc.catalogue.resolve(edc_asset_id) is not None:
+            return _problem(409, f"{edc_asset_id!r} comes from the asset directory; change it there")
+        try:
+            asset = parse_text((await request.body()).decode("utf-8"), f"assets/{edc_asset_id}")
+        except UnicodeDecodeError:
+            return _problem(400, "the body must be UTF-8 YAML or JSON")
+        except AssetError as exc:
+            return _problem(400, [{"field": p.field, "reason": p.reason} for p in exc.problems])
+        spec = asset.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+        def save() -> bool:
+            with svc.sessions.begin() as session:
+                row = session.get(RegisteredAsset, edc_asset_id)
+                created = row is None
+                if row is None:
+                    row = RegisteredAsset(edc_asset_id=edc_asset_id, asset_name=asset.name, spec=spec)
+                    session.add(row)
+                else:
+                    row.asset_name, row.spec = asset.name, spec
+                audit.record(
+                    session, "asset_registered", edc_asset_id=edc_asset_id, name=asset.name, version=asset.version
+                )
+            return created
+
+        created = await asyncio.to_thread(save)
+        view = AssetView(edc_asset_id=edc_asset_id, name=asset.name, version=asset.version, source="admin")
+        return JSONResponse(view.model_dump(), status_code=201 if created else 200)
+
+    @router.delete("/assets/{edc_asset_id}", status_code=204)
+    async def unregister_asset(request: Request, edc_asset_id: str) -> Response:
+        svc, _ = _state(request)
+
+        def remove() -> bool:
+            with svc.sessions.begin() as session:
+                row = session.get(RegisteredAsset, edc_asset_id)
+                if row is None:
+                    return False
+                session.delete(row)
+                audit.record(session, "asset_unregistered", edc_asset_id=edc_asset_id)
+            return True
+
+        if not await asyncio.to_thread(remove):
+            raise HTTPException(404, f"no registered asset {edc_asset_id!r}")
+        return Response(status_code=204)
+
+    @router.post("/reconcile", status_code=202)
+    async def reconcile(request: Request) -> dict[str, Any]:
+        _, worker = _state(request)
+        received, tenants = await worker.reconcile_once()
+        return {"grants": received, "tenants": tenants}
+
+    return router

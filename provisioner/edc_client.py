@@ -1,0 +1,104 @@
+"""Talking to the EDC connector: provisioner callbacks and the management API (consumer lookup)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import httpx
+
+from provisioner.schemas import DeprovisionCallback, ProvisionCallback
+from provisioner.settings import ProvisionerSettings
+
+log = logging.getLogger(__name__)
+
+
+class Outcome(StrEnum):
+    OK = "ok"
+    RETRY = "retry"  # worth another attempt later (5xx, 401/403/408/429, I/O errors)
+    FATAL = "fatal"  # EDC rejected the request itself (400 invalid body, 404 unknown transfer process)
+
+
+@dataclass(frozen=True)
+class CallbackResult:
+    outcome: Outcome
+    detail: str
+
+
+class EdcLookupError(Exception):
+    pass
+
+
+def _local(data: Any, name: str) -> Any:
+    """A JSON-LD property by local name (``contractId``, ``edc:contractId``, ``…/ns/contractId``)."""
+    if not isinstance(data, dict):
+        return None
+    for key, value in data.items():
+        if re.split(r"[:/#]", key)[-1] == name:
+            if isinstance(value, list) and value:
+                value = value[0]
+            if isinstance(value, dict):
+                value = value.get("@value", value.get("@id"))
+            return value if isinstance(value, str) else None
+    return None
+
+
+class EdcClient:
+    def __init__(self, settings: ProvisionerSettings, transport: httpx.BaseTransport | None = None) -> None:
+        self.settings = settings
+        headers = {}
+        if settings.edc_api_key is not None:
+            headers["x-api-key"] = settings.edc_api_key.get_secret_value()
+        self.http = httpx.Client(timeout=settings.http_timeout_seconds, headers=headers, transport=transport)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _post(self, url: str, body: dict[str, Any]) -> CallbackResult:
+        try:
+            response = self.http.post(url, json=body)
+        except httpx.HTTPError as exc:
+            return CallbackResult(Outcome.RETRY, f"{type(exc).__name__}: {exc}")
+        detail = f"{response.status_code} {response.text[:300]}"
+        if response.is_success:
+            return CallbackResult(Outcome.OK, detail)
+        if response.status_code in {400, 404, 405, 410, 422}:
+            return CallbackResult(Outcome.FATAL, detail)
+        return CallbackResult(Outcome.RETRY, detail)
+
+    def provisioned(self, callback_base: str, transfer_process_id: str, body: ProvisionCallback) -> CallbackResult:
+        return self._post(f"{callback_base.rstrip('/')}/{transfer_process_id}/provision", body.wire())
+
+    def deprovisioned(self, callback_base: str, transfer_process_id: str, body: DeprovisionCallback) -> CallbackResult:
+        return self._post(f"{callback_base.rstrip('/')}/{transfer_process_id}/deprovision", body.wire())
+
+    def _get(self, path: str) -> dict[str, Any]:
+        base = self.settings.edc_management_url
+        if not base:
+            raise EdcLookupError("no management API configured (WML_PROVISIONER_EDC_MANAGEMENT_URL)")
+        try:
+            response = self.http.get(f"{base.rstrip('/')}{path}")
+        except httpx.HTTPError as exc:
+            raise EdcLookupError(f"GET {path}: {exc}") from None
+        if not response.is_success:
+            raise EdcLookupError(f"GET {path}: {response.status_code} {response.text[:200]}")
+        try:
+            data = response.json()
+        except ValueError:
+            raise EdcLookupError(f"GET {path}: not JSON") from None
+        return data if isinstance(data, dict) else {}
+
+    def consumer_of(self, transfer_process_id: str) -> tuple[str, str]:
+        """(consumer id, contract id) via transfer process -> contract agreement."""
+        process = self._get(f"/v3/transferprocesses/{transfer_process_id}")
+        contract_id = _local(process, "contractId")
+        if not contract_id:
+            raise EdcLookupError(f"transfer process {transfer_process_id} names no contractId")
+        agreement = self._get(f"/v3/contractagreements/{contract_id}")
+        consumer = _local(agreement, "consumerId")
+        if not consumer:
+            raise EdcLookupError(f"contract agreement {contract_id} names no consumerId")
+        return consumer, contract_id

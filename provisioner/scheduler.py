@@ -1,0 +1,106 @@
+"""Background work: one coalescing task per tenant, and the reconciler loop that finds due work.
+
+Work for one tenant never runs twice at once in a process: a kick while it runs marks it dirty and it
+runs once more afterwards. The blocking work (SQLAlchemy, Kubernetes, MinIO, callbacks) runs in threads.
+Run one provisioner replica per database (the per-tenant serialization is in-process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from provisioner import lifecycle, store
+from provisioner.services import Services
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class KeyedRunner:
+    def __init__(self) -> None:
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._dirty: dict[str, Callable[[], Awaitable[None]]] = {}
+
+    def kick(self, key: str, work: Callable[[], Awaitable[None]]) -> None:
+        if key in self._tasks:
+            self._dirty[key] = work
+            return
+        self._tasks[key] = asyncio.get_running_loop().create_task(self._run(key, work), name=key)
+
+    async def _run(self, key: str, work: Callable[[], Awaitable[None]]) -> None:
+        try:
+            while True:
+                try:
+                    await work()
+                except Exception:
+                    log.exception("background work %s failed", key)
+                next_work = self._dirty.pop(key, None)
+                if next_work is None:
+                    return
+                work = next_work
+        finally:
+            self._tasks.pop(key, None)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._tasks)
+
+    async def drain(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
+
+    async def cancel(self) -> None:
+        for task in list(self._tasks.values()):
+            task.cancel()
+        await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
+
+
+class Worker:
+    """What the app's request handlers and the reconciler use to start background work."""
+
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+        self.runner = KeyedRunner()
+        # Own threads: slow tenant work never delays the request path (which uses the default pool).
+        self.pool = ThreadPoolExecutor(max_workers=svc.settings.worker_threads, thread_name_prefix="tenant")
+
+    async def _in_pool(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+
+    async def close(self) -> None:
+        await self.runner.cancel()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def kick_tenant(self, tenant_id: str, force: bool = False) -> None:
+        async def work() -> None:
+            await self._in_pool(lifecycle.run_tenant, self.svc, tenant_id, force)
+
+        self.runner.kick(f"tenant:{tenant_id}", work)
+
+    def kick_grant(self, grant_id: int) -> None:
+        async def work() -> None:
+            tenant_id = await self._in_pool(lifecycle.resolve_grant, self.svc, grant_id)
+            if tenant_id is not None:
+                self.kick_tenant(tenant_id, force=True)
+
+        self.runner.kick(f"grant:{grant_id}", work)
+
+    async def reconcile_once(self) -> tuple[list[int], list[str]]:
+        received, tenant_ids = await asyncio.to_thread(store.due_work, self.svc.sessions, self.svc.clock())
+        for grant_id in received:
+            self.kick_grant(grant_id)
+        for tenant_id in tenant_ids:
+            self.kick_tenant(tenant_id)
+        return received, tenant_ids
+
+    async def reconcile_forever(self) -> None:
+        while True:
+            try:
+                await self.reconcile_once()
+            except Exception:
+                log.exception("reconciler pass failed")
+            await asyncio.sleep(self.svc.settings.reconcile_interval_seconds)

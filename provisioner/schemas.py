@@ -1,0 +1,132 @@
+"""Wire models: EDC's HTTP provisioner request and callbacks, and the admin views."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
+
+
+class RequestType(StrEnum):
+    PROVISION = "provision"
+    DEPROVISION = "deprovision"
+
+
+class ProvisionRequest(BaseModel):
+    """EDC's ``HttpProvisionerRequest`` (v0.11 to v0.15; older connectors send no ``type``)."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    asset_id: str = Field(alias="assetId", min_length=1, max_length=256)
+    transfer_process_id: str = Field(alias="transferProcessId", min_length=1, max_length=256)
+    resource_definition_id: str = Field(alias="resourceDefinitionId", min_length=1, max_length=256)
+    callback_address: AnyHttpUrl = Field(alias="callbackAddress")
+    policy: dict[str, Any] | None = Field(default=None, description="Opaque; read for assignee and end date.")
+    type: RequestType | None = Field(default=None, description="Absent (EDC < 0.11) means provision.")
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @property
+    def kind(self) -> RequestType:
+        return self.type or RequestType.PROVISION
+
+    @property
+    def callback_base(self) -> str:
+        return str(self.callback_address).rstrip("/")
+
+
+class ContentDataAddress(BaseModel):
+    properties: dict[str, str]
+
+
+class ProvisionCallback(BaseModel):
+    """Body of ``POST {callbackAddress}/{transferProcessId}/provision``."""
+
+    edctype: Literal["dataspaceconnector:provisioner-callback-request"] = (
+        "dataspaceconnector:provisioner-callback-request"
+    )
+    resource_definition_id: str = Field(serialization_alias="resourceDefinitionId")
+    asset_id: str = Field(serialization_alias="assetId")
+    resource_name: str = Field(serialization_alias="resourceName")
+    content_data_address: ContentDataAddress = Field(serialization_alias="contentDataAddress")
+    api_key_jwt: str = Field(serialization_alias="apiKeyJwt", min_length=1)
+    has_token: bool = Field(default=True, serialization_alias="hasToken")
+
+    def wire(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True)
+
+
+class DeprovisionCallback(BaseModel):
+    """Body of ``POST {callbackAddress}/{transferProcessId}/deprovision``."""
+
+    provisioned_resource_id: str = Field(serialization_alias="provisionedResourceId")
+    in_process: bool = Field(default=False, serialization_alias="inProcess")
+    error: bool = False
+    error_message: str | None = Field(default=None, serialization_alias="errorMessage")
+
+    def wire(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True)
+
+
+class GrantView(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    transfer_process_id: str
+    resource_definition_id: str
+    asset_id: str
+    asset_name: str
+    tenant_id: str | None
+    consumer_id: str | None
+    contract_id: str | None
+    resource_name: str
+    state: str
+    ended_by: str | None
+    expires_at: datetime | None
+    attempts: int
+    error: str | None
+    created_at: datetime
+    called_back_at: datetime | None
+
+
+class TenantView(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    consumer_id: str
+    namespace: str
+    state: str
+    s3_user: str | None
+    expires_at: datetime | None
+    generation: int
+    attempts: int
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class TenantDetail(TenantView):
+    grants: list[GrantView] = []
+
+
+class AuditView(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    at: datetime
+    tenant_id: str | None
+    grant_id: int | None
+    event: str
+    detail: dict[str, Any]
+
+
+class AssetView(BaseModel):
+    edc_asset_id: str
+    name: str
+    version: str
+    source: Literal["directory", "admin"]

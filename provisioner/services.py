@@ -1,0 +1,58 @@
+"""Everything the provisioner's work needs, built once per application (no module-level state)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from provisioner.catalogue import Catalogue
+from provisioner.db import make_engine, session_factory
+from provisioner.edc_client import EdcClient
+from provisioner.kube import Kube, load_api_client
+from provisioner.metrics import Metrics
+from provisioner.models import utcnow
+from provisioner.settings import ProvisionerSettings
+from provisioner.storage import Storage
+
+
+def _no_hook(_step: str) -> None:
+    return None
+
+
+@dataclass
+class Services:
+    settings: ProvisionerSettings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    kube: Kube
+    storage: Storage
+    edc: EdcClient
+    catalogue: Catalogue
+    metrics: Metrics = field(default_factory=Metrics)
+    clock: Callable[[], datetime] = utcnow
+    # Called with each step's name before it runs; tests use it to simulate a crash between steps.
+    step_hook: Callable[[str], None] = _no_hook
+
+    @classmethod
+    def build(cls, settings: ProvisionerSettings, **overrides: object) -> Services:
+        engine = make_engine(settings.database_url)
+        values: dict[str, object] = {
+            "settings": settings,
+            "engine": engine,
+            "sessions": session_factory(engine),
+            "kube": Kube(load_api_client(settings.kubeconfig), timeout=settings.kube_timeout_seconds),
+            "storage": Storage(settings),
+            "edc": EdcClient(settings),
+            "catalogue": Catalogue.load(settings.assets_dir, settings.asset_map),
+        }
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        self.edc.close()
+        self.kube.api.close()
+        self.engine.dispose()

@@ -1,0 +1,125 @@
+"""Settings of the provisioner, from ``WML_PROVISIONER_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DB = Path.home() / ".local" / "state" / "workflow-middlelayer" / "provisioner.db"
+
+
+class ProvisionerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WML_PROVISIONER_", frozen=True)
+
+    # --- durable state
+    database_url: str = Field(
+        default=f"sqlite:///{DEFAULT_DB}",
+        description="SQLAlchemy URL; SQLite by default, e.g. postgresql+psycopg://user:pw@host/db.",
+    )
+
+    # --- asset catalogue
+    assets_dir: Path | None = Field(default=None, description="Directory of WorkflowAsset files.")
+    asset_map: dict[str, str] = Field(
+        default_factory=dict, description="EDC asset id -> WorkflowAsset name (identity when absent)."
+    )
+
+    # --- Kubernetes
+    kubeconfig: Path | None = Field(default=None, description="Kubeconfig file; in-cluster config when unset.")
+    namespace_prefix: str = "wml-"
+    pod_security_level: Literal["privileged", "baseline", "restricted"] = "baseline"
+    kube_timeout_seconds: float = 15.0
+
+    # --- storage (MinIO)
+    s3_endpoint: str = Field(default="10.88.0.1:9000", description="host:port as pods and the admin reach it.")
+    s3_secure: bool = False
+    s3_bucket: str = "workflows"
+    s3_region: str | None = None
+    s3_admin_access_key: SecretStr = SecretStr("minioadmin")
+    s3_admin_secret_key: SecretStr = SecretStr("minioadmin")
+    s3_prefix_template: str = "tenants/{tenant}"
+    retention: Literal["delete", "keep"] = Field(
+        default="delete", description="What happens to a tenant's objects at teardown."
+    )
+
+    # --- per-tenant consumer API
+    api_image: str = "localhost/wml/api:latest"
+    api_command: list[str] = Field(
+        default_factory=lambda: ["workflow-api", "serve", "--host", "0.0.0.0", "--port", "8080"]
+    )
+    api_port: int = 8080
+    api_replicas: int = 1
+    api_url_template: str = Field(
+        default="http://wml-api.{namespace}.svc:8080/",
+        description="Tenant API base URL sent to EDC; {namespace} and {tenant} are replaced.",
+    )
+    ingress_enabled: bool = True
+    ingress_class: str | None = None
+    ingress_host: str | None = None
+    ingress_path_template: str = "/tenants/{tenant}"
+    ingress_namespace: str = Field(default="ingress-nginx", description="Only this namespace reaches the API.")
+    argo_server_url: str = "http://argo-server.argo.svc:2746"
+    argo_verify_tls: bool = True
+    argo_ui_url: str | None = None
+    argo_namespace: str = "argo"
+
+    # --- network policy peers (CIDRs); empty means: not allowed
+    s3_egress_cidrs: list[str] = Field(default_factory=lambda: ["10.88.0.1/32"])
+    kube_api_egress_cidrs: list[str] = Field(
+        default_factory=lambda: ["10.88.0.1/32", "10.96.0.1/32"],
+        description="argoexec's wait container reports results through the Kubernetes API.",
+    )
+    kube_api_egress_ports: list[int] = Field(default_factory=lambda: [443, 6443])
+    argo_server_egress_cidrs: list[str] = Field(default_factory=lambda: ["10.88.0.2/32"])
+
+    # --- quotas (per tenant)
+    quota_cpu: str = "4"
+    quota_memory: str = "8Gi"
+    quota_ephemeral_storage: str = "20Gi"
+    quota_pods: int = 20
+    quota_gpus: int = 0
+    quota_concurrent_jobs: int = 4
+    quota_storage_bytes: int = 50 * 1024**3
+    limit_default_cpu: str = "500m"
+    limit_default_memory: str = "512Mi"
+    limit_default_request_cpu: str = "100m"
+    limit_default_request_memory: str = "128Mi"
+
+    # --- EDC
+    edc_api_key: SecretStr | None = Field(default=None, description="x-api-key of the connector's management API.")
+    edc_management_url: str | None = Field(
+        default=None, description="Management API base (…/management); used to find the consumer."
+    )
+    identity_sources: list[Literal["assignee", "management"]] = Field(
+        default_factory=lambda: ["assignee", "management"]
+    )
+    fallback_consumer: str | None = Field(
+        default=None, description="Consumer id when no source names one; unset = the grant fails."
+    )
+    default_lifetime_seconds: int = Field(default=30 * 24 * 3600, ge=60)
+    callback_max_attempts: int = Field(default=8, ge=1)
+    retry_base_seconds: float = 1.0
+    retry_max_seconds: float = 300.0
+    http_timeout_seconds: float = 30.0
+    deprovision_callback: bool = True
+
+    # --- reconciler, admin
+    reconcile_interval_seconds: float = 10.0
+    worker_threads: int = Field(default=4, ge=1, description="Threads for tenant work (Kubernetes, MinIO, EDC).")
+    work_max_attempts: int = Field(default=20, ge=1, description="Failed provisioning steps before 'failed'.")
+    admin_token: SecretStr | None = Field(default=None, description="Bearer token for /admin; unset disables it.")
+    reconciler_enabled: bool = True
+
+    def namespace_for(self, tenant: str) -> str:
+        return f"{self.namespace_prefix}{tenant}"
+
+    def s3_prefix_for(self, tenant: str) -> str:
+        return self.s3_prefix_template.format(tenant=tenant).strip("/")
+
+    def api_url_for(self, tenant: str) -> str:
+        return self.api_url_template.format(namespace=self.namespace_for(tenant), tenant=tenant)
+
+    def s3_endpoint_url(self) -> str:
+        return f"{'https' if self.s3_secure else 'http'}://{self.s3_endpoint}"

@@ -1,0 +1,124 @@
+"""Per-tenant S3 credentials on MinIO: one user and one policy, scoped to the tenant's prefix."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from minio import Minio, MinioAdmin
+from minio.credentials import StaticProvider
+from minio.deleteobjects import DeleteObject
+from minio.error import MinioAdminException, MinioException
+from urllib3.exceptions import HTTPError
+
+from provisioner.settings import ProvisionerSettings
+
+
+class StorageError(Exception):
+    pass
+
+
+def tenant_policy(bucket: str, prefix: str) -> dict[str, Any]:
+    """Read, write and delete under ``<bucket>/<prefix>/``; list only that prefix; nothing else."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": [
+                    "s3:GetObject",
+                    "s3:PutObject",
+                    "s3:DeleteObject",
+                    "s3:AbortMultipartUpload",
+                    "s3:ListMultipartUploadParts",
+                ],
+                "Resource": [f"arn:aws:s3:::{bucket}/{prefix}/*"],
+            },
+            {
+                # HEAD of the bare prefix key: clients (s3fs) probe it and must see 404, not 403.
+                "Effect": "Allow",
+                "Action": ["s3:GetObject"],
+                "Resource": [f"arn:aws:s3:::{bucket}/{prefix}"],
+            },
+            {
+                "Effect": "Allow",
+                "Action": ["s3:ListBucket"],
+                "Resource": [f"arn:aws:s3:::{bucket}"],
+                "Condition": {"StringLike": {"s3:prefix": [f"{prefix}", f"{prefix}/*"]}},
+            },
+            {
+                "Effect": "Allow",
+                "Action": ["s3:GetBucketLocation"],
+                "Resource": [f"arn:aws:s3:::{bucket}"],
+            },
+        ],
+    }
+
+
+def _absent(exc: MinioAdminException) -> bool:
+    text = str(exc)
+    return "NoSuch" in text or "does not exist" in text or "not found" in text.lower()
+
+
+class Storage:
+    def __init__(self, settings: ProvisionerSettings) -> None:
+        creds = StaticProvider(
+            settings.s3_admin_access_key.get_secret_value(), settings.s3_admin_secret_key.get_secret_value()
+        )
+        self.bucket = settings.s3_bucket
+        self.admin = MinioAdmin(endpoint=settings.s3_endpoint, credentials=creds, secure=settings.s3_secure)
+        self.s3 = Minio(
+            settings.s3_endpoint,
+            access_key=settings.s3_admin_access_key.get_secret_value(),
+            secret_key=settings.s3_admin_secret_key.get_secret_value(),
+            secure=settings.s3_secure,
+            region=settings.s3_region,
+        )
+
+    def ensure_user(self, user: str, secret: str, prefix: str) -> None:
+        """Create or update the user, its policy and the binding (idempotent)."""
+        try:
+            if not self.s3.bucket_exists(self.bucket):
+                self.s3.make_bucket(self.bucket)
+            self.admin.policy_add(user, policy=tenant_policy(self.bucket, prefix))
+            self.admin.user_add(user, secret)
+            attached = json.loads(self.admin.user_info(user)).get("policyName", "")
+            if user not in attached.split(","):
+                self.admin.attach_policy([user], user=user)
+        except (MinioAdminException, MinioException, HTTPError, OSError, ValueError) as exc:
+            raise StorageError(f"MinIO user {user}: {exc}") from None
+
+    def remove_user(self, user: str) -> None:
+        """Remove user and policy; absent ones are fine."""
+        for step in (self.admin.user_remove, self.admin.policy_remove):
+            try:
+                step(user)
+            except MinioAdminException as exc:
+                if not _absent(exc):
+                    raise StorageError(f"MinIO user {user}: {exc}") from None
+            except (MinioException, HTTPError, OSError) as exc:
+                raise StorageError(f"MinIO user {user}: {exc}") from None
+
+    def user_exists(self, user: str) -> bool:
+        try:
+            self.admin.user_info(user)
+        except MinioAdminException:
+            return False
+        return True
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every object under ``prefix/``; returns how many."""
+        try:
+            names = [o.object_name for o in self.s3.list_objects(self.bucket, prefix=f"{prefix}/", recursive=True)]
+            errors = list(self.s3.remove_objects(self.bucket, (DeleteObject(n) for n in names if n)))
+        except (MinioException, HTTPError, OSError) as exc:
+            raise StorageError(f"delete {prefix}: {exc}") from None
+        if errors:
+            raise StorageError(f"delete {prefix}: {errors[0]}")
+        return len(names)
+
+    def ping(self) -> None:
+        try:
+            self.s3.bucket_exists(self.bucket)
+        except (MinioException, HTTPError, OSError) as exc:
+            raise StorageError(str(exc)) from None

@@ -1,0 +1,197 @@
+"""Database operations of the request path and the reconciler: accept, link, find due work."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from provisioner import audit, policy
+from provisioner.models import ACTIVE_GRANT_STATES, Grant, GrantState, Tenant, TenantState
+from provisioner.schemas import ProvisionRequest
+from provisioner.settings import ProvisionerSettings
+from provisioner.tenants import tenant_id_for
+
+CONFLICT_RETRIES = 5
+
+
+@dataclass(frozen=True)
+class Accepted:
+    grant_id: int
+    state: str
+    tenant_id: str | None
+    created: bool
+
+
+class UnknownTransfer(LookupError):
+    pass
+
+
+def resource_name(tenant_or_consumer: str, transfer_process_id: str, resource_definition_id: str) -> str:
+    """Unique per tenant and transfer: EDC keeps the token in its vault under this name."""
+    digest = hashlib.sha256(f"{transfer_process_id}\0{resource_definition_id}".encode()).hexdigest()[:12]
+    return f"workflow-api-{tenant_or_consumer}-{digest}"
+
+
+def backoff(settings: ProvisionerSettings, attempts: int) -> timedelta:
+    seconds = min(settings.retry_max_seconds, settings.retry_base_seconds * 2 ** max(0, attempts - 1))
+    return timedelta(seconds=seconds)
+
+
+def link_tenant(session: Session, grant: Grant, consumer_id: str, settings: ProvisionerSettings) -> Tenant:
+    """Attach ``grant`` to its consumer's tenant, creating (or reviving) the tenant row.
+
+    The tenant id is derived from the consumer id and ``consumer_id`` is unique, so two concurrent
+    requests for one consumer insert the same primary key: one wins, the other gets an IntegrityError
+    and retries (see :func:`with_conflict_retry`), finding the row.
+    """
+    tenant_id = tenant_id_for(consumer_id)
+    tenant = session.get(Tenant, tenant_id)
+    if tenant is None:
+        tenant = Tenant(
+            id=tenant_id,
+            consumer_id=consumer_id,
+            namespace=settings.namespace_for(tenant_id),
+            state=TenantState.PENDING,
+            generation=1,
+            attempts=0,
+        )
+        session.add(tenant)
+        session.flush()
+        audit.record(session, "tenant_created", tenant_id, consumer_id=consumer_id, namespace=tenant.namespace)
+    elif tenant.state in (TenantState.DELETED, TenantState.FAILED):
+        tenant.state = TenantState.PENDING
+        tenant.generation += 1
+        tenant.attempts = 0
+        tenant.error = None
+        tenant.next_attempt_at = None
+        audit.record(session, "tenant_revived", tenant_id, generation=tenant.generation)
+    elif tenant.state == TenantState.READY:
+        tenant.state = TenantState.PENDING
+    grant.tenant_id = tenant_id
+    grant.consumer_id = consumer_id
+    grant.state = GrantState.PROVISIONING
+    grant.resource_name = resource_name(tenant_id, grant.transfer_process_id, grant.resource_definition_id)
+    grant.attempts = 0
+    grant.next_attempt_at = None
+    grant.error = None
+    return tenant
+
+
+def accept_provision(
+    sessions: sessionmaker[Session],
+    settings: ProvisionerSettings,
+    request: ProvisionRequest,
+    asset_name: str,
+    now: datetime,
+) -> Accepted:
+    """Persist a provision request once; a retried or duplicated request finds the first grant."""
+    consumer = policy.assignee(request.policy) if "assignee" in settings.identity_sources else None
+    if consumer is None and settings.identity_sources == ["assignee"] and settings.fallback_consumer:
+        consumer = settings.fallback_consumer
+    ends = policy.contract_end(request.policy, now) or now + timedelta(seconds=settings.default_lifetime_seconds)
+    for attempt in range(CONFLICT_RETRIES):
+        try:
+            with sessions.begin() as session:
+                grant = session.scalars(
+                    select(Grant).where(
+                        Grant.transfer_process_id == request.transfer_process_id,
+                        Grant.resource_definition_id == request.resource_definition_id,
+                    )
+                ).one_or_none()
+                if grant is not None:
+                    audit.record(session, "provision_duplicate", grant.tenant_id, grant.id, state=grant.state)
+                    return Accepted(grant.id, grant.state, grant.tenant_id, created=False)
+                grant = Grant(
+                    transfer_process_id=request.transfer_process_id,
+                    resource_definition_id=request.resource_definition_id,
+                    asset_id=request.asset_id,
+                    asset_name=asset_name,
+                    callback_address=request.callback_base,
+                    policy=request.policy or {},
+                    resource_name=resource_name("pending", request.transfer_process_id, request.resource_definition_id),
+                    state=GrantState.RECEIVED,
+                    expires_at=ends,
+                    attempts=0,
+                )
+                session.add(grant)
+                session.flush()
+                audit.record(
+                    session,
+                    "provision_received",
+                    None,
+                    grant.id,
+                    transfer_process_id=request.transfer_process_id,
+                    asset_id=request.asset_id,
+                    expires_at=ends.isoformat(),
+                )
+                if consumer is not None:
+                    link_tenant(session, grant, consumer, settings)
+                    audit.record(
+                        session, "grant_linked", grant.tenant_id, grant.id, consumer_id=consumer, source="assignee"
+                    )
+                return Accepted(grant.id, grant.state, grant.tenant_id, created=True)
+        except IntegrityError:
+            if attempt == CONFLICT_RETRIES - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def accept_deprovision(sessions: sessionmaker[Session], request: ProvisionRequest) -> Accepted:
+    """Mark the grant(s) of this transfer for removal. Unknown transfer: :class:`UnknownTransfer`."""
+    with sessions.begin() as session:
+        grants = list(
+            session.scalars(
+                select(Grant).where(
+                    Grant.transfer_process_id == request.transfer_process_id,
+                    Grant.resource_definition_id == request.resource_definition_id,
+                )
+            )
+        ) or list(session.scalars(select(Grant).where(Grant.transfer_process_id == request.transfer_process_id)))
+        if not grants:
+            raise UnknownTransfer(request.transfer_process_id)
+        for grant in grants:
+            if grant.state in (GrantState.DEPROVISIONING, GrantState.DEPROVISIONED):
+                audit.record(session, "deprovision_duplicate", grant.tenant_id, grant.id, state=grant.state)
+                continue
+            grant.ended_by = "deprovision"
+            if grant.tenant_id is None:
+                grant.state = GrantState.DEPROVISIONED
+            else:
+                grant.state = GrantState.DEPROVISIONING
+                grant.attempts = 0
+                grant.next_attempt_at = None
+            audit.record(session, "deprovision_received", grant.tenant_id, grant.id, state=grant.state)
+        first = grants[0]
+        return Accepted(first.id, first.state, first.tenant_id, created=False)
+
+
+def due_work(sessions: sessionmaker[Session], now: datetime) -> tuple[list[int], list[str]]:
+    """(grants waiting for their consumer, tenants with something to do) whose retry time has come."""
+    due = or_(Grant.next_attempt_at.is_(None), Grant.next_attempt_at <= now)
+    with sessions() as session:
+        received = list(session.scalars(select(Grant.id).where(Grant.state == GrantState.RECEIVED, due)))
+        tenant_ids = set(
+            session.scalars(
+                select(Grant.tenant_id).where(
+                    Grant.tenant_id.is_not(None),
+                    or_(
+                        Grant.state.in_([GrantState.PROVISIONING, GrantState.DEPROVISIONING, GrantState.CALLBACK]),
+                        Grant.state.in_(ACTIVE_GRANT_STATES) & (Grant.expires_at <= now),
+                        (Grant.state == GrantState.DEPROVISIONED) & (Grant.deprovision_callback == "due"),
+                    ),
+                    due,
+                )
+            )
+        )
+        tenant_due = or_(Tenant.next_attempt_at.is_(None), Tenant.next_attempt_at <= now)
+        tenant_ids |= set(
+            session.scalars(
+                select(Tenant.id).where(Tenant.state.in_([TenantState.PENDING, TenantState.TEARING_DOWN]), tenant_due)
+            )
+        )
+    return received, sorted(t for t in tenant_ids if t)
