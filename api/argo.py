@@ -75,8 +75,14 @@ class Argo:
         return await self._call("get_workflow", name)
 
     async def list(self, label_selector: str, limit: int, continue_: str | None) -> m.WorkflowList:
+        # Without a workflow archive, Argo Server returns a `continue` token (an offset) only when asked
+        # for the remaining item count, which it takes as this field selector.
         return await self._call(
-            "list_workflows", label_selector=label_selector, limit=str(limit), continue_=continue_ or None
+            "list_workflows",
+            label_selector=label_selector,
+            field_selector="ext.showRemainingItemCount=true",
+            limit=str(limit),
+            continue_=continue_ or None,
         )
 
     async def terminate(self, name: str) -> m.Workflow:

@@ -221,7 +221,9 @@ class Storage:
         return sum(e["size"] for e in await self.list_prefix(self.keys.prefix))
 
     async def ping(self) -> None:
-        await self._run(self.fs.ls, self.bucket, refresh=True)
+        # A tenant's credentials may list only its own prefix, not the bucket.
+        with contextlib.suppress(FileNotFoundError):
+            await self._run(self.fs.ls, self._path(self.keys.prefix), refresh=True)
 
 
 def _now() -> str:
