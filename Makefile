@@ -42,7 +42,7 @@ bench: venv stack-build
 
 run: venv stack-build
 	$(BIN)/python -m tests.stack up
-	$(BIN)/python -m provisioner.demo
+	$(BIN)/python -m tests.e2e
 
 stack-up: venv stack-build
 	$(BIN)/python -m tests.stack up

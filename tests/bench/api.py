@@ -176,7 +176,8 @@ def _measure(stack: object, tenant: object, url: str, pid: int, tmp: Path) -> di
         f"   ratio {up_ratio:4.2f}x  (goal ≥ 0.9x)"
     )
     print(
-        f"download {gib:.2f} GiB: direct {SIZE / t_direct_down / 1e6:7.1f} MB/s, API {SIZE / t_api_down / 1e6:7.1f} MB/s"
+        f"download {gib:.2f} GiB: direct {SIZE / t_direct_down / 1e6:7.1f} MB/s, "
+        f"API {SIZE / t_api_down / 1e6:7.1f} MB/s"
         f"   ratio {down_ratio:4.2f}x  (goal ≥ 0.9x)"
     )
     print(

@@ -1,0 +1,9 @@
+"""``make run``: play one EDC contract end to end on the local stack."""
+
+import sys
+
+from tests.e2e.contract import play
+
+if __name__ == "__main__":
+    outcome = play()
+    sys.exit(0 if outcome.state == "COMPLETE" and outcome.namespace_gone else 1)
