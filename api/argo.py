@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-from hera.exceptions import HeraException, NotFound
+from hera.exceptions import BadRequest, HeraException, NotFound
 from hera.workflows import AsyncWorkflowsService
 from hera.workflows import models as m
 
@@ -30,6 +30,10 @@ class ArgoNotFound(LookupError):
 
 class ArgoConflict(RuntimeError):
     pass
+
+
+class ArgoRejected(ValueError):
+    """Argo Server refused the request as malformed (e.g. a stale page token)."""
 
 
 class Argo:
@@ -53,6 +57,8 @@ class Argo:
             return await getattr(self._service(), name)(*args, **kwargs)
         except NotFound as exc:
             raise ArgoNotFound(str(exc)) from exc
+        except BadRequest as exc:
+            raise ArgoRejected("the workflow engine rejected the request as invalid") from exc
         except HeraException as exc:
             status = getattr(exc, "status_code", 500)
             if status == 409 or "already exists" in str(exc):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from api.argo import ArgoUnavailable
+from api.argo import ArgoRejected, ArgoUnavailable
 from api.storage import StorageUnavailable
 
 
@@ -39,6 +39,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StorageUnavailable)
     async def _storage(_: Request, exc: StorageUnavailable) -> JSONResponse:
         return problem(503, "Storage Unavailable", str(exc), {"Retry-After": "5"})
+
+    @app.exception_handler(ArgoRejected)
+    async def _argo_rejected(_: Request, exc: ArgoRejected) -> JSONResponse:
+        return problem(400, "Bad Request", str(exc))
 
     @app.exception_handler(ArgoUnavailable)
     async def _argo(_: Request, exc: ArgoUnavailable) -> JSONResponse:

@@ -31,6 +31,12 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 JobPath = Annotated[str, Path(max_length=64, description="Job id, e.g. job-1f2e3d4c5b6a7988.")]
 ANNOTATION_REQUEST = "workflow-middlelayer.io/request-sha256"
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# Argo's emissary executor logs into the main container's stream; those lines are not the worker's.
+_EXECUTOR_LINE = re.compile(r"^time=\S+ level=\w+ msg=.*\bargo=true\b")
+
+
+def _worker_line(line: str) -> bool:
+    return not _EXECUTOR_LINE.match(line)
 
 
 def _job_id(tenant: Tenant, idempotency_key: str | None) -> str:
@@ -269,17 +275,25 @@ async def job_logs(job: JobPath, tenant: TenantDep, follow: bool = False) -> Str
 
 
 async def _live(head: str | None, lines: AsyncIterator[str]) -> AsyncIterator[bytes]:
-    if head is not None:
+    if head is not None and _worker_line(head):
         yield (head + "\n").encode()
     async for line in lines:
-        yield (line + "\n").encode()
+        if _worker_line(line):
+            yield (line + "\n").encode()
 
 
 async def _archived(tenant: Tenant, entries: list[dict[str, Any]]) -> AsyncIterator[bytes]:
     for entry in entries:
-        if entry["key"].endswith("main.log"):
-            async for chunk in tenant.storage.read_range(entry["key"], 0, entry["size"]):
-                yield chunk
+        if not entry["key"].endswith("main.log"):
+            continue
+        rest = b""
+        async for chunk in tenant.storage.read_range(entry["key"], 0, entry["size"]):
+            *lines, rest = (rest + chunk).split(b"\n")
+            kept = [line for line in lines if _worker_line(line.decode(errors="replace"))]
+            if kept:
+                yield b"\n".join(kept) + b"\n"
+        if rest and _worker_line(rest.decode(errors="replace")):
+            yield rest + b"\n"
 
 
 def _output_key(tenant: Tenant, asset: WorkflowAsset, job: str, name: str) -> str:

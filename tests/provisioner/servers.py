@@ -1,5 +1,5 @@
-"""Real HTTP servers for the provisioner tests: a uvicorn server in a thread on a free loopback port,
-and a stand-in for the EDC connector (callback receiver + the management API's consumer lookup)."""
+"""A stand-in for the EDC connector over real HTTP (callback receiver + the management API's consumer
+lookup). Servers are started with tests.servers.ThreadedServer."""
 
 from __future__ import annotations
 
@@ -9,39 +9,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
+from tests.servers import ThreadedServer
+
+__all__ = ["API_KEY", "Call", "EdcStub", "ThreadedServer", "wait_for"]
+
 API_KEY = "test-management-key"
-
-
-class ThreadedServer:
-    """Serve an ASGI app on 127.0.0.1:<free port> in a background thread."""
-
-    def __init__(self, app: Any) -> None:
-        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> ThreadedServer:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("server did not start")
-            time.sleep(0.02)
-        return self
-
-    @property
-    def url(self) -> str:
-        sock = self.server.servers[0].sockets[0]
-        host, port = sock.getsockname()[:2]
-        return f"http://{host}:{port}"
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
 
 
 @dataclass
