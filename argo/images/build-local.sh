@@ -14,7 +14,9 @@ venv="${WML_VENV:-$root/.venv}"
 # Pin every dependency to what the project's tested virtual environment resolved: no resolver
 # backtracking in the image, and the image runs exactly the versions the tests ran.
 constraints="$("$venv/bin/pip" freeze --exclude-editable | grep -v '^-e ')"
-key="$( (cat "$root/pyproject.toml"; echo "$constraints"; cat "$0") | sha256sum | cut -c1-12)"
+requirements="$(python3 -c 'import sys, tomllib; print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]))' "$root/pyproject.toml")"
+# Keyed by the runtime requirements (not dev tools) and this script.
+key="$( (echo "$requirements"; cat "$0") | sha256sum | cut -c1-12)"
 out="$cache/images/app-rootfs-$key"
 if [ -f "$out/.complete" ]; then echo "$out"; exit 0; fi
 
@@ -30,10 +32,7 @@ if [ ! -f "$base/.complete" ]; then
 fi
 rm -rf "$out.tmp"; cp -a "$base" "$out.tmp"; rm -f "$out.tmp/.complete"
 # Dependencies only (not our code): resolve them from pyproject.toml and install into /opt/wml.
-python3 - "$root/pyproject.toml" >"$out.tmp/requirements.txt" <<'PY'
-import sys, tomllib
-print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]))
-PY
+echo "$requirements" >"$out.tmp/requirements.txt"
 echo "$constraints" >"$out.tmp/constraints.txt"
 cp /etc/resolv.conf "$out.tmp/etc/resolv.conf"
 # The host's CA bundle, for the install only: package registries may sit behind a TLS-inspecting proxy.
