@@ -18,6 +18,9 @@ requirements="$(python3 -c 'import sys, tomllib; print("\n".join(tomllib.load(op
 # Keyed by the runtime requirements (not dev tools) and this script.
 key="$( (echo "$requirements"; cat "$0") | sha256sum | cut -c1-12)"
 out="$cache/images/app-rootfs-$key"
+mkdir -p "$cache/images"
+# One build at a time (the test suite and `make run` may both ask for the image).
+exec 9>"$cache/images/.app-rootfs.lock"; flock 9
 if [ -f "$out/.complete" ]; then echo "$out"; exit 0; fi
 
 command -v debootstrap >/dev/null || { apt-get update -qq >&2; apt-get install -y -qq debootstrap >&2; }
