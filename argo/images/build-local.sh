@@ -15,8 +15,9 @@ venv="${WML_VENV:-$root/.venv}"
 # backtracking in the image, and the image runs exactly the versions the tests ran.
 constraints="$("$venv/bin/pip" freeze --exclude-editable | grep -v '^-e ')"
 requirements="$(python3 -c 'import sys, tomllib; print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]))' "$root/pyproject.toml")"
-# Keyed by the runtime requirements (not dev tools) and this script.
-key="$( (echo "$requirements"; cat "$0") | sha256sum | cut -c1-12)"
+# Keyed by the runtime requirements (not dev tools) and the layout below (bump ROOTFS_LAYOUT on changes).
+ROOTFS_LAYOUT=1
+key="$( (echo "$requirements"; echo "$ROOTFS_LAYOUT") | sha256sum | cut -c1-12)"
 out="$cache/images/app-rootfs-$key"
 mkdir -p "$cache/images"
 # One build at a time (the test suite and `make run` may both ask for the image).
