@@ -50,4 +50,6 @@ rm -rf "$out.tmp/var/cache/apt/archives"/*.deb "$out.tmp/var/lib/apt/lists"/*  "
 echo "wml:x:10001:10001::/nonexistent:/usr/sbin/nologin" >>"$out.tmp/etc/passwd"
 echo "wml:x:10001:" >>"$out.tmp/etc/group"
 rm -rf "$out"; mv "$out.tmp" "$out"; touch "$out/.complete"
+# Older root filesystems are not needed any more.
+find "$cache/images" -maxdepth 1 -name 'app-rootfs-*' ! -name "app-rootfs-$key" -exec rm -rf {} +
 echo "$out"

@@ -95,6 +95,8 @@ def ensure_app_image(layout: Layout | None = None) -> str:
     base_layer = layout.image_cache / f"app-base-{rootfs.name}.tar"
     if not base_layer.exists():
         log(f"packing the app image's base layer from {rootfs}")
+        for stale in layout.image_cache.glob("app-base-*.tar"):
+            stale.unlink()
         partial = base_layer.with_suffix(".partial")
         _rootfs_layer(rootfs, partial)
         partial.rename(base_layer)
