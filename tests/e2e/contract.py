@@ -1,7 +1,8 @@
 """One EDC contract, end to end, on the local stack — what `make run` shows and the e2e test checks.
 
 1. bring up (or reuse) the local stack and import our image into its containerd;
-2. start the provisioner with the example assets, and a stand-in for the EDC connector's management API
+2. deploy the provisioner from `argo/base` (a Deployment in namespace workflow-middlelayer, with the
+   example assets), and start a stand-in for the EDC connector's management API on the node bridge
    (it receives our callbacks and checks their x-api-key);
 3. send EDC's provision request exactly as EDC v0.15 sends it; wait for the callback with the tenant
    API's address and token;
@@ -24,13 +25,12 @@ import httpx
 from kubernetes import client as k8s
 
 from api.client import Client
-from provisioner.app import PROVISION_PATH, create_app
-from provisioner.services import Services
-from provisioner.settings import ProvisionerSettings
+from provisioner.app import PROVISION_PATH
+from tests.e2e.deploy import deploy_provisioner
 from tests.provisioner.conftest import edc_request
-from tests.provisioner.helpers import stack_settings
-from tests.provisioner.servers import EdcStub, ThreadedServer, wait_for
-from tests.stack import kube
+from tests.provisioner.helpers import ADMIN_TOKEN
+from tests.provisioner.servers import API_KEY, EdcStub, ThreadedServer, wait_for
+from tests.stack import config, kube
 from tests.stack.app_image import ensure_app_image
 from tests.stack.launcher import StackInfo, ensure_stack
 
@@ -73,61 +73,56 @@ def _api_ready(url: str) -> bool:
 
 def play(stack: StackInfo | None = None, echo: Callable[[str], None] = _say) -> Outcome:
     stack = stack or ensure_stack()
-    echo(f"local stack up — Argo UI/API: {stack.argo_server_url}   MinIO: {stack.s3_endpoint}")
+    echo(f"local stack up — Argo Server: {stack.argo_server_url}   MinIO: {stack.s3_endpoint}")
     image = ensure_app_image()
-    echo(f"consumer API image {image} imported into containerd (no registry)")
+    echo(f"our image {image} imported into containerd (no registry)")
     api = kube.api_client(stack.kubeconfig)
     stub = EdcStub()
-    consumer = f"consumer-{uuid.uuid4().hex[:6]}"
-    with tempfile.TemporaryDirectory() as tmp, ThreadedServer(stub.app()) as edc:
-        settings: ProvisionerSettings = stack_settings(
-            stack, f"sqlite:///{Path(tmp) / 'provisioner.db'}", edc.url, api_image=image
-        )
-        services = Services.build(settings)
-        try:
-            with ThreadedServer(create_app(settings, services=services)) as provisioner:
-                echo(f"provisioner on {provisioner.url} (assets: dummy, input-dummy); EDC stand-in on {edc.url}")
-                body = edc_request(consumer=consumer, callback=f"{edc.url}/management/callback")
-                answer = httpx.post(f"{provisioner.url}{PROVISION_PATH}", json=body, timeout=30)
-                echo(f"EDC → provision (transfer {body['transferProcessId']}): HTTP {answer.status_code}")
-                answer.raise_for_status()
-                call = wait_for(lambda: stub.provisions(body["transferProcessId"]), 180, 0.2, "callback")[0]
-                address = call.body["contentDataAddress"]["properties"]
-                token = call.body["apiKeyJwt"]
-                echo(f"callback received: HttpData baseUrl={address['baseUrl']} authKey={address['authKey']}")
-                tenant = answer.json()["tenant"]
-                namespace = settings.namespace_for(tenant)
-                url = _cluster_url(api, address["baseUrl"])
-                echo(f"waiting for the tenant's API pod in {namespace} ({url}; API docs at {url}docs)")
-                wait_for(lambda: _api_ready(url), 180, 1.0, "the tenant API pod")
-                with Client(url, token) as client:
-                    echo(f"assets of this contract: {[a['name'] for a in client.assets()]}")
-                    staged = client.upload_bytes("dummy", "env", DUMMY_ENV)
-                    echo(f"uploaded input env: {staged['size']} bytes, sha256 {staged['sha256'][:16]}…")
-                    job = client.start("dummy", idempotency_key=f"demo-{tenant}")
-                    echo(f"job {job['id']} started ({job['state']}); following its log:")
-                    wait_for(
-                        lambda: client.job(job["id"])["state"] not in {"QUEUED", "INITIALIZING"}, 180, 0.5, "start"
-                    )
-                    log = []
-                    for line in client.logs(job["id"], follow=True):
-                        log.append(line)
-                        print(f"    | {line}", flush=True)
-                    done = client.wait(job["id"], timeout=300)
-                    echo(f"job {job['id']}: {done['state']}")
-                    result = ""
-                    if done["state"] == "COMPLETE":
-                        result = client.download(job["id"], "result", Path(tmp) / "result").read_text()
-                        echo("result:\n" + "\n".join(f"    {line}" for line in result.splitlines()))
-                answer = httpx.post(
-                    f"{provisioner.url}{PROVISION_PATH}", json={**body, "type": "deprovision"}, timeout=30
-                )
-                echo(f"EDC → deprovision: HTTP {answer.status_code}")
-                gone = _wait_namespace_gone(api, namespace)
-                echo(f"namespace {namespace} {'is gone' if gone else 'is still there'}; MinIO user and objects removed")
-                return Outcome(tenant, namespace, job["id"], done["state"], log, result, call.body, gone)
-        finally:
-            services.close()
+    # The provisioner runs in a pod: the EDC stand-in listens on the node bridge so that it can call back.
+    with tempfile.TemporaryDirectory() as tmp, ThreadedServer(stub.app(), host=config.BRIDGE_IP) as edc:
+        echo(f"EDC stand-in (management API, callback receiver) on {edc.url}")
+        provisioner = deploy_provisioner(stack, image, edc.url, API_KEY, ADMIN_TOKEN)
+        echo(f"provisioner deployed from argo/base at {provisioner} (assets: dummy, input-dummy)")
+        body = edc_request(consumer=f"consumer-{uuid.uuid4().hex[:6]}", callback=f"{edc.url}/management/callback")
+        answer = httpx.post(f"{provisioner}{PROVISION_PATH}", json=body, timeout=30)
+        echo(f"EDC → provision (transfer {body['transferProcessId']}): HTTP {answer.status_code}")
+        answer.raise_for_status()
+        call = wait_for(lambda: stub.provisions(body["transferProcessId"]), 180, 0.2, "callback")[0]
+        address = call.body["contentDataAddress"]["properties"]
+        echo(f"callback received: HttpData baseUrl={address['baseUrl']} authKey={address['authKey']}")
+        tenant = answer.json()["tenant"]
+        namespace = f"wml-{tenant}"
+        url = _cluster_url(api, address["baseUrl"])
+        echo(f"waiting for the tenant's API pod in {namespace} ({url}; API docs at {url}docs)")
+        wait_for(lambda: _api_ready(url), 180, 1.0, "the tenant API pod")
+        with Client(url, call.body["apiKeyJwt"]) as client:
+            job, state, log, result = _consume(client, tenant, Path(tmp), echo)
+        answer = httpx.post(f"{provisioner}{PROVISION_PATH}", json={**body, "type": "deprovision"}, timeout=30)
+        echo(f"EDC → deprovision: HTTP {answer.status_code}")
+        gone = _wait_namespace_gone(api, namespace)
+        echo(f"namespace {namespace} {'is gone' if gone else 'is still there'}; MinIO user and objects removed")
+        return Outcome(tenant, namespace, job, state, log, result, call.body, gone)
+
+
+def _consume(client: Client, tenant: str, tmp: Path, echo: Callable[[str], None]) -> tuple[str, str, list[str], str]:
+    """What the consumer does: upload the input, start a job, follow its log, download the result."""
+    echo(f"assets of this contract: {[a['name'] for a in client.assets()]}")
+    staged = client.upload_bytes("dummy", "env", DUMMY_ENV)
+    echo(f"uploaded input env: {staged['size']} bytes, sha256 {staged['sha256'][:16]}…")
+    job = client.start("dummy", idempotency_key=f"demo-{tenant}")["id"]
+    echo(f"job {job} started; following its log:")
+    wait_for(lambda: client.job(job)["state"] not in {"QUEUED", "INITIALIZING"}, 180, 0.5, "the worker to start")
+    log = []
+    for line in client.logs(job, follow=True):
+        log.append(line)
+        echo(f"    | {line}")
+    done = client.wait(job, timeout=300)
+    echo(f"job {job}: {done['state']}")
+    result = ""
+    if done["state"] == "COMPLETE":
+        result = client.download(job, "result", tmp / "result").read_text()
+        echo("result:\n" + "\n".join(f"    {line}" for line in result.splitlines()))
+    return job, done["state"], log, result
 
 
 def _wait_namespace_gone(api: k8s.ApiClient, namespace: str, timeout: float = 180) -> bool:

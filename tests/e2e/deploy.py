@@ -1,0 +1,115 @@
+"""Deploy the provisioner onto the local stack from `argo/base`, as an operator would with `kubectl apply -k`.
+
+The manifests are read from `argo/base` (its kustomization's resources) and applied with server-side
+apply; the few values that differ on the local stack — what `argo/overlays/local` patches, plus the image
+imported into containerd, the asset files and the Secret an operator creates by hand — are set here.
+Argo's own configuration is left to the stack launcher, which owns it on the local stack.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client as k8s
+
+from tests.stack import kube
+from tests.stack.launcher import StackInfo
+
+ROOT = Path(__file__).resolve().parents[2]
+BASE = ROOT / "argo" / "base"
+EXAMPLES = ROOT / "templates" / "examples"
+NAMESPACE = "workflow-middlelayer"
+NAME = "workflow-provisioner"
+
+
+def base_manifests() -> list[dict[str, Any]]:
+    kustomization = yaml.safe_load((BASE / "kustomization.yaml").read_text())
+    docs: list[dict[str, Any]] = []
+    for resource in kustomization["resources"]:
+        docs.extend(d for d in yaml.safe_load_all((BASE / resource).read_text()) if d)
+    return docs
+
+
+def local_manifests(
+    stack: StackInfo, image: str, edc_url: str, edc_api_key: str, admin_token: str
+) -> list[dict[str, Any]]:
+    out = []
+    for doc in base_manifests():
+        kind, name = doc["kind"], doc["metadata"]["name"]
+        if doc["metadata"].get("namespace") == stack.argo_namespace:
+            continue  # Argo's configuration belongs to the stack launcher here
+        if kind == "ConfigMap" and name == NAME:
+            doc["data"].update(
+                {
+                    "WML_PROVISIONER_S3_ENDPOINT": stack.s3_host,
+                    "WML_PROVISIONER_ARGO_SERVER_URL": stack.argo_server_url,
+                    "WML_PROVISIONER_ARGO_VERIFY_TLS": "false",
+                    "WML_PROVISIONER_API_IMAGE": image,
+                    "WML_PROVISIONER_API_URL_TEMPLATE": "http://wml-api.{namespace}.svc:8080/",
+                    "WML_PROVISIONER_INGRESS_ENABLED": "false",
+                    "WML_PROVISIONER_DATABASE_URL": "sqlite:////var/lib/workflow-middlelayer/provisioner.db",
+                    "WML_PROVISIONER_EDC_MANAGEMENT_URL": f"{edc_url}/management",
+                }
+            )
+        if kind == "ConfigMap" and name == "workflow-assets":
+            doc["data"] = {p.name: p.read_text() for p in sorted(EXAMPLES.glob("*.yaml"))}
+        if kind == "Deployment" and name == NAME:
+            container = doc["spec"]["template"]["spec"]["containers"][0]
+            container["image"] = image
+            container["imagePullPolicy"] = "IfNotPresent"
+        out.append(doc)
+    out.append(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": NAME, "namespace": NAMESPACE},
+            "stringData": {
+                "WML_PROVISIONER_S3_ADMIN_ACCESS_KEY": stack.s3_access_key,
+                "WML_PROVISIONER_S3_ADMIN_SECRET_KEY": stack.s3_secret_key,
+                "WML_PROVISIONER_EDC_API_KEY": edc_api_key,
+                "WML_PROVISIONER_ADMIN_TOKEN": admin_token,
+            },
+        }
+    )
+    return out
+
+
+def deploy_provisioner(
+    stack: StackInfo, image: str, edc_url: str, edc_api_key: str, admin_token: str, timeout: float = 180
+) -> str:
+    """Apply, wait for the rollout, and return the provisioner's in-cluster URL (its Service ClusterIP)."""
+    api = kube.api_client(stack.kubeconfig)
+    kube.apply(kube.dynamic(api), local_manifests(stack, image, edc_url, edc_api_key, admin_token))
+    apps, core = k8s.AppsV1Api(api), k8s.CoreV1Api(api)
+    # A changed Secret or ConfigMap does not roll pods by itself: restart so the settings apply.
+    apps.patch_namespaced_deployment(
+        NAME,
+        NAMESPACE,
+        {"spec": {"template": {"metadata": {"annotations": {"workflow-middlelayer.io/restarted": str(time.time())}}}}},
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        dep = apps.read_namespaced_deployment(NAME, NAMESPACE)
+        st = dep.status
+        if (
+            st.observed_generation == dep.metadata.generation
+            and (st.updated_replicas or 0) == dep.spec.replicas
+            and (st.ready_replicas or 0) == dep.spec.replicas
+            and (st.replicas or 0) == dep.spec.replicas
+        ):
+            ip = core.read_namespaced_service(NAME, NAMESPACE).spec.cluster_ip
+            return f"http://{ip}:8080"
+        time.sleep(1)
+    raise TimeoutError(f"deployment {NAMESPACE}/{NAME} did not become ready in {timeout}s")
+
+
+def remove_provisioner(stack: StackInfo) -> None:
+    api = kube.api_client(stack.kubeconfig)
+    try:
+        k8s.CoreV1Api(api).delete_namespace(NAMESPACE)
+    except k8s.ApiException as exc:
+        if exc.status != 404:
+            raise
