@@ -91,6 +91,13 @@ class Argo:
             continue_=continue_ or None,
         )
 
+    async def count_active(self) -> int:
+        """Workflows not yet completed (only their names are fetched)."""
+        result = await self._call(
+            "list_workflows", label_selector="workflows.argoproj.io/completed!=true", fields="items.metadata.name"
+        )
+        return len(result.items or [])
+
     async def terminate(self, name: str) -> m.Workflow:
         return await self._call("terminate_workflow", name, m.WorkflowTerminateRequest(name=name))
 

@@ -7,6 +7,7 @@ treats data without a record as not there.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -82,6 +83,9 @@ class Storage:
         size = 0
         handle = await self._run(self.fs.open, self._path(key), "wb", block_size=CHUNK)
         buffer = bytearray()
+        # One part is written to S3 while the next one is received: receiving and uploading overlap,
+        # and at most two parts are held in memory.
+        pending: asyncio.Task[Any] | None = None
         try:
             async for chunk in chunks:
                 size += len(chunk)
@@ -90,14 +94,22 @@ class Storage:
                 digest.update(chunk)
                 buffer += chunk
                 if len(buffer) >= CHUNK:
-                    data, buffer = bytes(buffer), bytearray()
-                    await self._run(handle.write, data)
+                    if pending is not None:
+                        await pending
+                    pending = asyncio.ensure_future(self._run(handle.write, bytes(buffer)))
+                    buffer = bytearray()
+            if pending is not None:
+                await pending
+                pending = None
             if buffer:
                 await self._run(handle.write, bytes(buffer))
             await self._run(handle.close)
         except BaseException:
             # Abort the multipart upload: a partial object never becomes visible.
             with anyio.CancelScope(shield=True):
+                if pending is not None:
+                    with contextlib.suppress(BaseException):
+                        await pending
                 with contextlib.suppress(Exception):  # best effort; the upload never completed either way
                     await to_thread.run_sync(handle.discard)
             raise
@@ -167,11 +179,10 @@ class Storage:
             await self._run(self.fs.rm, key, recursive=True)
         return True
 
-    async def snapshot_input(self, asset: str, name: str, job: str) -> None:
+    async def snapshot_input(self, asset: str, name: str, job: str, meta: dict[str, Any] | None) -> None:
         """Copy a staged input into the job's own keys (server-side), so later uploads never change it."""
         src = self._path(self.keys.staging(asset, name))
         dst = self._path(self.keys.job_input(job, name))
-        meta = await self.staged_input(asset, name)
         if meta and "files" in meta:
             for rel in sorted(meta["files"]):
                 await self._run(self.fs.copy, f"{src}/{rel}", f"{dst}/{rel}")
@@ -206,11 +217,22 @@ class Storage:
         """Yield bytes [start, end) of ``key`` in bounded ranged reads."""
         if end is None:
             end = await self.size(key)
-        pos = start
-        while pos < end:
-            stop = min(end, pos + CHUNK)
-            yield await self._run(self.fs.cat_file, self._path(key), start=pos, end=stop)
-            pos = stop
+        ranges = [(pos, min(end, pos + CHUNK)) for pos in range(start, end, CHUNK)]
+        # The next range is fetched while the current one is sent: at most two chunks in memory.
+        upcoming: asyncio.Task[bytes] | None = None
+        try:
+            for i, (lo, hi) in enumerate(ranges):
+                current = upcoming or asyncio.ensure_future(
+                    self._run(self.fs.cat_file, self._path(key), start=lo, end=hi)
+                )
+                upcoming = None
+                if i + 1 < len(ranges):
+                    nlo, nhi = ranges[i + 1]
+                    upcoming = asyncio.ensure_future(self._run(self.fs.cat_file, self._path(key), start=nlo, end=nhi))
+                yield await current
+        finally:
+            if upcoming is not None:
+                upcoming.cancel()
 
     async def delete_prefix(self, prefix: str) -> None:
         path = self._path(prefix)

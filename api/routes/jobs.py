@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
@@ -117,26 +118,31 @@ def _request_digest(body: JobCreate) -> str:
     return hashlib.sha256(json.dumps(body.model_dump(), sort_keys=True).encode()).hexdigest()
 
 
-async def _check_inputs(tenant: Tenant, asset: WorkflowAsset) -> dict[str, str]:
-    """Required file inputs are staged; returns the uploaded dotenv texts of env inputs."""
-    missing = []
-    dotenv: dict[str, str] = {}
-    for item in asset.inputs:
-        meta = await tenant.storage.staged_input(asset.name, item.name)
-        if meta is None:
-            if item.required and item.kind is not InputKind.ENV:
-                missing.append(item.name)
-            continue
-        if item.kind is InputKind.ENV:
-            try:
-                dotenv[item.name] = await tenant.storage.read_staged_text(
-                    asset.name, item.name, max_env_bytes(asset, item)
-                )
-            except (TooLarge, UnicodeDecodeError) as exc:
-                raise ApiError(422, "Unprocessable Content", f"input {item.name!r}: {exc}") from None
+async def _check_inputs(tenant: Tenant, asset: WorkflowAsset) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Required file inputs are staged; returns the staged records and the dotenv texts of env inputs."""
+    records = await asyncio.gather(*(tenant.storage.staged_input(asset.name, i.name) for i in asset.inputs))
+    staged = {i.name: r for i, r in zip(asset.inputs, records, strict=True) if r is not None}
+    missing = [i.name for i in asset.inputs if i.required and i.kind is not InputKind.ENV and i.name not in staged]
     if missing:
         raise ApiError(409, "Conflict", f"required inputs not uploaded yet: {', '.join(missing)}")
-    return dotenv
+    env_inputs = [i for i in asset.inputs if i.kind is InputKind.ENV and i.name in staged]
+    try:
+        texts = await asyncio.gather(
+            *(tenant.storage.read_staged_text(asset.name, i.name, max_env_bytes(asset, i)) for i in env_inputs)
+        )
+    except (TooLarge, UnicodeDecodeError) as exc:
+        raise ApiError(422, "Unprocessable Content", f"env input: {exc}") from None
+    return staged, {i.name: t for i, t in zip(env_inputs, texts, strict=True)}
+
+
+async def _check_quota(tenant: Tenant) -> None:
+    if await tenant.argo.count_active() >= tenant.settings.quota_concurrent_jobs:
+        raise ApiError(
+            429,
+            "Too Many Requests",
+            f"at most {tenant.settings.quota_concurrent_jobs} jobs may run at once",
+            {"Retry-After": "30"},
+        )
 
 
 @router.post(
@@ -165,28 +171,26 @@ async def start_job(
             existing = None
         if existing is not None:
             return _replay(tenant, existing, digest)
-    dotenv = await _check_inputs(tenant, asset)
+    (staged, dotenv), _ = await asyncio.gather(_check_inputs(tenant, asset), _check_quota(tenant))
     try:
         env = resolve_env(asset, dotenv, body.parameters)
     except EnvError as exc:
         raise ApiError(422, "Unprocessable Content", str(exc)) from None
-    active = await tenant.argo.list("workflows.argoproj.io/completed!=true", 500, None)
-    if len(active.items or []) >= tenant.settings.quota_concurrent_jobs:
-        raise ApiError(
-            429,
-            "Too Many Requests",
-            f"at most {tenant.settings.quota_concurrent_jobs} jobs may run at once",
-            {"Retry-After": "30"},
-        )
     # Snapshot first: the job reads only its own keys, so later uploads never change it.
-    for item in asset.inputs:
-        if item.kind is not InputKind.ENV and await tenant.storage.staged_input(asset.name, item.name):
-            await tenant.storage.snapshot_input(asset.name, item.name, job_id)
-    for name, text in dotenv.items():
-        await tenant.storage.write_json(
-            f"{tenant.storage.keys.job_input(job_id, name)}.sha256.json",
-            {"sha256": hashlib.sha256(text.encode()).hexdigest()},
-        )
+    keys = tenant.storage.keys
+    await asyncio.gather(
+        *(
+            tenant.storage.snapshot_input(asset.name, item.name, job_id, staged[item.name])
+            for item in asset.inputs
+            if item.kind is not InputKind.ENV and item.name in staged
+        ),
+        *(
+            tenant.storage.write_json(
+                f"{keys.job_input(job_id, name)}.sha256.json", {"sha256": hashlib.sha256(text.encode()).hexdigest()}
+            )
+            for name, text in dotenv.items()
+        ),
+    )
     manifest = job_workflow(
         asset,
         namespace=tenant.settings.namespace,
