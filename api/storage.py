@@ -23,7 +23,8 @@ from anyio import to_thread
 from templates.keys import KeyLayout
 from templates.names import check_safe_name
 
-CHUNK = 8 * 1024 * 1024
+CHUNK = 8 * 1024 * 1024  # ranged reads
+PART = 5 * 1024 * 1024  # multipart upload parts: S3's minimum, to keep upload memory small
 META_DIR = ".meta"  # input names never start with '.', so this cannot collide with one
 
 
@@ -81,7 +82,7 @@ class Storage:
         """Stream ``chunks`` into ``key``; abort (nothing stored) past ``limit`` bytes. Returns size, sha256."""
         digest = hashlib.sha256()
         size = 0
-        handle = await self._run(self.fs.open, self._path(key), "wb", block_size=CHUNK)
+        handle = await self._run(self.fs.open, self._path(key), "wb", block_size=PART)
         buffer = bytearray()
         # One part is written to S3 while the next one is received: receiving and uploading overlap,
         # and at most two parts are held in memory.
@@ -93,7 +94,7 @@ class Storage:
                     raise TooLarge(limit)
                 digest.update(chunk)
                 buffer += chunk
-                if len(buffer) >= CHUNK:
+                if len(buffer) >= PART:
                     if pending is not None:
                         await pending
                     pending = asyncio.ensure_future(self._run(handle.write, bytes(buffer)))
