@@ -21,7 +21,7 @@ from api.routes.assets import max_env_bytes
 from api.schemas import Job, JobCreate, JobList, OutputFile, OutputList, Receipt, StepInfo
 from api.states import PHASE_SELECTOR, JobState, job_state
 from api.storage import TooLarge
-from templates import InputKind, OutputKind, WorkflowAsset, job_workflow, resolve_env
+from templates import InputKind, OutputKind, WorkflowAsset, job_workflow, new_job_id, resolve_env
 from templates.compiler import LABEL_ASSET, LABEL_MANAGED_BY, MANAGER
 from templates.envvars import EnvError
 from templates.jobs import JOB_ID
@@ -42,8 +42,6 @@ def _worker_line(line: str) -> bool:
 
 def _job_id(tenant: Tenant, idempotency_key: str | None) -> str:
     if idempotency_key is None:
-        from templates import new_job_id
-
         return new_job_id()
     # Same key → same job id: a retried start finds the job it already created, even under races.
     digest = hashlib.sha256(f"{tenant.settings.tenant}\x00{idempotency_key}".encode()).hexdigest()
@@ -68,7 +66,7 @@ def _job(tenant: Tenant, wf: m.Workflow) -> Job:
             started_at=_ts(n.started_at),
             finished_at=_ts(n.finished_at),
             message=n.message,
-            pod=_pod_name(wf, node_id, n),
+            pod=node_id if n.type == "Pod" else None,
         )
         for node_id, n in sorted(nodes.items(), key=lambda kv: str(kv[1].started_at or ""))
     ]
@@ -84,13 +82,6 @@ def _job(tenant: Tenant, wf: m.Workflow) -> Job:
         steps=steps,
         ui_url=_ui_url(tenant, meta.name),
     )
-
-
-def _pod_name(wf: m.Workflow, node_id: str, node: m.NodeStatus) -> str | None:
-    if node.type != "Pod":
-        return None
-    # Argo's v2 pod names: <workflow>-<template>-<hash of node id>; the node id is our stable handle.
-    return node_id
 
 
 def _ts(value: Any) -> datetime | None:
