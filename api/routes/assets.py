@@ -66,13 +66,21 @@ async def get_asset(asset: NamePath, tenant: TenantDep) -> AssetDetail:
     return _detail(await tenant.asset(_safe(asset, "asset")))
 
 
-async def _slot(tenant: TenantDep, asset_name: str, name: str) -> tuple[WorkflowAsset, Input]:
+async def _slot(
+    tenant: TenantDep, asset_name: str, name: str, directory: bool | None = None
+) -> tuple[WorkflowAsset, Input]:
+    """The asset and its input ``name``; with ``directory`` set, the upload route must match the kind."""
     asset = await tenant.asset(_safe(asset_name, "asset"))
     _safe(name, "input")
     try:
-        return asset, asset.input(name)
+        item = asset.input(name)
     except KeyError:
         raise not_found(f"input {name!r} of asset {asset.name!r}") from None
+    if directory is True and item.kind is not InputKind.DIRECTORY:
+        raise ApiError(400, "Bad Request", f"{name!r} is not a directory input")
+    if directory is False and item.kind is InputKind.DIRECTORY:
+        raise ApiError(400, "Bad Request", f"{name!r} is a directory input: upload files to .../inputs/{name}/<path>")
+    return asset, item
 
 
 async def _limit(tenant: TenantDep, asset: WorkflowAsset, item: Input, declared: int | None) -> int:
@@ -122,9 +130,7 @@ _UPLOAD_BODY = {
     responses={413: {"description": "larger than the input's cap or the storage quota"}},
 )
 async def upload_input(asset: NamePath, name: NamePath, request: Request, tenant: TenantDep) -> StagedInput:
-    wf_asset, item = await _slot(tenant, asset, name)
-    if item.kind is InputKind.DIRECTORY:
-        raise ApiError(400, "Bad Request", f"{name!r} is a directory input: upload files to .../inputs/{name}/<path>")
+    wf_asset, item = await _slot(tenant, asset, name, directory=False)
     limit = await _limit(tenant, wf_asset, item, _declared_length(request))
     return await _store(tenant, wf_asset, item, request.stream(), limit, None)
 
@@ -136,9 +142,7 @@ async def upload_input(asset: NamePath, name: NamePath, request: Request, tenant
     summary="Upload an input (multipart form, field `file`)",
 )
 async def upload_input_form(asset: NamePath, name: NamePath, file: UploadFile, tenant: TenantDep) -> StagedInput:
-    wf_asset, item = await _slot(tenant, asset, name)
-    if item.kind is InputKind.DIRECTORY:
-        raise ApiError(400, "Bad Request", f"{name!r} is a directory input: upload files to .../inputs/{name}/<path>")
+    wf_asset, item = await _slot(tenant, asset, name, directory=False)
     limit = await _limit(tenant, wf_asset, item, file.size)
 
     async def chunks() -> AsyncIterator[bytes]:
@@ -158,9 +162,7 @@ async def upload_input_form(asset: NamePath, name: NamePath, file: UploadFile, t
 async def upload_directory_file(
     asset: NamePath, name: NamePath, path: str, request: Request, tenant: TenantDep
 ) -> StagedInput:
-    wf_asset, item = await _slot(tenant, asset, name)
-    if item.kind is not InputKind.DIRECTORY:
-        raise ApiError(400, "Bad Request", f"{name!r} is not a directory input")
+    wf_asset, item = await _slot(tenant, asset, name, directory=True)
     try:
         check_relative_path(path)
     except ValueError as exc:
