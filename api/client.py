@@ -26,12 +26,21 @@ class ApiError(RuntimeError):
 
 
 class Client:
-    def __init__(self, base_url: str, token: str, timeout: float = 60.0) -> None:
+    """The consumer API, either directly (``base_url`` and the tenant token from the provision callback) or
+    through the provider's EDC data plane (``Client.through_edc`` with the consumer's EDR)."""
+
+    def __init__(self, base_url: str, token: str, timeout: float = 60.0, scheme: str | None = "Bearer") -> None:
         self.http = httpx.Client(
             base_url=base_url.rstrip("/"),
-            headers={"Authorization": f"Bearer {token}"},
+            headers={"Authorization": f"{scheme} {token}" if scheme else token},
             timeout=httpx.Timeout(timeout, connect=10.0),
         )
+
+    @classmethod
+    def through_edc(cls, edr: dict[str, Any], timeout: float = 60.0) -> Client:
+        """From an EDR (``GET /v3/edrs/{transfer}/dataaddress`` on the consumer's connector): EDC's data plane
+        wants its token as the bare Authorization value, and adds the tenant token itself on the way to us."""
+        return cls(edr["endpoint"], edr["authorization"], timeout, scheme=None)
 
     def __enter__(self) -> Client:
         return self
@@ -63,7 +72,9 @@ class Client:
         return self._json("PUT", f"/v1/assets/{asset}/inputs/{name}", content=chunks(), headers=headers)
 
     def upload_bytes(self, asset: str, name: str, data: bytes) -> dict[str, Any]:
-        return self._json("PUT", f"/v1/assets/{asset}/inputs/{name}", content=data)
+        # a content type also tells EDC's data plane (when calling through it) to forward the body
+        headers = {"Content-Type": "application/octet-stream"}
+        return self._json("PUT", f"/v1/assets/{asset}/inputs/{name}", content=data, headers=headers)
 
     def staged(self, asset: str) -> list[dict[str, Any]]:
         return self._json("GET", f"/v1/assets/{asset}/inputs")["items"]

@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from provisioner import audit, db, lifecycle, store
+from provisioner.edc_client import EdcLookupError
 from provisioner.kube import KubeError
 from provisioner.models import AuditEvent, Grant, RegisteredAsset, Tenant
 from provisioner.scheduler import Worker
@@ -118,7 +119,7 @@ async def _handle(request: Request, svc: Services, worker: Worker) -> Response:
     except ValidationError as exc:
         return _problem(400, exc.errors(include_url=False, include_context=False, include_input=False))
     try:
-        if req.kind == RequestType.DEPROVISION:
+        if req.kind == RequestType.DEPROVISION or await asyncio.to_thread(_typeless_deprovision, svc, req):
             try:
                 accepted = await asyncio.to_thread(store.accept_deprovision, svc.sessions, req)
             except store.UnknownTransfer:
@@ -142,6 +143,25 @@ async def _handle(request: Request, svc: Services, worker: Worker) -> Response:
         worker.kick_grant(accepted.grant_id)
     body = {"grant": accepted.grant_id, "state": accepted.state, "tenant": accepted.tenant_id}
     return JSONResponse(body, status_code=201 if accepted.created else 200)
+
+
+# Transfer states in which EDC deprovisions (it never provisions again from them).
+ENDING_STATES = {"COMPLETED", "TERMINATED", "DEPROVISIONING", "DEPROVISIONING_REQUESTED", "DEPROVISIONED"}
+
+
+def _typeless_deprovision(svc: Services, req: ProvisionRequest) -> bool:
+    """EDC up to 0.10 sends deprovision without ``type``, with the provision request's body. A typeless
+    request for a transfer whose callback EDC already accepted is a deprovision when EDC's management API
+    says the transfer is ending; when it cannot tell, the request stays a (harmless, idempotent) provision."""
+    if req.type is not None or not store.callback_accepted(svc.sessions, req.transfer_process_id):
+        return False
+    try:
+        state = svc.edc.transfer_state(req.transfer_process_id)
+    except EdcLookupError as exc:
+        log.warning("typeless request for provisioned transfer %s: %s", req.transfer_process_id, exc)
+        return False
+    log.info("typeless request for transfer %s in state %s", req.transfer_process_id, state)
+    return state in ENDING_STATES
 
 
 def _health_router() -> APIRouter:

@@ -91,6 +91,13 @@ class EdcClient:
             raise EdcLookupError(f"GET {path}: not JSON") from None
         return data if isinstance(data, dict) else {}
 
+    def transfer_state(self, transfer_process_id: str) -> str:
+        """The transfer process's state name (``STARTED``, ``DEPROVISIONING``…) on the provider."""
+        state = _local(self._get(f"/v3/transferprocesses/{transfer_process_id}"), "state")
+        if not state:
+            raise EdcLookupError(f"transfer process {transfer_process_id} has no state")
+        return state
+
     def consumer_of(self, transfer_process_id: str) -> tuple[str, str]:
         """(consumer id, contract id) via transfer process -> contract agreement."""
         process = self._get(f"/v3/transferprocesses/{transfer_process_id}")

@@ -426,17 +426,14 @@ def _callbacks(svc: Services, tenant_id: str) -> None:
 
 def data_address(svc: Services, tenant_id: str, token: str) -> ContentDataAddress:
     """Shape (a) of the protocol notes: the provider's data plane proxies the consumer's calls."""
-    return ContentDataAddress(
-        properties={
-            "type": "HttpData",
-            "baseUrl": svc.settings.api_url_for(tenant_id),
-            "authKey": "Authorization",
-            "authCode": f"Bearer {token}",
-            "proxyPath": "true",
-            "proxyMethod": "true",
-            "proxyQueryParams": "true",
-            "proxyBody": "true",
-        }
+    return ContentDataAddress.http_data(
+        baseUrl=svc.settings.api_url_for(tenant_id),
+        authKey="Authorization",
+        authCode=f"Bearer {token}",
+        proxyPath="true",
+        proxyMethod="true",
+        proxyQueryParams="true",
+        proxyBody="true",
     )
 
 

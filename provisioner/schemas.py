@@ -40,8 +40,22 @@ class ProvisionRequest(BaseModel):
         return str(self.callback_address).rstrip("/")
 
 
+# EDC reads HttpData properties under its vocabulary's IRIs (``HttpDataAddressSchema.BASE_URL`` is
+# ``<ns>baseUrl``); a plain ``baseUrl`` reaches the data plane but is not found there.
+EDC_NAMESPACE = "https://w3id.org/edc/v0.0.1/ns/"
+
+
 class ContentDataAddress(BaseModel):
     properties: dict[str, str]
+
+    @classmethod
+    def http_data(cls, **properties: str) -> ContentDataAddress:
+        """An ``HttpData`` address with its properties under EDC's namespace."""
+        return cls(properties={EDC_NAMESPACE + k: v for k, v in {"type": "HttpData", **properties}.items()})
+
+    def get(self, name: str) -> str:
+        """A property by its short name (``baseUrl``), whether or not the sender used EDC's namespace."""
+        return self.properties.get(EDC_NAMESPACE + name, self.properties.get(name, ""))
 
 
 class ProvisionCallback(BaseModel):

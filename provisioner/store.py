@@ -141,6 +141,15 @@ def accept_provision(
     raise AssertionError("unreachable")
 
 
+def callback_accepted(sessions: sessionmaker[Session], transfer_process_id: str) -> bool:
+    """Whether EDC already accepted our provision callback for this transfer."""
+    with sessions.begin() as session:
+        query = select(Grant.id).where(
+            Grant.transfer_process_id == transfer_process_id, Grant.called_back_at.is_not(None)
+        )
+        return session.scalars(query).first() is not None
+
+
 def accept_deprovision(sessions: sessionmaker[Session], request: ProvisionRequest) -> Accepted:
     """Mark the grant(s) of this transfer for removal. Unknown transfer: :class:`UnknownTransfer`."""
     with sessions.begin() as session:

@@ -26,6 +26,7 @@ from kubernetes import client as k8s
 
 from api.client import Client
 from provisioner.app import PROVISION_PATH
+from provisioner.schemas import ContentDataAddress
 from tests.e2e.deploy import deploy_provisioner
 from tests.provisioner.conftest import edc_request
 from tests.provisioner.helpers import ADMIN_TOKEN
@@ -88,11 +89,11 @@ def play(stack: StackInfo | None = None, echo: Callable[[str], None] = _say) -> 
         echo(f"EDC → provision (transfer {body['transferProcessId']}): HTTP {answer.status_code}")
         answer.raise_for_status()
         call = wait_for(lambda: stub.provisions(body["transferProcessId"]), 180, 0.2, "callback")[0]
-        address = call.body["contentDataAddress"]["properties"]
-        echo(f"callback received: HttpData baseUrl={address['baseUrl']} authKey={address['authKey']}")
+        address = ContentDataAddress.model_validate(call.body["contentDataAddress"])
+        echo(f"callback received: HttpData baseUrl={address.get('baseUrl')} authKey={address.get('authKey')}")
         tenant = answer.json()["tenant"]
         namespace = f"wml-{tenant}"
-        url = _cluster_url(api, address["baseUrl"])
+        url = _cluster_url(api, address.get("baseUrl"))
         echo(f"waiting for the tenant's API pod in {namespace} ({url}; API docs at {url}docs)")
         wait_for(lambda: _api_ready(url), 180, 1.0, "the tenant API pod")
         with Client(url, call.body["apiKeyJwt"]) as client:

@@ -36,6 +36,7 @@ class EdcStub:
     calls: list[Call] = field(default_factory=list)
     rejected: list[Call] = field(default_factory=list)  # wrong or missing x-api-key
     transfers: dict[str, tuple[str, str]] = field(default_factory=dict)  # tp -> (contract id, consumer id)
+    states: dict[str, str] = field(default_factory=dict)  # tp -> transfer state (default STARTED)
     fail_next: int = 0  # answer the next N callbacks with 503
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -61,14 +62,15 @@ class EdcStub:
         async def transfer(tp: str, request: Request) -> Response:
             if request.headers.get("x-api-key") != API_KEY:
                 return JSONResponse({"error": "unauthorized"}, status_code=401)
-            if tp not in self.transfers:
+            if tp not in self.transfers and tp not in self.states:
                 return JSONResponse([{"message": "not found"}], status_code=404)
             await asyncio.sleep(0.01)
             return JSONResponse(
                 {
                     "@id": tp,
                     "@type": "TransferProcess",
-                    "contractId": self.transfers[tp][0],
+                    "state": self.states.get(tp, "STARTED"),
+                    "contractId": self.transfers.get(tp, ("", ""))[0],
                     "@context": {"@vocab": "https://w3id.org/edc/v0.0.1/ns/"},
                 }
             )

@@ -30,6 +30,8 @@ from tests.provisioner.helpers import (
 from tests.provisioner.servers import EdcStub, wait_for
 from tests.servers import serve
 
+EDC_NS = "https://w3id.org/edc/v0.0.1/ns/"  # spelt out here on purpose: the wire format, not our constant
+
 pytestmark = pytest.mark.stack
 
 
@@ -62,15 +64,15 @@ def test_provision_creates_every_object_and_calls_back(
         "assetId": "dummy",
         "resourceName": call.body["resourceName"],
         "contentDataAddress": {
-            "properties": {
-                "type": "HttpData",
-                "baseUrl": f"http://wml-api.{namespace}.svc:8080/",
-                "authKey": "Authorization",
-                "authCode": f"Bearer {token}",
-                "proxyPath": "true",
-                "proxyMethod": "true",
-                "proxyQueryParams": "true",
-                "proxyBody": "true",
+            "properties": {  # under EDC's vocabulary, as EDC's own HttpData addresses are
+                f"{EDC_NS}type": "HttpData",
+                f"{EDC_NS}baseUrl": f"http://wml-api.{namespace}.svc:8080/",
+                f"{EDC_NS}authKey": "Authorization",
+                f"{EDC_NS}authCode": f"Bearer {token}",
+                f"{EDC_NS}proxyPath": "true",
+                f"{EDC_NS}proxyMethod": "true",
+                f"{EDC_NS}proxyQueryParams": "true",
+                f"{EDC_NS}proxyBody": "true",
             }
         },
         "apiKeyJwt": token,
@@ -243,6 +245,32 @@ def test_deprovision_of_last_grant_tears_down_and_calls_back(
     call = wait_for(lambda: stub.provisions(again["transferProcessId"]), 90, what="callback")[0]
     assert call.body["apiKeyJwt"] != stub.provisions(first["transferProcessId"])[0].body["apiKeyJwt"]
     assert db_tenant(services, tenant).generation == 2
+
+
+def test_typeless_deprovision_of_edc_0_10_is_told_apart_by_the_transfer_state(
+    provisioner: str, services: Services, edc: tuple[EdcStub, str]
+) -> None:
+    """EDC <= 0.10 sends deprovision with the provision request's very body (no `type`)."""
+    stub, edc_url = edc
+    consumer = new_consumer()
+    body = provision(provisioner, edc_url, consumer, kind=None)
+    tp = body["transferProcessId"]
+    tenant = tenant_of(consumer)
+    grants = lambda: {g.state for g in db_grants(services, tenant)}  # noqa: E731
+    wait_for(lambda: grants() == {GrantState.PROVISIONED}, 90, what="callback accepted")
+
+    # a repeat while EDC reports the transfer running is a provision retry: nothing changes
+    stub.states[tp] = "STARTED"
+    response = post(provisioner, body)
+    assert response.status_code == 200 and response.json()["tenant"] == tenant
+    assert grants() == {GrantState.PROVISIONED}
+
+    # the same body once EDC is deprovisioning the transfer: a deprovision, answered with exactly 200
+    stub.states[tp] = "DEPROVISIONING"
+    response = post(provisioner, body)
+    assert response.status_code == 200 and response.json()["state"] == GrantState.DEPROVISIONING
+    wait_for(lambda: db_tenant(services, tenant).state == TenantState.DELETED, 120, what="teardown")
+    wait_for(lambda: stub.deprovisions(tp), 30, what="deprovision callback")
 
 
 def test_expiry_tears_the_tenant_down(provisioner: str, services: Services, edc: tuple[EdcStub, str]) -> None:

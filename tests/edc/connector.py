@@ -1,0 +1,306 @@
+"""A real EDC connector for tests: EDC 0.10.0 from Maven Central, built once into the cache, run on loopback.
+
+0.10.0 is the newest EDC release whose control-plane HTTP provisioner (``org.eclipse.edc:provision-http``) is
+published on Maven Central; later releases never published that module. ``tests/edc/pom.xml`` lists the
+published modules (control plane, DSP, management API, in-memory stores, mock identity, an embedded HTTP data
+plane, the HTTP provisioner) and the shade plugin merges them into one runnable jar. Nothing is compiled and
+nothing built lands in the repository: the jar lives in ``$WML_EDC_CACHE`` or
+``~/.cache/workflow-middlelayer/edc-0.10.0/``, rebuilt only when the pom changes.
+
+``python -m tests.edc.connector`` builds it (about a minute with a cold Maven cache) and prints the jar's path.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from string import Template
+from typing import Any
+
+import httpx
+
+from tests.servers import free_port
+
+EDC_VERSION = "0.10.0"
+HERE = Path(__file__).resolve().parent
+POM = HERE / "pom.xml"
+CACHE = Path(os.environ.get("WML_EDC_CACHE", Path.home() / ".cache" / "workflow-middlelayer")) / f"edc-{EDC_VERSION}"
+JAR = CACHE / "target" / "edc-connector.jar"
+
+EDC = "https://w3id.org/edc/v0.0.1/ns/"
+CONTEXT = {"@vocab": EDC}
+ODRL = "http://www.w3.org/ns/odrl.jsonld"
+PROTOCOL = "dataspace-protocol-http"
+PORTS = ("default", "management", "protocol", "control", "public")
+
+
+def _say(text: str) -> None:
+    print(f"[edc] {text}", file=sys.stderr, flush=True)
+
+
+def _stamp() -> str:
+    return hashlib.sha256(POM.read_bytes()).hexdigest()[:16]
+
+
+def ensure_runtime(echo: Callable[[str], None] = _say) -> Path:
+    """The connector's runnable jar, built with Maven on first use and reused while the pom is unchanged."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    stamp = CACHE / "built.stamp"
+    with open(CACHE / "build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # parallel test sessions build once
+        if JAR.exists() and stamp.exists() and stamp.read_text() == _stamp():
+            return JAR
+        mvn = shutil.which("mvn")
+        if mvn is None:
+            raise RuntimeError("Maven (mvn) is needed to build the EDC connector")
+        started = time.monotonic()
+        log = CACHE / "build.log"
+        echo(f"building EDC {EDC_VERSION} connector with Maven into {CACHE} (log: {log}); cold: ~1-3 min")
+        cmd = [mvn, "-B", "-f", str(POM), "package", f"-Dedc.build.dir={CACHE / 'target'}"]
+        with open(log, "w") as out:
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            assert proc.stdout is not None
+            downloads = 0
+            for line in proc.stdout:
+                out.write(line)
+                if "Downloaded from" in line:
+                    downloads += 1
+                    if downloads % 100 == 0:
+                        echo(f"  … {downloads} artifacts downloaded")
+            code = proc.wait()
+        if code != 0 or not JAR.exists():
+            tail = "".join(log.read_text().splitlines(keepends=True)[-30:])
+            raise RuntimeError(f"Maven build of the EDC connector failed (exit {code}):\n{tail}")
+        stamp.write_text(_stamp())
+        echo(f"built {JAR} in {time.monotonic() - started:.0f}s")
+        return JAR
+
+
+def _java() -> str:
+    java = os.environ.get("WML_EDC_JAVA") or shutil.which("java")
+    if not java:
+        raise RuntimeError("a Java 17+ runtime is needed for the EDC connector")
+    return java
+
+
+def _token_keys(workdir: Path) -> tuple[str, Path]:
+    """An EC key pair for the data plane's access tokens: the private PEM (for the config) and the public file."""
+    private, public = workdir / "token-signer.pem", workdir / "token-verifier.pem"
+    if not private.exists():
+        subprocess.run(
+            ["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(private)],
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(["openssl", "pkey", "-in", str(private), "-pubout", "-out", str(public)], check=True)
+    return private.read_text(), public
+
+
+class Connector:
+    """One EDC runtime (control plane + embedded data plane) as a Java process on 127.0.0.1.
+
+    ``hosts_file`` replaces DNS for the JVM (``jdk.net.hosts.file``): the local stack has no cluster DNS, so a
+    test maps the tenant API's ``<service>.<namespace>.svc`` name there for the data plane to proxy to.
+    """
+
+    def __init__(
+        self,
+        participant: str,
+        api_key: str,
+        workdir: Path,
+        provisioner_endpoint: str | None = None,
+        hosts_file: Path | None = None,
+    ) -> None:
+        self.participant = participant
+        self.api_key = api_key
+        self.workdir = workdir / participant
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.provisioner_endpoint = provisioner_endpoint
+        self.hosts_file = hosts_file
+        self.ports = {name: free_port() for name in PORTS}
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = self.workdir / "connector.log"
+        self.http = httpx.Client(timeout=30, headers={"x-api-key": api_key})
+
+    @property
+    def management(self) -> str:
+        return f"http://127.0.0.1:{self.ports['management']}/management"
+
+    @property
+    def protocol(self) -> str:
+        return f"http://127.0.0.1:{self.ports['protocol']}/protocol"
+
+    def _config(self) -> Path:
+        text = (HERE / "connector.properties").read_text()
+        if self.provisioner_endpoint:
+            text += (HERE / "provisioner.properties").read_text()
+        private_key, public_key = _token_keys(self.workdir)
+        values: dict[str, Any] = {f"port_{name}": port for name, port in self.ports.items()}
+        values.update(
+            participant=self.participant,
+            api_key=self.api_key,
+            provisioner_endpoint=self.provisioner_endpoint or "",
+            public_key_path=public_key,
+            private_key=private_key.strip().replace("\n", "\\n"),  # one properties line; Java reads \n back
+        )
+        path = self.workdir / "connector.properties"
+        path.write_text(Template(text).substitute(values))
+        return path
+
+    def start(self, jar: Path, timeout: float = 120) -> Connector:
+        cmd = [_java(), "-Xmx384m", f"-Dedc.fs.config={self._config()}"]
+        if self.hosts_file:
+            cmd.append(f"-Djdk.net.hosts.file={self.hosts_file}")
+        cmd += ["-jar", str(jar)]
+        with open(self.log, "wb") as out:
+            self.process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=self.workdir)
+        deadline = time.monotonic() + timeout
+        health = f"http://127.0.0.1:{self.ports['default']}/api/check/health"
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"EDC {self.participant} exited ({self.process.returncode}):\n{self.tail()}")
+            try:
+                if httpx.get(health, timeout=2).json().get("isSystemHealthy"):
+                    return self
+            except (httpx.HTTPError, ValueError):
+                pass
+            time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"EDC {self.participant} did not become healthy:\n{self.tail()}")
+
+    def tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        self.http.close()
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+    def __enter__(self) -> Connector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- management API -------------------------------------------------------------------------------------
+    def call(self, method: str, path: str, body: Any = None, expect: int | tuple[int, ...] = (200, 204)) -> Any:
+        response = self.http.request(method, f"{self.management}{path}", json=body)
+        codes = (expect,) if isinstance(expect, int) else expect
+        if response.status_code not in codes:
+            raise AssertionError(f"{method} {path}: {response.status_code} {response.text[:500]}")
+        return response.json() if response.content else None
+
+    def offer_asset(self, asset_id: str, provisioner_url: str) -> None:
+        """An asset provisioned by the HTTP provisioner, an open policy and a contract definition for it."""
+        address = {"@type": "DataAddress", "type": "HttpProvision", "baseUrl": provisioner_url}
+        asset = {"@context": CONTEXT, "@id": asset_id, "properties": {"name": asset_id}, "dataAddress": address}
+        self.call("POST", "/v3/assets", asset)
+        policy = {"@context": ODRL, "@type": "Set", "permission": [], "prohibition": [], "obligation": []}
+        self.call("POST", "/v3/policydefinitions", {"@context": CONTEXT, "@id": f"open-{asset_id}", "policy": policy})
+        definition = {
+            "@context": CONTEXT,
+            "@id": f"cd-{asset_id}",
+            "accessPolicyId": f"open-{asset_id}",
+            "contractPolicyId": f"open-{asset_id}",
+            "assetsSelector": [
+                {"@type": "Criterion", "operandLeft": f"{EDC}id", "operator": "=", "operandRight": asset_id}
+            ],
+        }
+        self.call("POST", "/v3/contractdefinitions", definition)
+
+    def offer_id(self, provider: Connector, asset_id: str) -> str:
+        request = {
+            "@context": CONTEXT,
+            "@type": "CatalogRequest",
+            "counterPartyAddress": provider.protocol,
+            "counterPartyId": provider.participant,
+            "protocol": PROTOCOL,
+        }
+        catalog = self.call("POST", "/v3/catalog/request", request)
+        datasets = catalog.get("dcat:dataset") or catalog.get("dataset") or []
+        for dataset in datasets if isinstance(datasets, list) else [datasets]:
+            if asset_id in (dataset.get("@id"), dataset.get("id")):
+                policies = dataset.get("odrl:hasPolicy") or dataset.get("hasPolicy")
+                policy = policies[0] if isinstance(policies, list) else policies
+                return policy["@id"]
+        raise AssertionError(f"asset {asset_id} not in {provider.participant}'s catalogue: {catalog}")
+
+    def negotiate(self, provider: Connector, asset_id: str, timeout: float = 60) -> str:
+        """A contract for ``asset_id`` over DSP; returns the agreement id."""
+        request = {
+            "@context": CONTEXT,
+            "@type": "ContractRequest",
+            "counterPartyAddress": provider.protocol,
+            "protocol": PROTOCOL,
+            "policy": {
+                "@context": ODRL,
+                "@id": self.offer_id(provider, asset_id),
+                "@type": "Offer",
+                "assigner": provider.participant,
+                "target": asset_id,
+            },
+        }
+        negotiation = self.call("POST", "/v3/contractnegotiations", request)["@id"]
+        state = self.wait_state(f"/v3/contractnegotiations/{negotiation}", {"FINALIZED"}, timeout, {"TERMINATED"})
+        return state["contractAgreementId"]
+
+    def transfer(self, provider: Connector, agreement: str) -> str:
+        """An HttpData-PULL transfer: the provider's data plane will proxy our calls to the provisioned address."""
+        request = {
+            "@context": CONTEXT,
+            "@type": "TransferRequest",
+            "counterPartyAddress": provider.protocol,
+            "contractId": agreement,
+            "protocol": PROTOCOL,
+            "transferType": "HttpData-PULL",
+        }
+        return self.call("POST", "/v3/transferprocesses", request)["@id"]
+
+    def transfers(self) -> list[dict[str, Any]]:
+        return self.call("POST", "/v3/transferprocesses/request", {"@context": CONTEXT, "@type": "QuerySpec"})
+
+    def provider_transfer(self, consumer_transfer_id: str) -> dict[str, Any] | None:
+        """The provider's transfer process for a consumer's (DSP correlates them by the consumer's id)."""
+        for process in self.transfers():
+            if process.get("correlationId") == consumer_transfer_id:
+                return process
+        return None
+
+    def edr(self, transfer_id: str) -> dict[str, Any]:
+        """The consumer's endpoint data reference: the data plane's URL and the token for it."""
+        return self.call("GET", f"/v3/edrs/{transfer_id}/dataaddress")
+
+    def terminate(self, transfer_id: str, reason: str) -> None:
+        body = {"@context": CONTEXT, "@type": "TerminateTransfer", "reason": reason}
+        self.call("POST", f"/v3/transferprocesses/{transfer_id}/terminate", body)
+
+    def wait_state(self, path: str, states: set[str], timeout: float = 60, fail: set[str] | None = None) -> dict:
+        deadline = time.monotonic() + timeout
+        current: dict = {}
+        while time.monotonic() < deadline:
+            current = self.call("GET", path)
+            if current.get("state") in states:
+                return current
+            if fail and current.get("state") in fail:
+                raise AssertionError(f"{path} reached {current.get('state')}: {current}\n{self.tail()}")
+            time.sleep(0.3)
+        raise AssertionError(f"{path} did not reach {states} in {timeout}s: {current}\n{self.tail()}")
+
+
+if __name__ == "__main__":
+    print(ensure_runtime())
