@@ -2,13 +2,14 @@
 
 1. bring up (or reuse) the local stack and import our image into its containerd;
 2. deploy the provisioner from `argo/base` (a Deployment in namespace workflow-middlelayer, with the
-   example assets), and start a stand-in for the EDC connector's management API on the node bridge
-   (it receives our callbacks and checks their x-api-key);
-3. send EDC's provision request exactly as EDC v0.15 sends it; wait for the callback with the tenant
-   API's address and token;
-4. as the consumer, through the tenant's API *pod*: upload `dummy`'s env input, start a job, follow its
-   log, download `result`;
-5. send EDC's deprovision request and show that the tenant's namespace is gone.
+   example assets);
+3. start two real EDC 0.10.0 connectors (built once from Maven Central, see tests/edc/connector.py): the
+   provider, whose HTTP provisioner calls our provisioner pod and which listens on the node bridge so that
+   the pod can call back, and a consumer;
+4. as the consumer: negotiate a contract for `dummy` over DSP, start an HttpData-PULL transfer, read the EDR,
+   and through the provider's EDC data plane upload `dummy`'s env input, start a job, follow its log and
+   download `result` from the tenant's API pod;
+5. terminate the transfer on the provider: EDC sends the deprovision request and the tenant's namespace goes.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -26,16 +28,16 @@ from kubernetes import client as k8s
 
 from api.client import Client
 from provisioner.app import PROVISION_PATH
-from provisioner.schemas import ContentDataAddress
 from tests.e2e.deploy import deploy_provisioner
-from tests.provisioner.conftest import edc_request
+from tests.edc.connector import EDC_VERSION, Connector, ensure_runtime
 from tests.provisioner.helpers import ADMIN_TOKEN
-from tests.provisioner.servers import API_KEY, EdcStub, ThreadedServer, wait_for
+from tests.provisioner.servers import wait_for
 from tests.stack import config, kube
 from tests.stack.app_image import ensure_app_image
 from tests.stack.launcher import StackInfo, ensure_stack
 
-DUMMY_ENV = b"SOURCE=/etc/os-release\nDESTINATION=/output/result\nSLEEPTIME=5\n"
+# EDC's data plane forwards a body as text lines joined by "\n": no trailing newline, or it would be dropped.
+DUMMY_ENV = b"SOURCE=/etc/os-release\nDESTINATION=/output/result\nSLEEPTIME=5"
 
 
 @dataclass
@@ -46,8 +48,9 @@ class Outcome:
     state: str
     log: list[str]
     result: str
-    callback_body: dict
-    namespace_gone: bool
+    edr_endpoint: str
+    provider_states: list[str] = field(default_factory=list)
+    namespace_gone: bool = False
 
 
 def _say(text: str) -> None:
@@ -72,46 +75,81 @@ def _api_ready(url: str) -> bool:
         return False
 
 
+def _grant(provisioner: str, transfer_process_id: str) -> dict[str, Any] | None:
+    """The provisioner's record of this transfer, from its admin API."""
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    grants = httpx.get(f"{provisioner}/admin/grants", headers=headers, timeout=10).json()
+    return next((g for g in grants if g["transfer_process_id"] == transfer_process_id), None)
+
+
 def play(stack: StackInfo | None = None, echo: Callable[[str], None] = _say) -> Outcome:
     stack = stack or ensure_stack()
     echo(f"local stack up — Argo Server: {stack.argo_server_url}   MinIO: {stack.s3_endpoint}")
     image = ensure_app_image()
     echo(f"our image {image} imported into containerd (no registry)")
+    runtime = ensure_runtime(echo=lambda line: echo(f"EDC: {line}"))
     api = kube.api_client(stack.kubeconfig)
-    stub = EdcStub()
-    # The provisioner runs in a pod: the EDC stand-in listens on the node bridge so that it can call back.
-    with tempfile.TemporaryDirectory() as tmp, ThreadedServer(stub.app(), host=config.BRIDGE_IP) as edc:
-        echo(f"EDC stand-in (management API, callback receiver) on {edc.url}")
-        provisioner = deploy_provisioner(stack, image, edc.url, API_KEY, ADMIN_TOKEN)
+    key = f"edc-{uuid.uuid4().hex}"
+    with tempfile.TemporaryDirectory(prefix="wml-edc-") as tmp:
+        work = Path(tmp)
+        hosts = work / "hosts"  # cluster DNS for the provider's data plane (the local stack has none)
+        hosts.write_text("127.0.0.1 localhost\n")
+        provider = Connector("provider", key, work, hosts_file=hosts, host=config.BRIDGE_IP)
+        consumer = Connector("consumer", key, work)
+        edc_url = provider.management.removesuffix("/management")
+        provisioner = deploy_provisioner(stack, image, edc_url, key, ADMIN_TOKEN)
         echo(f"provisioner deployed from argo/base at {provisioner} (assets: dummy, input-dummy)")
-        body = edc_request(consumer=f"consumer-{uuid.uuid4().hex[:6]}", callback=f"{edc.url}/management/callback")
-        answer = httpx.post(f"{provisioner}{PROVISION_PATH}", json=body, timeout=30)
-        echo(f"EDC → provision (transfer {body['transferProcessId']}): HTTP {answer.status_code}")
-        answer.raise_for_status()
-        call = wait_for(lambda: stub.provisions(body["transferProcessId"]), 180, 0.2, "callback")[0]
-        address = ContentDataAddress.model_validate(call.body["contentDataAddress"])
-        echo(f"callback received: HttpData baseUrl={address.get('baseUrl')} authKey={address.get('authKey')}")
-        tenant = answer.json()["tenant"]
-        namespace = f"wml-{tenant}"
-        url = _cluster_url(api, address.get("baseUrl"))
-        echo(f"waiting for the tenant's API pod in {namespace} ({url}; API docs at {url}docs)")
-        wait_for(lambda: _api_ready(url), 180, 1.0, "the tenant API pod")
-        with Client(url, call.body["apiKeyJwt"]) as client:
-            job, state, log, result = _consume(client, tenant, Path(tmp), echo)
-        answer = httpx.post(f"{provisioner}{PROVISION_PATH}", json={**body, "type": "deprovision"}, timeout=30)
-        echo(f"EDC → deprovision: HTTP {answer.status_code}")
-        gone = _wait_namespace_gone(api, namespace)
-        echo(f"namespace {namespace} {'is gone' if gone else 'is still there'}; MinIO user and objects removed")
-        return Outcome(tenant, namespace, job, state, log, result, call.body, gone)
+        provider.provisioner_endpoint = f"{provisioner}{PROVISION_PATH}"
+        with provider.start(runtime), consumer.start(runtime):
+            echo(f"EDC {EDC_VERSION} provider (management API {provider.management}) and consumer started")
+            provider.offer_asset("dummy", provider.provisioner_endpoint)
+            echo("provider offers asset `dummy` (DataAddress type HttpProvision → our provisioner)")
+            agreement = consumer.negotiate(provider, "dummy")
+            echo(f"consumer negotiated contract {agreement} over DSP")
+            consumer_tp = consumer.transfer(provider, agreement)
+            process = wait_for(lambda: provider.provider_transfer(consumer_tp), 60, 0.5, "provider transfer")
+            tp = process["@id"]
+            echo(f"HttpData-PULL transfer {tp}: EDC → provision request → tenant → our callback …")
+            started = provider.wait_state(f"/v3/transferprocesses/{tp}", {"STARTED"}, 300, {"TERMINATED"})
+            states = ["STARTED"]
+            grant = _grant(provisioner, tp) or {}
+            tenant = grant.get("tenant_id") or ""
+            namespace = f"wml-{tenant}"
+            echo(
+                f"transfer {started['state']}: tenant {tenant} (namespace {namespace}) for `{grant.get('consumer_id')}`"
+            )
+            edr = wait_for(lambda: _edr(consumer, consumer_tp), 60, 0.5, "the consumer's EDR")
+            echo(f"consumer's EDR: endpoint {edr['endpoint']} (the provider's data plane) + its token")
+            service = f"wml-api.{namespace}.svc"
+            direct = _cluster_url(api, f"http://{service}:8080/")
+            with hosts.open("a") as out:
+                out.write(f"{urlsplit(direct).hostname} {service}\n")
+            wait_for(lambda: _api_ready(direct), 180, 1.0, "the tenant API pod")
+            with Client.through_edc(edr) as client:
+                job, state, log, result = _consume(client, work, echo)
+            provider.terminate(tp, reason="contract work done")
+            echo("provider terminated the transfer → EDC sends the deprovision request")
+            gone = _wait_namespace_gone(api, namespace)
+            final = provider.call("GET", f"/v3/transferprocesses/{tp}")["state"]
+            states.append(final)
+            echo(f"namespace {namespace} {'is gone' if gone else 'is still there'}; EDC transfer state {final}")
+        return Outcome(tenant, namespace, job, state, log, result, edr["endpoint"], states, gone)
 
 
-def _consume(client: Client, tenant: str, tmp: Path, echo: Callable[[str], None]) -> tuple[str, str, list[str], str]:
-    """What the consumer does: upload the input, start a job, follow its log, download the result."""
+def _edr(consumer: Connector, transfer_id: str) -> dict[str, Any] | None:
+    try:
+        return consumer.edr(transfer_id)
+    except AssertionError:
+        return None
+
+
+def _consume(client: Client, tmp: Path, echo: Callable[[str], None]) -> tuple[str, str, list[str], str]:
+    """What the consumer does, all through EDC: upload the input, start, follow the log, download the result."""
     echo(f"assets of this contract: {[a['name'] for a in client.assets()]}")
     staged = client.upload_bytes("dummy", "env", DUMMY_ENV)
     echo(f"uploaded input env: {staged['size']} bytes, sha256 {staged['sha256'][:16]}…")
-    job = client.start("dummy", idempotency_key=f"demo-{tenant}")["id"]
-    echo(f"job {job} started; following its log:")
+    job = client.start("dummy")["id"]
+    echo(f"job {job} started; its log:")
     wait_for(lambda: client.job(job)["state"] not in {"QUEUED", "INITIALIZING"}, 180, 0.5, "the worker to start")
     log = []
     for line in client.logs(job, follow=True):

@@ -104,7 +104,7 @@ def _token_keys(workdir: Path) -> tuple[str, Path]:
 
 
 class Connector:
-    """One EDC runtime (control plane + embedded data plane) as a Java process on 127.0.0.1.
+    """One EDC runtime (control plane + embedded data plane) as a Java process (EDC listens on all addresses).
 
     ``hosts_file`` replaces DNS for the JVM (``jdk.net.hosts.file``): the local stack has no cluster DNS, so a
     test maps the tenant API's ``<service>.<namespace>.svc`` name there for the data plane to proxy to.
@@ -117,8 +117,10 @@ class Connector:
         workdir: Path,
         provisioner_endpoint: str | None = None,
         hosts_file: Path | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
         self.participant = participant
+        self.host = host  # the address its URLs name: a provisioner in a pod calls back on the node bridge
         self.api_key = api_key
         self.workdir = workdir / participant
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -131,11 +133,11 @@ class Connector:
 
     @property
     def management(self) -> str:
-        return f"http://127.0.0.1:{self.ports['management']}/management"
+        return f"http://{self.host}:{self.ports['management']}/management"
 
     @property
     def protocol(self) -> str:
-        return f"http://127.0.0.1:{self.ports['protocol']}/protocol"
+        return f"http://{self.host}:{self.ports['protocol']}/protocol"
 
     def _config(self) -> Path:
         text = (HERE / "connector.properties").read_text()
@@ -145,6 +147,7 @@ class Connector:
         values: dict[str, Any] = {f"port_{name}": port for name, port in self.ports.items()}
         values.update(
             participant=self.participant,
+            host=self.host,
             api_key=self.api_key,
             provisioner_endpoint=self.provisioner_endpoint or "",
             public_key_path=public_key,
