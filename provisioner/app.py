@@ -97,9 +97,7 @@ def _edc_router() -> APIRouter:
     async def provision(request: Request) -> Response:
         svc, worker = _state(request)
         response = await _handle(request, svc, worker)
-        kind = "unknown"
-        with contextlib.suppress(Exception):
-            kind = str(json.loads(await request.body()).get("type") or "provision")
+        kind = getattr(request.state, "request_kind", "unknown")  # what _handle took the request for
         svc.metrics.requests.labels(type=kind[:16], code=str(response.status_code)).inc()
         return response
 
@@ -118,8 +116,10 @@ async def _handle(request: Request, svc: Services, worker: Worker) -> Response:
         req = ProvisionRequest.model_validate(data)
     except ValidationError as exc:
         return _problem(400, exc.errors(include_url=False, include_context=False, include_input=False))
+    request.state.request_kind = str(req.kind)
     try:
         if req.kind == RequestType.DEPROVISION or await asyncio.to_thread(_typeless_deprovision, svc, req):
+            request.state.request_kind = str(RequestType.DEPROVISION)
             try:
                 accepted = await asyncio.to_thread(store.accept_deprovision, svc.sessions, req)
             except store.UnknownTransfer:

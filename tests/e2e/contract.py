@@ -68,7 +68,16 @@ def _cluster_url(api: k8s.ApiClient, base_url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{ip}:{parts.port or 80}"))
 
 
-def _api_ready(url: str) -> bool:
+def map_service(api: k8s.ApiClient, base_url: str, hosts: Path) -> str:
+    """Cluster DNS for a JVM started with ``-Djdk.net.hosts.file=hosts`` (EDC's data plane): the URL's
+    `<service>.<namespace>.svc` -> its ClusterIP. Returns the URL with the ClusterIP, for direct use here."""
+    direct = _cluster_url(api, base_url)
+    with hosts.open("a") as out:
+        out.write(f"{urlsplit(direct).hostname} {urlsplit(base_url).hostname}\n")
+    return direct
+
+
+def api_ready(url: str) -> bool:
     try:
         return httpx.get(f"{url.rstrip('/')}/readyz", timeout=3).status_code == 200
     except httpx.HTTPError:
@@ -118,29 +127,19 @@ def play(stack: StackInfo | None = None, echo: Callable[[str], None] = _say) -> 
             echo(
                 f"transfer {started['state']}: tenant {tenant} (namespace {namespace}) for `{grant.get('consumer_id')}`"
             )
-            edr = wait_for(lambda: _edr(consumer, consumer_tp), 60, 0.5, "the consumer's EDR")
+            edr = wait_for(lambda: consumer.edr(consumer_tp), 60, 0.5, "the consumer's EDR")
             echo(f"consumer's EDR: endpoint {edr['endpoint']} (the provider's data plane) + its token")
-            service = f"wml-api.{namespace}.svc"
-            direct = _cluster_url(api, f"http://{service}:8080/")
-            with hosts.open("a") as out:
-                out.write(f"{urlsplit(direct).hostname} {service}\n")
-            wait_for(lambda: _api_ready(direct), 180, 1.0, "the tenant API pod")
+            direct = map_service(api, f"http://wml-api.{namespace}.svc:8080/", hosts)
+            wait_for(lambda: api_ready(direct), 180, 1.0, "the tenant API pod")
             with Client.through_edc(edr) as client:
                 job, state, log, result = _consume(client, work, echo)
             provider.terminate(tp, reason="contract work done")
             echo("provider terminated the transfer → EDC sends the deprovision request")
-            gone = _wait_namespace_gone(api, namespace)
+            gone = wait_namespace_gone(api, namespace)
             final = provider.call("GET", f"/v3/transferprocesses/{tp}")["state"]
             states.append(final)
             echo(f"namespace {namespace} {'is gone' if gone else 'is still there'}; EDC transfer state {final}")
         return Outcome(tenant, namespace, job, state, log, result, edr["endpoint"], states, gone)
-
-
-def _edr(consumer: Connector, transfer_id: str) -> dict[str, Any] | None:
-    try:
-        return consumer.edr(transfer_id)
-    except AssertionError:
-        return None
 
 
 def _consume(client: Client, tmp: Path, echo: Callable[[str], None]) -> tuple[str, str, list[str], str]:
@@ -164,7 +163,7 @@ def _consume(client: Client, tmp: Path, echo: Callable[[str], None]) -> tuple[st
     return job, done["state"], log, result
 
 
-def _wait_namespace_gone(api: k8s.ApiClient, namespace: str, timeout: float = 180) -> bool:
+def wait_namespace_gone(api: k8s.ApiClient, namespace: str, timeout: float = 180) -> bool:
     core = k8s.CoreV1Api(api)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

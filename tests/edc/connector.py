@@ -284,9 +284,10 @@ class Connector:
                 return process
         return None
 
-    def edr(self, transfer_id: str) -> dict[str, Any]:
-        """The consumer's endpoint data reference: the data plane's URL and the token for it."""
-        return self.call("GET", f"/v3/edrs/{transfer_id}/dataaddress")
+    def edr(self, transfer_id: str) -> dict[str, Any] | None:
+        """The consumer's endpoint data reference (the data plane's URL and a token for it); None until the
+        provider's TransferStart has arrived."""
+        return self.call("GET", f"/v3/edrs/{transfer_id}/dataaddress", expect=(200, 404)) or None
 
     def terminate(self, transfer_id: str, reason: str) -> None:
         body = {"@context": CONTEXT, "@type": "TerminateTransfer", "reason": reason}

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,15 +25,15 @@ from typing import Any
 
 import httpx
 import pytest
-from kubernetes import client as k8s
 
 from api.client import Client
 from provisioner.app import PROVISION_PATH, create_app
 from provisioner.schemas import EDC_NAMESPACE, ContentDataAddress
 from provisioner.services import Services
-from tests.e2e.contract import DUMMY_ENV, _wait_namespace_gone
+from tests.e2e.contract import DUMMY_ENV, api_ready, map_service, wait_namespace_gone
 from tests.edc.connector import EDC_VERSION, Connector, ensure_runtime
 from tests.provisioner.helpers import db_grants, stack_settings
+from tests.provisioner.servers import wait_for
 from tests.servers import ThreadedServer
 from tests.stack import kube
 from tests.stack.app_image import ensure_app_image
@@ -94,16 +93,6 @@ class World:
     services: Services
     hosts: Path
     callbacks: list[tuple[str, dict[str, Any], int]]
-
-
-def _wait(check: Any, timeout: float, what: str, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def _shape(value: Any) -> Any:
@@ -167,28 +156,17 @@ def world(stack: StackInfo, runtime: Path, tmp_path_factory: pytest.TempPathFact
             services.close()
 
 
-def _map_service(stack: StackInfo, base_url: str, hosts: Path) -> str:
-    """Stand in for cluster DNS, for the provider's JVM only: `<service>.<namespace>.svc` -> the ClusterIP."""
-    host = httpx.URL(base_url).host
-    service, namespace = host.split(".")[:2]
-    api = kube.api_client(stack.kubeconfig)
-    ip = k8s.CoreV1Api(api).read_namespaced_service(service, namespace).spec.cluster_ip
-    with hosts.open("a") as out:
-        out.write(f"{ip} {host}\n")
-    return str(httpx.URL(base_url).copy_with(host=ip))
-
-
 def test_real_edc_contract_transfer_job_and_deprovision(stack: StackInfo, world: World, tmp_path: Path) -> None:
     provider, consumer, recorder, services = world.provider, world.consumer, world.recorder, world.services
 
     # DSP: catalogue -> contract negotiation -> transfer request, all on the consumer's management API
     agreement = consumer.negotiate(provider, "dummy")
     consumer_tp = consumer.transfer(provider, agreement)
-    process = _wait(lambda: provider.provider_transfer(consumer_tp), 60, "the provider's transfer process")
+    process = wait_for(lambda: provider.provider_transfer(consumer_tp), 60, 0.5, "the provider's transfer process")
     tp = process["@id"]
 
     # EDC -> us: the provision request
-    call = _wait(lambda: recorder.since(0), 60, "EDC's provision request")[0]
+    call = wait_for(lambda: recorder.since(0), 60, 0.5, "EDC's provision request")[0]
     body = call["body"]
     assert call["status"] in (200, 201), call
     assert call["headers"]["content-type"].startswith("application/json")
@@ -204,7 +182,7 @@ def test_real_edc_contract_transfer_job_and_deprovision(stack: StackInfo, world:
         grants = [g for g in db_grants(services) if g.transfer_process_id == tp]
         return grants and grants[0].called_back_at and grants[0]
 
-    grant = _wait(called_back, 300, "our provision callback to be accepted", 1.0)
+    grant = wait_for(called_back, 300, 1.0, "our provision callback to be accepted")
     assert grant.consumer_id == "consumer"
     # the management-API route to the consumer (for policies without an assignee) works against real EDC too
     assert services.edc.consumer_of(tp) == ("consumer", process["contractId"])
@@ -218,14 +196,14 @@ def test_real_edc_contract_transfer_job_and_deprovision(stack: StackInfo, world:
     consumer.wait_state(f"/v3/transferprocesses/{consumer_tp}", {"STARTED"}, 60, fail={"TERMINATED"})
 
     # the consumer's EDR: the provider data plane's URL and a token for it, nothing of ours
-    edr = _wait(lambda: _edr(consumer, consumer_tp), 30, "the consumer's EDR")
+    edr = wait_for(lambda: consumer.edr(consumer_tp), 30, 0.5, "the consumer's EDR")
     assert edr["endpoint"].startswith(f"http://127.0.0.1:{provider.ports['public']}/public")
     assert sent["apiKeyJwt"] not in json.dumps(edr)
     _check_fixture("consumer-edr.json", {**edr, "authorization": "<token>"})
 
     # the tenant API pod is up; EDC's data plane reaches it by its Service name
-    direct = _map_service(stack, address.get("baseUrl"), world.hosts)
-    _wait(lambda: _ready(direct), 180, "the tenant API pod", 1.0)
+    direct = map_service(kube.api_client(stack.kubeconfig), address.get("baseUrl"), world.hosts)
+    wait_for(lambda: api_ready(direct), 180, 1.0, "the tenant API pod")
 
     # the consumer runs `dummy` through EDC: upload the input, start, wait, download `result`
     with Client.through_edc(edr) as client:
@@ -244,17 +222,18 @@ def test_real_edc_contract_transfer_job_and_deprovision(stack: StackInfo, world:
     # terminate on the provider -> EDC's deprovision request -> we answer 200 -> the tenant goes
     provisioning_calls = len(recorder.calls)
     provider.terminate(tp, reason="ended by the test")
-    call = _wait(lambda: recorder.since(provisioning_calls), 60, "EDC's deprovision request")[0]
+    call = wait_for(lambda: recorder.since(provisioning_calls), 60, 0.5, "EDC's deprovision request")[0]
     assert call["status"] == 200, call
     assert call["body"]["transferProcessId"] == tp
     assert call["body"]["resourceDefinitionId"] == body["resourceDefinitionId"]
     assert "type" not in call["body"]  # EDC 0.10: recognised by the transfer's state on EDC's management API
     _check_fixture("deprovision-request.json", call["body"])
     consumer.wait_state(f"/v3/transferprocesses/{consumer_tp}", {"TERMINATED"}, 60)
-    assert _wait_namespace_gone(kube.api_client(stack.kubeconfig), namespace), namespace
-    path, sent, status = _wait(
+    assert wait_namespace_gone(kube.api_client(stack.kubeconfig), namespace), namespace
+    path, sent, status = wait_for(
         lambda: next((c for c in world.callbacks if c[0].endswith("/deprovision")), None),
         60,
+        0.5,
         "our deprovision callback",
     )
     assert (path, status) == (f"/management/callback/{tp}/deprovision", 204)
@@ -264,17 +243,3 @@ def test_real_edc_contract_transfer_job_and_deprovision(stack: StackInfo, world:
     # our callback can finish its bookkeeping: the process stays DEPROVISIONING_REQUESTED (fixed in EDC 0.11).
     final = provider.call("GET", f"/v3/transferprocesses/{tp}")
     assert final["state"] == "DEPROVISIONING_REQUESTED", final
-
-
-def _edr(consumer: Connector, transfer_id: str) -> dict[str, Any] | None:
-    try:
-        return consumer.edr(transfer_id)
-    except AssertionError:
-        return None
-
-
-def _ready(url: str) -> bool:
-    try:
-        return httpx.get(f"{url.rstrip('/')}/readyz", timeout=3).status_code == 200
-    except httpx.HTTPError:
-        return False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import ssl
 import time
 from datetime import UTC, datetime, timedelta
@@ -247,6 +248,12 @@ def test_deprovision_of_last_grant_tears_down_and_calls_back(
     assert db_tenant(services, tenant).generation == 2
 
 
+def deprovisions_counted(provisioner: str) -> float:
+    metrics = httpx.get(f"{provisioner}/metrics").text
+    found = re.search(r'wml_provisioner_requests_total\{code="200",type="deprovision"\} ([0-9.]+)', metrics)
+    return float(found.group(1)) if found else 0.0
+
+
 def test_typeless_deprovision_of_edc_0_10_is_told_apart_by_the_transfer_state(
     provisioner: str, services: Services, edc: tuple[EdcStub, str]
 ) -> None:
@@ -267,8 +274,10 @@ def test_typeless_deprovision_of_edc_0_10_is_told_apart_by_the_transfer_state(
 
     # the same body once EDC is deprovisioning the transfer: a deprovision, answered with exactly 200
     stub.states[tp] = "DEPROVISIONING"
+    counted = deprovisions_counted(provisioner)
     response = post(provisioner, body)
     assert response.status_code == 200 and response.json()["state"] == GrantState.DEPROVISIONING
+    assert deprovisions_counted(provisioner) == counted + 1  # and counted as such in the metrics
     wait_for(lambda: db_tenant(services, tenant).state == TenantState.DELETED, 120, what="teardown")
     wait_for(lambda: stub.deprovisions(tp), 30, what="deprovision callback")
 
