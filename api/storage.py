@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import json
 import posixpath
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,7 @@ from templates.names import check_safe_name
 
 CHUNK = 8 * 1024 * 1024  # ranged reads
 PART = 5 * 1024 * 1024  # multipart upload parts: S3's minimum, to keep upload memory small
+PARTS_IN_FLIGHT = 2  # parts uploading at once per upload; memory is about (this + 1) parts
 META_DIR = ".meta"  # input names never start with '.', so this cannot collide with one
 
 
@@ -78,15 +80,47 @@ class Storage:
 
     # --- writing -----------------------------------------------------------------------------------
 
+    async def _aio(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        """Await one of s3fs's coroutines on s3fs's own event loop (its sync mode keeps one in a thread):
+        several can be in flight at once without a worker thread each."""
+        try:
+            return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.fs.loop))
+        except (FileNotFoundError, TooLarge):
+            raise
+        except Exception as exc:
+            raise StorageUnavailable(f"S3 is unavailable: {type(exc).__name__}") from exc
+
     async def write_stream(self, key: str, chunks: AsyncIterator[bytes], limit: int) -> tuple[int, str]:
-        """Stream ``chunks`` into ``key``; abort (nothing stored) past ``limit`` bytes. Returns size, sha256."""
+        """Stream ``chunks`` into ``key``; abort (nothing stored) past ``limit`` bytes. Returns size, sha256.
+
+        Parts go to S3 while the next ones are received, up to PARTS_IN_FLIGHT at once (as s3fs's own
+        ``put_file`` does), so memory stays bounded by a few parts whatever the size. A body smaller than
+        one part is a single PUT."""
         digest = hashlib.sha256()
         size = 0
-        handle = await self._run(self.fs.open, self._path(key), "wb", block_size=PART)
         buffer = bytearray()
-        # One part is written to S3 while the next one is received: receiving and uploading overlap,
-        # and at most two parts are held in memory.
-        pending: asyncio.Task[Any] | None = None
+        upload_id: str | None = None
+        parts: list[dict[str, Any]] = []
+        in_flight: set[asyncio.Future[None]] = set()
+        numbers = itertools.count(1)
+        target = {"Bucket": self.bucket, "Key": key}
+
+        async def send(number: int, body: bytes) -> None:
+            answer = await self._aio(
+                self.fs._call_s3("upload_part", **target, UploadId=upload_id, PartNumber=number, Body=body)
+            )
+            parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+
+        async def start_part(body: bytes) -> None:
+            nonlocal upload_id, in_flight
+            if upload_id is None:
+                upload_id = (await self._aio(self.fs._call_s3("create_multipart_upload", **target)))["UploadId"]
+            while len(in_flight) >= PARTS_IN_FLIGHT:
+                done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                for finished in done:
+                    finished.result()
+            in_flight.add(asyncio.ensure_future(send(next(numbers), body)))
+
         try:
             async for chunk in chunks:
                 size += len(chunk)
@@ -95,24 +129,32 @@ class Storage:
                 digest.update(chunk)
                 buffer += chunk
                 if len(buffer) >= PART:
-                    if pending is not None:
-                        await pending
-                    pending = asyncio.ensure_future(self._run(handle.write, bytes(buffer)))
+                    await start_part(bytes(buffer))
                     buffer = bytearray()
-            if pending is not None:
-                await pending
-                pending = None
-            if buffer:
-                await self._run(handle.write, bytes(buffer))
-            await self._run(handle.close)
+            if upload_id is None:
+                await self._aio(self.fs._call_s3("put_object", **target, Body=bytes(buffer)))
+            else:
+                if buffer:
+                    await start_part(bytes(buffer))
+                for finished in await asyncio.gather(*in_flight, return_exceptions=True):
+                    if isinstance(finished, BaseException):
+                        raise finished
+                in_flight = set()
+                done_parts = {"Parts": sorted(parts, key=lambda p: p["PartNumber"])}
+                await self._aio(
+                    self.fs._call_s3(
+                        "complete_multipart_upload", **target, UploadId=upload_id, MultipartUpload=done_parts
+                    )
+                )
         except BaseException:
             # Abort the multipart upload: a partial object never becomes visible.
             with anyio.CancelScope(shield=True):
-                if pending is not None:
-                    with contextlib.suppress(BaseException):
-                        await pending
-                with contextlib.suppress(Exception):  # best effort; the upload never completed either way
-                    await to_thread.run_sync(handle.discard)
+                for pending in in_flight:
+                    pending.cancel()
+                await asyncio.gather(*in_flight, return_exceptions=True)
+                if upload_id is not None:
+                    with contextlib.suppress(Exception):  # best effort; the upload never completed either way
+                        await self._aio(self.fs._call_s3("abort_multipart_upload", **target, UploadId=upload_id))
             raise
         return size, digest.hexdigest()
 

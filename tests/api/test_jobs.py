@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import uuid
 from pathlib import Path
 
 import httpx
 import pytest
+import s3fs
 
 from api.client import ApiError, Client
+from api.storage import make_filesystem
 from tests.api.tenant import EXAMPLES, ApiTenant
 
 pytestmark = pytest.mark.stack
@@ -187,6 +190,41 @@ def test_oversize_upload_is_413_and_stores_nothing(client: Client) -> None:
     assert response.status_code == 413
     after = {s["name"]: s["sha256"] for s in client.staged("input-dummy")}
     assert after == before
+
+
+def _tenant_fs(tenant: ApiTenant) -> s3fs.S3FileSystem:
+    settings = tenant.settings
+    return make_filesystem(
+        settings.s3_endpoint_url,
+        settings.s3_access_key.get_secret_value(),
+        settings.s3_secret_key.get_secret_value(),
+        settings.s3_region,
+    )
+
+
+def _open_multipart_uploads(fs: s3fs.S3FileSystem, bucket: str, prefix: str) -> list[dict]:
+    return fs.call_s3("list_multipart_uploads", Bucket=bucket, Prefix=prefix).get("Uploads", [])
+
+
+def test_multipart_upload_is_byte_exact_and_oversize_aborts_it(tenant: ApiTenant, client: Client) -> None:
+    """Several parts in flight at once: the object is still the bytes sent, in order; a cap hit after some
+    parts went to S3 aborts the multipart upload (nothing stored, nothing left open)."""
+    fs, bucket = _tenant_fs(tenant), tenant.settings.s3_bucket
+    key = tenant.settings.keys.staging("input-dummy", "input_testfile")
+    data = os.urandom(16 * 1024 * 1024 - 7)  # four parts, the last one short
+    staged = client.upload_bytes("input-dummy", "input_testfile", data)
+    assert staged["size"] == len(data) and staged["sha256"] == hashlib.sha256(data).hexdigest()
+    assert hashlib.sha256(fs.cat_file(f"{bucket}/{key}")).hexdigest() == staged["sha256"]
+
+    def too_big():  # no Content-Length: three parts reach S3 before the cap is crossed
+        for _ in range(17):
+            yield b"\x00" * (1024 * 1024)
+
+    response = client.http.put("/v1/assets/input-dummy/inputs/input_testfile", content=too_big())
+    assert response.status_code == 413
+    assert {s["name"]: s["sha256"] for s in client.staged("input-dummy")}["input_testfile"] == staged["sha256"]
+    assert hashlib.sha256(fs.cat_file(f"{bucket}/{key}")).hexdigest() == staged["sha256"]
+    assert _open_multipart_uploads(fs, bucket, key) == []
 
 
 def test_other_tenants_jobs_are_invisible(stack, client: Client) -> None:
