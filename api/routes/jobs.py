@@ -20,8 +20,8 @@ from api.errors import ApiError, not_found
 from api.routes.assets import max_env_bytes
 from api.schemas import Job, JobCreate, JobList, OutputFile, OutputList, Receipt, StepInfo
 from api.states import PHASE_SELECTOR, JobState, job_state
-from api.storage import TooLarge
-from templates import InputKind, OutputKind, WorkflowAsset, job_workflow, new_job_id, resolve_env
+from api.storage import StorageUnavailable, TooLarge
+from templates import Input, InputKind, OutputKind, WorkflowAsset, job_workflow, new_job_id, resolve_env
 from templates.compiler import LABEL_ASSET, LABEL_MANAGED_BY, MANAGER
 from templates.envvars import EnvError
 from templates.jobs import JOB_ID
@@ -31,6 +31,7 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 JobPath = Annotated[str, Path(max_length=64, description="Job id, e.g. job-1f2e3d4c5b6a7988.")]
 ANNOTATION_REQUEST = "workflow-middlelayer.io/request-sha256"
+ANNOTATION_ENV_DIGESTS = "workflow-middlelayer.io/env-sha256"  # {input name: sha256 of its dotenv text}
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 # Argo's emissary executor logs into the main container's stream; those lines are not the worker's.
 _EXECUTOR_LINE = re.compile(r"^time=\S+ level=\w+ msg=.*\bargo=true\b")
@@ -111,19 +112,35 @@ def _request_digest(body: JobCreate) -> str:
 
 async def _check_inputs(tenant: Tenant, asset: WorkflowAsset) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     """Required file inputs are staged; returns the staged records and the dotenv texts of env inputs."""
-    records = await asyncio.gather(*(tenant.storage.staged_input(asset.name, i.name) for i in asset.inputs))
+    env_inputs = [i for i in asset.inputs if i.kind is InputKind.ENV]
+
+    async def env_text(item: Input) -> str | BaseException | None:
+        # Read with the records, not after them: one S3 round trip less. Only staged ones count (below).
+        try:
+            return await tenant.storage.read_staged_text(asset.name, item.name, max_env_bytes(asset, item))
+        except FileNotFoundError:
+            return None
+        except (TooLarge, UnicodeDecodeError) as exc:
+            return exc
+
+    records, texts = await asyncio.gather(
+        asyncio.gather(*(tenant.storage.staged_input(asset.name, i.name) for i in asset.inputs)),
+        asyncio.gather(*(env_text(i) for i in env_inputs)),
+    )
     staged = {i.name: r for i, r in zip(asset.inputs, records, strict=True) if r is not None}
     missing = [i.name for i in asset.inputs if i.required and i.kind is not InputKind.ENV and i.name not in staged]
     if missing:
         raise ApiError(409, "Conflict", f"required inputs not uploaded yet: {', '.join(missing)}")
-    env_inputs = [i for i in asset.inputs if i.kind is InputKind.ENV and i.name in staged]
-    try:
-        texts = await asyncio.gather(
-            *(tenant.storage.read_staged_text(asset.name, i.name, max_env_bytes(asset, i)) for i in env_inputs)
-        )
-    except (TooLarge, UnicodeDecodeError) as exc:
-        raise ApiError(422, "Unprocessable Content", f"env input: {exc}") from None
-    return staged, {i.name: t for i, t in zip(env_inputs, texts, strict=True)}
+    dotenv: dict[str, str] = {}
+    for item, text in zip(env_inputs, texts, strict=True):
+        if item.name not in staged:
+            continue  # data without its record is not there (an upload in progress, or being deleted)
+        if isinstance(text, BaseException):
+            raise ApiError(422, "Unprocessable Content", f"env input: {text}") from None
+        if text is None:
+            raise StorageUnavailable("a staged env input's data is missing")
+        dotenv[item.name] = text
+    return staged, dotenv
 
 
 async def _check_quota(tenant: Tenant) -> None:
@@ -167,21 +184,16 @@ async def start_job(
         env = resolve_env(asset, dotenv, body.parameters)
     except EnvError as exc:
         raise ApiError(422, "Unprocessable Content", str(exc)) from None
-    # Snapshot first: the job reads only its own keys, so later uploads never change it.
-    keys = tenant.storage.keys
+    # Snapshot first: the job reads only its own keys, so later uploads never change it. Env inputs need
+    # none: their values travel in the Workflow itself, and their digests as an annotation (for receipts).
     await asyncio.gather(
         *(
             tenant.storage.snapshot_input(asset.name, item.name, job_id, staged[item.name])
             for item in asset.inputs
             if item.kind is not InputKind.ENV and item.name in staged
-        ),
-        *(
-            tenant.storage.write_json(
-                f"{keys.job_input(job_id, name)}.sha256.json", {"sha256": hashlib.sha256(text.encode()).hexdigest()}
-            )
-            for name, text in dotenv.items()
-        ),
+        )
     )
+    env_digests = {name: hashlib.sha256(text.encode()).hexdigest() for name, text in dotenv.items()}
     manifest = job_workflow(
         asset,
         namespace=tenant.settings.namespace,
@@ -191,7 +203,11 @@ async def start_job(
         idempotency_key=hashlib.sha256(idempotency_key.encode()).hexdigest() if idempotency_key else None,
     ).to_dict()
     manifest["metadata"].setdefault("annotations", {}).update(
-        {ANNOTATION_REQUEST: digest, "workflow-middlelayer.io/asset-name": asset.name}
+        {
+            ANNOTATION_REQUEST: digest,
+            ANNOTATION_ENV_DIGESTS: json.dumps(env_digests, sort_keys=True),
+            "workflow-middlelayer.io/asset-name": asset.name,
+        }
     )
     try:
         wf = await tenant.argo.create(manifest)
@@ -389,8 +405,11 @@ async def _receipt(tenant: Tenant, wf: m.Workflow, asset: WorkflowAsset) -> Rece
     if cached:
         return Receipt.model_validate(cached)
     info = _job(tenant, wf)
-    inputs: dict[str, str] = {}
+    inputs: dict[str, str] = json.loads((wf.metadata.annotations or {}).get(ANNOTATION_ENV_DIGESTS) or "{}")
     for item in asset.inputs:
+        if item.name in inputs:
+            continue
+        # jobs started by earlier releases kept an env input's digest as an object
         record = await tenant.storage.read_json(f"{tenant.storage.keys.job_input(job, item.name)}.sha256.json")
         if record:
             inputs[item.name] = record["sha256"]
