@@ -115,6 +115,7 @@ def play(stack: StackInfo | None = None, echo: Callable[[str], None] = _say) -> 
             echo("provider offers asset `dummy` (DataAddress type HttpProvision → our provisioner)")
             agreement = consumer.negotiate(provider, "dummy")
             echo(f"consumer negotiated contract {agreement} over DSP")
+            requested = time.monotonic()
             consumer_tp = consumer.transfer(provider, agreement)
             process = wait_for(lambda: provider.provider_transfer(consumer_tp), 60, 0.5, "provider transfer")
             tp = process["@id"]
@@ -125,7 +126,8 @@ def play(stack: StackInfo | None = None, echo: Callable[[str], None] = _say) -> 
             tenant = grant.get("tenant_id") or ""
             namespace = f"wml-{tenant}"
             echo(
-                f"transfer {started['state']}: tenant {tenant} (namespace {namespace}) for `{grant.get('consumer_id')}`"
+                f"transfer {started['state']} {time.monotonic() - requested:.1f}s after the request: tenant {tenant}"
+                f" (namespace {namespace}) for `{grant.get('consumer_id')}`"
             )
             edr = wait_for(lambda: consumer.edr(consumer_tp), 60, 0.5, "the consumer's EDR")
             echo(f"consumer's EDR: endpoint {edr['endpoint']} (the provider's data plane) + its token")
