@@ -14,12 +14,48 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColu
 from api.client import ApiError, Client
 
 app = typer.Typer(help="Workflow Middle-Layer consumer API.", no_args_is_help=True)
-client_app = typer.Typer(help="Use a consumer API (base URL and token from options or WML_URL/WML_TOKEN).")
+client_app = typer.Typer(
+    help="Use a consumer API: directly (--url/--token or WML_URL/WML_TOKEN) or through the provider's EDC data "
+    "plane (--edr or WML_EDR: the JSON your connector gives for the transfer).",
+    no_args_is_help=True,
+)
 app.add_typer(client_app, name="client")
 console = Console(stderr=True)
 
-Url = Annotated[str, typer.Option("--url", envvar="WML_URL", help="API base URL.")]
-Token = Annotated[str, typer.Option("--token", envvar="WML_TOKEN", help="Bearer token.", show_default=False)]
+
+@client_app.callback()
+def connect(
+    ctx: typer.Context,
+    url: Annotated[str | None, typer.Option("--url", envvar="WML_URL", help="API base URL.")] = None,
+    token: Annotated[
+        str | None, typer.Option("--token", envvar="WML_TOKEN", help="Bearer token.", show_default=False)
+    ] = None,
+    edr: Annotated[
+        Path | None,
+        typer.Option(
+            "--edr",
+            envvar="WML_EDR",
+            help="EDR file: GET /management/v3/edrs/{transfer}/dataaddress on your connector.",
+        ),
+    ] = None,
+) -> None:
+    """Where the API is; each command opens its client from this."""
+    if edr is not None:
+        try:
+            data = json.loads(edr.read_text())
+        except (OSError, ValueError) as exc:
+            raise typer.BadParameter(f"cannot read the EDR: {exc}", param_hint="--edr") from None
+        if not isinstance(data, dict) or not data.get("endpoint") or not data.get("authorization"):
+            raise typer.BadParameter("the EDR needs 'endpoint' and 'authorization'", param_hint="--edr")
+        ctx.obj = lambda: Client.through_edc(data)
+    elif url and token:
+        ctx.obj = lambda: Client(url, token)
+    else:
+        raise typer.BadParameter("give --url and --token (or WML_URL/WML_TOKEN), or --edr (WML_EDR)")
+
+
+def _client(ctx: typer.Context) -> Client:
+    return ctx.obj()
 
 
 @app.command()
@@ -52,17 +88,17 @@ def _fail(exc: Exception) -> None:
 
 
 @client_app.command()
-def assets(url: Url, token: Token) -> None:
+def assets(ctx: typer.Context) -> None:
     """List contracted assets."""
-    with Client(url, token) as c:
+    with _client(ctx) as c:
         for item in c.assets():
             typer.echo(f"{item['name']}\t{item['version']}\t{item['description']}")
 
 
 @client_app.command()
-def upload(asset: str, name: str, file: Path, url: Url, token: Token) -> None:
+def upload(ctx: typer.Context, asset: str, name: str, file: Path) -> None:
     """Upload FILE as input NAME of ASSET."""
-    with Client(url, token) as c, _bar() as bar:
+    with _client(ctx) as c, _bar() as bar:
         task = bar.add_task(f"upload {name}", total=file.stat().st_size)
         try:
             result = c.upload(asset, name, file, progress=lambda n: bar.advance(task, n))
@@ -73,15 +109,14 @@ def upload(asset: str, name: str, file: Path, url: Url, token: Token) -> None:
 
 @client_app.command()
 def start(
+    ctx: typer.Context,
     asset: str,
-    url: Url,
-    token: Token,
     param: Annotated[list[str], typer.Option("--param", "-p", help="KEY=VALUE, repeatable.")] = [],  # noqa: B006
     idempotency_key: Annotated[str | None, typer.Option(help="Retry-safe key.")] = None,
 ) -> None:
     """Start a job; prints its id."""
     params = dict(p.split("=", 1) for p in param)
-    with Client(url, token) as c:
+    with _client(ctx) as c:
         try:
             job = c.start(asset, params, idempotency_key)
         except ApiError as exc:
@@ -90,27 +125,27 @@ def start(
 
 
 @client_app.command()
-def wait(job: str, url: Url, token: Token, timeout: float = 1800) -> None:
+def wait(ctx: typer.Context, job: str, timeout: float = 1800) -> None:
     """Wait for a job to finish, showing its state; exit 1 unless COMPLETE."""
-    with Client(url, token) as c, console.status(f"{job}: …") as status:
+    with _client(ctx) as c, console.status(f"{job}: …") as status:
         info = c.wait(job, timeout=timeout, on_state=lambda s: status.update(f"{job}: {s}"))
     typer.echo(json.dumps(info, indent=2))
     raise typer.Exit(0 if info["state"] == "COMPLETE" else 1)
 
 
 @client_app.command()
-def logs(job: str, url: Url, token: Token, follow: bool = False) -> None:
+def logs(ctx: typer.Context, job: str, follow: bool = False) -> None:
     """Print a job's log (live with --follow)."""
-    with Client(url, token) as c:
+    with _client(ctx) as c:
         for line in c.logs(job, follow=follow):
             sys.stdout.write(line + "\n")
 
 
 @client_app.command()
-def download(job: str, name: str, url: Url, token: Token, dest: Path = Path(".")) -> None:
+def download(ctx: typer.Context, job: str, name: str, dest: Path = Path(".")) -> None:
     """Download output NAME of JOB into DEST (a directory or a file path)."""
     target = dest / name if dest.is_dir() else dest
-    with Client(url, token) as c, _bar() as bar:
+    with _client(ctx) as c, _bar() as bar:
         task = bar.add_task(f"download {name}", total=None)
 
         def advance(n: int, total: int) -> None:
@@ -124,9 +159,9 @@ def download(job: str, name: str, url: Url, token: Token, dest: Path = Path(".")
 
 
 @client_app.command()
-def jobs(url: Url, token: Token, asset: str | None = None, state: str | None = None) -> None:
+def jobs(ctx: typer.Context, asset: str | None = None, state: str | None = None) -> None:
     """List jobs."""
-    with Client(url, token) as c:
+    with _client(ctx) as c:
         for item in c.jobs(asset=asset, state=state)["items"]:
             typer.echo(f"{item['id']}\t{item['asset']}\t{item['state']}")
 

@@ -25,7 +25,9 @@ from typing import Any
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
+from api.cli import app as cli
 from api.client import Client
 from provisioner.app import PROVISION_PATH, create_app
 from provisioner.schemas import EDC_NAMESPACE, ContentDataAddress
@@ -215,6 +217,11 @@ def test_real_edc_contract_transfer_job_and_deprovision(stack: StackInfo, world:
         assert done["state"] == "COMPLETE", done
         result = client.download(job, "result", tmp_path / "result").read_text()
     assert "ID=" in result  # the worker copied its /etc/os-release
+    # the CLI with the EDR file, as a consumer would save it from its connector
+    edr_file = tmp_path / "edr.json"
+    edr_file.write_text(json.dumps(edr))
+    listed = CliRunner().invoke(cli, ["client", "--edr", str(edr_file), "jobs", "--asset", "dummy"], env={})
+    assert listed.exit_code == 0 and f"{job}\tdummy\tCOMPLETE" in listed.stdout, listed.output
     with Client(direct, sent["apiKeyJwt"]) as tenant:  # the same job, seen directly with the tenant token
         assert tenant.job(job)["state"] == "COMPLETE"
     namespace = services.settings.namespace_for(grant.tenant_id)
