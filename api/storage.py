@@ -98,7 +98,8 @@ class Storage:
         one part is a single PUT."""
         digest = hashlib.sha256()
         size = 0
-        buffer = bytearray()
+        held: list[bytes] = []  # received, not yet sent: joined once per part (no growing buffer to copy)
+        held_size = 0
         upload_id: str | None = None
         parts: list[dict[str, Any]] = []
         in_flight: set[asyncio.Future[None]] = set()
@@ -127,15 +128,16 @@ class Storage:
                 if size > limit:
                     raise TooLarge(limit)
                 digest.update(chunk)
-                buffer += chunk
-                if len(buffer) >= PART:
-                    await start_part(bytes(buffer))
-                    buffer = bytearray()
+                held.append(chunk)
+                held_size += len(chunk)
+                if held_size >= PART:
+                    await start_part(b"".join(held))
+                    held, held_size = [], 0
             if upload_id is None:
-                await self._aio(self.fs._call_s3("put_object", **target, Body=bytes(buffer)))
+                await self._aio(self.fs._call_s3("put_object", **target, Body=b"".join(held)))
             else:
-                if buffer:
-                    await start_part(bytes(buffer))
+                if held:
+                    await start_part(b"".join(held))
                 for finished in await asyncio.gather(*in_flight, return_exceptions=True):
                     if isinstance(finished, BaseException):
                         raise finished
