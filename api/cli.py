@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -39,23 +41,32 @@ def connect(
         ),
     ] = None,
 ) -> None:
-    """Where the API is; each command opens its client from this."""
-    if edr is not None:
-        try:
-            data = json.loads(edr.read_text())
-        except (OSError, ValueError) as exc:
-            raise typer.BadParameter(f"cannot read the EDR: {exc}", param_hint="--edr") from None
-        if not isinstance(data, dict) or not data.get("endpoint") or not data.get("authorization"):
-            raise typer.BadParameter("the EDR needs 'endpoint' and 'authorization'", param_hint="--edr")
-        ctx.obj = lambda: Client.through_edc(data)
-    elif url and token:
-        ctx.obj = lambda: Client(url, token)
-    else:
+    """Where the API is: kept here, checked when a command opens its client (so `--help` needs none)."""
+    ctx.obj = Connection(url, token, edr)
+
+
+@dataclass(frozen=True)
+class Connection:
+    url: str | None
+    token: str | None
+    edr: Path | None
+
+    def client(self) -> Client:
+        if self.edr is not None:
+            try:
+                data = json.loads(self.edr.read_text())
+            except (OSError, ValueError) as exc:
+                raise typer.BadParameter(f"cannot read the EDR: {exc}", param_hint="--edr") from None
+            if not isinstance(data, dict) or not data.get("endpoint") or not data.get("authorization"):
+                raise typer.BadParameter("the EDR needs 'endpoint' and 'authorization'", param_hint="--edr")
+            return Client.through_edc(data)
+        if self.url and self.token:
+            return Client(self.url, self.token)
         raise typer.BadParameter("give --url and --token (or WML_URL/WML_TOKEN), or --edr (WML_EDR)")
 
 
 def _client(ctx: typer.Context) -> Client:
-    return ctx.obj()
+    return ctx.find_object(Connection).client()
 
 
 @app.command()
@@ -105,6 +116,13 @@ def upload(ctx: typer.Context, asset: str, name: str, file: Path) -> None:
         except ApiError as exc:
             _fail(exc)
     typer.echo(f"{result['name']}\t{result['size']}\tsha256:{result['sha256']}")
+    local = hashlib.sha256()
+    with file.open("rb") as handle:
+        while block := handle.read(1024 * 1024):
+            local.update(block)
+    if local.hexdigest() != result["sha256"]:
+        # e.g. EDC 0.10's data plane forwards bodies as text lines: binary files arrive changed
+        _fail(RuntimeError(f"stored bytes differ from {file} (sha256 {local.hexdigest()}); upload directly"))
 
 
 @client_app.command()
@@ -116,6 +134,8 @@ def start(
 ) -> None:
     """Start a job; prints its id."""
     params = dict(p.split("=", 1) for p in param)
+    if idempotency_key and ctx.find_object(Connection).edr is not None:
+        console.print("[yellow]warning:[/yellow] EDC's data plane drops Idempotency-Key: a retry starts another job")
     with _client(ctx) as c:
         try:
             job = c.start(asset, params, idempotency_key)

@@ -27,6 +27,7 @@ from templates.names import check_safe_name
 CHUNK = 8 * 1024 * 1024  # ranged reads
 PART = 5 * 1024 * 1024  # multipart upload parts: S3's minimum, to keep upload memory small
 PARTS_IN_FLIGHT = 2  # parts uploading at once per upload; memory is about (this + 1) parts
+MAX_PARTS = 10_000  # S3's limit per multipart upload; parts grow past PART for inputs capped above ~48 GiB
 META_DIR = ".meta"  # input names never start with '.', so this cannot collide with one
 
 
@@ -85,9 +86,7 @@ class Storage:
         several can be in flight at once without a worker thread each."""
         try:
             return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.fs.loop))
-        except (FileNotFoundError, TooLarge):
-            raise
-        except Exception as exc:
+        except Exception as exc:  # writes only: even "not found" (bucket, upload) is a fault of S3 here
             raise StorageUnavailable(f"S3 is unavailable: {type(exc).__name__}") from exc
 
     async def write_stream(self, key: str, chunks: AsyncIterator[bytes], limit: int) -> tuple[int, str]:
@@ -100,7 +99,9 @@ class Storage:
         size = 0
         held: list[bytes] = []  # received, not yet sent: joined once per part (no growing buffer to copy)
         held_size = 0
+        part_size = max(PART, -(-limit // MAX_PARTS))  # S3 takes at most MAX_PARTS parts per upload
         upload_id: str | None = None
+        creating: asyncio.Future[Any] | None = None
         parts: list[dict[str, Any]] = []
         in_flight: set[asyncio.Future[None]] = set()
         numbers = itertools.count(1)
@@ -113,13 +114,16 @@ class Storage:
             parts.append({"PartNumber": number, "ETag": answer["ETag"]})
 
         async def start_part(body: bytes) -> None:
-            nonlocal upload_id, in_flight
+            nonlocal upload_id, in_flight, creating
             if upload_id is None:
-                upload_id = (await self._aio(self.fs._call_s3("create_multipart_upload", **target)))["UploadId"]
+                creating = asyncio.ensure_future(self._aio(self.fs._call_s3("create_multipart_upload", **target)))
+                upload_id = (await asyncio.shield(creating))["UploadId"]
             while len(in_flight) >= PARTS_IN_FLIGHT:
                 done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-                for finished in done:
-                    finished.result()
+                failures = [f.exception() for f in done]  # retrieve every one, raise the first
+                for failure in failures:
+                    if failure is not None:
+                        raise failure
             in_flight.add(asyncio.ensure_future(send(next(numbers), body)))
 
         try:
@@ -130,7 +134,7 @@ class Storage:
                 digest.update(chunk)
                 held.append(chunk)
                 held_size += len(chunk)
-                if held_size >= PART:
+                if held_size >= part_size:
                     await start_part(b"".join(held))
                     held, held_size = [], 0
             if upload_id is None:
@@ -154,6 +158,9 @@ class Storage:
                 for pending in in_flight:
                     pending.cancel()
                 await asyncio.gather(*in_flight, return_exceptions=True)
+                if upload_id is None and creating is not None:  # cancelled while S3 was creating it
+                    with contextlib.suppress(BaseException):
+                        upload_id = (await creating)["UploadId"]
                 if upload_id is not None:
                     with contextlib.suppress(Exception):  # best effort; the upload never completed either way
                         await self._aio(self.fs._call_s3("abort_multipart_upload", **target, UploadId=upload_id))

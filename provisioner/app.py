@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from provisioner import audit, db, lifecycle, store
-from provisioner.edc_client import EdcLookupError
+from provisioner.edc_client import ENDING_STATES, EdcLookupError
 from provisioner.kube import KubeError
 from provisioner.models import AuditEvent, Grant, RegisteredAsset, Tenant
 from provisioner.scheduler import Worker
@@ -54,6 +54,11 @@ def create_app(
 ) -> FastAPI:
     settings = settings or ProvisionerSettings()
     svc = services or Services.build(settings)
+    if not settings.edc_management_url:
+        log.warning(
+            "WML_PROVISIONER_EDC_MANAGEMENT_URL is not set: deprovision requests of EDC <= 0.10 (no `type`) "
+            "cannot be recognised and are taken for provision repeats"
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -118,7 +123,13 @@ async def _handle(request: Request, svc: Services, worker: Worker) -> Response:
         return _problem(400, exc.errors(include_url=False, include_context=False, include_input=False))
     request.state.request_kind = str(req.kind)
     try:
-        if req.kind == RequestType.DEPROVISION or await asyncio.to_thread(_typeless_deprovision, svc, req):
+        try:
+            typeless_deprovision = await asyncio.to_thread(_typeless_deprovision, svc, req)
+        except EdcLookupError as exc:
+            # 5xx makes EDC send the same request again, whichever it was; 200 would end a deprovision.
+            log.warning("typeless request for known transfer %s, EDC not asked: %s", req.transfer_process_id, exc)
+            return _problem(503, "cannot tell provision from deprovision yet (EDC's management API)", RETRY_AFTER)
+        if req.kind == RequestType.DEPROVISION or typeless_deprovision:
             request.state.request_kind = str(RequestType.DEPROVISION)
             try:
                 accepted = await asyncio.to_thread(store.accept_deprovision, svc.sessions, req)
@@ -145,21 +156,16 @@ async def _handle(request: Request, svc: Services, worker: Worker) -> Response:
     return JSONResponse(body, status_code=201 if accepted.created else 200)
 
 
-# Transfer states in which EDC deprovisions (it never provisions again from them).
-ENDING_STATES = {"COMPLETED", "TERMINATED", "DEPROVISIONING", "DEPROVISIONING_REQUESTED", "DEPROVISIONED"}
-
-
 def _typeless_deprovision(svc: Services, req: ProvisionRequest) -> bool:
-    """EDC up to 0.10 sends deprovision without ``type``, with the provision request's body. A typeless
-    request for a transfer whose callback EDC already accepted is a deprovision when EDC's management API
-    says the transfer is ending; when it cannot tell, the request stays a (harmless, idempotent) provision."""
-    if req.type is not None or not store.callback_accepted(svc.sessions, req.transfer_process_id):
+    """EDC up to 0.10 sends deprovision without ``type``, with the provision request's very body. A typeless
+    request for a transfer we know is a deprovision when EDC's management API shows the transfer ending
+    (EDC provisions only while it is ``PROVISIONING*``). Raises EdcLookupError when EDC cannot be asked;
+    without a management API configured, such requests stay provisions (the operator guide says so)."""
+    if req.type is not None or not svc.settings.edc_management_url:
         return False
-    try:
-        state = svc.edc.transfer_state(req.transfer_process_id)
-    except EdcLookupError as exc:
-        log.warning("typeless request for provisioned transfer %s: %s", req.transfer_process_id, exc)
+    if not store.known_transfer(svc.sessions, req.transfer_process_id):
         return False
+    state = svc.edc.transfer_state(req.transfer_process_id)
     log.info("typeless request for transfer %s in state %s", req.transfer_process_id, state)
     return state in ENDING_STATES
 

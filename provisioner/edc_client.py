@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -14,6 +15,9 @@ from provisioner.schemas import DeprovisionCallback, ProvisionCallback
 from provisioner.settings import ProvisionerSettings
 
 log = logging.getLogger(__name__)
+
+# Transfer states in which EDC deprovisions (it never provisions again from them).
+ENDING_STATES = frozenset({"COMPLETED", "TERMINATED", "DEPROVISIONING", "DEPROVISIONING_REQUESTED", "DEPROVISIONED"})
 
 
 class Outcome(StrEnum):
@@ -93,18 +97,18 @@ class EdcClient:
 
     def transfer_state(self, transfer_process_id: str) -> str:
         """The transfer process's state name (``STARTED``, ``DEPROVISIONING``…) on the provider."""
-        state = _local(self._get(f"/v3/transferprocesses/{transfer_process_id}"), "state")
+        state = _local(self._get(f"/v3/transferprocesses/{quote(transfer_process_id, safe='')}"), "state")
         if not state:
             raise EdcLookupError(f"transfer process {transfer_process_id} has no state")
         return state
 
     def consumer_of(self, transfer_process_id: str) -> tuple[str, str]:
         """(consumer id, contract id) via transfer process -> contract agreement."""
-        process = self._get(f"/v3/transferprocesses/{transfer_process_id}")
+        process = self._get(f"/v3/transferprocesses/{quote(transfer_process_id, safe='')}")
         contract_id = _local(process, "contractId")
         if not contract_id:
             raise EdcLookupError(f"transfer process {transfer_process_id} names no contractId")
-        agreement = self._get(f"/v3/contractagreements/{contract_id}")
+        agreement = self._get(f"/v3/contractagreements/{quote(contract_id, safe='')}")
         consumer = _local(agreement, "consumerId")
         if not consumer:
             raise EdcLookupError(f"contract agreement {contract_id} names no consumerId")

@@ -24,7 +24,9 @@ class ProvisionRequest(BaseModel):
     resource_definition_id: str = Field(alias="resourceDefinitionId", min_length=1, max_length=256)
     callback_address: AnyHttpUrl = Field(alias="callbackAddress")
     policy: dict[str, Any] | None = Field(default=None, description="Opaque; read for assignee and end date.")
-    type: RequestType | None = Field(default=None, description="Absent (EDC < 0.11) means provision.")
+    type: RequestType | None = Field(
+        default=None, description="Absent before EDC 0.11: provision, or deprovision when EDC says the transfer ends."
+    )
 
     @field_validator("type", mode="before")
     @classmethod

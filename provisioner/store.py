@@ -141,12 +141,10 @@ def accept_provision(
     raise AssertionError("unreachable")
 
 
-def callback_accepted(sessions: sessionmaker[Session], transfer_process_id: str) -> bool:
-    """Whether EDC already accepted our provision callback for this transfer."""
+def known_transfer(sessions: sessionmaker[Session], transfer_process_id: str) -> bool:
+    """Whether a request for this transfer was accepted before."""
     with sessions.begin() as session:
-        query = select(Grant.id).where(
-            Grant.transfer_process_id == transfer_process_id, Grant.called_back_at.is_not(None)
-        )
+        query = select(Grant.id).where(Grant.transfer_process_id == transfer_process_id)
         return session.scalars(query).first() is not None
 
 

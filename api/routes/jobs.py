@@ -398,6 +398,15 @@ async def download_output(
     )
 
 
+def _env_digests(annotation: str | None) -> dict[str, str]:
+    """{env input: sha256} from the job's annotation; nothing for a missing or mangled one."""
+    try:
+        value = json.loads(annotation) if annotation else {}
+    except ValueError:
+        return {}
+    return {k: v for k, v in value.items() if isinstance(v, str)} if isinstance(value, dict) else {}
+
+
 async def _receipt(tenant: Tenant, wf: m.Workflow, asset: WorkflowAsset) -> Receipt:
     job = wf.metadata.name
     key = tenant.storage.keys.job_receipt(job)
@@ -405,14 +414,16 @@ async def _receipt(tenant: Tenant, wf: m.Workflow, asset: WorkflowAsset) -> Rece
     if cached:
         return Receipt.model_validate(cached)
     info = _job(tenant, wf)
-    inputs: dict[str, str] = json.loads((wf.metadata.annotations or {}).get(ANNOTATION_ENV_DIGESTS) or "{}")
+    annotated = (wf.metadata.annotations or {}).get(ANNOTATION_ENV_DIGESTS)
+    inputs = _env_digests(annotated)
     for item in asset.inputs:
         if item.name in inputs:
             continue
-        # jobs started by earlier releases kept an env input's digest as an object
-        record = await tenant.storage.read_json(f"{tenant.storage.keys.job_input(job, item.name)}.sha256.json")
-        if record:
-            inputs[item.name] = record["sha256"]
+        if item.kind is InputKind.ENV:
+            if annotated is None:  # jobs started by earlier releases kept the digest as an object
+                record = await tenant.storage.read_json(f"{tenant.storage.keys.job_input(job, item.name)}.sha256.json")
+                if record:
+                    inputs[item.name] = record["sha256"]
             continue
         entries = await tenant.storage.list_prefix(tenant.storage.keys.job_input(job, item.name))
         if entries:

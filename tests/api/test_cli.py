@@ -33,6 +33,8 @@ def test_cli_runs_dummy_end_to_end(tenant: ApiTenant, tmp_path: Path) -> None:
 
 
 def test_cli_argument_errors(tenant: ApiTenant, tmp_path: Path) -> None:
+    helped = runner.invoke(app, ["client", "upload", "--help"], env={"WML_URL": "", "WML_TOKEN": "", "WML_EDR": ""})
+    assert helped.exit_code == 0 and "Upload FILE" in helped.stdout  # help needs no connection
     missing = runner.invoke(app, ["client", "assets"], env={"WML_URL": "", "WML_TOKEN": "", "WML_EDR": ""})
     assert missing.exit_code == 2 and "--edr" in missing.output
     bad = tmp_path / "edr.json"
