@@ -24,8 +24,8 @@ DataAddress is shape (a) of the protocol notes: ``HttpData`` whose ``baseUrl`` i
 (``WML_PROVISIONER_API_URL_TEMPLATE``) and ``authKey``/``authCode`` = ``Authorization``/``Bearer <token>``
 with ``proxyPath/Method/QueryParams/Body`` on, so the provider's data plane forwards the consumer's calls;
 every property name is under EDC's vocabulary (``https://w3id.org/edc/v0.0.1/ns/baseUrl``…), which is where
-EDC's HTTP data plane looks. A request without ``type`` (EDC <= 0.10) for a transfer already called back is
-a deprovision when EDC's management API shows the transfer ending.
+EDC's HTTP data plane looks. A request without ``type`` (EDC <= 0.10) for a transfer we know is a
+deprovision when EDC's management API shows the transfer ending (503 while EDC cannot be asked).
 ``apiKeyJwt`` carries the same token; ``resourceName`` is unique per tenant and transfer. Retries with
 exponential backoff; after ``callback_max_attempts`` the grant is ``failed`` (audit ``callback_failed``,
 error log). Delivery is at-least-once: a crash between EDC's 2xx and our commit re-sends it.

@@ -26,6 +26,7 @@ from typing import Any
 
 import httpx
 
+from provisioner.schemas import EDC_NAMESPACE
 from tests.servers import free_port
 
 EDC_VERSION = "0.10.0"
@@ -34,7 +35,7 @@ POM = HERE / "pom.xml"
 CACHE = Path(os.environ.get("WML_EDC_CACHE", Path.home() / ".cache" / "workflow-middlelayer")) / f"edc-{EDC_VERSION}"
 JAR = CACHE / "target" / "edc-connector.jar"
 
-EDC = "https://w3id.org/edc/v0.0.1/ns/"
+EDC = EDC_NAMESPACE
 CONTEXT = {"@vocab": EDC}
 ODRL = "http://www.w3.org/ns/odrl.jsonld"
 PROTOCOL = "dataspace-protocol-http"

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import base64
 import io
+import ssl
 from pathlib import Path
 from typing import Any
 
+import httpx
 from minio import Minio
 from minio.error import S3Error
 from sqlalchemy import select
@@ -122,3 +124,14 @@ def db_grants(svc: Services, tenant_id: str | None = None) -> list[Grant]:
         if tenant_id:
             query = query.where(Grant.tenant_id == tenant_id)
         return list(session.scalars(query))
+
+
+def kube_as(svc: Services, token: str) -> httpx.Client:
+    """A client of the real API server that authenticates with ``token`` (a ServiceAccount's)."""
+    cfg = svc.kube.api.configuration
+    return httpx.Client(
+        base_url=cfg.host,
+        verify=ssl.create_default_context(cafile=cfg.ssl_ca_cert),
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import ssl
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,6 +21,7 @@ from tests.provisioner.helpers import (
     db_grants,
     db_tenant,
     expected_objects,
+    kube_as,
     managed_objects,
     put,
     s3_denied,
@@ -147,14 +147,7 @@ def test_isolation_between_tenants(provisioner: str, services: Services, edc: tu
     ns_a, ns_b = services.settings.namespace_for(ta), services.settings.namespace_for(tb)
 
     # Kubernetes: A's API ServiceAccount may use Argo objects in its namespace only, and no Secrets
-    cfg = services.kube.api.configuration
-    token_a = services.kube.service_account_token(ns_a, tenants.API)
-    with httpx.Client(
-        base_url=cfg.host,
-        verify=ssl.create_default_context(cafile=cfg.ssl_ca_cert),
-        headers={"Authorization": f"Bearer {token_a}"},
-        timeout=30,
-    ) as kube_a:
+    with kube_as(services, services.kube.service_account_token(ns_a, tenants.API)) as kube_a:
         assert kube_a.get(f"/apis/argoproj.io/v1alpha1/namespaces/{ns_a}/workflows").status_code == 200
         assert kube_a.get(f"/apis/argoproj.io/v1alpha1/namespaces/{ns_a}/workflowtemplates").status_code == 200
         assert kube_a.get(f"/apis/argoproj.io/v1alpha1/namespaces/{ns_b}/workflows").status_code == 403
@@ -173,13 +166,7 @@ def test_isolation_between_tenants(provisioner: str, services: Services, edc: tu
         )
         assert denied.status_code == 403
     # the worker account can do nothing but report task results
-    token_w = services.kube.service_account_token(ns_a, tenants.WORKER)
-    with httpx.Client(
-        base_url=cfg.host,
-        verify=ssl.create_default_context(cafile=cfg.ssl_ca_cert),
-        headers={"Authorization": f"Bearer {token_w}"},
-        timeout=30,
-    ) as kube_w:
+    with kube_as(services, services.kube.service_account_token(ns_a, tenants.WORKER)) as kube_w:
         assert kube_w.get(f"/apis/argoproj.io/v1alpha1/namespaces/{ns_a}/workflows").status_code == 403
         assert kube_w.get(f"/api/v1/namespaces/{ns_a}/secrets").status_code == 403
 
@@ -263,7 +250,10 @@ def test_typeless_deprovision_of_edc_0_10_is_told_apart_by_the_transfer_state(
     body = provision(provisioner, edc_url, consumer, kind=None)
     tp = body["transferProcessId"]
     tenant = tenant_of(consumer)
-    grants = lambda: {g.state for g in db_grants(services, tenant)}  # noqa: E731
+
+    def grants() -> set[GrantState]:
+        return {g.state for g in db_grants(services, tenant)}
+
     wait_for(lambda: grants() == {GrantState.PROVISIONED}, 90, what="callback accepted")
 
     # while EDC's management API cannot say what the transfer is doing: 503, so that EDC asks again
