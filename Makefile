@@ -3,9 +3,11 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+# requirements.lock pins every dependency (regenerate with `make lock`); pip installs it without resolving.
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha256sum | cut -c1-12)
 
-.PHONY: help venv test test-fast lint bench run stack-build stack-up stack-down stack-status clean
+
+.PHONY: lock help venv test test-fast lint bench run stack-build stack-up stack-down stack-status clean
 
 help:
 	@echo "make run           set up, start the local stack, play one EDC contract end to end"
@@ -15,12 +17,18 @@ help:
 	@echo "make bench         benchmarks (print ratios)"
 	@echo "make stack-up|stack-down|stack-status   the local Kubernetes + Argo + MinIO"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements.lock
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
 	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --no-deps -r requirements.lock
+	$(BIN)/pip install -q --no-deps -e .
 	@rm -f $(VENV)/.installed-*; touch $@
+
+lock:
+	$(BIN)/pip install -q uv
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 \
+	  --python-platform x86_64-unknown-linux-gnu -o requirements.lock
 
 venv: $(STAMP)
 

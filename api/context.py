@@ -13,6 +13,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from api.argo import Argo
 from api.catalogue import Catalogue
 from api.errors import ApiError, not_found
+from api.kube import Kube
 from api.settings import ApiSettings
 from api.storage import Storage
 from templates import WorkflowAsset
@@ -24,6 +25,7 @@ class Tenant:
     storage: Storage
     argo: Argo
     catalogue: Catalogue
+    kube: Kube
 
     async def asset(self, name: str) -> WorkflowAsset:
         asset = await self.catalogue.get(name)
@@ -40,7 +42,9 @@ def tenant(request: Request, credentials: Annotated[HTTPAuthorizationCredentials
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise ApiError(401, "Unauthorized", "missing bearer token", {"WWW-Authenticate": "Bearer"})
     presented = hashlib.sha256(credentials.credentials.encode()).hexdigest()
-    if not hmac.compare_digest(presented, ctx.settings.token_sha256.get_secret_value().lower()):
+    # Compare against every grant's digest (no early exit), so timing tells nothing about which one matched.
+    matches = [hmac.compare_digest(presented, digest) for digest in ctx.settings.token_digests]
+    if not any(matches):
         raise ApiError(401, "Unauthorized", "invalid token", {"WWW-Authenticate": "Bearer"})
     return ctx
 

@@ -6,6 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from api.argo import ArgoRejected, ArgoUnavailable
+from api.kube import KubeRejected, KubeUnavailable
 from api.storage import StorageUnavailable
 
 
@@ -47,3 +48,12 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ArgoUnavailable)
     async def _argo(_: Request, exc: ArgoUnavailable) -> JSONResponse:
         return problem(503, "Workflow Engine Unavailable", str(exc), {"Retry-After": "5"})
+
+    @app.exception_handler(KubeUnavailable)
+    async def _kube(_: Request, exc: KubeUnavailable) -> JSONResponse:
+        return problem(503, "Kubernetes Unavailable", str(exc), {"Retry-After": "5"})
+
+    @app.exception_handler(KubeRejected)
+    async def _kube_rejected(_: Request, exc: KubeRejected) -> JSONResponse:
+        # Our own request was refused (RBAC or admission): the provider's configuration, not the consumer's input.
+        return problem(502, "Bad Gateway", f"the cluster refused the job's environment: {exc}")

@@ -22,7 +22,9 @@ class ApiSettings(BaseSettings):
     tenant: str = Field(description="Tenant id (label value).")
     namespace: str = Field(description="Tenant namespace: its WorkflowTemplates are the asset catalogue.")
     contract_id: str = ""
-    token_sha256: SecretStr = Field(description="hex sha256 of the consumer's bearer token; the token is never stored.")
+    token_sha256: SecretStr = Field(
+        description="hex sha256 of each valid bearer token (one per grant), comma-separated; tokens are never stored."
+    )
 
     s3_endpoint_url: str = Field(description="S3 endpoint as this process reaches it, e.g. http://10.88.0.1:9000.")
     s3_access_key: SecretStr
@@ -37,6 +39,10 @@ class ApiSettings(BaseSettings):
     argo_verify_tls: bool = True
     argo_ui_url: str | None = Field(default=None, description="Public Argo UI base for job links.")
 
+    kube_api_url: str | None = Field(default=None, description="Kubernetes API; in-cluster address when unset.")
+    kube_ca_file: Path | None = Field(default=Path("/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"))
+    kube_verify_tls: bool = True
+
     quota_concurrent_jobs: int = Field(default=4, ge=1)
     quota_storage_bytes: int = Field(default=50 * 1024**3, ge=0)
     webhook_url: str | None = Field(default=None, description="Receives signed job-completion events.")
@@ -44,6 +50,10 @@ class ApiSettings(BaseSettings):
 
     root_path: str = Field(default="", description="Path prefix when served behind an ingress path.")
     page_size_max: int = 200
+
+    @cached_property
+    def token_digests(self) -> tuple[str, ...]:
+        return tuple(d.strip().lower() for d in self.token_sha256.get_secret_value().split(",") if d.strip())
 
     @cached_property
     def keys(self) -> KeyLayout:

@@ -1,4 +1,4 @@
-"""Read a provisioned tenant's access back from Kubernetes: the consumer API's environment and token.
+"""Read a provisioned tenant's access back from Kubernetes: the consumer API's environment and a grant's token.
 
 ``tenant_api_env`` returns exactly the ``WML_API_*`` variables the tenant's API Deployment gets
 (ConfigMap ``wml-api-config`` + Secret ``wml-api-env``), so a test or an operator can start the same API
@@ -34,10 +34,11 @@ def tenant_api_env(
     return env
 
 
-def tenant_token(kube: Kube, settings: ProvisionerSettings, tenant_id: str) -> str:
-    """The consumer's bearer token (kept in full only in the tenant namespace)."""
-    secret = kube.get("v1", "Secret", tenants.TOKEN_SECRET, settings.namespace_for(tenant_id))
+def grant_token(kube: Kube, settings: ProvisionerSettings, tenant_id: str, grant_id: int) -> str:
+    """One grant's bearer token (kept in full only in the tenant namespace)."""
+    name = tenants.grant_token_secret_name(grant_id)
+    secret = kube.get("v1", "Secret", name, settings.namespace_for(tenant_id))
     raw = (secret or {}).get("data", {}).get("token")
     if not raw:
-        raise NotProvisioned(f"tenant {tenant_id} has no token Secret")
+        raise NotProvisioned(f"tenant {tenant_id} has no token Secret for grant {grant_id}")
     return base64.b64decode(raw).decode()

@@ -17,8 +17,8 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from provisioner import audit, db, lifecycle, store
-from provisioner.edc_client import ENDING_STATES, EdcLookupError
+from provisioner import audit, db, identity, lifecycle, store
+from provisioner.edc_client import ENDING_STATES, EdcLookupError, EdcRejected, same_url
 from provisioner.kube import KubeError
 from provisioner.models import AuditEvent, Grant, RegisteredAsset, Tenant
 from provisioner.scheduler import Worker
@@ -83,6 +83,10 @@ def create_app(
         description="EDC HTTP provisioner: one isolated Kubernetes/Argo tenant per consumer contract.",
         version="0.1.0",
         lifespan=lifespan,
+        # The schema is in docs/; not served to every pod that can reach the port.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.services = svc
     app.include_router(_edc_router())
@@ -91,14 +95,23 @@ def create_app(
     return app
 
 
+def edc_caller(request: Request) -> None:
+    """Only the configured connector may call: the shared key as X-Api-Key, Bearer token or last path segment."""
+    svc: Services = request.app.state.services
+    expected = svc.settings.edc_inbound_key
+    if expected is None:
+        raise HTTPException(403, "the EDC endpoint is disabled: set WML_PROVISIONER_EDC_INBOUND_KEY on both sides")
+    scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
+    path_key = request.path_params.get("path_key")
+    offered = [request.headers.get("x-api-key"), bearer if scheme.lower() == "bearer" else None, path_key]
+    key = expected.get_secret_value().encode()
+    if not any(o is not None and secrets.compare_digest(o.encode(), key) for o in offered):
+        raise HTTPException(401, "unknown caller: present the connector's key", headers={"WWW-Authenticate": "Bearer"})
+
+
 def _edc_router() -> APIRouter:
     router = APIRouter(tags=["edc"])
 
-    @router.post(
-        PROVISION_PATH,
-        summary="EDC HttpProvisionerRequest (provision and deprovision, by `type`)",
-        responses={200: {}, 201: {}, 400: {}, 404: {}, 422: {}, 503: {}},
-    )
     async def provision(request: Request) -> Response:
         svc, worker = _state(request)
         response = await _handle(request, svc, worker)
@@ -106,6 +119,27 @@ def _edc_router() -> APIRouter:
         svc.metrics.requests.labels(type=kind[:16], code=str(response.status_code)).inc()
         return response
 
+    summary = "EDC HttpProvisionerRequest (provision and deprovision, by `type`)"
+    codes: dict[int | str, dict[str, Any]] = {c: {} for c in (200, 201, 400, 401, 403, 404, 422, 503)}
+    caller = [Depends(edc_caller)]
+    router.add_api_route(
+        PROVISION_PATH,
+        provision,
+        methods=["POST"],
+        summary=summary,
+        responses=codes,
+        dependencies=caller,
+    )
+    # For connectors that cannot add a header to the provisioner call (EDC's HTTP provisioner): the key as the
+    # last path segment. The access log is off (cli.serve), so the key is never written anywhere.
+    router.add_api_route(
+        PROVISION_PATH + "/{path_key}",
+        provision,
+        methods=["POST"],
+        summary=summary + "; key in the path",
+        responses=codes,
+        dependencies=caller,
+    )
     return router
 
 
@@ -122,6 +156,12 @@ async def _handle(request: Request, svc: Services, worker: Worker) -> Response:
     except ValidationError as exc:
         return _problem(400, exc.errors(include_url=False, include_context=False, include_input=False))
     request.state.request_kind = str(req.kind)
+    connector = svc.settings.callback_base()
+    if connector is None:
+        return _problem(403, "no connector configured (WML_PROVISIONER_EDC_MANAGEMENT_URL or _EDC_CALLBACK_URL)")
+    if not same_url(req.callback_base, connector):
+        # Callbacks carry tokens: they go to the configured connector only, so a request naming another is not EDC's.
+        return _problem(403, "callbackAddress is not this provisioner's connector")
     try:
         try:
             typeless_deprovision = await asyncio.to_thread(_typeless_deprovision, svc, req)
@@ -131,6 +171,15 @@ async def _handle(request: Request, svc: Services, worker: Worker) -> Response:
             return _problem(503, "cannot tell provision from deprovision yet (EDC's management API)", RETRY_AFTER)
         if req.kind == RequestType.DEPROVISION or typeless_deprovision:
             request.state.request_kind = str(RequestType.DEPROVISION)
+            if svc.settings.verify_with_management and not typeless_deprovision:
+                try:
+                    state = await asyncio.to_thread(svc.edc.transfer_state, req.transfer_process_id)
+                except EdcRejected as exc:
+                    return _problem(403, f"not verified with the connector: {exc}")
+                except EdcLookupError:
+                    return _problem(503, "the connector's management API cannot be asked yet", RETRY_AFTER)
+                if state not in ENDING_STATES:
+                    return _problem(409, f"the connector's transfer is {state}, not ending: nothing deprovisioned")
             try:
                 accepted = await asyncio.to_thread(store.accept_deprovision, svc.sessions, req)
             except store.UnknownTransfer:
@@ -142,8 +191,20 @@ async def _handle(request: Request, svc: Services, worker: Worker) -> Response:
         asset = await asyncio.to_thread(svc.catalogue.resolve, req.asset_id, svc.sessions)
         if asset is None:
             return _problem(422, f"asset {req.asset_id!r} is not offered by this provisioner")
+        existing = await asyncio.to_thread(store.existing_grant, svc.sessions, req)
+        if existing is not None:
+            return JSONResponse(
+                {"grant": existing.grant_id, "state": existing.state, "tenant": existing.tenant_id}, status_code=200
+            )
+        try:
+            who = await asyncio.to_thread(identity.resolve, svc, req.transfer_process_id, req.asset_id, req.policy)
+        except EdcRejected as exc:
+            return _problem(403, f"not verified with the connector: {exc}")
+        except EdcLookupError as exc:
+            log.warning("transfer %s not verified yet: %s", req.transfer_process_id, exc)
+            return _problem(503, "the connector's management API cannot be asked yet", RETRY_AFTER)
         accepted = await asyncio.to_thread(
-            store.accept_provision, svc.sessions, svc.settings, req, asset.name, svc.clock()
+            store.accept_provision, svc.sessions, svc.settings, req, asset.name, svc.clock(), who
         )
     except (DBAPIError, SQLAlchemyError) as exc:
         log.warning("database unavailable: %s", exc)
@@ -170,6 +231,17 @@ def _typeless_deprovision(svc: Services, req: ProvisionRequest) -> bool:
     return state in ENDING_STATES
 
 
+def require_admin(request: Request) -> None:
+    """The operator's bearer token (admin routes and metrics)."""
+    expected = request.app.state.services.settings.admin_token
+    if expected is None:
+        raise HTTPException(403, "admin API disabled (set WML_PROVISIONER_ADMIN_TOKEN)")
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not secrets.compare_digest(token.encode(), expected.get_secret_value().encode()):
+        raise HTTPException(401, "bad admin token", headers={"WWW-Authenticate": "Bearer"})
+
+
 def _health_router() -> APIRouter:
     router = APIRouter(tags=["health"])
 
@@ -190,11 +262,12 @@ def _health_router() -> APIRouter:
                 await asyncio.to_thread(probe)
                 checks[name] = "ok"
             except (SQLAlchemyError, KubeError, StorageError, OSError) as exc:
-                checks[name] = f"unavailable: {exc}"[:300]
+                log.warning("readiness: %s unavailable: %s", name, exc)
+                checks[name] = "unavailable"  # details go to the log, not to whoever asks
         ok = all(v == "ok" for v in checks.values())
         return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
 
-    @router.get("/metrics")
+    @router.get("/metrics", dependencies=[Depends(require_admin)])
     async def metrics(request: Request) -> PlainTextResponse:
         svc, _ = _state(request)
 
@@ -218,17 +291,6 @@ def _health_router() -> APIRouter:
 
 
 def _admin_router(settings: ProvisionerSettings) -> APIRouter:
-    def require_admin(request: Request) -> None:
-        expected = settings.admin_token
-        if expected is None:
-            raise HTTPException(403, "admin API disabled (set WML_PROVISIONER_ADMIN_TOKEN)")
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not secrets.compare_digest(
-            token.encode(), expected.get_secret_value().encode()
-        ):
-            raise HTTPException(401, "bad admin token", headers={"WWW-Authenticate": "Bearer"})
-
     router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
 
     @router.get("/tenants")

@@ -27,7 +27,8 @@ def serve(
     from provisioner.app import create_app
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(ProvisionerSettings()), host=host, port=port, log_level=log_level)
+    # No access log: EDC connectors that cannot send headers put the inbound key in the path.
+    uvicorn.run(create_app(ProvisionerSettings()), host=host, port=port, log_level=log_level, access_log=False)
 
 
 @app.command()

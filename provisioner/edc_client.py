@@ -32,8 +32,32 @@ class CallbackResult:
     detail: str
 
 
+# Provider-side transfer states in which EDC runs provisioners (a request in any other state is not EDC's).
+PROVISIONING_STATES = frozenset({"INITIAL", "PROVISIONING", "PROVISIONING_REQUESTED", "PROVISIONED"})
+
+
 class EdcLookupError(Exception):
-    pass
+    """The management API could not be asked (unreachable, 5xx, auth): retry later."""
+
+
+class EdcRejected(EdcLookupError):
+    """The management API answered, and its records contradict the request: never retry."""
+
+
+@dataclass(frozen=True)
+class TransferFacts:
+    """What the connector's own records say about a transfer."""
+
+    consumer_id: str
+    contract_id: str
+    asset_id: str
+    state: str
+
+
+def same_url(a: str, b: str) -> bool:
+    """Whether two URLs name the same resource (scheme, host, port, path; trailing slashes aside)."""
+    x, y = httpx.URL(a.rstrip("/")), httpx.URL(b.rstrip("/"))
+    return (x.scheme, x.host, x.port, x.path.rstrip("/")) == (y.scheme, y.host, y.port, y.path.rstrip("/"))
 
 
 def _local(data: Any, name: str) -> Any:
@@ -73,11 +97,18 @@ class EdcClient:
             return CallbackResult(Outcome.FATAL, detail)
         return CallbackResult(Outcome.RETRY, detail)
 
-    def provisioned(self, callback_base: str, transfer_process_id: str, body: ProvisionCallback) -> CallbackResult:
-        return self._post(f"{callback_base.rstrip('/')}/{transfer_process_id}/provision", body.wire())
+    def _callback(self, transfer_process_id: str, kind: str, body: dict[str, Any]) -> CallbackResult:
+        # Only the configured connector ever receives a callback: the request's callbackAddress is never used.
+        base = self.settings.callback_base()
+        if base is None:
+            return CallbackResult(Outcome.FATAL, "no connector callback configured")
+        return self._post(f"{base}/{quote(transfer_process_id, safe='')}/{kind}", body)
 
-    def deprovisioned(self, callback_base: str, transfer_process_id: str, body: DeprovisionCallback) -> CallbackResult:
-        return self._post(f"{callback_base.rstrip('/')}/{transfer_process_id}/deprovision", body.wire())
+    def provisioned(self, transfer_process_id: str, body: ProvisionCallback) -> CallbackResult:
+        return self._callback(transfer_process_id, "provision", body.wire())
+
+    def deprovisioned(self, transfer_process_id: str, body: DeprovisionCallback) -> CallbackResult:
+        return self._callback(transfer_process_id, "deprovision", body.wire())
 
     def _get(self, path: str) -> dict[str, Any]:
         base = self.settings.edc_management_url
@@ -87,6 +118,8 @@ class EdcClient:
             response = self.http.get(f"{base.rstrip('/')}{path}")
         except httpx.HTTPError as exc:
             raise EdcLookupError(f"GET {path}: {exc}") from None
+        if response.status_code in {400, 404}:
+            raise EdcRejected(f"the connector does not know {path.rsplit('/', 1)[-1]!r}")
         if not response.is_success:
             raise EdcLookupError(f"GET {path}: {response.status_code} {response.text[:200]}")
         try:
@@ -113,3 +146,28 @@ class EdcClient:
         if not consumer:
             raise EdcLookupError(f"contract agreement {contract_id} names no consumerId")
         return consumer, contract_id
+
+    def verify_transfer(self, transfer_process_id: str, asset_id: str) -> TransferFacts:
+        """The connector's record of a transfer it is provisioning: its consumer, contract and asset.
+
+        Raises EdcRejected when the records contradict the request (unknown transfer, other asset, a state in
+        which EDC does not provision), EdcLookupError when the connector cannot be asked.
+        """
+        process = self._get(f"/v3/transferprocesses/{quote(transfer_process_id, safe='')}")
+        state = _local(process, "state") or ""
+        if state not in PROVISIONING_STATES:
+            raise EdcRejected(f"transfer {transfer_process_id} is {state or 'in no state'}, not provisioning")
+        recorded_asset = _local(process, "assetId")
+        if recorded_asset is not None and recorded_asset != asset_id:
+            raise EdcRejected(f"transfer {transfer_process_id} is for another asset")
+        contract_id = _local(process, "contractId")
+        if not contract_id:
+            raise EdcRejected(f"transfer process {transfer_process_id} names no contractId")
+        agreement = self._get(f"/v3/contractagreements/{quote(contract_id, safe='')}")
+        consumer = _local(agreement, "consumerId")
+        if not consumer:
+            raise EdcRejected(f"contract agreement {contract_id} names no consumerId")
+        agreed_asset = _local(agreement, "assetId")
+        if agreed_asset is not None and agreed_asset != asset_id:
+            raise EdcRejected(f"contract agreement {contract_id} is for another asset")
+        return TransferFacts(consumer_id=consumer, contract_id=contract_id, asset_id=asset_id, state=state)

@@ -14,14 +14,14 @@ import base64
 import logging
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from provisioner import audit, policy, tenants
+from provisioner import audit, identity, tenants
 from provisioner.edc_client import EdcLookupError, Outcome
 from provisioner.models import ACTIVE_GRANT_STATES, Grant, GrantState, Tenant, TenantState
 from provisioner.schemas import ContentDataAddress, DeprovisionCallback, ProvisionCallback
@@ -41,6 +41,7 @@ APPLY_STEPS = (
     "config",
     "api",
     "templates",
+    "revoke",
     "ready",
 )
 TEARDOWN_STEPS = ("delete_namespace", "delete_s3_user", "delete_objects", "namespace_gone", "deleted")
@@ -56,11 +57,17 @@ class Snapshot:
     tenant_id: str
     namespace: str
     consumer_id: str
-    s3_user: str
+    s3_user: str  # the API's MinIO user
     mode: str  # "apply", "teardown", "callbacks", "idle"
     grant_ids: tuple[int, ...]
+    active_grant_ids: tuple[int, ...]
     asset_names: tuple[str, ...]
     contract_id: str
+
+    @property
+    def exec_user(self) -> str:
+        """The executor's MinIO user (job inputs read, outputs and logs written; nothing else)."""
+        return f"{self.s3_user}-exec"
 
 
 def _secret_value(secret: dict | None, key: str) -> str | None:
@@ -76,41 +83,33 @@ def _secret_value(secret: dict | None, key: str) -> str | None:
 
 
 def resolve_grant(svc: Services, grant_id: int) -> str | None:
-    """Find the consumer of a received grant and attach it to its tenant. Returns the tenant id."""
-    settings = svc.settings
+    """Find the consumer of a grant received before it could be verified, by the one rule of
+    :mod:`provisioner.identity`, and attach it to its tenant. Returns the tenant id."""
     with svc.sessions() as session:
         grant = session.get(Grant, grant_id)
         if grant is None or grant.state != GrantState.RECEIVED:
             return grant.tenant_id if grant else None
-        grant_policy, transfer = grant.policy, grant.transfer_process_id
-    consumer: str | None = None
-    contract: str | None = None
-    source = ""
-    errors: list[str] = []
-    for source in settings.identity_sources:
-        if source == "assignee":
-            consumer = policy.assignee(grant_policy)
-        else:
-            try:
-                consumer, contract = svc.edc.consumer_of(transfer)
-            except EdcLookupError as exc:
-                errors.append(str(exc))
-        if consumer:
-            break
-    if consumer is None and settings.fallback_consumer:
-        consumer, source = settings.fallback_consumer, "fallback"
+        grant_policy, transfer, asset_id = grant.policy, grant.transfer_process_id, grant.asset_id
+    who: identity.Identity | None = None
+    error = ""
+    try:
+        who = identity.resolve(svc, transfer, asset_id, grant_policy)
+    except EdcLookupError as exc:  # EdcRejected included: a grant whose consumer is unknown never provisions
+        error = str(exc)
     for attempt in range(CONFLICT_RETRIES):
         try:
             with svc.sessions.begin() as session:
                 grant = session.get(Grant, grant_id)
                 if grant is None or grant.state != GrantState.RECEIVED:
                     return grant.tenant_id if grant else None
-                if consumer is None:
-                    _grant_failed_attempt(svc, session, grant, "; ".join(errors) or "no consumer id found")
+                if who is None:
+                    _grant_failed_attempt(svc, session, grant, error or "no consumer id found")
                     return None
-                grant.contract_id = contract
-                link_tenant(session, grant, consumer, settings)
-                audit.record(session, "grant_linked", grant.tenant_id, grant.id, consumer_id=consumer, source=source)
+                grant.contract_id = who.contract_id
+                link_tenant(session, grant, who.consumer_id, svc.settings)
+                audit.record(
+                    session, "grant_linked", grant.tenant_id, grant.id, consumer_id=who.consumer_id, source=who.source
+                )
                 return grant.tenant_id
         except IntegrityError:
             if attempt == CONFLICT_RETRIES - 1:
@@ -207,6 +206,7 @@ def _snapshot(svc: Services, tenant_id: str, force: bool) -> Snapshot | None:
             s3_user=f"wml-{tenant_id}",
             mode=mode,
             grant_ids=tuple(g.id for g in [*active, *ending]),
+            active_grant_ids=tuple(sorted(g.id for g in active)),
             asset_names=tuple(sorted({g.asset_name for g in active})),
             contract_id=contract,
         )
@@ -256,35 +256,40 @@ def _apply(svc: Services, snap: Snapshot) -> None:
     settings, kube = svc.settings, svc.kube
     step = _Step(svc)
     ns = snap.namespace
-    base = tenants.TenantSpec(
-        tenant=snap.tenant_id,
-        namespace=ns,
-        token_sha256="",
-        s3_access_key="",
-        s3_secret_key="",
-        contract_id=snap.contract_id,
-    )
+    base = tenants.TenantSpec(tenant=snap.tenant_id, namespace=ns, token_digests=(), s3_access_key="", s3_secret_key="")
+    prefix = settings.s3_prefix_for(snap.tenant_id)
     with step("namespace"):
         kube.apply(tenants.namespace(settings, base))
     with step("s3_user"):
-        s3_secret = kube.get("v1", "Secret", tenants.S3_SECRET, ns)
-        secret_key = _secret_value(s3_secret, "secretKey") or secrets.token_urlsafe(30)
-        svc.storage.ensure_user(snap.s3_user, secret_key, settings.s3_prefix_for(snap.tenant_id))
+        # The secret keys live only in their Secrets: read back, or made new (a crash before the Secret
+        # was written leaves a user whose key nobody holds; the new key replaces it).
+        api_env = kube.get("v1", "Secret", tenants.API_ENV_SECRET, ns)
+        api_key = _secret_value(api_env, "WML_API_S3_SECRET_KEY") or secrets.token_urlsafe(30)
+        exec_key = _secret_value(kube.get("v1", "Secret", tenants.S3_SECRET, ns), "secretKey") or secrets.token_urlsafe(
+            30
+        )
+        svc.storage.ensure_user(snap.s3_user, api_key, prefix)
+        svc.storage.ensure_user(snap.exec_user, exec_key, prefix, executor=True)
+    creds = {
+        "s3_access_key": snap.s3_user,
+        "s3_secret_key": api_key,
+        "exec_access_key": snap.exec_user,
+        "exec_secret_key": exec_key,
+    }
     with step("s3_secret"):
-        kube.apply(tenants.config_objects(settings, _spec(base, snap, "", secret_key))[0])
+        for manifest in tenants.config_objects(settings, replace(base, **creds))[:2]:
+            kube.apply(manifest)
     with step("token"):
-        token = _secret_value(kube.get("v1", "Secret", tenants.TOKEN_SECRET, ns), "token")
-        if token is None:
-            token = secrets.token_urlsafe(32)
-            kube.apply(tenants.token_secret(base, token))
-        digest = tenants.token_sha256(token)
+        digests = _grant_tokens(svc, snap, base)
+        joined = tenants.token_sha256(",".join(digests))
         with svc.sessions.begin() as session:
             tenant = session.get(Tenant, snap.tenant_id)
-            if tenant is not None and (tenant.token_sha256 != digest or tenant.s3_user != snap.s3_user):
-                tenant.token_sha256 = digest
+            if tenant is not None and (tenant.token_sha256 != joined or tenant.s3_user != snap.s3_user):
+                tenant.token_sha256 = joined
                 tenant.s3_user = snap.s3_user
-                audit.record(session, "credentials_set", snap.tenant_id, s3_user=snap.s3_user)
-    spec = _spec(base, snap, digest, secret_key, svc.catalogue.by_names(list(snap.asset_names), svc.sessions))
+                audit.record(session, "credentials_set", snap.tenant_id, s3_user=snap.s3_user, grants=len(digests))
+    assets = svc.catalogue.by_names(list(snap.asset_names), svc.sessions)
+    spec = replace(base, token_digests=digests, contract_id=snap.contract_id, assets=assets, **creds)
     for name, objects in (
         ("rbac", tenants.rbac(spec)),
         ("quota", tenants.quota(settings, spec)),
@@ -304,22 +309,32 @@ def _apply(svc: Services, snap: Snapshot) -> None:
         for existing in kube.list("argoproj.io/v1alpha1", "WorkflowTemplate", ns, selector):
             if existing["metadata"]["name"] not in names:
                 kube.delete("argoproj.io/v1alpha1", "WorkflowTemplate", existing["metadata"]["name"], ns)
+    with step("revoke"):
+        _revoke_ended_grants(svc, snap)
     with step("ready"):
         _mark_ready(svc, snap)
 
 
-def _spec(
-    base: tenants.TenantSpec, snap: Snapshot, digest: str, secret_key: str, assets: list | None = None
-) -> tenants.TenantSpec:
-    return tenants.TenantSpec(
-        tenant=base.tenant,
-        namespace=base.namespace,
-        token_sha256=digest,
-        s3_access_key=snap.s3_user,
-        s3_secret_key=secret_key,
-        contract_id=snap.contract_id,
-        assets=assets or [],
-    )
+def _grant_tokens(svc: Services, snap: Snapshot, base: tenants.TenantSpec) -> tuple[str, ...]:
+    """Each active grant's own token (made once, kept in its Secret); returns their digests, sorted."""
+    digests = []
+    for grant_id in snap.active_grant_ids:
+        name = tenants.grant_token_secret_name(grant_id)
+        token = _secret_value(svc.kube.get("v1", "Secret", name, snap.namespace), "token")
+        if token is None:
+            token = secrets.token_urlsafe(32)
+            svc.kube.apply(tenants.grant_token_secret(base, grant_id, token))
+        digests.append(tenants.token_sha256(token))
+    return tuple(sorted(digests))
+
+
+def _revoke_ended_grants(svc: Services, snap: Snapshot) -> None:
+    """Delete the token Secret of every grant that is no longer active (the API stopped accepting it above)."""
+    selector = f"{tenants.LABEL_MANAGED_BY}={tenants.MANAGER},{tenants.LABEL_GRANT}"
+    active = {tenants.grant_token_secret_name(g) for g in snap.active_grant_ids}
+    for secret in svc.kube.list("v1", "Secret", snap.namespace, selector):
+        if secret["metadata"]["name"] not in active:
+            svc.kube.delete("v1", "Secret", secret["metadata"]["name"], snap.namespace)
 
 
 def _mark_ready(svc: Services, snap: Snapshot) -> None:
@@ -363,6 +378,7 @@ def _teardown(svc: Services, snap: Snapshot) -> None:
         kube.delete("v1", "Namespace", snap.namespace)
     with step("delete_s3_user"):
         svc.storage.remove_user(snap.s3_user)
+        svc.storage.remove_user(snap.exec_user)
     with step("delete_objects"):
         if settings.retention == "delete":
             removed = svc.storage.delete_prefix(settings.s3_prefix_for(snap.tenant_id))
@@ -414,12 +430,13 @@ def _callbacks(svc: Services, tenant_id: str) -> None:
             )
         )
         namespace = tenant.namespace
-    if provision:
-        token = _secret_value(svc.kube.get("v1", "Secret", tenants.TOKEN_SECRET, namespace), "token")
+    for grant in provision:
+        # Each grant's callback carries that grant's own token and no other.
+        name = tenants.grant_token_secret_name(grant.id)
+        token = _secret_value(svc.kube.get("v1", "Secret", name, namespace), "token")
         if token is None:
-            raise NotYet("token Secret missing; the tenant will be re-applied")
-        for grant in provision:
-            _provision_callback(svc, grant, token)
+            raise NotYet(f"token Secret of grant {grant.id} missing; the tenant will be re-applied")
+        _provision_callback(svc, grant, token)
     for grant in deprovision:
         _deprovision_callback(svc, grant)
 
@@ -448,7 +465,7 @@ def _provision_callback(svc: Services, grant: Grant, token: str) -> None:
         has_token=True,
     )
     svc.step_hook("callback")
-    result = svc.edc.provisioned(grant.callback_address, grant.transfer_process_id, body)
+    result = svc.edc.provisioned(grant.transfer_process_id, body)
     svc.metrics.callbacks.labels(kind="provision", outcome=result.outcome).inc()
     with svc.sessions.begin() as session:
         current = session.get(Grant, grant.id)
@@ -493,7 +510,7 @@ def _provision_callback(svc: Services, grant: Grant, token: str) -> None:
 
 def _deprovision_callback(svc: Services, grant: Grant) -> None:
     body = DeprovisionCallback(provisioned_resource_id=grant.resource_name)
-    result = svc.edc.deprovisioned(grant.callback_address, grant.transfer_process_id, body)
+    result = svc.edc.deprovisioned(grant.transfer_process_id, body)
     svc.metrics.callbacks.labels(kind="deprovision", outcome=result.outcome).inc()
     with svc.sessions.begin() as session:
         current = session.get(Grant, grant.id)

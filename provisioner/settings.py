@@ -92,8 +92,22 @@ class ProvisionerSettings(BaseSettings):
     edc_management_url: str | None = Field(
         default=None, description="Management API base (…/management); used to find the consumer."
     )
+    edc_callback_url: str | None = Field(
+        default=None,
+        description="The connector's callback base (…/management/callback); callbacks go there and nowhere else. "
+        "Default: the management URL + /callback. A request naming another callbackAddress is refused.",
+    )
+    edc_inbound_key: SecretStr | None = Field(
+        default=None,
+        description="Shared secret EDC presents on /edc/provision: header X-Api-Key or Authorization: Bearer, or "
+        "as the last path segment (/edc/provision/<key>) for connectors that cannot send headers. Unset: the "
+        "EDC endpoint refuses every request.",
+    )
     identity_sources: list[Literal["assignee", "management"]] = Field(
-        default_factory=lambda: ["assignee", "management"]
+        default_factory=lambda: ["management"],
+        description="Where the consumer's identity comes from. 'management' verifies the transfer, asset and "
+        "contract agreement with the connector's management API; 'assignee' trusts the request body's policy and "
+        "is an explicit operator choice for connectors without a reachable management API.",
     )
     fallback_consumer: str | None = Field(
         default=None, description="Consumer id when no source names one; unset = the grant fails."
@@ -120,6 +134,18 @@ class ProvisionerSettings(BaseSettings):
 
     def api_url_for(self, tenant: str) -> str:
         return self.api_url_template.format(namespace=self.namespace_for(tenant), tenant=tenant)
+
+    def callback_base(self) -> str | None:
+        """Where callbacks go: the configured callback URL, else the management API's ``/callback``."""
+        if self.edc_callback_url:
+            return self.edc_callback_url.rstrip("/")
+        if self.edc_management_url:
+            return f"{self.edc_management_url.rstrip('/')}/callback"
+        return None
+
+    @property
+    def verify_with_management(self) -> bool:
+        return "management" in self.identity_sources
 
     def s3_endpoint_url(self) -> str:
         return f"{'https' if self.s3_secure else 'http'}://{self.s3_endpoint}"

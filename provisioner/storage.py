@@ -55,6 +55,32 @@ def tenant_policy(bucket: str, prefix: str) -> dict[str, Any]:
     }
 
 
+def executor_policy(bucket: str, prefix: str) -> dict[str, Any]:
+    """What Argo's executor needs of one tenant, and no more: read job inputs, write job outputs, logs and
+    artifacts. No delete, no staging, no receipts: a consumer who extracts these credentials from a job can
+    neither forge a receipt nor touch anything the API keeps."""
+    jobs = f"arn:aws:s3:::{bucket}/{prefix}/jobs/*"
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [f"{jobs}/inputs/*"]},
+            {
+                "Effect": "Allow",
+                "Action": ["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
+                "Resource": [f"{jobs}/outputs/*", f"{jobs}/logs/*", f"{jobs}/artifacts/*"],
+            },
+            {
+                # Directory inputs are listed under the job's own input keys.
+                "Effect": "Allow",
+                "Action": ["s3:ListBucket"],
+                "Resource": [f"arn:aws:s3:::{bucket}"],
+                "Condition": {"StringLike": {"s3:prefix": [f"{prefix}/jobs/*/inputs/*"]}},
+            },
+            {"Effect": "Allow", "Action": ["s3:GetBucketLocation"], "Resource": [f"arn:aws:s3:::{bucket}"]},
+        ],
+    }
+
+
 def _absent(exc: MinioAdminException) -> bool:
     text = str(exc)
     return "NoSuch" in text or "does not exist" in text or "not found" in text.lower()
@@ -75,12 +101,14 @@ class Storage:
             region=settings.s3_region,
         )
 
-    def ensure_user(self, user: str, secret: str, prefix: str) -> None:
-        """Create or update the user, its policy and the binding (idempotent)."""
+    def ensure_user(self, user: str, secret: str, prefix: str, executor: bool = False) -> None:
+        """Create or update the user, its policy and the binding (idempotent). ``executor``: the narrow
+        policy of Argo's executor instead of the API's whole-prefix one."""
+        policy = executor_policy(self.bucket, prefix) if executor else tenant_policy(self.bucket, prefix)
         try:
             if not self.s3.bucket_exists(self.bucket):
                 self.s3.make_bucket(self.bucket)
-            self.admin.policy_add(user, policy=tenant_policy(self.bucket, prefix))
+            self.admin.policy_add(user, policy=policy)
             self.admin.user_add(user, secret)
             attached = json.loads(self.admin.user_info(user)).get("policyName", "")
             if user not in attached.split(","):

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from provisioner import audit, policy
+from provisioner.identity import Identity
 from provisioner.models import ACTIVE_GRANT_STATES, Grant, GrantState, Tenant, TenantState
 from provisioner.schemas import ProvisionRequest
 from provisioner.settings import ProvisionerSettings
@@ -82,17 +83,30 @@ def link_tenant(session: Session, grant: Grant, consumer_id: str, settings: Prov
     return tenant
 
 
+def existing_grant(sessions: sessionmaker[Session], request: ProvisionRequest) -> Accepted | None:
+    """The grant an earlier copy of this request made, if any (EDC retries; duplicates change nothing)."""
+    with sessions.begin() as session:
+        grant = session.scalars(
+            select(Grant).where(
+                Grant.transfer_process_id == request.transfer_process_id,
+                Grant.resource_definition_id == request.resource_definition_id,
+            )
+        ).one_or_none()
+        if grant is None:
+            return None
+        audit.record(session, "provision_duplicate", grant.tenant_id, grant.id, state=grant.state)
+        return Accepted(grant.id, grant.state, grant.tenant_id, created=False)
+
+
 def accept_provision(
     sessions: sessionmaker[Session],
     settings: ProvisionerSettings,
     request: ProvisionRequest,
     asset_name: str,
     now: datetime,
+    who: Identity,
 ) -> Accepted:
-    """Persist a provision request once; a retried or duplicated request finds the first grant."""
-    consumer = policy.assignee(request.policy) if "assignee" in settings.identity_sources else None
-    if consumer is None and settings.identity_sources == ["assignee"] and settings.fallback_consumer:
-        consumer = settings.fallback_consumer
+    """Persist a verified provision request once; a retried or duplicated request finds the first grant."""
     ends = policy.contract_end(request.policy, now) or now + timedelta(seconds=settings.default_lifetime_seconds)
     for attempt in range(CONFLICT_RETRIES):
         try:
@@ -111,6 +125,7 @@ def accept_provision(
                     resource_definition_id=request.resource_definition_id,
                     asset_id=request.asset_id,
                     asset_name=asset_name,
+                    contract_id=who.contract_id,
                     callback_address=request.callback_base,
                     policy=request.policy or {},
                     resource_name=resource_name("pending", request.transfer_process_id, request.resource_definition_id),
@@ -129,11 +144,10 @@ def accept_provision(
                     asset_id=request.asset_id,
                     expires_at=ends.isoformat(),
                 )
-                if consumer is not None:
-                    link_tenant(session, grant, consumer, settings)
-                    audit.record(
-                        session, "grant_linked", grant.tenant_id, grant.id, consumer_id=consumer, source="assignee"
-                    )
+                link_tenant(session, grant, who.consumer_id, settings)
+                audit.record(
+                    session, "grant_linked", grant.tenant_id, grant.id, consumer_id=who.consumer_id, source=who.source
+                )
                 return Accepted(grant.id, grant.state, grant.tenant_id, created=True)
         except IntegrityError:
             if attempt == CONFLICT_RETRIES - 1:

@@ -20,8 +20,9 @@ from templates.keys import JOB_NAME_PLACEHOLDER, POD_NAME_PLACEHOLDER, KeyLayout
 
 API = "wml-api"
 WORKER = "wml-worker"
-S3_SECRET = "wml-s3"
-TOKEN_SECRET = "wml-api-token"  # the consumer's token in full; read only by the provisioner
+S3_SECRET = "wml-s3"  # the executor's S3 credentials (scoped to job inputs, outputs and logs)
+GRANT_TOKEN_PREFIX = "wml-grant-"  # one Secret per grant with its token in full; read only by the provisioner
+LABEL_GRANT = "workflow-middlelayer.io/grant"
 API_ENV_SECRET = "wml-api-env"
 API_ENV_CONFIGMAP = "wml-api-config"
 ARTIFACT_REPOSITORIES = "artifact-repositories"
@@ -38,13 +39,19 @@ def token_sha256(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def grant_token_secret_name(grant_id: int) -> str:
+    return f"{GRANT_TOKEN_PREFIX}{grant_id}"
+
+
 @dataclass(frozen=True)
 class TenantSpec:
     tenant: str
     namespace: str
-    token_sha256: str
-    s3_access_key: str
+    token_digests: tuple[str, ...]  # sha256 of each active grant's token
+    s3_access_key: str  # the API's MinIO user: the whole tenant prefix
     s3_secret_key: str
+    exec_access_key: str = ""  # the executor's MinIO user: job inputs (read), outputs and logs (write)
+    exec_secret_key: str = ""
     contract_id: str = ""
     assets: list[WorkflowAsset] = field(default_factory=list)
 
@@ -78,12 +85,16 @@ def rbac(spec: TenantSpec) -> list[dict[str, Any]]:
     """The API's account (Argo Server client auth uses its token) and the workflow pods' account."""
     api_rules = [
         _rule(["argoproj.io"], ["workflows"], ["get", "list", "watch", "create", "update", "patch", "delete"]),
+        # Each job's environment Secret: written, owned by its Workflow, deleted; never read back. The
+        # admission policy in argo/base/admission limits these to job-*-env Secrets.
+        _rule([""], ["secrets"], ["create", "update", "patch", "delete"]),
         _rule(["argoproj.io"], ["workflowtemplates"], ["get", "list", "watch"]),
         _rule([""], ["pods"], ["get", "list", "watch"]),
         _rule([""], ["pods/log"], ["get"]),
         _rule([""], ["events"], ["list", "watch"]),
     ]
-    # What argoexec (emissary) needs: report outputs as WorkflowTaskResults. Nothing else.
+    # What argoexec (emissary) needs: report outputs as WorkflowTaskResults. Nothing else (its S3 credentials
+    # arrive as a mounted Secret, not through the API).
     worker_rules = [_rule(["argoproj.io"], ["workflowtaskresults"], ["create", "patch"])]
     objects: list[dict[str, Any]] = []
     for name, rules, automount in ((API, api_rules, True), (WORKER, worker_rules, False)):
@@ -180,7 +191,8 @@ def network_policies(settings: ProvisionerSettings, spec: TenantSpec) -> list[di
                 "egress": [dns, *s3, *kube_api],
             },
         ),
-        # The API: ingress only from the ingress controller's namespace; egress to S3, Argo Server, DNS.
+        # The API: ingress only from the ingress controller's namespace; egress to S3, Argo Server, DNS and the
+        # Kubernetes API (job environment Secrets).
         _obj(
             np,
             "NetworkPolicy",
@@ -200,7 +212,7 @@ def network_policies(settings: ProvisionerSettings, spec: TenantSpec) -> list[di
                         "ports": [{"protocol": "TCP", "port": settings.api_port}],
                     }
                 ],
-                "egress": [dns, *s3, *argo],
+                "egress": [dns, *s3, *argo, *kube_api],
             },
         ),
     ]
@@ -231,7 +243,7 @@ def api_env(settings: ProvisionerSettings, spec: TenantSpec) -> tuple[dict[str, 
     secret = {
         "WML_API_S3_ACCESS_KEY": spec.s3_access_key,
         "WML_API_S3_SECRET_KEY": spec.s3_secret_key,
-        "WML_API_TOKEN_SHA256": spec.token_sha256,
+        "WML_API_TOKEN_SHA256": ",".join(sorted(spec.token_digests)),
     }
     return plain, secret
 
@@ -270,7 +282,7 @@ def config_objects(settings: ProvisionerSettings, spec: TenantSpec) -> list[dict
             "Secret",
             _meta(spec, S3_SECRET),
             type="Opaque",
-            stringData={"accessKey": spec.s3_access_key, "secretKey": spec.s3_secret_key},
+            stringData={"accessKey": spec.exec_access_key, "secretKey": spec.exec_secret_key},
         ),
         _obj("v1", "Secret", _meta(spec, API_ENV_SECRET), type="Opaque", stringData=secret),
         _obj("v1", "ConfigMap", _meta(spec, API_ENV_CONFIGMAP), data=plain),
@@ -287,11 +299,11 @@ def config_objects(settings: ProvisionerSettings, spec: TenantSpec) -> list[dict
     ]
 
 
-def token_secret(spec: TenantSpec, token: str) -> dict[str, Any]:
+def grant_token_secret(spec: TenantSpec, grant_id: int, token: str) -> dict[str, Any]:
     return _obj(
         "v1",
         "Secret",
-        _meta(spec, TOKEN_SECRET),
+        _meta(spec, grant_token_secret_name(grant_id), labels={LABEL_GRANT: str(grant_id)}),
         type="Opaque",
         stringData={"token": token, "sha256": token_sha256(token)},
     )
@@ -310,14 +322,20 @@ def api_objects(settings: ProvisionerSettings, spec: TenantSpec) -> list[dict[st
         "ports": [{"name": "http", "containerPort": settings.api_port}],
         "envFrom": [{"configMapRef": {"name": API_ENV_CONFIGMAP}}, {"secretRef": {"name": API_ENV_SECRET}}],
         "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 5},
-        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}},
+        "resources": {
+            "requests": {"cpu": "100m", "memory": "128Mi", "ephemeral-storage": "64Mi"},
+            # Uploads stream to S3 and are never spooled, so the API needs almost no disk; a cap keeps it so.
+            "limits": {"cpu": "1", "memory": "512Mi", "ephemeral-storage": "256Mi"},
+        },
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "capabilities": {"drop": ["ALL"]},
+            "readOnlyRootFilesystem": True,
             "runAsNonRoot": True,
             "runAsUser": 10001,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
     deployment = _obj(
         "apps/v1",
@@ -325,13 +343,20 @@ def api_objects(settings: ProvisionerSettings, spec: TenantSpec) -> list[dict[st
         _meta(spec, API, labels=labels),
         spec={
             "replicas": settings.api_replicas,
+            # A new grant's token (or a revoked one) rolls the pods: new ones serve before old ones stop.
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "selector": {"matchLabels": {"app.kubernetes.io/name": API}},
             "template": {
                 "metadata": {
                     "labels": {**labels, LABEL_MANAGED_BY: MANAGER},
                     "annotations": {"workflow-middlelayer.io/env-checksum": checksum},
                 },
-                "spec": {"serviceAccountName": API, "automountServiceAccountToken": True, "containers": [container]},
+                "spec": {
+                    "serviceAccountName": API,
+                    "automountServiceAccountToken": True,
+                    "containers": [container],
+                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "128Mi"}}],
+                },
             },
         },
     )

@@ -162,12 +162,14 @@ class Limits(Model):
 
 
 class Security(Model):
-    """Hardened by default: no privilege escalation, no capabilities, RuntimeDefault seccomp."""
+    """Hardened by default: no privilege escalation, no capabilities, RuntimeDefault seccomp, a non-root user
+    (65534 unless ``runAsUser`` names one) and a read-only root filesystem (with a writable /tmp and output
+    directory). An asset that needs root or a writable image says so with ``false``."""
 
-    run_as_non_root: bool = False
+    run_as_non_root: bool = True
     run_as_user: int | None = Field(default=None, ge=0)
     run_as_group: int | None = Field(default=None, ge=0)
-    read_only_root_filesystem: bool = False
+    read_only_root_filesystem: bool = True
 
 
 class InputKind(StrEnum):

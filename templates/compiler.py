@@ -15,10 +15,8 @@ from typing import Any
 import yaml
 from hera.workflows import (
     Container,
-    EmptyDirVolume,
     Env,
     NoneArchiveStrategy,
-    Parameter,
     Resources,
     RetryStrategy,
     S3Artifact,
@@ -29,7 +27,6 @@ from hera.workflows import (
 from hera.workflows import models as m
 
 from templates.asset import Input, InputKind, OutputKind, WorkflowAsset
-from templates.envvars import env_patch
 from templates.keys import JOB_NAME_PLACEHOLDER, POD_NAME_PLACEHOLDER, KeyLayout
 from templates.names import argo_name, dns_label
 
@@ -42,9 +39,13 @@ ANNOTATION_ASSET = f"{GROUP}/asset-spec"
 ANNOTATION_ASSET_NAME = f"{GROUP}/asset-name"
 ANNOTATION_NAMES = f"{GROUP}/argo-names"
 ANNOTATION_IDEMPOTENCY = f"{GROUP}/idempotency-key"
-ENV_PARAMETER = "wml-env"
 WORKER_TEMPLATE = "worker"
 OUTPUT_VOLUME = "wml-output"
+TMP_VOLUME = "wml-tmp"
+# A job's consumer-supplied environment lives in this Secret (made by the API, owned by the Workflow): the values
+# never pass through Argo's template engine, only this name does, and the job name is ours.
+ENV_SECRET_SUFFIX = "-env"
+ENV_SECRET_NAME = JOB_NAME_PLACEHOLDER + ENV_SECRET_SUFFIX
 MANAGER = "workflow-middlelayer"
 
 
@@ -124,11 +125,16 @@ def _resources(asset: WorkflowAsset) -> Resources:
     )
 
 
+NOBODY = 65534
+
+
 def _security(asset: WorkflowAsset) -> tuple[m.PodSecurityContext, m.SecurityContext]:
     sec = asset.security
+    # runAsNonRoot alone fails on images whose user is root or a name; nobody is the safe default.
+    user = sec.run_as_user if sec.run_as_user is not None else (NOBODY if sec.run_as_non_root else None)
     pod = m.PodSecurityContext(
         run_as_non_root=sec.run_as_non_root or None,
-        run_as_user=sec.run_as_user,
+        run_as_user=user,
         run_as_group=sec.run_as_group,
         fs_group=sec.run_as_group,
         seccomp_profile=m.SeccompProfile(type="RuntimeDefault"),
@@ -172,17 +178,6 @@ def compile_asset(asset: WorkflowAsset, target: StorageTarget, options: CompileO
         )
         for o in asset.outputs
     ]
-    volumes = []
-    if asset.worker.output_dir:
-        # The output directory is a scratch volume capped at the output size: the kubelet evicts a
-        # worker that writes more, so a job can never hand back more than the contract allows.
-        volumes.append(
-            EmptyDirVolume(
-                name=OUTPUT_VOLUME,
-                mount_path=asset.worker.output_dir,
-                size_limit=asset.limits.output_size,
-            )
-        )
     res = asset.resources
     names = {item.name: argo_name(item.name) for item in [*asset.inputs, *asset.outputs]}
     annotations = {
@@ -211,7 +206,6 @@ def compile_asset(asset: WorkflowAsset, target: StorageTarget, options: CompileO
         workflow_metadata=m.WorkflowMetadata(labels=labels),
         pod_metadata=m.Metadata(labels=labels),
         archive_logs=True,
-        arguments=[Parameter(name=ENV_PARAMETER, value=env_patch({}))],
         node_selector=dict(res.node_selector) or None,
         tolerations=[m.Toleration(**t.model_dump(exclude_none=True)) for t in res.tolerations] or None,
     ) as template:
@@ -225,9 +219,11 @@ def compile_asset(asset: WorkflowAsset, target: StorageTarget, options: CompileO
             env=[Env(name=k, value=v) for k, v in sorted(asset.worker.env.items())] or None,
             resources=_resources(asset),
             security_context=container_security,
+            env_from=[m.EnvFromSource(secret_ref=m.SecretEnvSource(name=ENV_SECRET_NAME, optional=False))]
+            if any(i.kind is InputKind.ENV for i in asset.inputs)
+            else None,
             inputs=inputs or None,
             outputs=outputs or None,
-            volumes=volumes or None,
             archive_location=m.ArtifactLocation(
                 archive_logs=True,
                 s3=m.S3Artifact(
@@ -241,15 +237,39 @@ def compile_asset(asset: WorkflowAsset, target: StorageTarget, options: CompileO
                 ),
             ),
             retry_strategy=RetryStrategy(limit=asset.limits.retries) if asset.limits.retries else None,
-            # Consumer-supplied environment arrives as a JSON list merged into the main container:
-            # no shell ever sees the values.
-            pod_spec_patch=(
-                '{"containers":[{"name":"main","env":{{workflow.parameters.' + ENV_PARAMETER + "}}}]}"
-                if any(i.kind is InputKind.ENV for i in asset.inputs)
-                else None
-            ),
+            pod_spec_patch=scratch_patch(asset),
         )
     return template
+
+
+def scratch_patch(asset: WorkflowAsset) -> str | None:
+    """The worker's scratch volumes, mounted through a pod-spec patch made only of the asset's own values.
+
+    The output directory is a volume capped at the output size (the kubelet evicts a worker that writes more). It
+    is deliberately unknown to the template: Argo then collects outputs inside the worker's own container
+    (argoexec emissary), where a symlink can only reach the worker's own files, instead of in the wait container,
+    which holds the executor's credentials and follows symlinks on mirrored volumes. A read-only root filesystem
+    gets a writable /tmp the same way.
+    """
+    volumes: list[dict[str, Any]] = []
+    mounts: list[dict[str, str]] = []
+    out = asset.worker.output_dir
+    if out:
+        volumes.append({"name": OUTPUT_VOLUME, "emptyDir": {"sizeLimit": asset.limits.output_size}})
+        mounts.append({"name": OUTPUT_VOLUME, "mountPath": out})
+    if asset.security.read_only_root_filesystem and (out or "").rstrip("/") != "/tmp":
+        tmp: dict[str, Any] = {}
+        if asset.resources.ephemeral_storage:
+            tmp["sizeLimit"] = asset.resources.ephemeral_storage
+        volumes.append({"name": TMP_VOLUME, "emptyDir": tmp})
+        mounts.append({"name": TMP_VOLUME, "mountPath": "/tmp"})
+    if not volumes:
+        return None
+    patch = {"volumes": volumes, "containers": [{"name": "main", "volumeMounts": mounts}]}
+    text = json.dumps(patch, sort_keys=True, separators=(",", ":"))
+    if "{{" in text:  # Argo would evaluate it; asset values never should be
+        raise ValueError("asset paths and sizes must not contain '{{'")
+    return text
 
 
 def to_dict(template: WorkflowTemplate | Any) -> dict[str, Any]:

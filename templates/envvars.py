@@ -1,13 +1,12 @@
 """Environment values for the worker: dotenv parsing and the key policy.
 
-Values reach the worker as container environment variables (a JSON pod-spec patch built here), never
-through a shell, so no quoting or expansion happens between the consumer and the program.
+Values reach the worker as container environment variables from a per-job Secret (``envFrom``), never through a
+shell or Argo's template engine, so no quoting, expansion or evaluation happens between the consumer and the program.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import re
 from collections.abc import Iterable, Mapping
 
@@ -113,8 +112,3 @@ def check_env(
             raise EnvError(f"{key!r} is longer than {MAX_VALUE_BYTES} bytes")
         checked[key] = value
     return checked
-
-
-def env_patch(values: Mapping[str, str]) -> str:
-    """The JSON list of container env entries that the template's pod-spec patch inserts."""
-    return json.dumps([{"name": k, "value": values[k]} for k in sorted(values)], separators=(",", ":"))

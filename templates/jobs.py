@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import secrets
 from collections.abc import Mapping
 from typing import Any
 
-from hera.workflows import Parameter, Workflow
+from hera.workflows import Workflow
 from hera.workflows import models as m
 
 from templates.asset import InputKind, WorkflowAsset
 from templates.compiler import (
     ANNOTATION_IDEMPOTENCY,
-    ENV_PARAMETER,
+    ENV_SECRET_SUFFIX,
     LABEL_ASSET,
     LABEL_JOB,
     LABEL_MANAGED_BY,
@@ -21,7 +22,7 @@ from templates.compiler import (
     MANAGER,
     template_name,
 )
-from templates.envvars import EnvError, check_env, env_patch, parse_dotenv
+from templates.envvars import EnvError, check_env, parse_dotenv
 from templates.names import dns_label
 
 JOB_ID = re.compile(r"^job-[a-z0-9]{8,40}$")
@@ -79,11 +80,13 @@ def job_workflow(
     *,
     namespace: str,
     job_id: str,
-    env: Mapping[str, str],
     tenant: str = "",
     idempotency_key: str | None = None,
 ) -> Workflow:
-    """The Workflow that runs ``asset``'s registered template once as job ``job_id``."""
+    """The Workflow that runs ``asset``'s registered template once as job ``job_id``.
+
+    It carries nothing but the template reference and our own labels: no arguments, no spec overrides, so no
+    consumer string ever reaches Argo's template engine (the environment travels in :func:`env_secret`)."""
     if not JOB_ID.match(job_id):
         raise ValueError(f"invalid job id {job_id!r}")
     labels = {LABEL_MANAGED_BY: MANAGER, LABEL_ASSET: dns_label(asset.name), LABEL_JOB: job_id}
@@ -96,8 +99,27 @@ def job_workflow(
         labels=labels,
         annotations=annotations,
         workflow_template_ref=m.WorkflowTemplateRef(name=template_name(asset.name)),
-        arguments=[Parameter(name=ENV_PARAMETER, value=env_patch(env))],
     )
+
+
+def env_secret_name(job_id: str) -> str:
+    return job_id + ENV_SECRET_SUFFIX
+
+
+def env_secret(job_id: str, env: Mapping[str, str], tenant: str = "") -> dict[str, Any]:
+    """The Secret whose keys the worker receives as environment variables (``envFrom``), values verbatim."""
+    if not JOB_ID.match(job_id):
+        raise ValueError(f"invalid job id {job_id!r}")
+    labels = {LABEL_MANAGED_BY: MANAGER, LABEL_JOB: job_id}
+    if tenant:
+        labels[LABEL_TENANT] = dns_label(tenant)
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": env_secret_name(job_id), "labels": labels},
+        "type": "Opaque",
+        "data": {k: base64.b64encode(env[k].encode()).decode() for k in sorted(env)},
+    }
 
 
 def job_manifest(workflow: Workflow) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from templates.asset import Gpu, Input, Output, Resources, Worker, WorkflowAsset
+from templates.asset import Gpu, Input, Output, Resources, Security, Worker, WorkflowAsset
 
 LEGACY_TYPES = {1: "environment", 2: "data", 3: "data_zip"}
 _BY_NAME = {v: k for k, v in LEGACY_TYPES.items()}
@@ -114,6 +114,8 @@ def convert(legacy: LegacyAsset) -> WorkflowAsset:
             output_dir=out_dir,
         ),
         resources=Resources(gpu=Gpu(count=gpu) if gpu else None),
+        # The original format ran every image as its own user with a writable filesystem: keep that meaning.
+        security=Security(run_as_non_root=False, read_only_root_filesystem=False),
         inputs=inputs,
         outputs=outputs,
     )

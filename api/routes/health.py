@@ -1,4 +1,4 @@
-"""Liveness, readiness (S3 and Argo Server reachable) and Prometheus metrics; no auth."""
+"""Liveness and readiness (S3 and Argo Server reachable) without auth; Prometheus metrics behind the token."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.argo import ArgoUnavailable
-from api.context import Tenant
+from api.context import Tenant, TenantDep
 from api.errors import problem
 from api.storage import StorageUnavailable
 
@@ -33,5 +33,5 @@ async def readyz(request: Request) -> Response | dict[str, str]:
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-async def metrics(request: Request) -> Response:
+async def metrics(request: Request, _: TenantDep) -> Response:
     return Response(generate_latest(request.app.state.registry), media_type=CONTENT_TYPE_LATEST)

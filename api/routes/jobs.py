@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import re
@@ -14,9 +15,10 @@ from fastapi import APIRouter, Header, Path, Query, Response, status
 from fastapi.responses import JSONResponse, StreamingResponse
 from hera.workflows import models as m
 
-from api.argo import ArgoConflict, ArgoNotFound
+from api.argo import ArgoConflict, ArgoNotFound, ArgoRejected
 from api.context import Tenant, TenantDep
 from api.errors import ApiError, not_found
+from api.kube import KubeRejected, KubeUnavailable
 from api.routes.assets import max_env_bytes
 from api.schemas import Job, JobCreate, JobList, OutputFile, OutputList, Receipt, StepInfo
 from api.states import PHASE_SELECTOR, JobState, job_state
@@ -24,7 +26,7 @@ from api.storage import StorageUnavailable, TooLarge
 from templates import Input, InputKind, OutputKind, WorkflowAsset, job_workflow, new_job_id, resolve_env
 from templates.compiler import LABEL_ASSET, LABEL_MANAGED_BY, MANAGER
 from templates.envvars import EnvError
-from templates.jobs import JOB_ID
+from templates.jobs import JOB_ID, env_secret, env_secret_name
 from templates.names import dns_label
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -32,7 +34,8 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 JobPath = Annotated[str, Path(max_length=64, description="Job id, e.g. job-1f2e3d4c5b6a7988.")]
 ANNOTATION_REQUEST = "workflow-middlelayer.io/request-sha256"
 ANNOTATION_ENV_DIGESTS = "workflow-middlelayer.io/env-sha256"  # {input name: sha256 of its dotenv text}
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# At most 18 digits: every byte offset of an S3 object fits, and int() never sees a giant number.
+_RANGE = re.compile(r"^bytes=(\d{0,18})-(\d{0,18})$")
 # Argo's emissary executor logs into the main container's stream; those lines are not the worker's.
 _EXECUTOR_LINE = re.compile(r"^time=\S+ level=\w+ msg=.*\bargo=true\b")
 
@@ -185,7 +188,7 @@ async def start_job(
     except EnvError as exc:
         raise ApiError(422, "Unprocessable Content", str(exc)) from None
     # Snapshot first: the job reads only its own keys, so later uploads never change it. Env inputs need
-    # none: their values travel in the Workflow itself, and their digests as an annotation (for receipts).
+    # none: their values travel in the job's own Secret, and their digests as an annotation (for receipts).
     await asyncio.gather(
         *(
             tenant.storage.snapshot_input(asset.name, item.name, job_id, staged[item.name])
@@ -198,7 +201,6 @@ async def start_job(
         asset,
         namespace=tenant.settings.namespace,
         job_id=job_id,
-        env=env,
         tenant=tenant.settings.tenant,
         idempotency_key=hashlib.sha256(idempotency_key.encode()).hexdigest() if idempotency_key else None,
     ).to_dict()
@@ -209,10 +211,23 @@ async def start_job(
             "workflow-middlelayer.io/asset-name": asset.name,
         }
     )
+    has_env = any(i.kind is InputKind.ENV for i in asset.inputs)
+    if has_env:
+        await tenant.kube.put_secret(env_secret(job_id, env, tenant.settings.tenant))
     try:
         wf = await tenant.argo.create(manifest)
     except ArgoConflict:
         return _replay(tenant, await tenant.argo.get(job_id), digest)
+    except ArgoRejected:
+        if has_env:
+            with contextlib.suppress(KubeUnavailable, KubeRejected):
+                await tenant.kube.delete_secret(env_secret_name(job_id))
+        raise
+    if has_env and wf.metadata.uid:
+        owner = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "name": job_id, "uid": wf.metadata.uid}
+        # Best effort: without the owner the Secret still goes with the job's delete route.
+        with contextlib.suppress(KubeUnavailable, KubeRejected):
+            await tenant.kube.own_secret(env_secret_name(job_id), owner)
     return JSONResponse(_job(tenant, wf).model_dump(mode="json"), status_code=201)
 
 
@@ -262,6 +277,7 @@ async def cancel_job(job: JobPath, tenant: TenantDep) -> Job:
 async def delete_job(job: JobPath, tenant: TenantDep) -> None:
     await _workflow(tenant, job)
     await tenant.argo.delete(job)
+    await tenant.kube.delete_secret(env_secret_name(job))
     await tenant.storage.delete_prefix(tenant.storage.keys.job(job))
 
 

@@ -9,8 +9,11 @@ import pytest
 import yaml
 
 from templates import compile_asset, load_file
-from templates.compiler import ENV_PARAMETER, to_yaml
-from templates.jobs import job_workflow, new_job_id
+import base64
+import json
+
+from templates.compiler import ENV_SECRET_NAME, OUTPUT_VOLUME, to_yaml
+from templates.jobs import env_secret, job_workflow, new_job_id
 from tests.templates.conftest import EXAMPLE_FILES, EXAMPLES, OPTIONS, TARGET
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -119,22 +122,64 @@ def test_resources_gpu_and_scheduling() -> None:
     assert worker["retryStrategy"]["limit"] == 2
 
 
-def test_job_workflow_references_template_and_carries_env() -> None:
+def test_job_workflow_carries_nothing_argo_would_evaluate() -> None:
     asset = load_file(EXAMPLES / "dummy.yaml")
     job = new_job_id()
-    wf = job_workflow(asset, namespace="ns", job_id=job, env={"SOURCE": "/a b", "DESTINATION": '/o"x'}).to_dict()
+    wf = job_workflow(asset, namespace="ns", job_id=job, idempotency_key="k").to_dict()
     assert wf["metadata"]["name"] == job
-    assert wf["spec"]["workflowTemplateRef"] == {"name": "wml-dummy"}
-    (param,) = wf["spec"]["arguments"]["parameters"]
-    assert param["name"] == ENV_PARAMETER
-    assert yaml.safe_load(param["value"]) == [
-        {"name": "DESTINATION", "value": '/o"x'},
-        {"name": "SOURCE", "value": "/a b"},
-    ]
+    # Only the template reference: no arguments, no spec overrides (Strict templateReferencing allows nothing else).
+    assert wf["spec"] == {"workflowTemplateRef": {"name": "wml-dummy"}}
     with pytest.raises(ValueError):
-        job_workflow(asset, namespace="ns", job_id="../etc", env={})
+        job_workflow(asset, namespace="ns", job_id="../etc")
+
+
+@pytest.mark.parametrize(
+    "value",
+    ['{{workflow.name}}', '{{=sprig.env("X")}}', '"}],"image":"evil","x":[{"', "$(id)", "`id`", "a\nb"],
+)
+def test_env_values_travel_verbatim_in_the_job_secret(value: str) -> None:
+    job = new_job_id()
+    secret = env_secret(job, {"SOURCE": value, "DESTINATION": "/output/result"}, tenant="t-demo")
+    assert secret["metadata"]["name"] == f"{job}-env"
+    assert base64.b64decode(secret["data"]["SOURCE"]).decode() == value
+    assert secret["metadata"]["labels"]["workflow-middlelayer.io/job"] == job
+
+
+def test_env_reaches_the_worker_through_env_from_only() -> None:
+    manifest = compile_asset(load_file(EXAMPLES / "dummy.yaml"), TARGET, OPTIONS).to_dict()
+    container = manifest["spec"]["templates"][0]["container"]
+    assert container["envFrom"] == [{"secretRef": {"name": ENV_SECRET_NAME, "optional": False}}]
+    assert "arguments" not in manifest["spec"]
+    assert "{{workflow.parameters" not in json.dumps(manifest)
+
+
+def test_output_directory_is_unknown_to_argo_and_capped() -> None:
+    manifest = compile_asset(load_file(EXAMPLES / "dummy.yaml"), TARGET, OPTIONS).to_dict()
+    worker = manifest["spec"]["templates"][0]
+    # Not a template volume: Argo then collects outputs inside the worker's own container, never in the wait
+    # container (which would follow a worker's symlink into its own credentials).
+    assert not worker["container"].get("volumeMounts") and not manifest["spec"].get("volumes")
+    patch = json.loads(worker["podSpecPatch"])
+    assert patch["volumes"] == [{"name": OUTPUT_VOLUME, "emptyDir": {"sizeLimit": "16Mi"}}]
+    assert patch["containers"] == [{"name": "main", "volumeMounts": [{"name": OUTPUT_VOLUME, "mountPath": "/output"}]}]
+
+
+def test_workers_are_non_root_with_read_only_root_by_default() -> None:
+    from templates import parse_document
+
+    doc = yaml.safe_load((EXAMPLES / "dummy.yaml").read_text())
+    del doc["security"]
+    manifest = compile_asset(parse_document(doc), TARGET, OPTIONS).to_dict()
+    spec, worker = manifest["spec"], manifest["spec"]["templates"][0]
+    assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] == 65534
+    assert worker["container"]["securityContext"]["readOnlyRootFilesystem"] is True
+    mounts = json.loads(worker["podSpecPatch"])["containers"][0]["volumeMounts"]
+    assert {"name": "wml-tmp", "mountPath": "/tmp"} in mounts
+    # the seed's dummy says otherwise, and keeps its meaning
+    seed = compile_asset(load_file(EXAMPLES / "dummy.yaml"), TARGET, OPTIONS).to_dict()
+    assert "runAsNonRoot" not in seed["spec"]["securityContext"]
 
 
 def test_job_workflow_validates_against_argo_schema(argo_schema: dict) -> None:
     asset = load_file(EXAMPLES / "dummy.yaml")
-    jsonschema.validate(job_workflow(asset, namespace="ns", job_id=new_job_id(), env={}).to_dict(), argo_schema)
+    jsonschema.validate(job_workflow(asset, namespace="ns", job_id=new_job_id()).to_dict(), argo_schema)

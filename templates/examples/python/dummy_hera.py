@@ -18,6 +18,8 @@ ASSET = asset_from_container(
     version="1.0.0",
     description="Sleeps, then moves a file into /output/result. For quick end-to-end checks.",
     output_dir="/output",
+    # The seed's image runs as root and moves a file out of /etc: it needs both.
+    security={"runAsNonRoot": False, "readOnlyRootFilesystem": False},
     limits={"timeout": "10m", "outputSize": "16Mi"},
     inputs=[
         {

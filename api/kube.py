@@ -1,0 +1,90 @@
+"""The little the consumer API asks of the Kubernetes API itself: each job's environment Secret.
+
+Workflows go through Argo Server; only the job's environment goes to Kubernetes directly, as a Secret the
+Workflow owns, so that consumer values never pass through Argo's template engine. The API's ServiceAccount may
+create, replace and delete Secrets (never read them), and an admission policy (``argo/base/admission``) limits
+it to ``job-*-env`` Secrets of its own shape.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from api.settings import ApiSettings
+
+
+class KubeUnavailable(Exception):
+    """The Kubernetes API could not be reached or failed (retryable)."""
+
+
+class KubeRejected(Exception):
+    """The Kubernetes API refused the request (RBAC, admission, validation)."""
+
+
+def in_cluster_url() -> str | None:
+    host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT_HTTPS", "443")
+    if not host:
+        return None
+    return f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
+
+
+class Kube:
+    def __init__(self, settings: ApiSettings, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.settings = settings
+        self.base = settings.kube_api_url or in_cluster_url() or "https://kubernetes.default.svc"
+        ca = settings.kube_ca_file
+        verify: Any = str(ca) if ca is not None and Path(ca).exists() else settings.kube_verify_tls
+        self.http = httpx.AsyncClient(
+            base_url=self.base, verify=verify, timeout=httpx.Timeout(15.0, connect=5.0), transport=transport
+        )
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    def _secrets(self, name: str = "") -> str:
+        path = f"/api/v1/namespaces/{self.settings.namespace}/secrets"
+        return f"{path}/{name}" if name else path
+
+    async def _call(self, method: str, url: str, body: Any = None, content_type: str | None = None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.settings.argo_bearer()}"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        try:
+            response = await self.http.request(method, url, json=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise KubeUnavailable(f"Kubernetes API unreachable: {type(exc).__name__}") from exc
+        if response.status_code >= 500 or response.status_code == 429:
+            raise KubeUnavailable(f"Kubernetes API answered {response.status_code}")
+        return response
+
+    async def put_secret(self, manifest: dict[str, Any]) -> None:
+        """Create the Secret, or replace one left by an earlier attempt of the same job."""
+        name = manifest["metadata"]["name"]
+        response = await self._call("POST", self._secrets(), manifest)
+        if response.status_code == 409:
+            response = await self._call("PUT", self._secrets(name), manifest)
+        if not response.is_success:
+            raise KubeRejected(f"secret {name}: {response.status_code} {_reason(response)}")
+
+    async def own_secret(self, name: str, owner: dict[str, Any]) -> None:
+        """Make ``owner`` (a Workflow) the Secret's owner: it goes when the Workflow goes."""
+        patch = {"metadata": {"ownerReferences": [owner]}}
+        response = await self._call("PATCH", self._secrets(name), patch, "application/merge-patch+json")
+        if not response.is_success and response.status_code != 404:
+            raise KubeRejected(f"secret {name}: {response.status_code} {_reason(response)}")
+
+    async def delete_secret(self, name: str) -> None:
+        response = await self._call("DELETE", self._secrets(name))
+        if not response.is_success and response.status_code != 404:
+            raise KubeRejected(f"secret {name}: {response.status_code} {_reason(response)}")
+
+
+def _reason(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("message", ""))[:300]
+    except ValueError:
+        return response.text[:300]
