@@ -171,6 +171,8 @@ async def _handle(request: Request, svc: Services, worker: Worker) -> Response:
             return _problem(503, "cannot tell provision from deprovision yet (EDC's management API)", RETRY_AFTER)
         if req.kind == RequestType.DEPROVISION or typeless_deprovision:
             request.state.request_kind = str(RequestType.DEPROVISION)
+            if not await asyncio.to_thread(store.known_transfer, svc.sessions, req.transfer_process_id):
+                return _problem(404, f"unknown transfer process {req.transfer_process_id!r}")
             if svc.settings.verify_with_management and not typeless_deprovision:
                 try:
                     state = await asyncio.to_thread(svc.edc.transfer_state, req.transfer_process_id)

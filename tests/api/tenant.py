@@ -29,6 +29,7 @@ API_ROLE_RULES = [
     ),
     k8s.V1PolicyRule(api_groups=["argoproj.io"], resources=["workflowtemplates"], verbs=["get", "list", "watch"]),
     k8s.V1PolicyRule(api_groups=[""], resources=["pods", "pods/log", "events"], verbs=["get", "list", "watch"]),
+    k8s.V1PolicyRule(api_groups=[""], resources=["secrets"], verbs=["create", "update", "patch", "delete"]),
 ]
 
 
@@ -48,7 +49,9 @@ def prepare_namespace(
     stack, api: k8s.ApiClient, tenant: str, namespace: str, extra: tuple[WorkflowAsset, ...] = ()
 ) -> str:
     core, rbac = k8s.CoreV1Api(api), k8s.RbacAuthorizationV1Api(api)
-    core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=namespace)))
+    # Labelled as the provisioner labels tenant namespaces, so the tenant API's admission policy applies.
+    labels = {"app.kubernetes.io/managed-by": "workflow-middlelayer", "workflow-middlelayer.io/tenant": tenant}
+    core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=namespace, labels=labels)))
     core.create_namespaced_secret(
         namespace,
         k8s.V1Secret(
@@ -116,6 +119,8 @@ def api_tenant(
         argo_server_url=stack.argo_server_url,
         argo_token=sa_token,
         argo_verify_tls=False,
+        kube_api_url=api.configuration.host,
+        kube_ca_file=api.configuration.ssl_ca_cert,
         quota_concurrent_jobs=3,
     ).model_copy(update=overrides)
     try:

@@ -153,9 +153,7 @@ def _measure(stack: object, tenant: object, url: str, pid: int, tmp: Path) -> di
     token = settings.argo_token.get_secret_value()
     with httpx.Client(timeout=30) as http:
         for _ in range(STARTS):
-            manifest = job_workflow(
-                dummy, namespace=settings.namespace, job_id=new_job_id(), env={"SOURCE": "/x", "DESTINATION": "/y"}
-            ).to_dict()
+            manifest = job_workflow(dummy, namespace=settings.namespace, job_id=new_job_id()).to_dict()
             started = time.perf_counter()
             response = http.post(
                 f"{settings.argo_server_url}/api/v1/workflows/{settings.namespace}",

@@ -26,6 +26,7 @@ ROUNDS = 5
 
 def _one(url: str, stub: EdcStub, edc_url: str, consumer: str, asset: str = "dummy") -> float:
     body = edc_request(asset=asset, consumer=consumer, callback=f"{edc_url}/management/callback")
+    stub.register(body["transferProcessId"], consumer, asset)
     started = time.monotonic()
     response = post(url, body)
     assert response.status_code == 201, response.text

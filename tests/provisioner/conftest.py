@@ -18,11 +18,11 @@ from provisioner.services import Services
 from provisioner.settings import ProvisionerSettings
 from provisioner.storage import StorageError
 from provisioner.tenants import tenant_id_for
-from tests.provisioner.helpers import ADMIN_TOKEN, ASSETS, stack_settings
+from tests.provisioner.helpers import ADMIN_TOKEN, ASSETS, INBOUND_KEY, stack_settings
 from tests.provisioner.servers import EdcStub, ThreadedServer
 from tests.stack.launcher import StackInfo
 
-__all__ = ["ADMIN_TOKEN", "ASSETS"]
+__all__ = ["ADMIN_TOKEN", "ASSETS", "INBOUND_KEY"]
 
 
 @pytest.fixture
@@ -145,11 +145,26 @@ def edc_request(
     return body
 
 
-def post(url: str, body: Any, raw: bytes | None = None) -> httpx.Response:
+@pytest.fixture
+def contract(edc: tuple[EdcStub, str]) -> Callable[..., dict[str, Any]]:
+    """A provision request for a transfer the stand-in connector really has (it verifies as EDC's would)."""
+    stub, edc_url = edc
+
+    def make(asset: str = "dummy", consumer: str | None = None, assignee: bool = True, **kw: Any) -> dict[str, Any]:
+        consumer = consumer or new_consumer()
+        body = edc_request(
+            asset=asset, consumer=consumer if assignee else None, callback=f"{edc_url}/management/callback", **kw
+        )
+        stub.register(body["transferProcessId"], consumer, asset)
+        return body
+
+    return make
+
+
+def post(url: str, body: Any, raw: bytes | None = None, key: str | None = INBOUND_KEY) -> httpx.Response:
     content = raw if raw is not None else httpx.Request("POST", "/", json=body).content
-    return httpx.post(
-        f"{url}{PROVISION_PATH}", content=content, headers={"Content-Type": "application/json"}, timeout=30
-    )
+    headers = {"Content-Type": "application/json", **({"X-Api-Key": key} if key else {})}
+    return httpx.post(f"{url}{PROVISION_PATH}", content=content, headers=headers, timeout=30)
 
 
 def new_consumer() -> str:

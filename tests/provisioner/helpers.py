@@ -22,6 +22,7 @@ from tests.stack.launcher import StackInfo
 
 ASSETS = Path(__file__).resolve().parents[2] / "templates" / "examples"
 ADMIN_TOKEN = "test-admin-token"
+INBOUND_KEY = "test-inbound-key"  # what the connector presents on /edc/provision
 
 
 def stack_settings(stack: StackInfo, database_url: str, edc_url: str, **overrides: Any) -> ProvisionerSettings:
@@ -37,6 +38,7 @@ def stack_settings(stack: StackInfo, database_url: str, edc_url: str, **override
         "argo_server_url": stack.argo_server_url,
         "argo_verify_tls": False,
         "edc_api_key": API_KEY,
+        "edc_inbound_key": INBOUND_KEY,
         "edc_management_url": f"{edc_url}/management",
         "admin_token": ADMIN_TOKEN,
         "reconcile_interval_seconds": 0.5,
@@ -59,7 +61,6 @@ TENANT_OBJECTS = [
     ("rbac.authorization.k8s.io/v1", "RoleBinding", "wml-worker"),
     ("v1", "Secret", "wml-worker.service-account-token"),
     ("v1", "Secret", "wml-s3"),
-    ("v1", "Secret", "wml-api-token"),
     ("v1", "Secret", "wml-api-env"),
     ("v1", "ConfigMap", "wml-api-config"),
     ("v1", "ConfigMap", "artifact-repositories"),
@@ -92,13 +93,25 @@ def managed_objects(svc: Services, namespace: str) -> set[tuple[str, str]]:
     return found
 
 
-def expected_objects(assets: list[str]) -> set[tuple[str, str]]:
-    return {(k, n) for _, k, n in TENANT_OBJECTS} | {("WorkflowTemplate", f"wml-{a}") for a in assets}
+def expected_objects(assets: list[str], grants: list[int] | tuple[int, ...] = ()) -> set[tuple[str, str]]:
+    """What a tenant with these assets and these active grants (one token Secret each) consists of."""
+    return (
+        {(k, n) for _, k, n in TENANT_OBJECTS}
+        | {("WorkflowTemplate", f"wml-{a}") for a in assets}
+        | {("Secret", tenants.grant_token_secret_name(g)) for g in grants}
+    )
 
 
-def tenant_s3(svc: Services, tenant_id: str) -> Minio:
-    creds = secret_data(svc, svc.settings.namespace_for(tenant_id), tenants.S3_SECRET)
-    return Minio(svc.settings.s3_endpoint, access_key=creds["accessKey"], secret_key=creds["secretKey"], secure=False)
+def tenant_s3(svc: Services, tenant_id: str, executor: bool = False) -> Minio:
+    """The tenant API's S3 client (whole prefix), or with ``executor`` the narrow one of Argo's executor."""
+    namespace = svc.settings.namespace_for(tenant_id)
+    if executor:
+        creds = secret_data(svc, namespace, tenants.S3_SECRET)
+        access, secret = creds["accessKey"], creds["secretKey"]
+    else:
+        env = secret_data(svc, namespace, tenants.API_ENV_SECRET)
+        access, secret = env["WML_API_S3_ACCESS_KEY"], env["WML_API_S3_SECRET_KEY"]
+    return Minio(svc.settings.s3_endpoint, access_key=access, secret_key=secret, secure=False)
 
 
 def put(client: Minio, bucket: str, key: str, data: bytes = b"hello") -> None:

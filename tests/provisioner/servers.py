@@ -36,7 +36,8 @@ class EdcStub:
     calls: list[Call] = field(default_factory=list)
     rejected: list[Call] = field(default_factory=list)  # wrong or missing x-api-key
     transfers: dict[str, tuple[str, str]] = field(default_factory=dict)  # tp -> (contract id, consumer id)
-    states: dict[str, str] = field(default_factory=dict)  # tp -> transfer state (default STARTED)
+    states: dict[str, str] = field(default_factory=dict)  # tp -> transfer state (default PROVISIONING)
+    assets: dict[str, str] = field(default_factory=dict)  # tp -> asset id (default: none recorded)
     fail_next: int = 0  # answer the next N callbacks with 503
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -69,8 +70,9 @@ class EdcStub:
                 {
                     "@id": tp,
                     "@type": "TransferProcess",
-                    "state": self.states.get(tp, "STARTED"),
+                    "state": self.states.get(tp, "PROVISIONING"),
                     "contractId": self.transfers.get(tp, ("", ""))[0],
+                    **({"assetId": self.assets[tp]} if tp in self.assets else {}),
                     "@context": {"@vocab": "https://w3id.org/edc/v0.0.1/ns/"},
                 }
             )
@@ -85,6 +87,17 @@ class EdcStub:
             return JSONResponse([{"message": "not found"}], status_code=404)
 
         return app
+
+    def register(self, tp: str, consumer: str, asset: str, contract: str | None = None) -> None:
+        """A transfer as the connector records it: provisioning, for ``asset``, under an agreement with ``consumer``."""
+        with self.lock:
+            self.transfers[tp] = (contract or f"contract-{tp}", consumer)
+            self.assets[tp] = asset
+            self.states.setdefault(tp, "PROVISIONING")
+
+    def end(self, tp: str, state: str = "DEPROVISIONING") -> None:
+        with self.lock:
+            self.states[tp] = state
 
     def provisions(self, tp: str | None = None) -> list[Call]:
         with self.lock:

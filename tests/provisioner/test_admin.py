@@ -25,7 +25,8 @@ def test_health_readiness_metrics(provisioner: str) -> None:
     assert ready.status_code == 200, ready.text
     assert ready.json()["checks"] == {"database": "ok", "kubernetes": "ok", "storage": "ok"}
     post(provisioner, None, raw=b"{")
-    metrics = httpx.get(f"{provisioner}/metrics").text
+    assert httpx.get(f"{provisioner}/metrics").status_code in (401, 403)  # operators' data: behind the token
+    metrics = httpx.get(f"{provisioner}/metrics", headers=ADMIN).text
     assert 'wml_provisioner_requests_total{code="400",type="unknown"} 1.0' in metrics
 
 
@@ -34,6 +35,7 @@ def test_admin_endpoints_and_forced_teardown(provisioner: str, services: Service
     consumer = new_consumer()
     tenant = tenant_of(consumer)
     body = edc_request(consumer=consumer, callback=f"{edc_url}/management/callback")
+    stub.register(body["transferProcessId"], consumer, "dummy")
     assert post(provisioner, body).status_code == 201
     wait_for(lambda: stub.provisions(body["transferProcessId"]), 60, what="callback")
 
@@ -117,6 +119,7 @@ def test_assets_registered_through_the_admin_api(
 
     consumer = new_consumer()
     body = edc_request(asset="urn:asset:echo", consumer=consumer, callback=f"{edc_url}/management/callback")
+    stub.register(body["transferProcessId"], consumer, "urn:asset:echo")
     assert post(provisioner, body).status_code == 201
     call = wait_for(lambda: stub.provisions(body["transferProcessId"]), 60, what="callback")[0]
     assert call.body["assetId"] == "urn:asset:echo"
@@ -126,5 +129,8 @@ def test_assets_registered_through_the_admin_api(
 
     assert httpx.delete(url, headers=ADMIN).status_code == 204
     assert httpx.delete(url, headers=ADMIN).status_code == 404
-    gone = post(provisioner, edc_request(asset="urn:asset:echo", consumer=new_consumer()))
+    gone = post(
+        provisioner,
+        edc_request(asset="urn:asset:echo", consumer=new_consumer(), callback=f"{edc_url}/management/callback"),
+    )
     assert gone.status_code == 422

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from provisioner.app import PROVISION_PATH
 from provisioner.models import Grant, GrantState, Tenant
 from provisioner.services import Services
-from tests.provisioner.conftest import edc_request, new_consumer, tenant_of
+from tests.provisioner.conftest import INBOUND_KEY, edc_request, new_consumer, tenant_of
 from tests.provisioner.helpers import db_grants
 from tests.provisioner.servers import EdcStub, wait_for
 
@@ -31,8 +31,7 @@ def test_100_concurrent_retried_requests_for_10_consumers(
         for _ in range(5):
             # half the consumers are named by the policy, the others only by the management API
             body = edc_request(consumer=consumer if i % 2 else None, callback=f"{edc_url}/management/callback")
-            if i % 2 == 0:
-                stub.transfers[body["transferProcessId"]] = (f"contract-{body['transferProcessId']}", consumer)
+            stub.register(body["transferProcessId"], consumer, "dummy")  # the connector's record decides
             bodies.append(body)
     requests = [b for b in bodies for _ in range(2)]  # every request arrives twice (EDC retries)
     random.Random(5).shuffle(requests)
@@ -41,7 +40,8 @@ def test_100_concurrent_retried_requests_for_10_consumers(
     async def fire() -> list[httpx.Response]:
         limits = httpx.Limits(max_connections=100)
         async with httpx.AsyncClient(base_url=provisioner, timeout=60, limits=limits) as client:
-            return await asyncio.gather(*(client.post(PROVISION_PATH, json=b) for b in requests))
+            headers = {"X-Api-Key": INBOUND_KEY}
+            return await asyncio.gather(*(client.post(PROVISION_PATH, json=b, headers=headers) for b in requests))
 
     responses = asyncio.run(fire())
     assert Counter(r.status_code for r in responses) == {201: 50, 200: 50}

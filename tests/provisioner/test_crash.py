@@ -14,7 +14,8 @@ from collections.abc import Callable
 
 import pytest
 
-from provisioner import lifecycle, store
+from provisioner import lifecycle, store, tenants
+from provisioner.identity import Identity, IdentitySource
 from provisioner.models import GrantState, TenantState
 from provisioner.scheduler import Worker
 from provisioner.schemas import ProvisionRequest
@@ -71,8 +72,10 @@ def restart_and_reconcile(settings: ProvisionerSettings, until: Callable[[Servic
 
 
 def accept(svc: Services, body: dict) -> int:
+    """What the request path stores once the connector verified the transfer (verification is tested apart)."""
     request = ProvisionRequest.model_validate(body)
-    return store.accept_provision(svc.sessions, svc.settings, request, "dummy", svc.clock()).grant_id
+    who = Identity(body["policy"]["assignee"], f"contract-{request.transfer_process_id}", IdentitySource.MANAGEMENT)
+    return store.accept_provision(svc.sessions, svc.settings, request, "dummy", svc.clock(), who).grant_id
 
 
 @pytest.mark.parametrize("step", [*lifecycle.APPLY_STEPS, "callback"])
@@ -91,15 +94,15 @@ def test_crash_during_provision_then_resume(step: str, services: Services, edc: 
     restart_and_reconcile(services.settings, lambda svc: bool(stub.provisions()))
     namespace = services.settings.namespace_for(tenant)
     [call] = stub.provisions(body["transferProcessId"])  # exactly one callback
-    assert managed_objects(services, namespace) == expected_objects(["dummy"])  # nothing missing, no orphan
     row = db_tenant(services, tenant)
     assert row.state == TenantState.READY
     [grant] = db_grants(services, tenant)
+    assert managed_objects(services, namespace) == expected_objects(["dummy"], [grant.id])  # no gap, no orphan
     assert grant.state == GrantState.PROVISIONED
     token = call.body["apiKeyJwt"]
-    assert row.token_sha256 == hashlib.sha256(token.encode()).hexdigest()
-    assert secret_data(services, namespace, "wml-api-token")["token"] == token
-    assert secret_data(services, namespace, "wml-api-env")["WML_API_TOKEN_SHA256"] == row.token_sha256
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    assert secret_data(services, namespace, tenants.grant_token_secret_name(grant.id))["token"] == token
+    assert secret_data(services, namespace, "wml-api-env")["WML_API_TOKEN_SHA256"] == digest
     # the S3 Secret and the MinIO user agree (a crash between them was repaired)
     put(tenant_s3(services, tenant), services.settings.s3_bucket, f"tenants/{tenant}/probe")
 

@@ -18,6 +18,7 @@ from provisioner.models import GrantState, TenantState
 from provisioner.services import Services
 from tests.provisioner.conftest import edc_request, new_consumer, post, tenant_of
 from tests.provisioner.helpers import (
+    ADMIN_TOKEN,
     db_grants,
     db_tenant,
     expected_objects,
@@ -36,8 +37,11 @@ EDC_NS = "https://w3id.org/edc/v0.0.1/ns/"  # spelt out here on purpose: the wir
 pytestmark = pytest.mark.stack
 
 
-def provision(url: str, edc_url: str, consumer: str, asset: str = "dummy", **kw: object) -> dict:
+def provision(url: str, edc: tuple[EdcStub, str], consumer: str, asset: str = "dummy", **kw: object) -> dict:
+    """A provision request for a transfer the stand-in connector has, as EDC sends it; 201 expected."""
+    stub, edc_url = edc
     body = edc_request(asset=asset, consumer=consumer, callback=f"{edc_url}/management/callback", **kw)
+    stub.register(body["transferProcessId"], consumer, asset)
     response = post(url, body)
     assert response.status_code == 201, response.text
     return body
@@ -49,7 +53,7 @@ def test_provision_creates_every_object_and_calls_back(
     stub, edc_url = edc
     consumer = new_consumer()
     started = time.monotonic()
-    body = provision(provisioner, edc_url, consumer)
+    body = provision(provisioner, edc, consumer)
     call = wait_for(lambda: stub.provisions(body["transferProcessId"]), 90, what="provision callback")[0]
     print(f"\nprovision request -> callback: {time.monotonic() - started:.2f}s (first tenant, cold)")
     tenant = tenant_of(consumer)
@@ -85,7 +89,8 @@ def test_provision_creates_every_object_and_calls_back(
     ns = services.kube.get("v1", "Namespace", namespace)
     assert ns is not None
     assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "baseline"
-    assert managed_objects(services, namespace) == expected_objects(["dummy"])
+    [grant] = db_grants(services, tenant)
+    assert managed_objects(services, namespace) == expected_objects(["dummy"], [grant.id])
     template = services.kube.get("argoproj.io/v1alpha1", "WorkflowTemplate", "wml-dummy", namespace)
     assert template["spec"]["serviceAccountName"] == "wml-worker"
     assert template["metadata"]["labels"][tenants.LABEL_TENANT] == tenant
@@ -96,10 +101,11 @@ def test_provision_creates_every_object_and_calls_back(
         what="executor token",
     )
 
-    # only the token's hash is ours; the database file never holds the token
+    # only the token's hash reaches the API; the database file never holds the token
     row = db_tenant(services, tenant)
     assert row is not None and row.state == TenantState.READY
-    assert row.token_sha256 == hashlib.sha256(token.encode()).hexdigest()
+    api_env = secret_data(services, namespace, tenants.API_ENV_SECRET)
+    assert api_env["WML_API_TOKEN_SHA256"] == hashlib.sha256(token.encode()).hexdigest()
     db_file = Path(services.settings.database_url.removeprefix("sqlite:///"))
     for path in [db_file, *db_file.parent.glob(db_file.name + "-wal")]:
         assert token.encode() not in path.read_bytes()
@@ -110,14 +116,17 @@ def test_provision_creates_every_object_and_calls_back(
     s3 = tenant_s3(services, tenant)
     put(s3, services.settings.s3_bucket, f"tenants/{tenant}/staging/dummy/env", b"SOURCE=/etc/os-release\n")
 
-    # a second contract of the same consumer: same tenant, same token, one more template
+    # a second contract of the same consumer: same tenant, its own token, one more template
     started = time.monotonic()
-    second = provision(provisioner, edc_url, consumer, asset="input-dummy")
+    second = provision(provisioner, edc, consumer, asset="input-dummy")
     call2 = wait_for(lambda: stub.provisions(second["transferProcessId"]), 60, what="second callback")[0]
     print(f"provision request -> callback: {time.monotonic() - started:.2f}s (warm, existing tenant)")
-    assert call2.body["apiKeyJwt"] == token
+    assert call2.body["apiKeyJwt"] != token  # a grant never receives another grant's token
     assert call2.body["resourceName"] != call.body["resourceName"]
-    assert managed_objects(services, namespace) == expected_objects(["dummy", "input-dummy"])
+    grant_ids = [g.id for g in db_grants(services, tenant)]
+    assert managed_objects(services, namespace) == expected_objects(["dummy", "input-dummy"], grant_ids)
+    digests = secret_data(services, namespace, tenants.API_ENV_SECRET)["WML_API_TOKEN_SHA256"].split(",")
+    assert sorted(digests) == sorted(hashlib.sha256(t.encode()).hexdigest() for t in (token, call2.body["apiKeyJwt"]))
 
 
 def test_tenant_token_works_against_the_api(provisioner: str, services: Services, edc: tuple[EdcStub, str]) -> None:
@@ -125,7 +134,7 @@ def test_tenant_token_works_against_the_api(provisioner: str, services: Services
     a TokenRequest token of the tenant's wml-api ServiceAccount), accepts the callback's token."""
     stub, edc_url = edc
     consumer = new_consumer()
-    body = provision(provisioner, edc_url, consumer)
+    body = provision(provisioner, edc, consumer)
     token = wait_for(lambda: stub.provisions(body["transferProcessId"]), 90, what="callback")[0].body["apiKeyJwt"]
     env = access.tenant_api_env(services.kube, services.settings, tenant_of(consumer))
     settings = ApiSettings(**{k.removeprefix("WML_API_").lower(): v for k, v in env.items()})
@@ -140,7 +149,7 @@ def test_tenant_token_works_against_the_api(provisioner: str, services: Services
 def test_isolation_between_tenants(provisioner: str, services: Services, edc: tuple[EdcStub, str]) -> None:
     stub, edc_url = edc
     a, b = new_consumer(), new_consumer()
-    bodies = [provision(provisioner, edc_url, a), provision(provisioner, edc_url, b)]
+    bodies = [provision(provisioner, edc, a), provision(provisioner, edc, b)]
     for body in bodies:
         wait_for(lambda body=body: stub.provisions(body["transferProcessId"]), 90, what="callbacks")
     ta, tb = tenant_of(a), tenant_of(b)
@@ -189,8 +198,8 @@ def test_deprovision_of_last_grant_tears_down_and_calls_back(
 ) -> None:
     stub, edc_url = edc
     consumer = new_consumer()
-    first = provision(provisioner, edc_url, consumer)
-    second = provision(provisioner, edc_url, consumer, asset="input-dummy")
+    first = provision(provisioner, edc, consumer)
+    second = provision(provisioner, edc, consumer, asset="input-dummy")
     for body in (first, second):
         wait_for(lambda body=body: stub.provisions(body["transferProcessId"]), 90, what="callbacks")
     tenant = tenant_of(consumer)
@@ -200,17 +209,20 @@ def test_deprovision_of_last_grant_tears_down_and_calls_back(
     put(s3, bucket, f"tenants/{tenant}/jobs/j1/outputs/result")
 
     # deprovision of one asset: exactly 200; the tenant stays, that asset's template goes
+    stub.end(second["transferProcessId"])
     assert post(provisioner, {**second, "type": "deprovision"}).status_code == 200
     wait_for(
         lambda: ("WorkflowTemplate", "wml-input-dummy") not in managed_objects(services, namespace),
         60,
         what="template removed",
     )
-    assert managed_objects(services, namespace) == expected_objects(["dummy"])
+    first_grant = next(g.id for g in db_grants(services, tenant) if g.transfer_process_id == first["transferProcessId"])
+    assert managed_objects(services, namespace) == expected_objects(["dummy"], [first_grant])  # its token is gone
     assert db_tenant(services, tenant).state == TenantState.READY
     wait_for(lambda: stub.deprovisions(second["transferProcessId"]), 30, what="deprovision callback")
 
     # deprovision of the last: everything goes, then the deprovision callback
+    stub.end(first["transferProcessId"])
     response = post(provisioner, {**first, "type": "deprovision"})
     assert response.status_code == 200
     wait_for(lambda: db_tenant(services, tenant).state == TenantState.DELETED, 120, what="teardown")
@@ -229,14 +241,14 @@ def test_deprovision_of_last_grant_tears_down_and_calls_back(
     assert db_tenant(services, tenant).token_sha256 is None
 
     # the consumer contracts again later: a fresh tenant generation with a new token
-    again = provision(provisioner, edc_url, consumer)
+    again = provision(provisioner, edc, consumer)
     call = wait_for(lambda: stub.provisions(again["transferProcessId"]), 90, what="callback")[0]
     assert call.body["apiKeyJwt"] != stub.provisions(first["transferProcessId"])[0].body["apiKeyJwt"]
     assert db_tenant(services, tenant).generation == 2
 
 
 def deprovisions_counted(provisioner: str) -> float:
-    metrics = httpx.get(f"{provisioner}/metrics").text
+    metrics = httpx.get(f"{provisioner}/metrics", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).text
     found = re.search(r'wml_provisioner_requests_total\{code="200",type="deprovision"\} ([0-9.]+)', metrics)
     return float(found.group(1)) if found else 0.0
 
@@ -247,7 +259,7 @@ def test_typeless_deprovision_of_edc_0_10_is_told_apart_by_the_transfer_state(
     """EDC <= 0.10 sends deprovision with the provision request's very body (no `type`)."""
     stub, edc_url = edc
     consumer = new_consumer()
-    body = provision(provisioner, edc_url, consumer, kind=None)
+    body = provision(provisioner, edc, consumer, kind=None)
     tp = body["transferProcessId"]
     tenant = tenant_of(consumer)
 
@@ -295,7 +307,7 @@ def test_expiry_tears_the_tenant_down(provisioner: str, services: Services, edc:
             }
         ],
     }
-    body = provision(provisioner, edc_url, consumer, policy=policy)
+    body = provision(provisioner, edc, consumer, policy=policy)
     wait_for(lambda: stub.provisions(body["transferProcessId"]), 60, what="callback")
     tenant = tenant_of(consumer)
     assert db_tenant(services, tenant).expires_at == datetime.fromisoformat(ends)
@@ -311,17 +323,17 @@ def test_callback_retries_then_succeeds(provisioner: str, services: Services, ed
     stub, edc_url = edc
     stub.fail_next = 2
     consumer = new_consumer()
-    body = provision(provisioner, edc_url, consumer)
+    body = provision(provisioner, edc, consumer)
     wait_for(lambda: stub.provisions(body["transferProcessId"]), 60, what="callback after retries")
     [grant] = db_grants(services, tenant_of(consumer))
     assert grant.state == GrantState.PROVISIONED and grant.attempts == 3
 
 
-def test_callback_gives_up_loudly(services: Services, provisioner: str) -> None:
+def test_callback_gives_up_loudly(services: Services, provisioner: str, edc: tuple[EdcStub, str]) -> None:
+    stub, _ = edc
     consumer = new_consumer()
-    # nothing listens there: every attempt is an I/O error
-    body = edc_request(consumer=consumer, callback="http://127.0.0.1:9/management/callback")
-    assert post(provisioner, body).status_code == 201
+    stub.fail_next = 1000  # the connector answers every callback with 503
+    provision(provisioner, edc, consumer)
     tenant = tenant_of(consumer)
     wait_for(lambda: db_grants(services, tenant)[0].state == GrantState.FAILED, 60, what="gave up")
     grant = db_grants(services, tenant)[0]
@@ -339,10 +351,10 @@ def test_callback_gives_up_loudly(services: Services, provisioner: str) -> None:
 def test_consumer_from_management_api(provisioner: str, services: Services, edc: tuple[EdcStub, str]) -> None:
     stub, edc_url = edc
     consumer = new_consumer()
-    body = edc_request(consumer=None, callback=f"{edc_url}/management/callback")
-    stub.transfers[body["transferProcessId"]] = ("contract-77", consumer)
+    body = edc_request(consumer=None, callback=f"{edc_url}/management/callback")  # no assignee in the policy
+    stub.register(body["transferProcessId"], consumer, "dummy", contract="contract-77")
     response = post(provisioner, body)
-    assert response.status_code == 201 and response.json()["tenant"] is None
+    assert response.status_code == 201 and response.json()["tenant"] == tenant_of(consumer)
     wait_for(lambda: stub.provisions(body["transferProcessId"]), 90, what="callback")
     [grant] = db_grants(services, tenant_of(consumer))
     assert grant.consumer_id == consumer and grant.contract_id == "contract-77"
@@ -355,7 +367,7 @@ def test_isolation_through_argo_server(provisioner: str, services: Services, edc
     stub, edc_url = edc
     a, b = new_consumer(), new_consumer()
     for consumer in (a, b):
-        body = provision(provisioner, edc_url, consumer)
+        body = provision(provisioner, edc, consumer)
         wait_for(lambda body=body: stub.provisions(body["transferProcessId"]), 90, what="callback")
     ns_a, ns_b = (services.settings.namespace_for(tenant_of(c)) for c in (a, b))
     headers = {"Authorization": f"Bearer {services.kube.service_account_token(ns_a, tenants.API)}"}
@@ -377,7 +389,7 @@ def test_a_job_runs_in_a_provisioned_tenant(
 
     stub, edc_url = edc
     consumer = new_consumer()
-    body = provision(provisioner, edc_url, consumer)
+    body = provision(provisioner, edc, consumer)
     token = wait_for(lambda: stub.provisions(body["transferProcessId"]), 90, what="callback")[0].body["apiKeyJwt"]
     tenant = tenant_of(consumer)
     env = access.tenant_api_env(services.kube, services.settings, tenant)

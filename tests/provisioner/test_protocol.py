@@ -3,12 +3,16 @@ requests that can never succeed. Real HTTP, real SQLite, real kube-apiserver."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 from sqlalchemy import func, select, text
 
 from provisioner.models import Grant, Tenant
 from provisioner.services import Services
-from tests.provisioner.conftest import edc_request, new_consumer, post, tenant_of
+from tests.provisioner.conftest import new_consumer, post, tenant_of
+from tests.provisioner.servers import EdcStub
 
 pytestmark = pytest.mark.stack
 
@@ -39,9 +43,11 @@ def test_malformed_json_is_400_and_creates_nothing(provisioner: str, services: S
 
 
 @pytest.mark.parametrize("missing", ["assetId", "transferProcessId", "resourceDefinitionId", "callbackAddress"])
-def test_missing_field_is_400_and_creates_nothing(provisioner: str, services: Services, missing: str) -> None:
+def test_missing_field_is_400_and_creates_nothing(
+    provisioner: str, services: Services, missing: str, contract: Callable[..., dict[str, Any]]
+) -> None:
     consumer = new_consumer()
-    body = edc_request(consumer=consumer)
+    body = contract(consumer=consumer)
     del body[missing]
     response = post(provisioner, body)
     assert response.status_code == 400
@@ -60,30 +66,38 @@ def test_missing_field_is_400_and_creates_nothing(provisioner: str, services: Se
         ("resourceDefinitionId", None),
     ],
 )
-def test_invalid_field_is_400(provisioner: str, services: Services, field: str, value: object) -> None:
+def test_invalid_field_is_400(
+    provisioner: str, services: Services, field: str, value: object, contract: Callable[..., dict[str, Any]]
+) -> None:
     consumer = new_consumer()
-    response = post(provisioner, {**edc_request(consumer=consumer), field: value})
+    response = post(provisioner, {**contract(consumer=consumer), field: value})
     assert response.status_code == 400, response.text
     assert_nothing_created(services, consumer)
 
 
-def test_unknown_asset_is_4xx_and_creates_nothing(provisioner: str, services: Services) -> None:
+def test_unknown_asset_is_4xx_and_creates_nothing(
+    provisioner: str, services: Services, contract: Callable[..., dict[str, Any]]
+) -> None:
     consumer = new_consumer()
-    response = post(provisioner, edc_request(asset="no-such-asset", consumer=consumer))
+    response = post(provisioner, contract(asset="no-such-asset", consumer=consumer))
     assert response.status_code == 422
     assert "no-such-asset" in response.json()["detail"]
     assert_nothing_created(services, consumer)
 
 
-def test_deprovision_of_unknown_transfer_is_404(provisioner: str, services: Services) -> None:
-    response = post(provisioner, edc_request(consumer=new_consumer(), kind="deprovision"))
+def test_deprovision_of_unknown_transfer_is_404(
+    provisioner: str, services: Services, contract: Callable[..., dict[str, Any]]
+) -> None:
+    response = post(provisioner, contract(kind="deprovision"))
     assert response.status_code == 404
     assert counts(services) == (0, 0)
 
 
-def test_unknown_fields_tolerated_and_missing_type_means_provision(provisioner: str, services: Services) -> None:
+def test_unknown_fields_tolerated_and_missing_type_means_provision(
+    provisioner: str, services: Services, contract: Callable[..., dict[str, Any]]
+) -> None:
     consumer = new_consumer()
-    body = edc_request(consumer=consumer, kind=None)
+    body = contract(consumer=consumer, kind=None)
     body["somethingNew"] = {"x": [1, 2]}
     body["policy"]["@context"] = {"odrl": "http://www.w3.org/ns/odrl/2/"}
     body["policy"]["profile"] = None
@@ -92,26 +106,29 @@ def test_unknown_fields_tolerated_and_missing_type_means_provision(provisioner: 
     assert response.json()["tenant"] == tenant_of(consumer)
 
 
-def test_duplicates_create_nothing_twice(provisioner: str, services: Services) -> None:
+def test_duplicates_create_nothing_twice(
+    provisioner: str, services: Services, contract: Callable[..., dict[str, Any]], edc: tuple[EdcStub, str]
+) -> None:
     consumer = new_consumer()
-    body = edc_request(consumer=consumer)
+    body = contract(consumer=consumer)
     first = post(provisioner, body)
     again = post(provisioner, body)
     assert first.status_code == 201 and again.status_code == 200
     assert first.json()["grant"] == again.json()["grant"]
-    other = post(provisioner, edc_request(consumer=consumer))  # a second contract of the same consumer
+    other = post(provisioner, contract(consumer=consumer))  # a second contract of the same consumer
     assert other.status_code == 201
     assert counts(services) == (2, 1)
     # deprovision answers exactly 200, also when repeated
+    edc[0].end(body["transferProcessId"])
     deprovision = {**body, "type": "deprovision"}
     assert post(provisioner, deprovision).status_code == 200
     assert post(provisioner, deprovision).status_code == 200
     assert counts(services) == (2, 1)
 
 
-def test_database_failure_is_503(provisioner: str, services: Services) -> None:
+def test_database_failure_is_503(provisioner: str, services: Services, contract: Callable[..., dict[str, Any]]) -> None:
     with services.engine.begin() as conn:
         conn.execute(text("DROP TABLE grants"))
-    response = post(provisioner, edc_request(consumer=new_consumer()))
+    response = post(provisioner, contract())
     assert response.status_code == 503
     assert response.headers["retry-after"]

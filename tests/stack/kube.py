@@ -101,6 +101,8 @@ def controller_configmap(layout: Layout) -> dict[str, Any]:
     templates must carry their own S3 location)."""
     data = {
         "executor": yaml.safe_dump({"imagePullPolicy": "IfNotPresent"}),
+        # As argo/base configures it: Workflows may only run WorkflowTemplates, with no spec overrides.
+        "workflowRestrictions": yaml.safe_dump({"templateReferencing": "Strict"}),
         # Known entrypoints, so the controller never asks a registry for an image's command.
         "images": yaml.safe_dump({config.DUMMY_JOB_IMAGE: {"cmd": ["/bin/sh", "entrypoint.sh"]}}),
     }
@@ -133,7 +135,13 @@ def install_argo(layout: Layout, api: k8s.ApiClient) -> None:
         "data": {"digest": digest},
     }
     namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": config.ARGO_NAMESPACE}}
-    apply(dyn, [namespace, controller_configmap(layout), executor_cluster_role(), marker_cm])
+    apply(dyn, [namespace, controller_configmap(layout), executor_cluster_role(), marker_cm, *admission_policies()])
+
+
+def admission_policies() -> list[dict[str, Any]]:
+    """The tenant API's admission policy, exactly as operators deploy it from argo/base/admission."""
+    path = config.REPO_ROOT / "argo" / "base" / "admission" / "tenant-api.yaml"
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
 
 
 def executor_cluster_role() -> dict[str, Any]:

@@ -22,6 +22,7 @@ from kubernetes import client as k8s
 
 from templates import CompileOptions, StorageTarget, compile_asset, job_workflow, load_file, new_job_id
 from templates.compiler import to_yaml
+from templates.jobs import env_secret
 from tests.api.tenant import EXAMPLES, prepare_namespace
 from tests.stack import StackInfo, ensure_stack, kube, s3
 from tests.stack.config import Layout
@@ -36,6 +37,7 @@ class Tenant:
     namespace: str
     token: str
     stack: StackInfo
+    api: k8s.ApiClient
 
     def argo(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         req = urllib.request.Request(
@@ -54,7 +56,8 @@ class Tenant:
     def submit(self, env: dict[str, str]) -> str:
         """Start the compiled dummy template as one job, exactly as the consumer API does."""
         job = new_job_id()
-        manifest = job_workflow(load_file(EXAMPLES / "dummy.yaml"), namespace=self.namespace, job_id=job, env=env)
+        k8s.CoreV1Api(self.api).create_namespaced_secret(self.namespace, env_secret(job, env, self.name))
+        manifest = job_workflow(load_file(EXAMPLES / "dummy.yaml"), namespace=self.namespace, job_id=job)
         self.argo("POST", f"/api/v1/workflows/{self.namespace}", {"workflow": manifest.to_dict()})
         return job
 
@@ -76,7 +79,7 @@ def tenant(stack: StackInfo) -> Iterator[Tenant]:
     namespace = f"wml-{name}"
     try:
         token = prepare_namespace(stack, api, name, namespace)
-        yield Tenant(name, namespace, token, stack)
+        yield Tenant(name, namespace, token, stack, api)
     finally:
         k8s.CoreV1Api(api).delete_namespace(namespace)
 

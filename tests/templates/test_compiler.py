@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import base64
 import copy
+import json
 import os
 from pathlib import Path
 
@@ -9,9 +11,6 @@ import pytest
 import yaml
 
 from templates import compile_asset, load_file
-import base64
-import json
-
 from templates.compiler import ENV_SECRET_NAME, OUTPUT_VOLUME, to_yaml
 from templates.jobs import env_secret, job_workflow, new_job_id
 from tests.templates.conftest import EXAMPLE_FILES, EXAMPLES, OPTIONS, TARGET
@@ -135,7 +134,7 @@ def test_job_workflow_carries_nothing_argo_would_evaluate() -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ['{{workflow.name}}', '{{=sprig.env("X")}}', '"}],"image":"evil","x":[{"', "$(id)", "`id`", "a\nb"],
+    ["{{workflow.name}}", '{{=sprig.env("X")}}', '"}],"image":"evil","x":[{"', "$(id)", "`id`", "a\nb"],
 )
 def test_env_values_travel_verbatim_in_the_job_secret(value: str) -> None:
     job = new_job_id()
