@@ -50,7 +50,7 @@ def provision(url: str, edc: tuple[EdcStub, str], consumer: str, asset: str = "d
 def test_provision_creates_every_object_and_calls_back(
     provisioner: str, services: Services, edc: tuple[EdcStub, str]
 ) -> None:
-    stub, edc_url = edc
+    stub, _ = edc
     consumer = new_consumer()
     started = time.monotonic()
     body = provision(provisioner, edc, consumer)
@@ -132,7 +132,7 @@ def test_provision_creates_every_object_and_calls_back(
 def test_tenant_token_works_against_the_api(provisioner: str, services: Services, edc: tuple[EdcStub, str]) -> None:
     """The consumer API, configured exactly as the provisioner configures its Deployment (same env,
     a TokenRequest token of the tenant's wml-api ServiceAccount), accepts the callback's token."""
-    stub, edc_url = edc
+    stub, _ = edc
     consumer = new_consumer()
     body = provision(provisioner, edc, consumer)
     token = wait_for(lambda: stub.provisions(body["transferProcessId"]), 90, what="callback")[0].body["apiKeyJwt"]
@@ -147,7 +147,7 @@ def test_tenant_token_works_against_the_api(provisioner: str, services: Services
 
 
 def test_isolation_between_tenants(provisioner: str, services: Services, edc: tuple[EdcStub, str]) -> None:
-    stub, edc_url = edc
+    stub, _ = edc
     a, b = new_consumer(), new_consumer()
     bodies = [provision(provisioner, edc, a), provision(provisioner, edc, b)]
     for body in bodies:
@@ -196,7 +196,7 @@ def test_isolation_between_tenants(provisioner: str, services: Services, edc: tu
 def test_deprovision_of_last_grant_tears_down_and_calls_back(
     provisioner: str, services: Services, edc: tuple[EdcStub, str]
 ) -> None:
-    stub, edc_url = edc
+    stub, _ = edc
     consumer = new_consumer()
     first = provision(provisioner, edc, consumer)
     second = provision(provisioner, edc, consumer, asset="input-dummy")
@@ -257,7 +257,7 @@ def test_typeless_deprovision_of_edc_0_10_is_told_apart_by_the_transfer_state(
     provisioner: str, services: Services, edc: tuple[EdcStub, str]
 ) -> None:
     """EDC <= 0.10 sends deprovision with the provision request's very body (no `type`)."""
-    stub, edc_url = edc
+    stub, _ = edc
     consumer = new_consumer()
     body = provision(provisioner, edc, consumer, kind=None)
     tp = body["transferProcessId"]
@@ -290,7 +290,7 @@ def test_typeless_deprovision_of_edc_0_10_is_told_apart_by_the_transfer_state(
 
 
 def test_expiry_tears_the_tenant_down(provisioner: str, services: Services, edc: tuple[EdcStub, str]) -> None:
-    stub, edc_url = edc
+    stub, _ = edc
     consumer = new_consumer()
     ends = (datetime.now(UTC) + timedelta(seconds=8)).isoformat()
     policy = {
@@ -320,7 +320,7 @@ def test_expiry_tears_the_tenant_down(provisioner: str, services: Services, edc:
 
 
 def test_callback_retries_then_succeeds(provisioner: str, services: Services, edc: tuple[EdcStub, str]) -> None:
-    stub, edc_url = edc
+    stub, _ = edc
     stub.fail_next = 2
     consumer = new_consumer()
     body = provision(provisioner, edc, consumer)
@@ -364,7 +364,7 @@ def test_consumer_from_management_api(provisioner: str, services: Services, edc:
 
 def test_isolation_through_argo_server(provisioner: str, services: Services, edc: tuple[EdcStub, str]) -> None:
     """Argo Server in client auth mode applies the caller's RBAC: A's token sees A's namespace only."""
-    stub, edc_url = edc
+    stub, _ = edc
     a, b = new_consumer(), new_consumer()
     for consumer in (a, b):
         body = provision(provisioner, edc, consumer)
@@ -387,7 +387,7 @@ def test_a_job_runs_in_a_provisioned_tenant(
     quota and limit defaults, pod security, the tenant's S3 user and prefix, the compiled template."""
     from api.client import Client
 
-    stub, edc_url = edc
+    stub, _ = edc
     consumer = new_consumer()
     body = provision(provisioner, edc, consumer)
     token = wait_for(lambda: stub.provisions(body["transferProcessId"]), 90, what="callback")[0].body["apiKeyJwt"]
