@@ -28,7 +28,7 @@ from kubernetes import client as k8s
 
 from api.client import Client
 from provisioner.app import PROVISION_PATH
-from tests.e2e.deploy import deploy_provisioner
+from tests.e2e.deploy import deploy_provisioner, inbound_key
 from tests.edc.connector import EDC_VERSION, Connector, ensure_runtime
 from tests.provisioner.helpers import ADMIN_TOKEN
 from tests.provisioner.servers import wait_for
@@ -108,10 +108,11 @@ def play(stack: StackInfo | None = None, echo: Callable[[str], None] = _say) -> 
         edc_url = provider.management.removesuffix("/management")
         provisioner = deploy_provisioner(stack, image, edc_url, key, ADMIN_TOKEN)
         echo(f"provisioner deployed from argo/base at {provisioner} (assets: dummy, input-dummy)")
-        provider.provisioner_endpoint = f"{provisioner}{PROVISION_PATH}"
+        # EDC's HTTP provisioner sends no header of its own: the inbound key travels as the last path segment.
+        provider.provisioner_endpoint = f"{provisioner}{PROVISION_PATH}/{inbound_key(key)}"
         with provider.start(runtime), consumer.start(runtime):
             echo(f"EDC {EDC_VERSION} provider (management API {provider.management}) and consumer started")
-            provider.offer_asset("dummy", provider.provisioner_endpoint)
+            provider.offer_asset("dummy", f"{provisioner}{PROVISION_PATH}")
             echo("provider offers asset `dummy` (DataAddress type HttpProvision → our provisioner)")
             agreement = consumer.negotiate(provider, "dummy")
             echo(f"consumer negotiated contract {agreement} over DSP")

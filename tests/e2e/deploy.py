@@ -8,6 +8,8 @@ Argo's own configuration is left to the stack launcher, which owns it on the loc
 
 from __future__ import annotations
 
+import hashlib
+
 import time
 from pathlib import Path
 from typing import Any
@@ -71,10 +73,16 @@ def local_manifests(
                 "WML_PROVISIONER_S3_ADMIN_SECRET_KEY": stack.s3_secret_key,
                 "WML_PROVISIONER_EDC_API_KEY": edc_api_key,
                 "WML_PROVISIONER_ADMIN_TOKEN": admin_token,
+                "WML_PROVISIONER_EDC_INBOUND_KEY": inbound_key(edc_api_key),
             },
         }
     )
     return out
+
+
+def inbound_key(edc_api_key: str) -> str:
+    """The key EDC presents to the provisioner (a different secret from the management API's key)."""
+    return hashlib.sha256(f"inbound\0{edc_api_key}".encode()).hexdigest()
 
 
 def deploy_provisioner(

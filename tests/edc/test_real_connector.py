@@ -34,7 +34,7 @@ from provisioner.schemas import EDC_NAMESPACE, ContentDataAddress
 from provisioner.services import Services
 from tests.e2e.contract import DUMMY_ENV, api_ready, map_service, wait_namespace_gone
 from tests.edc.connector import EDC_VERSION, Connector, ensure_runtime
-from tests.provisioner.helpers import db_grants, stack_settings
+from tests.provisioner.helpers import INBOUND_KEY, db_grants, stack_settings
 from tests.provisioner.servers import wait_for
 from tests.servers import ThreadedServer
 from tests.stack import kube
@@ -54,7 +54,7 @@ class Recorder:
     calls: list[dict[str, Any]] = field(default_factory=list)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] != PROVISION_PATH:
+        if scope["type"] != "http" or not scope["path"].startswith(PROVISION_PATH):
             await self.app(scope, receive, send)
             return
         chunks: list[bytes] = []
@@ -64,7 +64,7 @@ class Recorder:
             chunks.append(message.get("body", b""))
             more = message.get("more_body", False)
         body = b"".join(chunks)
-        call: dict[str, Any] = {"headers": {k.decode(): v.decode() for k, v in scope["headers"]}}
+        call: dict[str, Any] = {"headers": {k.decode(): v.decode() for k, v in scope["headers"]}, "path": scope["path"]}
         replayed = False
 
         async def replay() -> dict:
@@ -149,7 +149,8 @@ def world(stack: StackInfo, runtime: Path, tmp_path_factory: pytest.TempPathFact
     recorder = Recorder(create_app(settings, services=services))
     try:
         with ThreadedServer(recorder) as server:
-            provider.provisioner_endpoint = f"{server.url}{PROVISION_PATH}"
+            # EDC's HTTP provisioner sends no header of its own: the inbound key travels as the last path segment.
+            provider.provisioner_endpoint = f"{server.url}{PROVISION_PATH}/{INBOUND_KEY}"
             with provider.start(runtime), consumer.start(runtime):
                 provider.offer_asset("dummy", f"{server.url}{PROVISION_PATH}")
                 yield World(provider, consumer, recorder, services, hosts, callbacks)
@@ -172,6 +173,7 @@ def test_real_edc_contract_transfer_job_and_deprovision(stack: StackInfo, world:
     assert call["status"] in (200, 201), call
     assert call["headers"]["content-type"].startswith("application/json")
     assert "x-api-key" not in call["headers"] and "authorization" not in call["headers"]
+    assert call["path"] == f"{PROVISION_PATH}/{INBOUND_KEY}"  # how this EDC authenticates to us
     assert body["transferProcessId"] == tp and body["assetId"] == "dummy"
     assert body["callbackAddress"] == f"{provider.management}/callback"
     # over DSP the contract policy names both parties: the consumer's id comes with the request
