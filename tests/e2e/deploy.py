@@ -9,7 +9,6 @@ Argo's own configuration is left to the stack launcher, which owns it on the loc
 from __future__ import annotations
 
 import hashlib
-
 import time
 from pathlib import Path
 from typing import Any
