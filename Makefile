@@ -7,13 +7,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha256sum | cut -c1-12)
 
 
-.PHONY: lock help venv test test-fast lint bench run stack-build stack-up stack-down stack-status clean
+.PHONY: lock help venv check test test-fast lint bench run stack-build stack-up stack-down stack-status clean
 
 help:
 	@echo "make run           set up, start the local stack, play one EDC contract end to end"
 	@echo "make test          set up and run the whole test suite (starts the local stack)"
 	@echo "make test-fast     tests that need no stack"
-	@echo "make lint          ruff"
+	@echo "make check         ruff, ruff format, mypy --strict, import-linter (make test runs it first)"
 	@echo "make bench         benchmarks (print ratios)"
 	@echo "make stack-up|stack-down|stack-status   the local Kubernetes + Argo + MinIO"
 
@@ -35,15 +35,21 @@ venv: $(STAMP)
 stack-build:
 	tests/stack/build.sh all
 
-test: venv stack-build
+test: check stack-build
 	$(BIN)/python -m pytest -q
 
+# Needs neither the stack nor Go.
 test-fast: venv
-	$(BIN)/python -m pytest -q -m "not stack"
+	$(BIN)/python -m pytest -q -m "not stack and not go"
 
-lint: venv
+# The gates `make test` enforces: lint, format, strict types, layer contracts.
+check: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+lint: check
 
 bench: venv stack-build
 	$(BIN)/python -m tests.bench

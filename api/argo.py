@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from hera.exceptions import BadRequest, HeraException, NotFound
@@ -72,24 +72,26 @@ class Argo:
         return list(result.items or [])
 
     async def template(self, name: str) -> m.WorkflowTemplate:
-        return await self._call("get_workflow_template", name)
+        return cast(m.WorkflowTemplate, await self._call("get_workflow_template", name))
 
     async def create(self, manifest: dict[str, Any]) -> m.Workflow:
-        return await self._call("create_workflow", m.WorkflowCreateRequest(workflow=m.Workflow(**manifest)))
+        request = m.WorkflowCreateRequest(workflow=m.Workflow(**manifest))
+        return cast(m.Workflow, await self._call("create_workflow", request))
 
     async def get(self, name: str) -> m.Workflow:
-        return await self._call("get_workflow", name)
+        return cast(m.Workflow, await self._call("get_workflow", name))
 
     async def list(self, label_selector: str, limit: int, continue_: str | None) -> m.WorkflowList:
         # Without a workflow archive, Argo Server returns a `continue` token (an offset) only when asked
         # for the remaining item count, which it takes as this field selector.
-        return await self._call(
+        result = await self._call(
             "list_workflows",
             label_selector=label_selector,
             field_selector="ext.showRemainingItemCount=true",
             limit=str(limit),
             continue_=continue_ or None,
         )
+        return cast(m.WorkflowList, result)
 
     async def count_active(self) -> int:
         """Workflows not yet completed (only their names are fetched)."""
@@ -99,7 +101,8 @@ class Argo:
         return len(result.items or [])
 
     async def terminate(self, name: str) -> m.Workflow:
-        return await self._call("terminate_workflow", name, m.WorkflowTerminateRequest(name=name))
+        request = m.WorkflowTerminateRequest(name=name)
+        return cast(m.Workflow, await self._call("terminate_workflow", name, request))
 
     async def delete(self, name: str) -> None:
         await self._call("delete_workflow", name)

@@ -7,7 +7,7 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -65,8 +65,16 @@ class Connection:
         raise typer.BadParameter("give --url and --token (or WML_URL/WML_TOKEN), or --edr (WML_EDR)")
 
 
+def _connection(ctx: typer.Context) -> Connection:
+    connection = ctx.find_object(Connection)
+    if connection is None:  # only when a command is invoked without the `client` group's callback
+        console.print("[red]error:[/red] no API connection: run this command as `workflow-api client <command>`")
+        raise typer.Exit(2)
+    return connection
+
+
 def _client(ctx: typer.Context) -> Client:
-    return ctx.find_object(Connection).client()
+    return _connection(ctx).client()
 
 
 @app.command()
@@ -93,7 +101,7 @@ def _bar() -> Progress:
     )
 
 
-def _fail(exc: Exception) -> None:
+def _fail(exc: Exception) -> NoReturn:
     console.print(f"[red]error:[/red] {exc}")
     raise typer.Exit(1)
 
@@ -134,7 +142,7 @@ def start(
 ) -> None:
     """Start a job; prints its id."""
     params = dict(p.split("=", 1) for p in param)
-    if idempotency_key and ctx.find_object(Connection).edr is not None:
+    if idempotency_key and _connection(ctx).edr is not None:
         console.print("[yellow]warning:[/yellow] EDC's data plane drops Idempotency-Key: a retry starts another job")
     with _client(ctx) as c:
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
@@ -54,11 +54,19 @@ class Client:
             raise ApiError(response)
         return response.json() if response.content else None
 
+    def _object(self, method: str, url: str, **kwargs: Any) -> dict[str, Any]:
+        """A JSON object answer."""
+        return cast(dict[str, Any], self._json(method, url, **kwargs))
+
+    def _items(self, url: str) -> list[dict[str, Any]]:
+        """The ``items`` of a JSON list answer."""
+        return cast(list[dict[str, Any]], self._json("GET", url)["items"])
+
     def assets(self) -> list[dict[str, Any]]:
-        return self._json("GET", "/v1/assets")["items"]
+        return self._items("/v1/assets")
 
     def asset(self, name: str) -> dict[str, Any]:
-        return self._json("GET", f"/v1/assets/{name}")
+        return self._object("GET", f"/v1/assets/{name}")
 
     def upload(self, asset: str, name: str, source: Path, progress: Progress | None = None) -> dict[str, Any]:
         def chunks() -> Iterator[bytes]:
@@ -69,28 +77,28 @@ class Client:
                     yield data
 
         headers = {"Content-Length": str(source.stat().st_size), "Content-Type": "application/octet-stream"}
-        return self._json("PUT", f"/v1/assets/{asset}/inputs/{name}", content=chunks(), headers=headers)
+        return self._object("PUT", f"/v1/assets/{asset}/inputs/{name}", content=chunks(), headers=headers)
 
     def upload_bytes(self, asset: str, name: str, data: bytes) -> dict[str, Any]:
         # a content type also tells EDC's data plane (when calling through it) to forward the body
         headers = {"Content-Type": "application/octet-stream"}
-        return self._json("PUT", f"/v1/assets/{asset}/inputs/{name}", content=data, headers=headers)
+        return self._object("PUT", f"/v1/assets/{asset}/inputs/{name}", content=data, headers=headers)
 
     def staged(self, asset: str) -> list[dict[str, Any]]:
-        return self._json("GET", f"/v1/assets/{asset}/inputs")["items"]
+        return self._items(f"/v1/assets/{asset}/inputs")
 
     def start(
         self, asset: str, parameters: dict[str, str] | None = None, idempotency_key: str | None = None
     ) -> dict[str, Any]:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         body = {"asset": asset, "parameters": parameters or {}}
-        return self._json("POST", "/v1/jobs", json=body, headers=headers)
+        return self._object("POST", "/v1/jobs", json=body, headers=headers)
 
     def job(self, job: str) -> dict[str, Any]:
-        return self._json("GET", f"/v1/jobs/{job}")
+        return self._object("GET", f"/v1/jobs/{job}")
 
     def jobs(self, **params: Any) -> dict[str, Any]:
-        return self._json("GET", "/v1/jobs", params={k: v for k, v in params.items() if v is not None})
+        return self._object("GET", "/v1/jobs", params={k: v for k, v in params.items() if v is not None})
 
     def wait(
         self, job: str, timeout: float = 600, interval: float = 1.0, on_state: Callable[[str], None] | None = None
@@ -115,16 +123,16 @@ class Client:
             yield from response.iter_lines()
 
     def cancel(self, job: str) -> dict[str, Any]:
-        return self._json("POST", f"/v1/jobs/{job}/cancel")
+        return self._object("POST", f"/v1/jobs/{job}/cancel")
 
     def delete(self, job: str) -> None:
         self._json("DELETE", f"/v1/jobs/{job}")
 
     def outputs(self, job: str) -> list[dict[str, Any]]:
-        return self._json("GET", f"/v1/jobs/{job}/outputs")["items"]
+        return self._items(f"/v1/jobs/{job}/outputs")
 
     def receipt(self, job: str) -> dict[str, Any]:
-        return self._json("GET", f"/v1/jobs/{job}/receipt")
+        return self._object("GET", f"/v1/jobs/{job}/receipt")
 
     def download(self, job: str, name: str, dest: Path, progress: Callable[[int, int], None] | None = None) -> Path:
         with self.http.stream("GET", f"/v1/jobs/{job}/outputs/{name}", timeout=None) as response:

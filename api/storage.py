@@ -188,7 +188,7 @@ class Storage:
         if relpath is not None:
             key = f"{key}/{check_relative_path(relpath)}"
         size, sha = await self.write_stream(key, chunks, limit)
-        record = {"name": name, "size": size, "sha256": sha, "uploaded_at": _now()}
+        record: dict[str, Any] = {"name": name, "size": size, "sha256": sha, "uploaded_at": _now()}
         if relpath is not None:
             meta = await self.read_json(self._staged_meta(asset, name)) or {"name": name, "files": {}}
             meta.setdefault("files", {})[relpath] = {"size": size, "sha256": sha}
@@ -216,7 +216,7 @@ class Storage:
         return await self.read_json(self._staged_meta(asset, name))
 
     async def read_staged_text(self, asset: str, name: str, limit: int) -> str:
-        data = await self._run(self.fs.cat_file, self._path(self.keys.staging(asset, name)))
+        data: bytes = await self._run(self.fs.cat_file, self._path(self.keys.staging(asset, name)))
         if len(data) > limit:
             raise TooLarge(limit)
         return data.decode("utf-8", errors="strict")

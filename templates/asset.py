@@ -10,7 +10,8 @@ import posixpath
 import re
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Final, Literal
 
 from kubernetes.utils import parse_quantity
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
@@ -19,8 +20,11 @@ from pydantic.alias_generators import to_camel
 from templates.envvars import ENV_KEY, UNSAFE_KEYS, is_unsafe_key
 from templates.names import check_safe_name
 
-API_VERSION = "workflow-middlelayer.io/v1"
-KIND = "WorkflowAsset"
+API_VERSION: Final = "workflow-middlelayer.io/v1"
+KIND: Final = "WorkflowAsset"
+
+# kubernetes ships py.typed but leaves parse_quantity unannotated; it returns a Decimal.
+_parse_quantity: Callable[[str], Decimal] = parse_quantity
 
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/:-]*(?:@sha256:[a-f0-9]{64})?$")
@@ -39,7 +43,7 @@ class Model(BaseModel):
 def _quantity(value: Any) -> str:
     text = str(value).strip()
     try:
-        amount = parse_quantity(text)
+        amount = _parse_quantity(text)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{text!r} is not a Kubernetes quantity (e.g. 500m, 2, 1Gi)") from exc
     if amount < 0:
@@ -149,7 +153,7 @@ class Resources(Model):
     @model_validator(mode="after")
     def _positive(self) -> Resources:
         for field in ("cpu", "memory"):
-            if parse_quantity(getattr(self, field)) <= Decimal(0):
+            if _parse_quantity(getattr(self, field)) <= Decimal(0):
                 raise ValueError(f"{field} must be greater than zero")
         return self
 
@@ -271,7 +275,8 @@ class WorkflowAsset(Model):
         if dupes:
             raise ValueError(f"input/output names must be unique; repeated: {', '.join(dupes)}")
         paths: dict[str, str] = {}
-        for item in [*self.inputs, *self.outputs]:
+        items: list[Input | Output] = [*self.inputs, *self.outputs]
+        for item in items:
             if item.path is None:
                 continue
             if item.path in paths:
@@ -301,4 +306,4 @@ class WorkflowAsset(Model):
 
     def upload_cap(self, item: Input) -> int:
         """Byte cap of one upload for ``item``."""
-        return int(parse_quantity(item.max_size or self.limits.max_upload_size))
+        return int(_parse_quantity(item.max_size or self.limits.max_upload_size))

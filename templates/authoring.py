@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from hera.workflows import Container
+from hera.workflows import Resources as HeraResources
 
 from templates.asset import Gpu, Input, Limits, Output, Resources, Security, Worker, WorkflowAsset
 
@@ -22,11 +23,14 @@ def _resources(container: Container, node_selector: dict[str, str] | None) -> Re
     res = container.resources
     if res is None:
         return Resources(node_selector=node_selector or {})
+    if not isinstance(res, HeraResources):
+        raise ValueError("worker resources: use hera.workflows.Resources, not a ResourceRequirements model")
     # Hera's Resources carries requests and limits; an asset sells one figure, the larger of both.
     cpu = _quantity(res.cpu_limit or res.cpu_request) or "1"
     memory = _quantity(res.memory_limit or res.memory_request) or "512Mi"
     storage = _quantity(res.ephemeral_limit or res.ephemeral_request)
-    gpu = Gpu(count=res.gpus, resource=res.gpu_flag or "nvidia.com/gpu") if res.gpus else None
+    # Hera also takes the GPU count as a string: let pydantic coerce it, as for the YAML form.
+    gpu = Gpu.model_validate({"count": res.gpus, "resource": res.gpu_flag or "nvidia.com/gpu"}) if res.gpus else None
     return Resources(cpu=cpu, memory=memory, ephemeral_storage=storage, gpu=gpu, node_selector=node_selector or {})
 
 
@@ -43,12 +47,19 @@ def asset_from_container(
     security: Security | dict[str, Any] | None = None,
 ) -> WorkflowAsset:
     """Build a WorkflowAsset whose worker is ``container`` (image, command, args, workingDir, env)."""
+    items = container.env or []
+    if not isinstance(items, Sequence):
+        raise ValueError("worker env: give a list of Env items")
     env: dict[str, str] = {}
-    for item in container.env or []:
+    for item in items:
+        if isinstance(item, dict):
+            raise ValueError("worker env: give Env items, not dicts")
         value = getattr(item, "value", None)
         if value is None:
             raise ValueError(f"worker env {item.name!r}: only plain values are supported")
         env[item.name] = str(value)
+    if container.image is None:
+        raise ValueError("the worker container needs an image")
     worker = Worker(
         image=container.image,
         command=list(container.command) if container.command else None,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from hera.workflows import (
@@ -26,7 +26,7 @@ from hera.workflows import (
 )
 from hera.workflows import models as m
 
-from templates.asset import Input, InputKind, OutputKind, WorkflowAsset
+from templates.asset import Input, InputKind, Output, OutputKind, WorkflowAsset
 from templates.keys import JOB_NAME_PLACEHOLDER, POD_NAME_PLACEHOLDER, KeyLayout
 from templates.names import argo_name, dns_label
 
@@ -179,7 +179,8 @@ def compile_asset(asset: WorkflowAsset, target: StorageTarget, options: CompileO
         for o in asset.outputs
     ]
     res = asset.resources
-    names = {item.name: argo_name(item.name) for item in [*asset.inputs, *asset.outputs]}
+    items: list[Input | Output] = [*asset.inputs, *asset.outputs]
+    names = {item.name: argo_name(item.name) for item in items}
     annotations = {
         ANNOTATION_ASSET: asset_annotation(asset),
         ANNOTATION_ASSET_NAME: asset.name,
@@ -273,7 +274,7 @@ def scratch_patch(asset: WorkflowAsset) -> str | None:
 
 
 def to_dict(template: WorkflowTemplate | Any) -> dict[str, Any]:
-    return template.to_dict()
+    return cast(dict[str, Any], template.to_dict())
 
 
 def to_yaml(manifest: dict[str, Any]) -> str:

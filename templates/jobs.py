@@ -6,7 +6,7 @@ import base64
 import re
 import secrets
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from hera.workflows import Workflow
 from hera.workflows import models as m
@@ -123,4 +123,4 @@ def env_secret(job_id: str, env: Mapping[str, str], tenant: str = "") -> dict[st
 
 
 def job_manifest(workflow: Workflow) -> dict[str, Any]:
-    return workflow.to_dict()
+    return cast(dict[str, Any], workflow.to_dict())

@@ -7,11 +7,11 @@ Original input types: 1 = environment (dotenv → env vars), 2 = data (a file pl
 from __future__ import annotations
 
 import posixpath
-from typing import Any
+from typing import Any, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from templates.asset import Gpu, Input, Output, Resources, Security, Worker, WorkflowAsset
+from templates.asset import Gpu, Input, InputKind, Output, OutputKind, Resources, Security, Worker, WorkflowAsset
 
 LEGACY_TYPES = {1: "environment", 2: "data", 3: "data_zip"}
 _BY_NAME = {v: k for k, v in LEGACY_TYPES.items()}
@@ -34,7 +34,7 @@ class LegacyInput(_Strict):
             return _BY_NAME[value]
         if isinstance(value, bool) or value not in LEGACY_TYPES:
             raise ValueError(f"unknown type {value!r}; use 1 (environment), 2 (data) or 3 (data_zip)")
-        return value
+        return cast(int, value)  # equal to a key of LEGACY_TYPES; pydantic's int validation follows
 
 
 class LegacyOutput(_Strict):
@@ -78,17 +78,17 @@ def convert(legacy: LegacyAsset) -> WorkflowAsset:
     for item in legacy.inputs:
         kind = LEGACY_TYPES[item.type]
         if kind == "environment":
-            inputs.append(Input(name=item.resource_name, kind="env", description=item.description))
+            inputs.append(Input(name=item.resource_name, kind=InputKind.ENV, description=item.description))
             continue
         mount = item.mount_path or "/data/"
         if kind == "data":
             path = mount if not mount.endswith("/") else posixpath.join(mount, item.resource_name)
-            inputs.append(Input(name=item.resource_name, kind="file", path=path, description=item.description))
+            inputs.append(Input(name=item.resource_name, kind=InputKind.FILE, path=path, description=item.description))
         else:
             inputs.append(
                 Input(
                     name=item.resource_name,
-                    kind="archive",
+                    kind=InputKind.ARCHIVE,
                     format="zip",
                     path=mount,
                     description=item.description,
@@ -97,7 +97,7 @@ def convert(legacy: LegacyAsset) -> WorkflowAsset:
     outputs = [
         Output(
             name=item.resource_name,
-            kind="file",
+            kind=OutputKind.FILE,
             path=posixpath.join(item.mount_path or out_dir, item.resource_name),
             description=item.description,
         )

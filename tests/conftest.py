@@ -1,4 +1,24 @@
-"""Fixtures shared by the whole suite. Servers are started in one place each:
-the local stack (Kubernetes + Argo + MinIO) in tests/stack/fixture.py, the consumer API in tests/servers.py."""
+"""Fixtures shared by the whole suite, and its tiers.
+
+Servers are started in one place each: the local stack (Kubernetes + Argo + MinIO) in tests/stack/fixture.py, the
+consumer API in tests/servers.py. Tiers are derived, not hand-kept: a test whose fixtures reach ``stack`` is marked
+``stack``; one whose fixtures reach ``argo_schema`` (Argo's schema from its Go module) is marked ``go``.
+``make test-fast`` runs the rest: no stack, no Go.
+"""
+
+from __future__ import annotations
+
+import pytest
 
 from tests.stack.fixture import stack  # noqa: F401
+
+# fixture name -> the marker every test that (transitively) uses it gets
+TIER_FIXTURES = {"stack": "stack", "argo_schema": "go"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        for fixture, marker in TIER_FIXTURES.items():
+            if fixture in names:
+                item.add_marker(getattr(pytest.mark, marker))

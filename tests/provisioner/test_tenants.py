@@ -17,9 +17,11 @@ SETTINGS = ProvisionerSettings(database_url="sqlite:///:memory:", argo_server_ur
 SPEC = TenantSpec(
     tenant="t-abc",
     namespace="wml-t-abc",
-    token_sha256="ab" * 32,
+    token_digests=("cd" * 32, "ab" * 32),
     s3_access_key="wml-t-abc",
     s3_secret_key="s3cr3t",
+    exec_access_key="wml-t-abc-exec",
+    exec_secret_key="ex3c",
     contract_id="contract-1",
     assets=list(load_directory(ASSETS).values()),
 )
@@ -44,7 +46,7 @@ def test_api_env_is_exactly_api_settings(monkeypatch: pytest.MonkeyPatch) -> Non
     fields = {f"WML_API_{name.upper()}" for name in ApiSettings.model_fields}
     assert set(plain) | set(secret) <= fields
     assert api.tenant == "t-abc" and api.namespace == "wml-t-abc" and api.s3_prefix == "tenants/t-abc"
-    assert api.token_sha256.get_secret_value() == "ab" * 32
+    assert api.token_digests == ("ab" * 32, "cd" * 32)  # one per grant
     assert api.s3_access_key.get_secret_value() == "wml-t-abc"
     assert api.s3_endpoint_url == "http://10.88.0.1:9000" and api.argo_server_url == "http://10.88.0.2:2746"
 
@@ -57,8 +59,11 @@ def test_roles_are_least_privilege() -> None:
     ]
     api_rules = objects[("Role", tenants.API)]["rules"]
     resources = {r for rule in api_rules for r in rule["resources"]}
-    assert resources == {"workflows", "workflowtemplates", "pods", "pods/log", "events"}
-    assert all("secrets" not in rule["resources"] and "*" not in rule["verbs"] for rule in api_rules)
+    assert resources == {"workflows", "workflowtemplates", "pods", "pods/log", "events", "secrets"}
+    assert all("*" not in rule["verbs"] for rule in api_rules)
+    # Secrets: the job environment is written, never read back (no get/list/watch)
+    [secrets] = [rule for rule in api_rules if "secrets" in rule["resources"]]
+    assert secrets["resources"] == ["secrets"] and set(secrets["verbs"]) == {"create", "update", "patch", "delete"}
     assert objects[("Secret", "wml-worker.service-account-token")]["type"] == "kubernetes.io/service-account-token"
     assert objects[("ServiceAccount", tenants.WORKER)]["automountServiceAccountToken"] is False
 
@@ -84,4 +89,28 @@ def test_templates_and_artifact_repository_use_the_tenant_prefix() -> None:
     repo = config[tenants.ARTIFACT_REPOSITORIES]
     assert repo["metadata"]["annotations"]["workflows.argoproj.io/default-artifact-repository"] == "default"
     assert "keyFormat: tenants/t-abc/jobs/" in repo["data"]["default"]
-    assert config[tenants.S3_SECRET]["stringData"] == {"accessKey": "wml-t-abc", "secretKey": "s3cr3t"}
+    # the executor gets its own narrow credentials; the API's stay in the API's environment only
+    assert config[tenants.S3_SECRET]["stringData"] == {"accessKey": "wml-t-abc-exec", "secretKey": "ex3c"}
+    assert config[tenants.API_ENV_SECRET]["stringData"]["WML_API_S3_SECRET_KEY"] == "s3cr3t"
+
+
+def test_executor_policy_cannot_touch_receipts_staging_or_other_tenants() -> None:
+    from provisioner.storage import executor_policy
+
+    statements = executor_policy("workflows", "tenants/t-abc")["Statement"]
+    resources = {r for s in statements for r in s["Resource"]}
+    assert not any("receipt" in r or "staging" in r for r in resources)
+    writes = [s for s in statements if "s3:PutObject" in s["Action"]]
+    assert {r.rsplit("/", 1)[0] for s in writes for r in s["Resource"]} == {
+        f"arn:aws:s3:::workflows/tenants/t-abc/jobs/*/{k}" for k in ("outputs", "logs", "artifacts")
+    }
+    assert not any("s3:DeleteObject" in s["Action"] for s in statements)
+
+
+def test_api_container_is_capped_and_rolls_without_downtime() -> None:
+    deployment = next(o for o in tenants.api_objects(SETTINGS, SPEC) if o["kind"] == "Deployment")
+    spec = deployment["spec"]
+    assert spec["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+    container = spec["template"]["spec"]["containers"][0]
+    assert container["resources"]["limits"]["ephemeral-storage"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
