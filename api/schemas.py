@@ -112,6 +112,9 @@ class OutputFile(Body):
 class OutputList(Body):
     job: str
     items: list[OutputFile]
+    missing: dict[str, str] = Field(
+        default_factory=dict, description="declared outputs the job did not hand back, and why (e.g. a symlink)"
+    )
 
 
 class Receipt(Body):
@@ -125,6 +128,7 @@ class Receipt(Body):
     resources: dict[str, Any]
     inputs: dict[str, str] = Field(description="input name → sha256")
     outputs: dict[str, str] = Field(description="output name → sha256")
+    outputs_missing: dict[str, str] = Field(default_factory=dict, description="output name → why it is missing")
     created_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None

@@ -70,6 +70,14 @@ class Storage:
     def _path(self, key: str) -> str:
         return f"{self.bucket}/{key}"
 
+    def path(self, key: str) -> str:
+        """The s3fs path of ``key`` (for blocking work run through :meth:`blocking`)."""
+        return self._path(key)
+
+    async def blocking(self, fn: Any, *args: Any) -> Any:
+        """Run blocking s3fs work (e.g. streaming an archive) in a worker thread, faults as StorageUnavailable."""
+        return await self._run(fn, *args)
+
     async def _run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """Run a blocking s3fs call in a worker thread, turning transport faults into StorageUnavailable."""
         try:

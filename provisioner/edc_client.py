@@ -133,7 +133,7 @@ class EdcClient:
         state = _local(self._get(f"/v3/transferprocesses/{quote(transfer_process_id, safe='')}"), "state")
         if not state:
             raise EdcLookupError(f"transfer process {transfer_process_id} has no state")
-        return state
+        return str(state)
 
     def consumer_of(self, transfer_process_id: str) -> tuple[str, str]:
         """(consumer id, contract id) via transfer process -> contract agreement."""

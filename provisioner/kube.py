@@ -7,15 +7,20 @@ idempotent: applying the same manifest twice changes nothing.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 FIELD_MANAGER = "workflow-middlelayer"
+
+# kubernetes ships py.typed but leaves these config helpers unannotated; these are their real signatures.
+_new_client_from_config: Callable[..., client.ApiClient] = config.new_client_from_config
+_load_incluster_config: Callable[..., None] = config.load_incluster_config
 
 
 @dataclass(frozen=True)
@@ -52,12 +57,12 @@ class KubeError(Exception):
 
 def load_api_client(kubeconfig: Path | None) -> client.ApiClient:
     if kubeconfig is not None:
-        return config.new_client_from_config(config_file=str(kubeconfig))
+        return _new_client_from_config(config_file=str(kubeconfig))
     configuration = client.Configuration()
     try:
-        config.load_incluster_config(client_configuration=configuration)
+        _load_incluster_config(client_configuration=configuration)
     except config.ConfigException:
-        return config.new_client_from_config()
+        return _new_client_from_config()
     return client.ApiClient(configuration)
 
 
@@ -94,7 +99,8 @@ class Kube:
                 auth_settings=["BearerToken"],
             )
             response = self.api.call_api(method, url, headers, payload, _request_timeout=self.timeout)
-            data = response.read()
+            # kubernetes ships py.typed but leaves RESTResponse.read() unannotated; it returns the body bytes.
+            data: bytes = response.read()  # type: ignore[no-untyped-call]
         except ApiException as exc:
             raise KubeError(f"{method} {path}: {exc.status} {exc.reason}: {exc.body}", exc.status) from None
         except (HTTPError, OSError) as exc:
@@ -107,17 +113,18 @@ class Kube:
     def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
         meta = manifest["metadata"]
         path = self._path(manifest["apiVersion"], manifest["kind"], meta["name"], meta.get("namespace"))
-        return self._call(
+        applied = self._call(
             "PATCH",
             path,
             body=manifest,
             query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
             content_type="application/apply-patch+yaml",
         )
+        return cast(dict[str, Any], applied)
 
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
         try:
-            return self._call("GET", self._path(api_version, kind, name, namespace))
+            return cast(dict[str, Any], self._call("GET", self._path(api_version, kind, name, namespace)))
         except KubeError as exc:
             if exc.status == 404:
                 return None
@@ -127,7 +134,8 @@ class Kube:
         self, api_version: str, kind: str, namespace: str | None = None, label_selector: str | None = None
     ) -> list[dict[str, Any]]:
         query = [("labelSelector", label_selector)] if label_selector else []
-        return self._call("GET", self._path(api_version, kind, None, namespace), query=query).get("items", [])
+        found = self._call("GET", self._path(api_version, kind, None, namespace), query=query)
+        return cast(list[dict[str, Any]], found.get("items", []))
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
         """Delete; True when it existed. Dependents go in the background."""
@@ -144,7 +152,7 @@ class Kube:
         return True
 
     def version(self) -> dict[str, Any]:
-        return self._call("GET", "/version")
+        return cast(dict[str, Any], self._call("GET", "/version"))
 
     def service_account_token(self, namespace: str, name: str, seconds: int = 3600) -> str:
         """A short-lived token of a ServiceAccount (TokenRequest API)."""

@@ -16,6 +16,7 @@ import secrets
 import time
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -70,7 +71,7 @@ class Snapshot:
         return f"{self.s3_user}-exec"
 
 
-def _secret_value(secret: dict | None, key: str) -> str | None:
+def _secret_value(secret: dict[str, Any] | None, key: str) -> str | None:
     if not secret:
         return None
     if key in (secret.get("stringData") or {}):
@@ -270,14 +271,15 @@ def _apply(svc: Services, snap: Snapshot) -> None:
         )
         svc.storage.ensure_user(snap.s3_user, api_key, prefix)
         svc.storage.ensure_user(snap.exec_user, exec_key, prefix, executor=True)
-    creds = {
-        "s3_access_key": snap.s3_user,
-        "s3_secret_key": api_key,
-        "exec_access_key": snap.exec_user,
-        "exec_secret_key": exec_key,
-    }
+    base = replace(
+        base,
+        s3_access_key=snap.s3_user,
+        s3_secret_key=api_key,
+        exec_access_key=snap.exec_user,
+        exec_secret_key=exec_key,
+    )
     with step("s3_secret"):
-        for manifest in tenants.config_objects(settings, replace(base, **creds))[:2]:
+        for manifest in tenants.config_objects(settings, base)[:2]:
             kube.apply(manifest)
     with step("token"):
         digests = _grant_tokens(svc, snap, base)
@@ -289,7 +291,7 @@ def _apply(svc: Services, snap: Snapshot) -> None:
                 tenant.s3_user = snap.s3_user
                 audit.record(session, "credentials_set", snap.tenant_id, s3_user=snap.s3_user, grants=len(digests))
     assets = svc.catalogue.by_names(list(snap.asset_names), svc.sessions)
-    spec = replace(base, token_digests=digests, contract_id=snap.contract_id, assets=assets, **creds)
+    spec = replace(base, token_digests=digests, contract_id=snap.contract_id, assets=assets)
     for name, objects in (
         ("rbac", tenants.rbac(spec)),
         ("quota", tenants.quota(settings, spec)),

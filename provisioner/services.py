@@ -54,5 +54,6 @@ class Services:
 
     def close(self) -> None:
         self.edc.close()
-        self.kube.api.close()
+        # kubernetes ships py.typed but leaves ApiClient.close() unannotated.
+        self.kube.api.close()  # type: ignore[no-untyped-call]
         self.engine.dispose()

@@ -10,6 +10,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DB = Path.home() / ".local" / "state" / "workflow-middlelayer" / "provisioner.db"
 
+IdentitySource = Literal["assignee", "management"]
+
+
+def _management_only() -> list[IdentitySource]:
+    return ["management"]
+
 
 class ProvisionerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="WML_PROVISIONER_", frozen=True)
@@ -103,8 +109,8 @@ class ProvisionerSettings(BaseSettings):
         "as the last path segment (/edc/provision/<key>) for connectors that cannot send headers. Unset: the "
         "EDC endpoint refuses every request.",
     )
-    identity_sources: list[Literal["assignee", "management"]] = Field(
-        default_factory=lambda: ["management"],
+    identity_sources: list[IdentitySource] = Field(
+        default_factory=_management_only,
         description="Where the consumer's identity comes from. 'management' verifies the transfer, asset and "
         "contract agreement with the connector's management API; 'assignee' trusts the request body's policy and "
         "is an explicit operator choice for connectors without a reachable management API.",

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from minio import Minio, MinioAdmin
-from minio.credentials import StaticProvider
+from minio.credentials.providers import StaticProvider
 from minio.deleteobjects import DeleteObject
 from minio.error import MinioAdminException, MinioException
 from urllib3.exceptions import HTTPError
@@ -56,9 +56,9 @@ def tenant_policy(bucket: str, prefix: str) -> dict[str, Any]:
 
 
 def executor_policy(bucket: str, prefix: str) -> dict[str, Any]:
-    """What Argo's executor needs of one tenant, and no more: read job inputs, write job outputs, logs and
-    artifacts. No delete, no staging, no receipts: a consumer who extracts these credentials from a job can
-    neither forge a receipt nor touch anything the API keeps."""
+    """What Argo's executor needs of one tenant, and no more: read job inputs, write a job's output archive, logs
+    and artifacts. No delete, no staging, no sealed outputs, no receipts: a consumer who extracts these credentials
+    from a job can change nothing the API serves (see templates.keys)."""
     jobs = f"arn:aws:s3:::{bucket}/{prefix}/jobs/*"
     return {
         "Version": "2012-10-17",
@@ -67,7 +67,7 @@ def executor_policy(bucket: str, prefix: str) -> dict[str, Any]:
             {
                 "Effect": "Allow",
                 "Action": ["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
-                "Resource": [f"{jobs}/outputs/*", f"{jobs}/logs/*", f"{jobs}/artifacts/*"],
+                "Resource": [f"{jobs}/outputs.tgz", f"{jobs}/logs/*", f"{jobs}/artifacts/*"],
             },
             {
                 # Directory inputs are listed under the job's own input keys.

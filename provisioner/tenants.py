@@ -15,7 +15,9 @@ import yaml
 
 from provisioner.settings import ProvisionerSettings
 from templates import CompileOptions, StorageTarget, WorkflowAsset, compile_asset
-from templates.compiler import LABEL_MANAGED_BY, LABEL_TENANT, MANAGER
+from templates.compiler import LABEL_MANAGED_BY as LABEL_MANAGED_BY
+from templates.compiler import LABEL_TENANT as LABEL_TENANT
+from templates.compiler import MANAGER as MANAGER
 from templates.keys import JOB_NAME_PLACEHOLDER, POD_NAME_PLACEHOLDER, KeyLayout
 
 API = "wml-api"

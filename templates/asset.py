@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import posixpath
 import re
+from collections.abc import Callable
 from decimal import Decimal
 from enum import StrEnum
-from collections.abc import Callable
 from typing import Annotated, Any, Final, Literal
 
 from kubernetes.utils import parse_quantity
@@ -25,6 +25,12 @@ KIND: Final = "WorkflowAsset"
 
 # kubernetes ships py.typed but leaves parse_quantity unannotated; it returns a Decimal.
 _parse_quantity: Callable[[str], Decimal] = parse_quantity
+
+
+def quantity(text: str) -> Decimal:
+    """A Kubernetes quantity ("16Mi", "250m") as a number."""
+    return _parse_quantity(text)
+
 
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/:-]*(?:@sha256:[a-f0-9]{64})?$")
@@ -285,6 +291,9 @@ class WorkflowAsset(Model):
         for key in self.worker.env:
             if key in UNSAFE_KEYS and key != "PATH":
                 raise ValueError(f"worker.env: {key!r} is reserved")
+        if self.outputs and not self.worker.output_dir:
+            # Outputs are collected as the whole output directory (a volume), never path by path.
+            raise ValueError("outputs need worker.outputDir: the directory they are written under")
         if self.worker.output_dir:
             root = self.worker.output_dir.rstrip("/") + "/"
             for out in self.outputs:

@@ -15,6 +15,7 @@ from typing import Any, cast
 import yaml
 from hera.workflows import (
     Container,
+    EmptyDirVolume,
     Env,
     NoneArchiveStrategy,
     Resources,
@@ -26,7 +27,7 @@ from hera.workflows import (
 )
 from hera.workflows import models as m
 
-from templates.asset import Input, InputKind, Output, OutputKind, WorkflowAsset
+from templates.asset import Input, InputKind, Output, WorkflowAsset
 from templates.keys import JOB_NAME_PLACEHOLDER, POD_NAME_PLACEHOLDER, KeyLayout
 from templates.names import argo_name, dns_label
 
@@ -41,6 +42,7 @@ ANNOTATION_NAMES = f"{GROUP}/argo-names"
 ANNOTATION_IDEMPOTENCY = f"{GROUP}/idempotency-key"
 WORKER_TEMPLATE = "worker"
 OUTPUT_VOLUME = "wml-output"
+OUTPUTS_ARTIFACT = "wml-outputs"
 TMP_VOLUME = "wml-tmp"
 # A job's consumer-supplied environment lives in this Secret (made by the API, owned by the Workflow): the values
 # never pass through Argo's template engine, only this name does, and the job name is ours.
@@ -166,18 +168,35 @@ def compile_asset(asset: WorkflowAsset, target: StorageTarget, options: CompileO
     pod_security, container_security = _security(asset)
     keys = target.keys
     inputs = [a for a in (_input_artifact(i, target) for i in asset.inputs) if a is not None]
-    outputs = [
-        _s3(
-            target,
-            argo_name(o.name),
-            keys.job_output(JOB_NAME_PLACEHOLDER, o.name, directory=o.kind is OutputKind.DIRECTORY),
-            path=o.path,
-            optional=not o.required,
-            # Files leave as files; a directory leaves as one gzipped tar.
-            archive=NoneArchiveStrategy() if o.kind is OutputKind.FILE else TarArchiveStrategy(),
+    # One artifact for all outputs: the output directory, a volume mount point that a worker cannot turn into a
+    # symlink, tarred by Argo without following the links inside; the API takes the declared outputs from it.
+    outputs = (
+        [
+            _s3(
+                target,
+                OUTPUTS_ARTIFACT,
+                keys.job_outputs_archive(JOB_NAME_PLACEHOLDER),
+                path=asset.worker.output_dir,
+                optional=True,
+                archive=TarArchiveStrategy(),
+            )
+        ]
+        if asset.outputs and asset.worker.output_dir
+        else []
+    )
+    volumes: list[EmptyDirVolume] = []
+    if asset.worker.output_dir:
+        # Capped at the output size: the kubelet evicts a worker that writes more.
+        volumes.append(
+            EmptyDirVolume(
+                name=OUTPUT_VOLUME,
+                mount_path=asset.worker.output_dir,
+                size_limit=m.Quantity(asset.limits.output_size),
+            )
         )
-        for o in asset.outputs
-    ]
+    if asset.security.read_only_root_filesystem and (asset.worker.output_dir or "").rstrip("/") != "/tmp":
+        cap = asset.resources.ephemeral_storage
+        volumes.append(EmptyDirVolume(name=TMP_VOLUME, mount_path="/tmp", size_limit=m.Quantity(cap) if cap else None))
     res = asset.resources
     items: list[Input | Output] = [*asset.inputs, *asset.outputs]
     names = {item.name: argo_name(item.name) for item in items}
@@ -225,6 +244,7 @@ def compile_asset(asset: WorkflowAsset, target: StorageTarget, options: CompileO
             else None,
             inputs=inputs or None,
             outputs=outputs or None,
+            volumes=volumes or None,
             archive_location=m.ArtifactLocation(
                 archive_logs=True,
                 s3=m.S3Artifact(
@@ -238,39 +258,8 @@ def compile_asset(asset: WorkflowAsset, target: StorageTarget, options: CompileO
                 ),
             ),
             retry_strategy=RetryStrategy(limit=asset.limits.retries) if asset.limits.retries else None,
-            pod_spec_patch=scratch_patch(asset),
         )
     return template
-
-
-def scratch_patch(asset: WorkflowAsset) -> str | None:
-    """The worker's scratch volumes, mounted through a pod-spec patch made only of the asset's own values.
-
-    The output directory is a volume capped at the output size (the kubelet evicts a worker that writes more). It
-    is deliberately unknown to the template: Argo then collects outputs inside the worker's own container
-    (argoexec emissary), where a symlink can only reach the worker's own files, instead of in the wait container,
-    which holds the executor's credentials and follows symlinks on mirrored volumes. A read-only root filesystem
-    gets a writable /tmp the same way.
-    """
-    volumes: list[dict[str, Any]] = []
-    mounts: list[dict[str, str]] = []
-    out = asset.worker.output_dir
-    if out:
-        volumes.append({"name": OUTPUT_VOLUME, "emptyDir": {"sizeLimit": asset.limits.output_size}})
-        mounts.append({"name": OUTPUT_VOLUME, "mountPath": out})
-    if asset.security.read_only_root_filesystem and (out or "").rstrip("/") != "/tmp":
-        tmp: dict[str, Any] = {}
-        if asset.resources.ephemeral_storage:
-            tmp["sizeLimit"] = asset.resources.ephemeral_storage
-        volumes.append({"name": TMP_VOLUME, "emptyDir": tmp})
-        mounts.append({"name": TMP_VOLUME, "mountPath": "/tmp"})
-    if not volumes:
-        return None
-    patch = {"volumes": volumes, "containers": [{"name": "main", "volumeMounts": mounts}]}
-    text = json.dumps(patch, sort_keys=True, separators=(",", ":"))
-    if "{{" in text:  # Argo would evaluate it; asset values never should be
-        raise ValueError("asset paths and sizes must not contain '{{'")
-    return text
 
 
 def to_dict(template: WorkflowTemplate | Any) -> dict[str, Any]:

@@ -4,10 +4,16 @@
 
     <tenant prefix>/staging/<asset>/<input>[/<relative path>]   uploads waiting for a job
     <tenant prefix>/jobs/<job>/inputs/<input>[/<relative path>]  the job's snapshot of its inputs
-    <tenant prefix>/jobs/<job>/outputs/<output>                  a file output, as the file
-    <tenant prefix>/jobs/<job>/outputs/<output>.tgz              a directory output, as a gzipped tar
+    <tenant prefix>/jobs/<job>/outputs.tgz                       the output directory as Argo's executor saved it
+    <tenant prefix>/jobs/<job>/outputs/<output>                  a file output, as the file        (API only)
+    <tenant prefix>/jobs/<job>/outputs/<output>.tgz              a directory output, as a gzipped tar (API only)
+    <tenant prefix>/jobs/<job>/sealed.json                       what the API took from outputs.tgz (API only)
     <tenant prefix>/jobs/<job>/logs/<pod>/main.log               the worker's archived log
-    <tenant prefix>/jobs/<job>/receipt.json                      the job's receipt
+    <tenant prefix>/jobs/<job>/receipt.json                      the job's receipt                 (API only)
+
+The executor's credentials may write only ``outputs.tgz``, ``logs/`` and ``artifacts/`` of a job; what consumers
+download (``outputs/``), the seal record and the receipt are written by the API alone, so a consumer who extracts the
+executor's credentials from a job can change none of them.
 """
 
 from __future__ import annotations
@@ -47,6 +53,13 @@ class KeyLayout:
 
     def job_outputs(self, job: str) -> str:
         return f"{self.job(job)}/outputs"
+
+    def job_outputs_archive(self, job: str) -> str:
+        """The whole output directory as one tar.gz, written by Argo's executor (untrusted content)."""
+        return f"{self.job(job)}/outputs.tgz"
+
+    def job_seal(self, job: str) -> str:
+        return f"{self.job(job)}/sealed.json"
 
     def job_logs(self, job: str) -> str:
         return f"{self.job(job)}/logs"

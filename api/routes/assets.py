@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, status
-from kubernetes.utils import parse_quantity
 
 from api.context import TenantDep
 from api.errors import ApiError, not_found
@@ -14,6 +13,7 @@ from api.multipart import FormError, boundary_of, file_field
 from api.schemas import AssetDetail, AssetList, AssetSummary, InputInfo, OutputInfo, StagedInput, StagedInputList
 from api.storage import TooLarge, check_relative_path
 from templates import Input, InputKind, WorkflowAsset
+from templates.asset import quantity
 from templates.names import check_safe_name
 
 router = APIRouter(prefix="/v1/assets", tags=["assets"])
@@ -214,4 +214,4 @@ async def delete_input(asset: NamePath, name: NamePath, tenant: TenantDep) -> No
 
 
 def max_env_bytes(asset: WorkflowAsset, item: Input) -> int:
-    return int(parse_quantity(item.max_size)) if item.max_size else min(asset.upload_cap(item), 1024 * 1024)
+    return int(quantity(item.max_size)) if item.max_size else min(asset.upload_cap(item), 1024 * 1024)

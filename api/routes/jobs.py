@@ -19,6 +19,7 @@ from api.argo import ArgoConflict, ArgoNotFound, ArgoRejected
 from api.context import Tenant, TenantDep
 from api.errors import ApiError, not_found
 from api.kube import KubeRejected, KubeUnavailable
+from api.outputs import seal
 from api.routes.assets import max_env_bytes
 from api.schemas import Job, JobCreate, JobList, OutputFile, OutputList, Receipt, StepInfo
 from api.states import PHASE_SELECTOR, JobState, job_state
@@ -74,8 +75,9 @@ def _job(tenant: Tenant, wf: m.Workflow) -> Job:
         )
         for node_id, n in sorted(nodes.items(), key=lambda kv: str(kv[1].started_at or ""))
     ]
+    name = meta.name or ""
     return Job(
-        id=meta.name,
+        id=name,
         asset=(meta.annotations or {}).get("workflow-middlelayer.io/asset-name", labels.get(LABEL_ASSET, "")),
         state=job_state(wf),
         argo_phase=st.phase if st else None,
@@ -84,8 +86,26 @@ def _job(tenant: Tenant, wf: m.Workflow) -> Job:
         started_at=_ts(st.started_at) if st else None,
         finished_at=_ts(st.finished_at) if st else None,
         steps=steps,
-        ui_url=_ui_url(tenant, meta.name),
+        ui_url=_ui_url(tenant, name),
     )
+
+
+async def _settled(tenant: Tenant, wf: m.Workflow, job: Job | None = None) -> Job:
+    """The job as Argo reports it, except that a run whose required outputs are missing did not complete: the
+    outputs are checked when they are sealed (Argo collects the output directory, not each output)."""
+    job = job or _job(tenant, wf)
+    if job.state is not JobState.COMPLETE:
+        return job
+    name = (wf.metadata.annotations or {}).get("workflow-middlelayer.io/asset-name")
+    asset = await tenant.catalogue.get(name) if name else None
+    if asset is None or not any(o.required for o in asset.outputs):
+        return job
+    missing = (await seal(tenant.storage, asset, job.id)).required_missing(asset)
+    if missing:
+        return job.model_copy(
+            update={"state": JobState.EXECUTOR_ERROR, "message": f"required outputs missing: {', '.join(missing)}"}
+        )
+    return job
 
 
 def _ts(value: Any) -> datetime | None:
@@ -251,7 +271,7 @@ async def list_jobs(
     if state is not None:
         selector.append(PHASE_SELECTOR[state])
     result = await tenant.argo.list(",".join(selector), limit, page)
-    jobs = [_job(tenant, wf) for wf in result.items or []]
+    jobs = list(await asyncio.gather(*(_settled(tenant, wf) for wf in result.items or [])))
     if state is not None:
         jobs = [j for j in jobs if j.state is state]
     if asset is not None:
@@ -262,7 +282,7 @@ async def list_jobs(
 
 @router.get("/{job}", response_model=Job, summary="Show a job")
 async def get_job(job: JobPath, tenant: TenantDep) -> Job:
-    return _job(tenant, await _workflow(tenant, job))
+    return await _settled(tenant, await _workflow(tenant, job))
 
 
 @router.post("/{job}/cancel", response_model=Job, summary="Cancel a job")
@@ -340,16 +360,15 @@ async def _job_asset(tenant: Tenant, wf: m.Workflow) -> WorkflowAsset:
 async def list_outputs(job: JobPath, tenant: TenantDep) -> OutputList:
     wf = await _workflow(tenant, job)
     asset = await _job_asset(tenant, wf)
-    receipt = await _receipt(tenant, wf, asset) if job_state(wf).finished else None
-    items = []
-    for out in asset.outputs:
-        key = _output_key(tenant, asset, job, out.name)
-        try:
-            size = await tenant.storage.size(key)
-        except FileNotFoundError:
-            continue
-        items.append(OutputFile(name=out.name, size=size, sha256=receipt.outputs.get(out.name) if receipt else None))
-    return OutputList(job=job, items=items)
+    if not job_state(wf).finished:
+        return OutputList(job=job, items=[])  # outputs are sealed when the job has finished
+    sealed = await seal(tenant.storage, asset, job)
+    items = [
+        OutputFile(name=out.name, size=sealed.outputs[out.name]["size"], sha256=sealed.outputs[out.name]["sha256"])
+        for out in asset.outputs
+        if out.name in sealed.outputs
+    ]
+    return OutputList(job=job, items=items, missing=sealed.missing)
 
 
 @router.get(
@@ -374,10 +393,13 @@ async def download_output(
         key = _output_key(tenant, asset, job, name)
     except (KeyError, ValueError):
         raise not_found(f"output {name!r}") from None
-    try:
-        size = await tenant.storage.size(key)
-    except FileNotFoundError:
-        raise not_found(f"output {name!r} of job {job}") from None
+    if not job_state(wf).finished:
+        raise ApiError(409, "Conflict", f"job {job} has not finished: outputs are handed out once it has")
+    sealed = await seal(tenant.storage, asset, job)
+    if name not in sealed.outputs:
+        why = sealed.missing.get(name, "not produced")
+        raise ApiError(404, "Not Found", f"output {name!r} of job {job} does not exist: {why}")
+    size = int(sealed.outputs[name]["size"])
     filename = key.rsplit("/", 1)[-1]
     headers = {
         "Accept-Ranges": "bytes",
@@ -424,7 +446,7 @@ def _env_digests(annotation: str | None) -> dict[str, str]:
 
 
 async def _receipt(tenant: Tenant, wf: m.Workflow, asset: WorkflowAsset) -> Receipt:
-    job = wf.metadata.name
+    job = wf.metadata.name or ""
     key = tenant.storage.keys.job_receipt(job)
     cached = await tenant.storage.read_json(key)
     if cached:
@@ -445,12 +467,9 @@ async def _receipt(tenant: Tenant, wf: m.Workflow, asset: WorkflowAsset) -> Rece
         if entries:
             digests = [f"{await tenant.storage.sha256(e['key'])}  {e['key']}" for e in entries]
             inputs[item.name] = hashlib.sha256("\n".join(digests).encode()).hexdigest()
-    outputs: dict[str, str] = {}
-    for out in asset.outputs:
-        try:
-            outputs[out.name] = await tenant.storage.sha256(_output_key(tenant, asset, job, out.name))
-        except FileNotFoundError:
-            continue
+    sealed = await seal(tenant.storage, asset, job)
+    outputs = {name: str(record["sha256"]) for name, record in sealed.outputs.items()}
+    info = await _settled(tenant, wf, info)
     receipt = Receipt(
         job=job,
         tenant=tenant.settings.tenant,
@@ -462,6 +481,7 @@ async def _receipt(tenant: Tenant, wf: m.Workflow, asset: WorkflowAsset) -> Rece
         resources=asset.resources.model_dump(mode="json", by_alias=True, exclude_none=True),
         inputs=inputs,
         outputs=outputs,
+        outputs_missing=sealed.missing,
         created_at=info.created_at,
         started_at=info.started_at,
         finished_at=info.finished_at,

@@ -101,8 +101,10 @@ def test_executor_policy_cannot_touch_receipts_staging_or_other_tenants() -> Non
     resources = {r for s in statements for r in s["Resource"]}
     assert not any("receipt" in r or "staging" in r for r in resources)
     writes = [s for s in statements if "s3:PutObject" in s["Action"]]
-    assert {r.rsplit("/", 1)[0] for s in writes for r in s["Resource"]} == {
-        f"arn:aws:s3:::workflows/tenants/t-abc/jobs/*/{k}" for k in ("outputs", "logs", "artifacts")
+    assert {r for s in writes for r in s["Resource"]} == {
+        "arn:aws:s3:::workflows/tenants/t-abc/jobs/*/outputs.tgz",
+        "arn:aws:s3:::workflows/tenants/t-abc/jobs/*/logs/*",
+        "arn:aws:s3:::workflows/tenants/t-abc/jobs/*/artifacts/*",
     }
     assert not any("s3:DeleteObject" in s["Action"] for s in statements)
 

@@ -84,19 +84,19 @@ def test_template_is_self_contained_and_hardened() -> None:
     assert zip_input["archive"] == {"zip": {}} and zip_input["path"] == "/data"
     file_input = next(a for a in worker["inputs"]["artifacts"] if a["name"] == "input_testfile")
     assert file_input["archive"] == {"none": {}}
-    assert worker["outputs"]["artifacts"][0]["archive"] == {"none": {}}
+    # Outputs leave as one archive of the output directory (a mount point: never a symlink).
+    [out] = worker["outputs"]["artifacts"]
+    assert out["path"] == "/output" and out["archive"] == {"tar": {}}
+    assert out["s3"]["key"] == "tenants/t-demo/jobs/{{workflow.name}}/outputs.tgz"
 
 
-def test_directory_output_is_one_archive() -> None:
-    asset = load_file(EXAMPLES / "dummy.yaml").model_copy(deep=True)
-    data = asset.model_dump(by_alias=True)
-    data["outputs"].append({"name": "logs", "kind": "directory", "path": "/output/logs"})
-    from templates import parse_document
+def test_outputs_need_an_output_directory() -> None:
+    from templates import AssetError, parse_document
 
-    manifest = compile_asset(parse_document(data), TARGET, OPTIONS).to_dict()
-    out = manifest["spec"]["templates"][0]["outputs"]["artifacts"][1]
-    assert out["archive"] == {"tar": {}}
-    assert out["s3"]["key"].endswith("/outputs/logs.tgz")
+    doc = yaml.safe_load((EXAMPLES / "dummy.yaml").read_text())
+    del doc["worker"]["outputDir"]
+    with pytest.raises(AssetError, match="outputDir"):
+        parse_document(doc)
 
 
 def test_resources_gpu_and_scheduling() -> None:
@@ -152,15 +152,13 @@ def test_env_reaches_the_worker_through_env_from_only() -> None:
     assert "{{workflow.parameters" not in json.dumps(manifest)
 
 
-def test_output_directory_is_unknown_to_argo_and_capped() -> None:
+def test_output_directory_is_a_capped_volume_saved_whole() -> None:
     manifest = compile_asset(load_file(EXAMPLES / "dummy.yaml"), TARGET, OPTIONS).to_dict()
     worker = manifest["spec"]["templates"][0]
-    # Not a template volume: Argo then collects outputs inside the worker's own container, never in the wait
-    # container (which would follow a worker's symlink into its own credentials).
-    assert not worker["container"].get("volumeMounts") and not manifest["spec"].get("volumes")
-    patch = json.loads(worker["podSpecPatch"])
-    assert patch["volumes"] == [{"name": OUTPUT_VOLUME, "emptyDir": {"sizeLimit": "16Mi"}}]
-    assert patch["containers"] == [{"name": "main", "volumeMounts": [{"name": OUTPUT_VOLUME, "mountPath": "/output"}]}]
+    assert "podSpecPatch" not in worker
+    assert {"name": OUTPUT_VOLUME, "emptyDir": {"sizeLimit": "16Mi"}} in worker["volumes"]
+    assert {"name": OUTPUT_VOLUME, "mountPath": "/output"} in worker["container"]["volumeMounts"]
+    assert [a["path"] for a in worker["outputs"]["artifacts"]] == ["/output"]
 
 
 def test_workers_are_non_root_with_read_only_root_by_default() -> None:
@@ -172,8 +170,7 @@ def test_workers_are_non_root_with_read_only_root_by_default() -> None:
     spec, worker = manifest["spec"], manifest["spec"]["templates"][0]
     assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] == 65534
     assert worker["container"]["securityContext"]["readOnlyRootFilesystem"] is True
-    mounts = json.loads(worker["podSpecPatch"])["containers"][0]["volumeMounts"]
-    assert {"name": "wml-tmp", "mountPath": "/tmp"} in mounts
+    assert {"name": "wml-tmp", "mountPath": "/tmp"} in worker["container"]["volumeMounts"]
     # the seed's dummy says otherwise, and keeps its meaning
     seed = compile_asset(load_file(EXAMPLES / "dummy.yaml"), TARGET, OPTIONS).to_dict()
     assert "runAsNonRoot" not in seed["spec"]["securityContext"]

@@ -1,0 +1,175 @@
+"""Sealing a finished job's outputs: from the executor's archive to the files consumers download.
+
+Argo's executor saves the whole output directory, a volume mount point that a worker cannot replace by a symlink,
+as one ``outputs.tgz``; inside it symlinks stay symlink entries and special files carry no content, so nothing
+outside the directory can get in. The API then reads that archive once, as untrusted data, and writes each declared
+output to keys only the API may write: a file output only from a regular file, a directory output re-packed from
+its regular files and directories only. Links, devices, FIFOs and anything undeclared are dropped and reported.
+The record of what was sealed (sizes, sha256, what is missing and why) is kept beside the job and read back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import posixpath
+import tarfile
+import zlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from api.storage import Storage
+from templates import Output, OutputKind, WorkflowAsset
+
+MAX_MEMBERS = 100_000  # bounds the work an archive of many tiny entries can cause
+COPY_CHUNK = 1024 * 1024
+
+
+@dataclass
+class Sealed:
+    """What a job handed back: each output's size and sha256, and the outputs that are missing, with why."""
+
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    missing: dict[str, str] = field(default_factory=dict)
+    dropped: int = 0  # archive entries that were not regular files or directories, or not declared
+    damaged: str | None = None  # why the archive could not be read to its end
+    sealed_at: str = ""
+
+    def required_missing(self, asset: WorkflowAsset) -> list[str]:
+        return [o.name for o in asset.outputs if o.required and o.name in self.missing]
+
+    def dump(self) -> dict[str, Any]:
+        return {
+            "outputs": self.outputs,
+            "missing": self.missing,
+            "dropped": self.dropped,
+            "damaged": self.damaged,
+            "sealed_at": self.sealed_at,
+        }
+
+    @classmethod
+    def load(cls, data: dict[str, Any]) -> Sealed:
+        return cls(
+            outputs=dict(data.get("outputs") or {}),
+            missing=dict(data.get("missing") or {}),
+            dropped=int(data.get("dropped") or 0),
+            damaged=data.get("damaged"),
+            sealed_at=str(data.get("sealed_at") or ""),
+        )
+
+
+class _Hashing:
+    """A write-only file that hashes and counts what passes through it to S3."""
+
+    def __init__(self, target: IO[bytes]) -> None:
+        self.target = target
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        self.size += len(data)
+        self.target.write(data)
+        return len(data)
+
+    def flush(self) -> None:
+        self.target.flush()
+
+
+def _relative(member: str) -> str | None:
+    """The entry's path below the output directory (Argo names entries ``<dir name>/<path>``)."""
+    parts = [p for p in member.split("/") if p not in ("", ".")]
+    if len(parts) < 2 or any(p == ".." for p in parts):
+        return None
+    return "/".join(parts[1:])
+
+
+def _unpack(
+    raw: IO[bytes],
+    sealed: Sealed,
+    files: dict[str, Output],
+    dirs: dict[str, Output],
+    packers: dict[str, tuple[_Hashing, tarfile.TarFile]],
+    open_outputs: contextlib.ExitStack,
+    storage: Storage,
+    job: str,
+) -> None:
+    keys, fs = storage.keys, storage.fs
+    with tarfile.open(fileobj=raw, mode="r|gz") as tar:
+        for count, member in enumerate(tar):
+            if count >= MAX_MEMBERS:
+                sealed.dropped += 1
+                break
+            rel = _relative(member.name)
+            if rel is None:
+                continue
+            if rel in files:
+                out = files[rel]
+                if not member.isreg():
+                    sealed.missing[out.name] = "not a regular file (links and special files are not outputs)"
+                    continue
+                source = tar.extractfile(member)
+                assert source is not None
+                with fs.open(storage.path(keys.job_output(job, out.name)), "wb") as target:
+                    hashing = _Hashing(target)
+                    while chunk := source.read(COPY_CHUNK):
+                        hashing.write(chunk)
+                sealed.outputs[out.name] = {"size": hashing.size, "sha256": hashing.digest.hexdigest()}
+                continue
+            owner = next((d for d in dirs if rel == d or rel.startswith(d + "/")), None)
+            if owner is None or not (member.isreg() or member.isdir()):
+                sealed.dropped += 1
+                continue
+            if owner not in packers:
+                key = keys.job_output(job, dirs[owner].name, directory=True)
+                hashing = _Hashing(open_outputs.enter_context(fs.open(storage.path(key), "wb")))
+                packers[owner] = (
+                    hashing,
+                    # closed by the ExitStack; typeshed lacks the stream mode with a plain writer
+                    open_outputs.enter_context(tarfile.open(fileobj=hashing, mode="w|gz")),  # type: ignore[call-overload]  # noqa: SIM115
+                )
+            packed = tarfile.TarInfo(posixpath.join(posixpath.basename(owner), posixpath.relpath(rel, owner)))
+            packed.type, packed.mode, packed.mtime = member.type, member.mode & 0o755, member.mtime
+            packed.size = member.size if member.isreg() else 0
+            packers[owner][1].addfile(packed, tar.extractfile(member) if member.isreg() else None)
+
+
+def _extract(storage: Storage, asset: WorkflowAsset, job: str) -> Sealed:
+    """Blocking: stream the archive once and write every declared output (run in a worker thread)."""
+    keys, fs = storage.keys, storage.fs
+    root = (asset.worker.output_dir or "/").rstrip("/")
+    files = {posixpath.relpath(o.path, root): o for o in asset.outputs if o.kind is OutputKind.FILE}
+    dirs = {posixpath.relpath(o.path, root): o for o in asset.outputs if o.kind is OutputKind.DIRECTORY}
+    sealed = Sealed()
+    packers: dict[str, tuple[_Hashing, tarfile.TarFile]] = {}
+    archive = storage.path(keys.job_outputs_archive(job))
+    with contextlib.ExitStack() as open_outputs:  # closed last-in first-out: each tar before its S3 object
+        try:
+            raw = open_outputs.enter_context(fs.open(archive, "rb"))
+        except FileNotFoundError:
+            raw = None
+        if raw is not None:
+            try:
+                _unpack(raw, sealed, files, dirs, packers, open_outputs, storage, job)
+            except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+                # A damaged archive is the job's fault, not a fault of S3: what was read stays, the rest is missing.
+                sealed.damaged = f"{type(exc).__name__}: {exc}"[:300]
+    for rel, (hashing, _) in packers.items():
+        sealed.outputs[dirs[rel].name] = {"size": hashing.size, "sha256": hashing.digest.hexdigest()}
+    for out in asset.outputs:
+        if out.name not in sealed.outputs:
+            sealed.missing.setdefault(out.name, "not produced")
+    sealed.sealed_at = datetime.now(UTC).isoformat(timespec="seconds")
+    return sealed
+
+
+async def seal(storage: Storage, asset: WorkflowAsset, job: str) -> Sealed:
+    """The job's sealed outputs, made once (a repeated call reads the record back)."""
+    cached = await storage.read_json(storage.keys.job_seal(job))
+    if isinstance(cached, dict):
+        return Sealed.load(cached)
+    sealed: Sealed = await storage.blocking(_extract, storage, asset, job)
+    await storage.write_json(storage.keys.job_seal(job), sealed.dump())
+    return sealed
