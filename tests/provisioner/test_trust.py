@@ -96,7 +96,7 @@ def test_an_unreachable_connector_is_retryable_and_creates_nothing(
 ) -> None:
     from provisioner.app import create_app
 
-    stub, edc_url = edc
+    _, edc_url = edc
     callback = f"{edc_url}/management/callback"
     down = make_settings(edc_management_url="http://127.0.0.1:9/management", edc_callback_url=callback)
     body = edc_request(consumer=new_consumer(), callback=callback)
