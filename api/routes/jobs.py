@@ -20,6 +20,7 @@ from api.context import Tenant, TenantDep
 from api.errors import ApiError, not_found
 from api.kube import KubeRejected, KubeUnavailable
 from api.outputs import seal
+from api.ranges import RangeNotSatisfiable, parse_range
 from api.routes.assets import max_env_bytes
 from api.schemas import Job, JobCreate, JobList, OutputFile, OutputList, Receipt, StepInfo
 from api.states import PHASE_SELECTOR, JobState, job_state
@@ -35,8 +36,6 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 JobPath = Annotated[str, Path(max_length=64, description="Job id, e.g. job-1f2e3d4c5b6a7988.")]
 ANNOTATION_REQUEST = "workflow-middlelayer.io/request-sha256"
 ANNOTATION_ENV_DIGESTS = "workflow-middlelayer.io/env-sha256"  # {input name: sha256 of its dotenv text}
-# At most 18 digits: every byte offset of an S3 object fits, and int() never sees a giant number.
-_RANGE = re.compile(r"^bytes=(\d{0,18})-(\d{0,18})$")
 # Argo's emissary executor logs into the main container's stream; those lines are not the worker's.
 _EXECUTOR_LINE = re.compile(r"^time=\S+ level=\w+ msg=.*\bargo=true\b")
 
@@ -405,28 +404,13 @@ async def download_output(
         "Accept-Ranges": "bytes",
         "Content-Disposition": f'attachment; filename="{filename}"',
     }
-    start, end, code = 0, size, 200
-    if range_:
-        match = _RANGE.match(range_.strip())
-        if not match or match.groups() == ("", ""):
-            raise ApiError(
-                416,
-                "Range Not Satisfiable",
-                "only one bytes=start-end range is supported",
-                {"Content-Range": f"bytes */{size}"},
-            )
-        first, last = match.groups()
-        if first:
-            start = int(first)
-            end = min(size, int(last) + 1) if last else size
-        else:
-            start = max(0, size - int(last))
-        if start >= size or start >= end:
-            raise ApiError(
-                416, "Range Not Satisfiable", f"object has {size} bytes", {"Content-Range": f"bytes */{size}"}
-            )
-        headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
-        code = 206
+    try:
+        wanted = parse_range(range_, size)
+    except RangeNotSatisfiable as exc:
+        raise ApiError(416, "Range Not Satisfiable", str(exc), {"Content-Range": f"bytes */{size}"}) from None
+    start, end, code = wanted.start, wanted.end, 206 if wanted.partial else 200
+    if wanted.partial:
+        headers["Content-Range"] = wanted.content_range(size)
     headers["Content-Length"] = str(end - start)
     return StreamingResponse(
         tenant.storage.read_range(key, start, end),

@@ -290,9 +290,12 @@ def test_typeless_deprovision_of_edc_0_10_is_told_apart_by_the_transfer_state(
 
 
 def test_expiry_tears_the_tenant_down(provisioner: str, services: Services, edc: tuple[EdcStub, str]) -> None:
+    """Time is the provisioner's injected clock: the contract ends in an hour, and the clock is moved past it."""
     stub, _ = edc
     consumer = new_consumer()
-    ends = (datetime.now(UTC) + timedelta(seconds=8)).isoformat()
+    skew = [timedelta(0)]  # the clock runs, and can be moved forward
+    services.clock = lambda: datetime.now(UTC) + skew[0]
+    ends = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     policy = {
         "assignee": consumer,
         "permissions": [
@@ -311,6 +314,8 @@ def test_expiry_tears_the_tenant_down(provisioner: str, services: Services, edc:
     wait_for(lambda: stub.provisions(body["transferProcessId"]), 60, what="callback")
     tenant = tenant_of(consumer)
     assert db_tenant(services, tenant).expires_at == datetime.fromisoformat(ends)
+    assert db_tenant(services, tenant).state == TenantState.READY  # not a moment early
+    skew[0] = timedelta(hours=1, seconds=1)
     wait_for(lambda: db_tenant(services, tenant).state == TenantState.DELETED, 120, what="expiry teardown")
     assert services.kube.get("v1", "Namespace", services.settings.namespace_for(tenant)) is None
     assert not services.storage.user_exists(f"wml-{tenant}")

@@ -1,0 +1,131 @@
+"""Sealing a job's outputs from the executor's archive, on an in-memory filesystem: what a worker can put in its
+output directory (links, hardlinks, FIFOs, devices, '..' names, undeclared files) never becomes an output."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import tarfile
+
+import pytest
+from fsspec.implementations.memory import MemoryFileSystem
+
+from api.outputs import seal
+from api.storage import Storage
+from templates import parse_document
+from templates.keys import KeyLayout
+
+ASSET = parse_document(
+    {
+        "name": "probe",
+        "worker": {"image": "busybox", "outputDir": "/output"},
+        "outputs": [
+            {"name": "result", "kind": "file", "path": "/output/result"},
+            {"name": "extra", "kind": "file", "path": "/output/extra", "required": False},
+            {"name": "tree", "kind": "directory", "path": "/output/tree", "required": False},
+        ],
+    }
+)
+JOB = "job-0123456789abcdef"
+
+
+def archive(*entries: tarfile.TarInfo | tuple[str, bytes]) -> bytes:
+    """A tar.gz as Argo's executor writes the output directory (entries named output/...)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for entry in entries:
+            if isinstance(entry, tarfile.TarInfo):
+                tar.addfile(entry)
+            else:
+                name, data = entry
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def special(name: str, kind: bytes, target: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, target
+    return info
+
+
+@pytest.fixture
+def storage() -> Storage:
+    fs = MemoryFileSystem()
+    fs.store.clear()
+    return Storage(fs, "workflows", KeyLayout("tenants/t-1"))  # type: ignore[arg-type]
+
+
+def run(storage: Storage, data: bytes | None) -> tuple[dict, bytes | None, bytes | None]:
+    if data is not None:
+        storage.fs.pipe_file(storage.path(storage.keys.job_outputs_archive(JOB)), data)
+    sealed = asyncio.run(seal(storage, ASSET, JOB))
+
+    def get(key: str) -> bytes | None:
+        path = storage.path(key)
+        return storage.fs.cat_file(path) if storage.fs.exists(path) else None
+
+    return (
+        sealed.dump() | {"required_missing": sealed.required_missing(ASSET)},
+        get(storage.keys.job_output(JOB, "result")),
+        get(storage.keys.job_output(JOB, "tree", directory=True)),
+    )
+
+
+def test_regular_files_are_sealed_with_their_digests(storage: Storage) -> None:
+    record, result, tree = run(storage, archive(("output/result", b"42"), ("output/tree/a/b.txt", b"b")))
+    assert result == b"42"
+    assert record["outputs"]["result"]["size"] == 2 and record["missing"] == {"extra": "not produced"}
+    assert record["required_missing"] == []
+    with tarfile.open(fileobj=io.BytesIO(tree or b""), mode="r:gz") as tar:
+        assert {m.name: m.isreg() for m in tar.getmembers()} == {"tree/a/b.txt": True}
+    # sealed once: the record is read back, the archive is not read again
+    storage.fs.rm(storage.path(storage.keys.job_outputs_archive(JOB)))
+    assert asyncio.run(seal(storage, ASSET, JOB)).outputs == record["outputs"]
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        special("output/result", tarfile.SYMTYPE, "/var/run/secrets/kubernetes.io/serviceaccount/token"),
+        special("output/result", tarfile.LNKTYPE, "output/other"),
+        special("output/result", tarfile.FIFOTYPE),
+        special("output/result", tarfile.CHRTYPE),
+        special("output/result", tarfile.DIRTYPE),
+    ],
+    ids=["symlink", "hardlink", "fifo", "device", "directory"],
+)
+def test_a_file_output_that_is_not_a_regular_file_is_missing(storage: Storage, entry: tarfile.TarInfo) -> None:
+    record, result, _ = run(storage, archive(entry))
+    assert result is None
+    assert "not a regular file" in record["missing"]["result"] and record["required_missing"] == ["result"]
+
+
+def test_links_and_specials_inside_a_directory_output_are_dropped(storage: Storage) -> None:
+    data = archive(
+        ("output/tree/ok.txt", b"ok"),
+        special("output/tree/key", tarfile.SYMTYPE, "/argo/secret/wml-s3/secretKey"),
+        special("output/tree/root", tarfile.SYMTYPE, "/"),
+        special("output/tree/hard", tarfile.LNKTYPE, "output/tree/ok.txt"),
+        special("output/tree/fifo", tarfile.FIFOTYPE),
+        ("output/../../etc/passwd", b"x"),
+        ("output/tree/../../escape", b"x"),
+        ("output/undeclared", b"x"),
+    )
+    record, _, tree = run(storage, data)
+    with tarfile.open(fileobj=io.BytesIO(tree or b""), mode="r:gz") as tar:
+        members = {m.name: m for m in tar.getmembers()}
+    assert set(members) == {"tree/ok.txt"} and members["tree/ok.txt"].isreg()
+    assert record["dropped"] >= 5
+
+
+@pytest.mark.parametrize(
+    "data", [None, b"not a tar", archive(("output/result", b"1"))[:20]], ids=["none", "junk", "cut"]
+)
+def test_a_missing_or_damaged_archive_hands_back_nothing_more(storage: Storage, data: bytes | None) -> None:
+    record, result, _ = run(storage, data)
+    assert result is None and record["required_missing"] == ["result"]
+    assert (record["damaged"] is None) == (data is None)
+    json.dumps(record)  # the record is plain JSON
