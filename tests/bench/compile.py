@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from templates import CompileOptions, StorageTarget, compile_asset, load_file
-from tests.templates.conftest import EXAMPLES
+from tests.support.examples import EXAMPLES
 
 GOAL = 500.0
 

@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from provisioner import db
-from provisioner.app import PROVISION_PATH, create_app
-from provisioner.kube import KubeError
+from provisioner.app import create_app
 from provisioner.services import Services
 from provisioner.settings import ProvisionerSettings
-from provisioner.storage import StorageError
-from provisioner.tenants import tenant_id_for
-from tests.provisioner.helpers import ADMIN_TOKEN, ASSETS, INBOUND_KEY, stack_settings
+from tests.provisioner.helpers import stack_settings
 from tests.provisioner.servers import EdcStub, ThreadedServer
 from tests.stack.launcher import StackInfo
-
-__all__ = ["ADMIN_TOKEN", "ASSETS", "INBOUND_KEY"]
+from tests.support.edc import cleanup, edc_request, new_consumer
 
 
 @pytest.fixture
@@ -89,60 +83,11 @@ def services(make_settings: Callable[..., ProvisionerSettings]) -> Iterator[Serv
         svc.close()
 
 
-def cleanup(svc: Services) -> None:
-    """Remove whatever tenants of this database left in Kubernetes and MinIO (no waiting)."""
-    from sqlalchemy import select
-
-    from provisioner.models import Tenant
-
-    with svc.sessions() as session:
-        tenants = list(session.scalars(select(Tenant)))
-    for tenant in tenants:
-        with contextlib.suppress(KubeError, StorageError):  # a stack hiccup fails the test, not this
-            svc.kube.delete("v1", "Namespace", tenant.namespace)
-            svc.storage.remove_user(f"wml-{tenant.id}")
-            svc.storage.delete_prefix(svc.settings.s3_prefix_for(tenant.id))
-
-
 @pytest.fixture
 def provisioner(services: Services) -> Iterator[str]:
     """A running provisioner (real uvicorn on loopback) over ``services``; yields its base URL."""
     with ThreadedServer(create_app(services.settings, services=services)) as server:
         yield server.url
-
-
-def edc_request(
-    asset: str = "dummy",
-    consumer: str | None = None,
-    transfer: str | None = None,
-    definition: str | None = None,
-    kind: str | None = "provision",
-    callback: str = "http://127.0.0.1:9/management/callback",
-    policy: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """A request body as EDC v0.15 sends it (captured shape)."""
-    body: dict[str, Any] = {
-        "assetId": asset,
-        "transferProcessId": transfer or str(uuid.uuid4()),
-        "policy": policy
-        if policy is not None
-        else {
-            "permissions": [],
-            "prohibitions": [],
-            "obligations": [],
-            "extensibleProperties": {},
-            "inheritsFrom": None,
-            "assigner": None,
-            "assignee": consumer,
-            "target": asset,
-            "@type": {"@policytype": "set"},
-        },
-        "callbackAddress": callback,
-        "resourceDefinitionId": definition or str(uuid.uuid4()),
-    }
-    if kind is not None:
-        body["type"] = kind
-    return body
 
 
 @pytest.fixture
@@ -159,17 +104,3 @@ def contract(edc: tuple[EdcStub, str]) -> Callable[..., dict[str, Any]]:
         return body
 
     return make
-
-
-def post(url: str, body: Any, raw: bytes | None = None, key: str | None = INBOUND_KEY) -> httpx.Response:
-    content = raw if raw is not None else httpx.Request("POST", "/", json=body).content
-    headers = {"Content-Type": "application/json", **({"X-Api-Key": key} if key else {})}
-    return httpx.post(f"{url}{PROVISION_PATH}", content=content, headers=headers, timeout=30)
-
-
-def new_consumer() -> str:
-    return f"consumer-{uuid.uuid4().hex[:10]}"
-
-
-def tenant_of(consumer: str) -> str:
-    return tenant_id_for(consumer)

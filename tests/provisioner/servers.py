@@ -16,6 +16,8 @@ from tests.servers import ThreadedServer
 
 __all__ = ["API_KEY", "Call", "EdcStub", "ThreadedServer", "wait_for"]
 
+from tests.support.wait import wait_for
+
 API_KEY = "test-management-key"
 
 
@@ -106,14 +108,3 @@ class EdcStub:
     def deprovisions(self, tp: str | None = None) -> list[Call]:
         with self.lock:
             return [c for c in self.calls if c.kind == "deprovision" and (tp is None or c.transfer_process_id == tp)]
-
-
-def wait_for(predicate: Any, timeout: float = 60.0, interval: float = 0.1, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(interval)

@@ -11,9 +11,9 @@ import pytest
 
 from provisioner.models import TenantState
 from provisioner.services import Services
-from tests.provisioner.conftest import ADMIN_TOKEN, edc_request, new_consumer, post, tenant_of
-from tests.provisioner.helpers import db_tenant
+from tests.provisioner.helpers import ADMIN_TOKEN, db_tenant
 from tests.provisioner.servers import EdcStub, wait_for
+from tests.support.edc import edc_request, new_consumer, post, tenant_of
 
 pytestmark = pytest.mark.stack
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

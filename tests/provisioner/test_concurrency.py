@@ -13,9 +13,9 @@ from sqlalchemy import func, select
 from provisioner.app import PROVISION_PATH
 from provisioner.models import Grant, GrantState, Tenant
 from provisioner.services import Services
-from tests.provisioner.conftest import INBOUND_KEY, edc_request, new_consumer, tenant_of
-from tests.provisioner.helpers import db_grants
+from tests.provisioner.helpers import INBOUND_KEY, db_grants
 from tests.provisioner.servers import EdcStub, wait_for
+from tests.support.edc import edc_request, new_consumer, tenant_of
 
 pytestmark = pytest.mark.stack
 

@@ -21,7 +21,6 @@ from provisioner.scheduler import Worker
 from provisioner.schemas import ProvisionRequest
 from provisioner.services import Services
 from provisioner.settings import ProvisionerSettings
-from tests.provisioner.conftest import cleanup, edc_request, new_consumer, tenant_of
 from tests.provisioner.helpers import (
     db_grants,
     db_tenant,
@@ -33,6 +32,7 @@ from tests.provisioner.helpers import (
     tenant_s3,
 )
 from tests.provisioner.servers import EdcStub, wait_for
+from tests.support.edc import cleanup, edc_request, new_consumer, tenant_of
 
 pytestmark = pytest.mark.stack
 

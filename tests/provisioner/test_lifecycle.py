@@ -16,7 +16,6 @@ from api.settings import ApiSettings
 from provisioner import access, tenants
 from provisioner.models import GrantState, TenantState
 from provisioner.services import Services
-from tests.provisioner.conftest import edc_request, new_consumer, post, tenant_of
 from tests.provisioner.helpers import (
     ADMIN_TOKEN,
     db_grants,
@@ -31,6 +30,7 @@ from tests.provisioner.helpers import (
 )
 from tests.provisioner.servers import EdcStub, wait_for
 from tests.servers import serve
+from tests.support.edc import edc_request, new_consumer, post, tenant_of
 
 EDC_NS = "https://w3id.org/edc/v0.0.1/ns/"  # spelt out here on purpose: the wire format, not our constant
 

@@ -11,8 +11,8 @@ from sqlalchemy import func, select, text
 
 from provisioner.models import Grant, Tenant
 from provisioner.services import Services
-from tests.provisioner.conftest import new_consumer, post, tenant_of
 from tests.provisioner.servers import EdcStub
+from tests.support.edc import new_consumer, post, tenant_of
 
 pytestmark = pytest.mark.stack
 

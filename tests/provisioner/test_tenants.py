@@ -11,7 +11,7 @@ from provisioner import tenants
 from provisioner.settings import ProvisionerSettings
 from provisioner.tenants import TenantSpec
 from templates import load_directory
-from tests.provisioner.conftest import ASSETS
+from tests.provisioner.helpers import ASSETS
 
 SETTINGS = ProvisionerSettings(database_url="sqlite:///:memory:", argo_server_url="http://10.88.0.2:2746")
 SPEC = TenantSpec(

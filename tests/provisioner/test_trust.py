@@ -20,10 +20,10 @@ from provisioner import access, tenants
 from provisioner.app import PROVISION_PATH
 from provisioner.models import Grant, GrantState, Tenant
 from provisioner.services import Services
-from tests.provisioner.conftest import INBOUND_KEY, edc_request, new_consumer, post, tenant_of
-from tests.provisioner.helpers import db_grants, put, s3_denied, secret_data, tenant_s3
+from tests.provisioner.helpers import INBOUND_KEY, db_grants, put, s3_denied, secret_data, tenant_s3
 from tests.provisioner.servers import EdcStub, ThreadedServer, wait_for
 from tests.servers import serve
+from tests.support.edc import edc_request, new_consumer, post, tenant_of
 
 pytestmark = pytest.mark.stack
 

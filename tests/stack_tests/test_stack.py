@@ -26,7 +26,7 @@ from templates.jobs import env_secret
 from tests.api.tenant import EXAMPLES, prepare_namespace
 from tests.stack import StackInfo, ensure_stack, kube, s3
 from tests.stack.config import Layout
-from tests.templates.conftest import EXAMPLE_FILES
+from tests.support.examples import EXAMPLE_FILES
 
 pytestmark = pytest.mark.stack
 

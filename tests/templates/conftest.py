@@ -7,17 +7,7 @@ from typing import Any
 
 import pytest
 
-from templates import CompileOptions, StorageTarget
-
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = ROOT / "templates" / "examples"
-EXAMPLE_FILES = sorted(
-    [*EXAMPLES.glob("*.yaml"), *(EXAMPLES / "legacy").glob("*.json"), *(EXAMPLES / "python").glob("*.py")]
-)
-TARGET = StorageTarget(
-    endpoint="minio.storage:9000", bucket="workflows", prefix="tenants/t-demo", credentials_secret="wml-s3"
-)
-OPTIONS = CompileOptions(namespace="wml-t-demo", tenant="t-demo")
+from tests.support.examples import EXAMPLE_FILES, EXAMPLES, OPTIONS, ROOT, TARGET  # noqa: F401
 
 
 def _strict(node: Any) -> Any:

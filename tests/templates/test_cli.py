@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.templates.conftest import EXAMPLES
+from tests.support.examples import EXAMPLES
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -13,7 +13,7 @@ import yaml
 from templates import compile_asset, load_file
 from templates.compiler import ENV_SECRET_NAME, OUTPUT_VOLUME, to_yaml
 from templates.jobs import env_secret, job_workflow, new_job_id
-from tests.templates.conftest import EXAMPLE_FILES, EXAMPLES, OPTIONS, TARGET
+from tests.support.examples import EXAMPLE_FILES, EXAMPLES, OPTIONS, TARGET
 
 GOLDEN = Path(__file__).parent / "golden"
 

@@ -4,7 +4,7 @@ import pytest
 
 from templates import load_file, resolve_env
 from templates.envvars import EnvError, check_env, parse_dotenv
-from tests.templates.conftest import EXAMPLES
+from tests.support.examples import EXAMPLES
 
 
 def test_parse_dotenv_seed_example() -> None:

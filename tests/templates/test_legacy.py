@@ -6,7 +6,7 @@ import pytest
 
 from templates import AssetError, load_file, parse_document
 from templates.asset import InputKind
-from tests.templates.conftest import EXAMPLES
+from tests.support.examples import EXAMPLES
 
 
 def test_legacy_input_dummy_keeps_its_meaning() -> None:

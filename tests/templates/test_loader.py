@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from templates import AssetError, load_directory, load_file, parse_document, parse_text
 from templates.asset import InputKind
-from tests.templates.conftest import EXAMPLES
+from tests.support.examples import EXAMPLES
 
 
 def _dummy() -> dict:
