@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import statistics
 import subprocess
@@ -139,9 +140,14 @@ def _measure(stack: object, tenant: object, url: str, pid: int, tmp: Path) -> di
     # Downloads: a finished job's output object replaced by the big file, read through the API.
     client.upload_bytes("dummy", "env", b"SOURCE=/etc/os-release\nDESTINATION=/output/result\nSLEEPTIME=0\n")
     job = client.wait(client.start("dummy")["id"], timeout=300)
-    out_key = f"{bucket}/{tenant.settings.keys.job_output(job['id'], 'result')}"  # type: ignore[attr-defined]
+    keys = tenant.settings.keys  # type: ignore[attr-defined]
+    out_key = f"{bucket}/{keys.job_output(job['id'], 'result')}"
+    client.receipt(job["id"])  # outputs sealed and receipt computed now, so the download below streams only
     fs.copy(direct_key, out_key)
-    client.receipt(job["id"])  # computed now, so the download below streams only
+    seal_key = f"{bucket}/{keys.job_seal(job['id'])}"  # the sealed record names the size the API serves
+    record = json.loads(fs.cat_file(seal_key))
+    record["outputs"]["result"]["size"] = SIZE
+    fs.pipe_file(seal_key, json.dumps(record).encode())
     t_direct_down = _timed(lambda: fs.get_file(out_key, str(tmp / "direct.out")))
     with PeakRss(pid) as down_mem:
         t_api_down = _timed(lambda: client.download(job["id"], "result", tmp / "api.out"))

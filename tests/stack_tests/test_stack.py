@@ -5,8 +5,10 @@ the worker's `FAIL:` line, and `argo lint` accepts every compiled example and re
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
+import tarfile
 import time
 import urllib.error
 import urllib.request
@@ -95,8 +97,12 @@ def test_dummy_job_runs_and_uploads_its_result(tenant: Tenant) -> None:
     wf = tenant.wait(name)
     assert wf["status"]["phase"] == "Succeeded", wf["status"]
     st = tenant.stack
-    key = f"tenants/{tenant.name}/jobs/{name}/outputs/result"
-    body = s3.get_object(st.s3_endpoint, st.bucket, key, st.s3_access_key, st.s3_secret_key).decode()
+    key = f"tenants/{tenant.name}/jobs/{name}/outputs.tgz"  # the output directory, as Argo saved it
+    archive = s3.get_object(st.s3_endpoint, st.bucket, key, st.s3_access_key, st.s3_secret_key)
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+        member = tar.extractfile("output/result")
+        assert member is not None
+        body = member.read().decode()
     assert "ID=" in body and "PRETTY_NAME=" in body
     logs = tenant.argo("GET", f"/api/v1/workflows/{tenant.namespace}/{name}/log?logOptions.container=main")
     assert "sleeping 2/2" in logs and "moved /etc/os-release to /output/result" in logs
