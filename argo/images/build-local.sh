@@ -11,13 +11,13 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 cache="${WML_CACHE:-$HOME/.cache/workflow-middlelayer}"
 venv="${WML_VENV:-$root/.venv}"
-# Pin every dependency to what the project's tested virtual environment resolved: no resolver
-# backtracking in the image, and the image runs exactly the versions the tests ran.
-constraints="$("$venv/bin/pip" freeze --exclude-editable | grep -v '^-e ')"
+# Pin every dependency to the project's lock file (requirements.lock, what `make` installs and the tests run):
+# no resolver backtracking in the image, and the image runs exactly the versions the tests ran.
+constraints="$(cat "$root/requirements.lock")"
 requirements="$(python3 -c 'import sys, tomllib; print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]))' "$root/pyproject.toml")"
 # Keyed by the runtime requirements (not dev tools) and the layout below (bump ROOTFS_LAYOUT on changes).
 ROOTFS_LAYOUT=1
-key="$( (echo "$requirements"; echo "$ROOTFS_LAYOUT") | sha256sum | cut -c1-12)"
+key="$( (echo "$requirements"; echo "$constraints"; echo "$ROOTFS_LAYOUT") | sha256sum | cut -c1-12)"
 out="$cache/images/app-rootfs-$key"
 mkdir -p "$cache/images"
 # One build at a time (the test suite and `make run` may both ask for the image).
