@@ -9,7 +9,6 @@ import io
 import json
 import subprocess
 import tarfile
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -29,6 +28,7 @@ from tests.api.tenant import EXAMPLES, prepare_namespace
 from tests.stack import StackInfo, ensure_stack, kube, s3
 from tests.stack.config import Layout
 from tests.support.examples import EXAMPLE_FILES
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.stack
 
@@ -64,13 +64,11 @@ class Tenant:
         return job
 
     def wait(self, name: str, timeout: float = 240) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def finished() -> dict[str, Any] | None:
             wf = self.argo("GET", f"/api/v1/workflows/{self.namespace}/{name}")
-            if wf.get("status", {}).get("phase") in ("Succeeded", "Failed", "Error"):
-                return dict(wf)
-            time.sleep(2)
-        raise AssertionError(f"workflow {name} did not finish in {timeout}s: {wf.get('status')}")
+            return dict(wf) if wf.get("status", {}).get("phase") in ("Succeeded", "Failed", "Error") else None
+
+        return wait_for(finished, timeout, 2.0, f"workflow {name} to finish")  # type: ignore[no-any-return]
 
 
 @pytest.fixture
