@@ -207,13 +207,15 @@ async def start_job(
     except EnvError as exc:
         raise ApiError(422, "Unprocessable Content", str(exc)) from None
     # Snapshot first: the job reads only its own keys, so later uploads never change it. Env inputs need
-    # none: their values travel in the job's own Secret, and their digests as an annotation (for receipts).
+    # none: their values travel in the job's own Secret (written alongside), their digests as an annotation.
+    has_env = any(i.kind is InputKind.ENV for i in asset.inputs)
     await asyncio.gather(
         *(
             tenant.storage.snapshot_input(asset.name, item.name, job_id, staged[item.name])
             for item in asset.inputs
             if item.kind is not InputKind.ENV and item.name in staged
-        )
+        ),
+        *([tenant.kube.put_secret(env_secret(job_id, env, tenant.settings.tenant))] if has_env else []),
     )
     env_digests = {name: hashlib.sha256(text.encode()).hexdigest() for name, text in dotenv.items()}
     manifest = job_workflow(
@@ -230,9 +232,6 @@ async def start_job(
             "workflow-middlelayer.io/asset-name": asset.name,
         }
     )
-    has_env = any(i.kind is InputKind.ENV for i in asset.inputs)
-    if has_env:
-        await tenant.kube.put_secret(env_secret(job_id, env, tenant.settings.tenant))
     try:
         wf = await tenant.argo.create(manifest)
     except ArgoConflict:
