@@ -56,18 +56,19 @@ def tenant_policy(bucket: str, prefix: str) -> dict[str, Any]:
 
 
 def executor_policy(bucket: str, prefix: str) -> dict[str, Any]:
-    """What Argo's executor needs of one tenant, and no more: read job inputs, write a job's output archive, logs
-    and artifacts. No delete, no staging, no sealed outputs, no receipts: a consumer who extracts these credentials
-    from a job can change nothing the API serves (see templates.keys)."""
+    """What Argo's executor needs of one tenant, and no more: read job inputs, write under ``exec/`` (the output
+    archive, logs, artifacts). No delete, no staging, no sealed outputs, no receipts: a consumer who extracts these
+    credentials from a job can change nothing the API serves (see templates.keys)."""
     jobs = f"arn:aws:s3:::{bucket}/{prefix}/jobs/*"
     return {
         "Version": "2012-10-17",
         "Statement": [
             {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [f"{jobs}/inputs/*"]},
             {
+                # Its own prefix: policy wildcards match '/' too, so nothing under jobs/ can be named here.
                 "Effect": "Allow",
                 "Action": ["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
-                "Resource": [f"{jobs}/outputs.tgz", f"{jobs}/logs/*", f"{jobs}/artifacts/*"],
+                "Resource": [f"arn:aws:s3:::{bucket}/{prefix}/exec/*"],
             },
             {
                 # Directory inputs are listed under the job's own input keys.

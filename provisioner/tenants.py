@@ -273,7 +273,7 @@ def config_objects(settings: ProvisionerSettings, spec: TenantSpec) -> list[dict
             "bucket": target.bucket,
             "insecure": target.insecure,
             **({"region": target.region} if target.region else {}),
-            "keyFormat": f"{keys.job(JOB_NAME_PLACEHOLDER)}/artifacts/{POD_NAME_PLACEHOLDER}",
+            "keyFormat": f"{keys.job_artifacts(JOB_NAME_PLACEHOLDER)}/{POD_NAME_PLACEHOLDER}",
             "accessKeySecret": {"name": S3_SECRET, "key": target.access_key_key},
             "secretKeySecret": {"name": S3_SECRET, "key": target.secret_key_key},
         },

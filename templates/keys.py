@@ -4,16 +4,18 @@
 
     <tenant prefix>/staging/<asset>/<input>[/<relative path>]   uploads waiting for a job
     <tenant prefix>/jobs/<job>/inputs/<input>[/<relative path>]  the job's snapshot of its inputs
-    <tenant prefix>/jobs/<job>/outputs.tgz                       the output directory as Argo's executor saved it
     <tenant prefix>/jobs/<job>/outputs/<output>                  a file output, as the file        (API only)
     <tenant prefix>/jobs/<job>/outputs/<output>.tgz              a directory output, as a gzipped tar (API only)
     <tenant prefix>/jobs/<job>/sealed.json                       what the API took from outputs.tgz (API only)
-    <tenant prefix>/jobs/<job>/logs/<pod>/main.log               the worker's archived log
     <tenant prefix>/jobs/<job>/receipt.json                      the job's receipt                 (API only)
+    <tenant prefix>/exec/<job>/outputs.tgz                       the output directory as Argo's executor saved it
+    <tenant prefix>/exec/<job>/logs/<pod>/main.log               the worker's archived log
+    <tenant prefix>/exec/<job>/artifacts/<pod>/…                 anything else Argo's executor stores
 
-The executor's credentials may write only ``outputs.tgz``, ``logs/`` and ``artifacts/`` of a job; what consumers
-download (``outputs/``), the seal record and the receipt are written by the API alone, so a consumer who extracts the
-executor's credentials from a job can change none of them.
+Everything Argo's executor writes lives under ``exec/``, the only prefix its credentials may write (S3 policy
+wildcards also match ``/``, so a separate prefix is the only exact boundary): what consumers download, the seal
+record and the receipt are the API's alone, and a consumer who extracts the executor's credentials from a job can
+change none of them.
 """
 
 from __future__ import annotations
@@ -54,15 +56,25 @@ class KeyLayout:
     def job_outputs(self, job: str) -> str:
         return f"{self.job(job)}/outputs"
 
+    def executor(self, job: str) -> str:
+        """Where Argo's executor writes for ``job`` (untrusted content)."""
+        return f"{self.prefix}/exec/{job}"
+
+    def executor_root(self) -> str:
+        return f"{self.prefix}/exec"
+
     def job_outputs_archive(self, job: str) -> str:
-        """The whole output directory as one tar.gz, written by Argo's executor (untrusted content)."""
-        return f"{self.job(job)}/outputs.tgz"
+        """The whole output directory as one tar.gz, written by Argo's executor."""
+        return f"{self.executor(job)}/outputs.tgz"
+
+    def job_artifacts(self, job: str) -> str:
+        return f"{self.executor(job)}/artifacts"
 
     def job_seal(self, job: str) -> str:
         return f"{self.job(job)}/sealed.json"
 
     def job_logs(self, job: str) -> str:
-        return f"{self.job(job)}/logs"
+        return f"{self.executor(job)}/logs"
 
     def job_log_archive(self, job: str, pod: str) -> str:
         return f"{self.job_logs(job)}/{pod}"

@@ -295,8 +295,11 @@ async def cancel_job(job: JobPath, tenant: TenantDep) -> Job:
 async def delete_job(job: JobPath, tenant: TenantDep) -> None:
     await _workflow(tenant, job)
     await tenant.argo.delete(job)
-    await tenant.kube.delete_secret(env_secret_name(job))
+    # Best effort: the Workflow owns the Secret, so Kubernetes removes it anyway.
+    with contextlib.suppress(KubeUnavailable, KubeRejected):
+        await tenant.kube.delete_secret(env_secret_name(job))
     await tenant.storage.delete_prefix(tenant.storage.keys.job(job))
+    await tenant.storage.delete_prefix(tenant.storage.keys.executor(job))
 
 
 @router.get(

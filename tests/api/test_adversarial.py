@@ -153,7 +153,11 @@ def test_output_links_and_special_files_leak_nothing(adv: ApiTenant, stack: Stac
     fs = s3fs.S3FileSystem(
         key=stack.s3_access_key, secret=stack.s3_secret_key, endpoint_url=stack.s3_endpoint, skip_instance_cache=True
     )
-    objects = fs.find(f"{stack.bucket}/{adv.settings.keys.job(job['id'])}")
+    keys = adv.settings.keys
+    objects = [
+        *fs.find(f"{stack.bucket}/{keys.job(job['id'])}"),
+        *fs.find(f"{stack.bucket}/{keys.executor(job['id'])}"),
+    ]
     assert any(o.endswith("/outputs.tgz") for o in objects), objects
     for path in objects:
         data = fs.cat_file(path)

@@ -88,7 +88,7 @@ def test_templates_and_artifact_repository_use_the_tenant_prefix() -> None:
     config = {o["metadata"]["name"]: o for o in tenants.config_objects(SETTINGS, SPEC)}
     repo = config[tenants.ARTIFACT_REPOSITORIES]
     assert repo["metadata"]["annotations"]["workflows.argoproj.io/default-artifact-repository"] == "default"
-    assert "keyFormat: tenants/t-abc/jobs/" in repo["data"]["default"]
+    assert "keyFormat: tenants/t-abc/exec/" in repo["data"]["default"]
     # the executor gets its own narrow credentials; the API's stay in the API's environment only
     assert config[tenants.S3_SECRET]["stringData"] == {"accessKey": "wml-t-abc-exec", "secretKey": "ex3c"}
     assert config[tenants.API_ENV_SECRET]["stringData"]["WML_API_S3_SECRET_KEY"] == "s3cr3t"
@@ -101,11 +101,8 @@ def test_executor_policy_cannot_touch_receipts_staging_or_other_tenants() -> Non
     resources = {r for s in statements for r in s["Resource"]}
     assert not any("receipt" in r or "staging" in r for r in resources)
     writes = [s for s in statements if "s3:PutObject" in s["Action"]]
-    assert {r for s in writes for r in s["Resource"]} == {
-        "arn:aws:s3:::workflows/tenants/t-abc/jobs/*/outputs.tgz",
-        "arn:aws:s3:::workflows/tenants/t-abc/jobs/*/logs/*",
-        "arn:aws:s3:::workflows/tenants/t-abc/jobs/*/artifacts/*",
-    }
+    # one prefix of its own: S3 policy wildcards match '/', so no pattern under jobs/ would be exact
+    assert {r for s in writes for r in s["Resource"]} == {"arn:aws:s3:::workflows/tenants/t-abc/exec/*"}
     assert not any("s3:DeleteObject" in s["Action"] for s in statements)
 
 

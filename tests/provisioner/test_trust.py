@@ -191,14 +191,14 @@ def test_executor_credentials_reach_nothing_the_api_serves(
     put(api, bucket, f"{jobs}/inputs/env", b"SOURCE=x\n")
     # what Argo's executor needs
     assert executor.get_object(bucket, f"{jobs}/inputs/env").read() == b"SOURCE=x\n"
-    put(executor, bucket, f"{jobs}/outputs.tgz")
-    put(executor, bucket, f"{jobs}/logs/pod/main.log")
-    # and nothing else: sealed outputs, receipts, seal records, staging, deletes, other tenants
-    for key in ("outputs/result", "receipt.json", "sealed.json"):
+    put(executor, bucket, f"tenants/{ta}/exec/{job}/outputs.tgz")
+    put(executor, bucket, f"tenants/{ta}/exec/{job}/logs/pod/main.log")
+    # and nothing else: sealed outputs (also ones named like executor keys), receipts, seal records, inputs
+    for key in ("outputs/result", "outputs/outputs.tgz", "receipt.json", "sealed.json", "inputs/x/logs/y", "logs/z"):
         assert s3_denied(lambda key=key: put(executor, bucket, f"{jobs}/{key}")), key
-    assert s3_denied(lambda: executor.get_object(bucket, f"{jobs}/outputs.tgz").read())
+    assert s3_denied(lambda: executor.get_object(bucket, f"tenants/{ta}/exec/{job}/outputs.tgz").read())
     assert s3_denied(lambda: put(executor, bucket, f"tenants/{ta}/staging/dummy/env"))
     assert s3_denied(lambda: executor.remove_object(bucket, f"{jobs}/inputs/env"))
     assert api.get_object(bucket, f"{jobs}/inputs/env").read() == b"SOURCE=x\n"  # still there
-    assert s3_denied(lambda: put(executor, bucket, f"tenants/{tb}/jobs/{job}/outputs.tgz"))
+    assert s3_denied(lambda: put(executor, bucket, f"tenants/{tb}/exec/{job}/outputs.tgz"))
     assert s3_denied(lambda: list(executor.list_objects(bucket, prefix=f"tenants/{ta}/", recursive=True)))

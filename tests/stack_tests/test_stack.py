@@ -95,7 +95,7 @@ def test_dummy_job_runs_and_uploads_its_result(tenant: Tenant) -> None:
     wf = tenant.wait(name)
     assert wf["status"]["phase"] == "Succeeded", wf["status"]
     st = tenant.stack
-    key = f"tenants/{tenant.name}/jobs/{name}/outputs.tgz"  # the output directory, as Argo saved it
+    key = f"tenants/{tenant.name}/exec/{name}/outputs.tgz"  # the output directory, as Argo saved it
     archive = s3.get_object(st.s3_endpoint, st.bucket, key, st.s3_access_key, st.s3_secret_key)
     with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
         member = tar.extractfile("output/result")

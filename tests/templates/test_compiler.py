@@ -64,12 +64,13 @@ def test_template_is_self_contained_and_hardened() -> None:
     spec = manifest["spec"]
     worker = spec["templates"][0]
     # No reliance on Argo's default artifact repository: every artifact names its bucket and key.
-    for art in worker["inputs"]["artifacts"] + worker["outputs"]["artifacts"]:
+    for art in worker["inputs"]["artifacts"]:
         assert art["s3"]["bucket"] == "workflows"
-        assert art["s3"]["key"].startswith("tenants/t-demo/jobs/{{workflow.name}}/")
+        assert art["s3"]["key"].startswith("tenants/t-demo/jobs/{{workflow.name}}/inputs/")
         assert art["s3"]["accessKeySecret"]["name"] == "wml-s3"
     assert worker["archiveLocation"]["archiveLogs"] is True
-    assert worker["archiveLocation"]["s3"]["key"].startswith("tenants/t-demo/jobs/{{workflow.name}}/logs/")
+    # everything the executor writes goes under the tenant's exec/ prefix, the only one its credentials may write
+    assert worker["archiveLocation"]["s3"]["key"].startswith("tenants/t-demo/exec/{{workflow.name}}/logs/")
     ctx = worker["container"]["securityContext"]
     assert ctx["allowPrivilegeEscalation"] is False
     assert ctx["capabilities"]["drop"] == ["ALL"]
@@ -87,7 +88,7 @@ def test_template_is_self_contained_and_hardened() -> None:
     # Outputs leave as one archive of the output directory (a mount point: never a symlink).
     [out] = worker["outputs"]["artifacts"]
     assert out["path"] == "/output" and out["archive"] == {"tar": {}}
-    assert out["s3"]["key"] == "tenants/t-demo/jobs/{{workflow.name}}/outputs.tgz"
+    assert out["s3"]["key"] == "tenants/t-demo/exec/{{workflow.name}}/outputs.tgz"
 
 
 def test_outputs_need_an_output_directory() -> None:
