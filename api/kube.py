@@ -61,12 +61,19 @@ class Kube:
             raise KubeUnavailable(f"Kubernetes API answered {response.status_code}")
         return response
 
-    async def put_secret(self, manifest: dict[str, Any]) -> None:
-        """Create the Secret, or replace one left by an earlier attempt of the same job."""
+    async def create_secret(self, manifest: dict[str, Any]) -> bool:
+        """Create the Secret; False when one of that name exists already (an earlier attempt of the same job)."""
         name = manifest["metadata"]["name"]
         response = await self._call("POST", self._secrets(), manifest)
         if response.status_code == 409:
-            response = await self._call("PUT", self._secrets(name), manifest)
+            return False
+        if not response.is_success:
+            raise KubeRejected(f"secret {name}: {response.status_code} {_reason(response)}")
+        return True
+
+    async def replace_secret(self, manifest: dict[str, Any]) -> None:
+        name = manifest["metadata"]["name"]
+        response = await self._call("PUT", self._secrets(name), manifest)
         if not response.is_success:
             raise KubeRejected(f"secret {name}: {response.status_code} {_reason(response)}")
 

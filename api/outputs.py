@@ -68,7 +68,8 @@ class _Hashing:
         self.digest = hashlib.sha256()
         self.size = 0
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes | memoryview) -> int:
+        data = bytes(data)
         self.digest.update(data)
         self.size += len(data)
         self.target.write(data)
@@ -98,8 +99,12 @@ def _unpack(
 ) -> None:
     keys, fs = storage.keys, storage.fs
     with tarfile.open(fileobj=raw, mode="r|gz") as tar:
-        for count, member in enumerate(tar):
-            if count >= MAX_MEMBERS:
+        count = 0
+        while (member := tar.next()) is not None:
+            # stream mode keeps every header otherwise: memory would grow with the entries (typeshed omits .members)
+            tar.members.clear()  # type: ignore[attr-defined]
+            count += 1
+            if count > MAX_MEMBERS:
                 sealed.dropped += 1
                 break
             rel = _relative(member.name)
@@ -108,8 +113,11 @@ def _unpack(
             if rel in files:
                 out = files[rel]
                 if not member.isreg():
+                    # A later entry of the same name wins, as when unpacking: a link there is no output.
+                    sealed.outputs.pop(out.name, None)
                     sealed.missing[out.name] = "not a regular file (links and special files are not outputs)"
                     continue
+                sealed.missing.pop(out.name, None)
                 source = tar.extractfile(member)
                 assert source is not None
                 with fs.open(storage.path(keys.job_output(job, out.name)), "wb") as target:
@@ -125,11 +133,12 @@ def _unpack(
             if owner not in packers:
                 key = keys.job_output(job, dirs[owner].name, directory=True)
                 hashing = _Hashing(open_outputs.enter_context(fs.open(storage.path(key), "wb")))
-                packers[owner] = (
-                    hashing,
-                    # closed by the ExitStack; typeshed lacks the stream mode with a plain writer
-                    open_outputs.enter_context(tarfile.open(fileobj=hashing, mode="w|gz")),  # type: ignore[call-overload]  # noqa: SIM115
-                )
+                # gzip without a timestamp: sealing the same archive twice (two replicas) gives the same bytes
+                gz = open_outputs.enter_context(gzip.GzipFile(fileobj=hashing, mode="wb", mtime=0))
+                packer = tarfile.open(fileobj=gz, mode="w|")  # noqa: SIM115 - closed by the ExitStack below
+                packers[owner] = (hashing, open_outputs.enter_context(packer))
+            if rel == owner:
+                continue  # the directory itself: its entries carry their paths
             packed = tarfile.TarInfo(posixpath.join(posixpath.basename(owner), posixpath.relpath(rel, owner)))
             packed.type, packed.mode, packed.mtime = member.type, member.mode & 0o755, member.mtime
             packed.size = member.size if member.isreg() else 0
@@ -154,10 +163,14 @@ def _extract(storage: Storage, asset: WorkflowAsset, job: str) -> Sealed:
             try:
                 _unpack(raw, sealed, files, dirs, packers, open_outputs, storage, job)
             except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
-                # A damaged archive is the job's fault, not a fault of S3: what was read stays, the rest is missing.
+                # A damaged archive is the job's fault, not a fault of S3: whole files read before the damage stay;
+                # a directory output may be cut short, so none is handed out.
                 sealed.damaged = f"{type(exc).__name__}: {exc}"[:300]
     for rel, (hashing, _) in packers.items():
-        sealed.outputs[dirs[rel].name] = {"size": hashing.size, "sha256": hashing.digest.hexdigest()}
+        if sealed.damaged:
+            sealed.missing[dirs[rel].name] = "the output archive is damaged"
+        else:
+            sealed.outputs[dirs[rel].name] = {"size": hashing.size, "sha256": hashing.digest.hexdigest()}
     for out in asset.outputs:
         if out.name not in sealed.outputs:
             sealed.missing.setdefault(out.name, "not produced")

@@ -36,6 +36,8 @@ def parse_range(header: str | None, size: int) -> ByteRange:
         end = min(size, int(last) + 1) if last else size
     else:
         start, end = max(0, size - int(last)), size
+    if last and first and int(last) < int(first):
+        return ByteRange(0, size, partial=False)  # an invalid range is ignored (RFC 9110, 14.1.1)
     if start >= size or start >= end:
         raise RangeNotSatisfiable(f"object has {size} bytes")
     return ByteRange(start, end, partial=True)

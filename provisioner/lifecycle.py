@@ -266,9 +266,9 @@ def _apply(svc: Services, snap: Snapshot) -> None:
         # was written leaves a user whose key nobody holds; the new key replaces it).
         api_env = kube.get("v1", "Secret", tenants.API_ENV_SECRET, ns)
         api_key = _secret_value(api_env, "WML_API_S3_SECRET_KEY") or secrets.token_urlsafe(30)
-        exec_key = _secret_value(kube.get("v1", "Secret", tenants.S3_SECRET, ns), "secretKey") or secrets.token_urlsafe(
-            30
-        )
+        exec_key = _secret_value(kube.get("v1", "Secret", tenants.S3_SECRET, ns), "secretKey")
+        if exec_key is None or exec_key == api_key:  # tenants made before the executor had a user of its own
+            exec_key = secrets.token_urlsafe(30)
         svc.storage.ensure_user(snap.s3_user, api_key, prefix)
         svc.storage.ensure_user(snap.exec_user, exec_key, prefix, executor=True)
     base = replace(
@@ -279,8 +279,8 @@ def _apply(svc: Services, snap: Snapshot) -> None:
         exec_secret_key=exec_key,
     )
     with step("s3_secret"):
-        for manifest in tenants.config_objects(settings, base)[:2]:
-            kube.apply(manifest)
+        # The executor's Secret only: the API's environment is written whole, tokens included, by "config".
+        kube.apply(tenants.config_objects(settings, base)[0])
     with step("token"):
         digests = _grant_tokens(svc, snap, base)
         joined = tenants.token_sha256(",".join(digests))
@@ -314,7 +314,28 @@ def _apply(svc: Services, snap: Snapshot) -> None:
     with step("revoke"):
         _revoke_ended_grants(svc, snap)
     with step("ready"):
+        _api_rolled_out(svc, snap)
         _mark_ready(svc, snap)
+
+
+def _api_rolled_out(svc: Services, snap: Snapshot) -> None:
+    """While API pods serve, a changed token set rolls them: no callback hands out a token (and no grant counts
+    as ended) until every serving pod has the new set. A Deployment that never served has nothing to wait for."""
+    deployment = svc.kube.get("apps/v1", "Deployment", tenants.API, snap.namespace)
+    if deployment is None:
+        return
+    status, spec = deployment.get("status") or {}, deployment.get("spec") or {}
+    wanted = int(spec.get("replicas", 1))
+    if not status.get("availableReplicas") and not status.get("readyReplicas"):
+        return
+    rolled = (
+        int(status.get("observedGeneration", 0)) >= int(deployment["metadata"].get("generation", 0))
+        and int(status.get("updatedReplicas", 0)) == wanted
+        and int(status.get("replicas", 0)) == wanted
+        and int(status.get("availableReplicas", 0)) >= wanted
+    )
+    if not rolled:
+        raise NotYet("the API's pods are rolling to the new token set")
 
 
 def _grant_tokens(svc: Services, snap: Snapshot, base: tenants.TenantSpec) -> tuple[str, ...]:

@@ -291,6 +291,8 @@ class WorkflowAsset(Model):
         for key in self.worker.env:
             if key in UNSAFE_KEYS and key != "PATH":
                 raise ValueError(f"worker.env: {key!r} is reserved")
+        if self.worker.output_dir and self.worker.output_dir.rstrip("/") == "":
+            raise ValueError("worker.outputDir must be a directory below /, not / itself")
         if self.outputs and not self.worker.output_dir:
             # Outputs are collected as the whole output directory (a volume), never path by path.
             raise ValueError("outputs need worker.outputDir: the directory they are written under")

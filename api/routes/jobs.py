@@ -209,14 +209,17 @@ async def start_job(
     # Snapshot first: the job reads only its own keys, so later uploads never change it. Env inputs need
     # none: their values travel in the job's own Secret (written alongside), their digests as an annotation.
     has_env = any(i.kind is InputKind.ENV for i in asset.inputs)
-    await asyncio.gather(
-        *(
-            tenant.storage.snapshot_input(asset.name, item.name, job_id, staged[item.name])
-            for item in asset.inputs
-            if item.kind is not InputKind.ENV and item.name in staged
-        ),
-        *([tenant.kube.put_secret(env_secret(job_id, env, tenant.settings.tenant))] if has_env else []),
-    )
+    try:
+        await asyncio.gather(
+            *(
+                tenant.storage.snapshot_input(asset.name, item.name, job_id, staged[item.name])
+                for item in asset.inputs
+                if item.kind is not InputKind.ENV and item.name in staged
+            ),
+            *([_env_secret(tenant, job_id, env)] if has_env else []),
+        )
+    except _Replay as replay:
+        return _replay(tenant, replay.workflow, digest)
     env_digests = {name: hashlib.sha256(text.encode()).hexdigest() for name, text in dotenv.items()}
     manifest = job_workflow(
         asset,
@@ -247,6 +250,29 @@ async def start_job(
         with contextlib.suppress(KubeUnavailable, KubeRejected):
             await tenant.kube.own_secret(env_secret_name(job_id), owner)
     return JSONResponse(_job(tenant, wf).model_dump(mode="json"), status_code=201)
+
+
+async def _env_secret(tenant: Tenant, job_id: str, env: dict[str, str]) -> None:
+    """Write the job's environment Secret. One of that name exists only after an earlier attempt with the same
+    Idempotency-Key: if that attempt's Workflow exists, its Secret is left alone (the start replays or conflicts);
+    otherwise the earlier attempt died before creating it, and its Secret is replaced."""
+    manifest = env_secret(job_id, env, tenant.settings.tenant)
+    if await tenant.kube.create_secret(manifest):
+        return
+    try:
+        existing = await tenant.argo.get(job_id)
+    except ArgoNotFound:
+        await tenant.kube.replace_secret(manifest)
+        return
+    raise _Replay(existing)
+
+
+class _Replay(Exception):
+    """The job exists already: answer as a replay of its start."""
+
+    def __init__(self, workflow: m.Workflow) -> None:
+        super().__init__(workflow.metadata.name)
+        self.workflow = workflow
 
 
 def _replay(tenant: Tenant, wf: m.Workflow, digest: str) -> Response:

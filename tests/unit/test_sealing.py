@@ -129,3 +129,24 @@ def test_a_missing_or_damaged_archive_hands_back_nothing_more(storage: Storage, 
     assert result is None and record["required_missing"] == ["result"]
     assert (record["damaged"] is None) == (data is None)
     json.dumps(record)  # the record is plain JSON
+
+
+def test_a_later_link_of_the_same_name_wins(storage: Storage) -> None:
+    data = archive(("output/result", b"42"), special("output/result", tarfile.SYMTYPE, "/etc/passwd"))
+    record, _, _ = run(storage, data)
+    assert "result" not in record["outputs"] and record["required_missing"] == ["result"]
+
+
+def test_a_directory_output_cut_by_a_damaged_archive_is_not_handed_out(storage: Storage) -> None:
+    whole = archive(("output/result", b"42"), ("output/tree/big.bin", bytes(range(256)) * 4000))
+    record, result, _ = run(storage, whole[: len(whole) // 2])
+    assert record["damaged"] and "tree" in record["missing"] and "tree" not in record["outputs"]
+    assert result == b"42"  # a whole file read before the damage stays
+
+
+def test_sealing_twice_gives_the_same_bytes(storage: Storage) -> None:
+    data = archive(("output/result", b"42"), ("output/tree/a.txt", b"a"))
+    record, _, first = run(storage, data)
+    storage.fs.rm(storage.path(storage.keys.job_seal(JOB)))
+    again, _, second = run(storage, data)
+    assert first == second and record["outputs"] == again["outputs"]
