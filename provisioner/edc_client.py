@@ -135,18 +135,6 @@ class EdcClient:
             raise EdcLookupError(f"transfer process {transfer_process_id} has no state")
         return str(state)
 
-    def consumer_of(self, transfer_process_id: str) -> tuple[str, str]:
-        """(consumer id, contract id) via transfer process -> contract agreement."""
-        process = self._get(f"/v3/transferprocesses/{quote(transfer_process_id, safe='')}")
-        contract_id = _local(process, "contractId")
-        if not contract_id:
-            raise EdcLookupError(f"transfer process {transfer_process_id} names no contractId")
-        agreement = self._get(f"/v3/contractagreements/{quote(contract_id, safe='')}")
-        consumer = _local(agreement, "consumerId")
-        if not consumer:
-            raise EdcLookupError(f"contract agreement {contract_id} names no consumerId")
-        return consumer, contract_id
-
     def verify_transfer(self, transfer_process_id: str, asset_id: str) -> TransferFacts:
         """The connector's record of a transfer it is provisioning: its consumer, contract and asset.
 

@@ -83,15 +83,18 @@ def link_tenant(session: Session, grant: Grant, consumer_id: str, settings: Prov
     return tenant
 
 
+def _grant_of(session: Session, request: ProvisionRequest) -> Grant | None:
+    query = select(Grant).where(
+        Grant.transfer_process_id == request.transfer_process_id,
+        Grant.resource_definition_id == request.resource_definition_id,
+    )
+    return session.scalars(query).one_or_none()
+
+
 def existing_grant(sessions: sessionmaker[Session], request: ProvisionRequest) -> Accepted | None:
     """The grant an earlier copy of this request made, if any (EDC retries; duplicates change nothing)."""
     with sessions.begin() as session:
-        grant = session.scalars(
-            select(Grant).where(
-                Grant.transfer_process_id == request.transfer_process_id,
-                Grant.resource_definition_id == request.resource_definition_id,
-            )
-        ).one_or_none()
+        grant = _grant_of(session, request)
         if grant is None:
             return None
         audit.record(session, "provision_duplicate", grant.tenant_id, grant.id, state=grant.state)
@@ -111,12 +114,7 @@ def accept_provision(
     for attempt in range(CONFLICT_RETRIES):
         try:
             with sessions.begin() as session:
-                grant = session.scalars(
-                    select(Grant).where(
-                        Grant.transfer_process_id == request.transfer_process_id,
-                        Grant.resource_definition_id == request.resource_definition_id,
-                    )
-                ).one_or_none()
+                grant = _grant_of(session, request)
                 if grant is not None:
                     audit.record(session, "provision_duplicate", grant.tenant_id, grant.id, state=grant.state)
                     return Accepted(grant.id, grant.state, grant.tenant_id, created=False)
