@@ -59,7 +59,7 @@ PAYLOADS = {
 }
 ECHO_ENV = """#!/bin/sh
 mkdir -p /output/tree
-for k in P0 P1 P2 P3 P4 P5 Q0; do printenv "$k" > "/output/tree/$k"; done
+for k in P0 P1 P2 P3 P4 P5 Q0; do eval "v=\\${$k}"; printf '%s\\n' "$v" > "/output/tree/$k"; done
 id -u > /output/result
 """
 # Every trick a worker has to make the executor read something outside the output directory.
