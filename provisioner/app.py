@@ -89,6 +89,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.services = svc
+    app.state.settings = settings  # what create_app was given governs who may call (tests vary it)
     app.include_router(_edc_router())
     app.include_router(_health_router())
     app.include_router(_admin_router(settings))
@@ -97,8 +98,8 @@ def create_app(
 
 def edc_caller(request: Request) -> None:
     """Only the configured connector may call: the shared key as X-Api-Key, Bearer token or last path segment."""
-    svc: Services = request.app.state.services
-    expected = svc.settings.edc_inbound_key
+    settings: ProvisionerSettings = request.app.state.settings
+    expected = settings.edc_inbound_key
     if expected is None:
         raise HTTPException(403, "the EDC endpoint is disabled: set WML_PROVISIONER_EDC_INBOUND_KEY on both sides")
     scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
@@ -235,7 +236,8 @@ def _typeless_deprovision(svc: Services, req: ProvisionRequest) -> bool:
 
 def require_admin(request: Request) -> None:
     """The operator's bearer token (admin routes and metrics)."""
-    expected = request.app.state.services.settings.admin_token
+    settings: ProvisionerSettings = request.app.state.settings
+    expected = settings.admin_token
     if expected is None:
         raise HTTPException(403, "admin API disabled (set WML_PROVISIONER_ADMIN_TOKEN)")
     header = request.headers.get("authorization", "")

@@ -41,6 +41,7 @@ class EdcStub:
     states: dict[str, str] = field(default_factory=dict)  # tp -> transfer state (default PROVISIONING)
     assets: dict[str, str] = field(default_factory=dict)  # tp -> asset id (default: none recorded)
     fail_next: int = 0  # answer the next N callbacks with 503
+    management_down: bool = False  # answer every management API lookup with 503
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def app(self) -> FastAPI:
@@ -65,6 +66,8 @@ class EdcStub:
         async def transfer(tp: str, request: Request) -> Response:
             if request.headers.get("x-api-key") != API_KEY:
                 return JSONResponse({"error": "unauthorized"}, status_code=401)
+            if self.management_down:
+                return JSONResponse({"error": "down"}, status_code=503)
             if tp not in self.transfers and tp not in self.states:
                 return JSONResponse([{"message": "not found"}], status_code=404)
             await asyncio.sleep(0.01)

@@ -57,7 +57,7 @@ def test_100_concurrent_retried_requests_for_10_consumers(
     tokens: dict[str, set[str]] = {}
     for call in stub.provisions():
         tokens.setdefault(call.body["resourceName"].split("-")[3], set()).add(call.body["apiKeyJwt"])
-    assert len(tokens) == 10 and all(len(t) == 1 for t in tokens.values())  # one token per tenant
+    assert len(tokens) == 10 and all(len(t) == 5 for t in tokens.values())  # one token per grant
     namespaces = {tenant_of(c) for c in consumers}
     for tenant in namespaces:
         assert services.kube.get("v1", "Namespace", services.settings.namespace_for(tenant)) is not None

@@ -269,9 +269,11 @@ def test_typeless_deprovision_of_edc_0_10_is_told_apart_by_the_transfer_state(
     wait_for(lambda: grants() == {GrantState.PROVISIONED}, 90, what="callback accepted")
 
     # while EDC's management API cannot say what the transfer is doing: 503, so that EDC asks again
+    stub.management_down = True
     response = post(provisioner, body)
     assert response.status_code == 503 and response.headers["retry-after"]
     assert grants() == {GrantState.PROVISIONED}
+    stub.management_down = False
 
     # a repeat while EDC reports the transfer running is a provision retry: nothing changes
     stub.states[tp] = "STARTED"
