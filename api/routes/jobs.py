@@ -99,7 +99,10 @@ async def _settled(tenant: Tenant, wf: m.Workflow, job: Job | None = None) -> Jo
     asset = await tenant.catalogue.get(name) if name else None
     if asset is None or not any(o.required for o in asset.outputs):
         return job
-    missing = (await seal(tenant.storage, asset, job.id)).required_missing(asset)
+    try:
+        missing = (await seal(tenant.storage, asset, job.id)).required_missing(asset)
+    except StorageUnavailable:
+        return job  # S3 briefly away: Argo's word stands until the outputs can be sealed
     if missing:
         return job.model_copy(
             update={"state": JobState.EXECUTOR_ERROR, "message": f"required outputs missing: {', '.join(missing)}"}
