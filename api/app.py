@@ -5,10 +5,12 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 from fastapi import FastAPI, Request, Response
 from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
@@ -18,6 +20,7 @@ from api.catalogue import Catalogue
 from api.context import Tenant, TenantDep
 from api.kube import Kube
 from api.routes import assets, health, jobs
+from api.schemas import Problem
 from api.settings import ApiSettings
 from api.storage import Storage, make_filesystem
 
@@ -28,6 +31,13 @@ Authenticate every call but health with `Authorization: Bearer <token>` (the tok
 data address). Job states follow GA4GH TES: QUEUED, INITIALIZING, RUNNING, COMPLETE, EXECUTOR_ERROR,
 SYSTEM_ERROR, CANCELED.
 """
+
+
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
+COMMON_ERRORS = {
+    "422": "the request does not match this operation (problem document with `errors`)",
+    "503": "S3, Argo Server or Kubernetes is unavailable: retry after `Retry-After` seconds",
+}
 
 
 def create_app(settings: ApiSettings) -> FastAPI:
@@ -74,6 +84,32 @@ def create_app(settings: ApiSettings) -> FastAPI:
     errors.install(app)
     for router in (health.router, assets.router, jobs.router):
         app.include_router(router)
+
+    def schema_with_problems() -> dict[str, Any]:
+        """FastAPI's schema, with every error response documented as the problem document it is."""
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+        for unused in ("HTTPValidationError", "ValidationError"):
+            components.pop(unused, None)
+        content = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        for path, operations in schema.get("paths", {}).items():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                common = dict(COMMON_ERRORS)
+                if path not in PUBLIC_PATHS:
+                    common["401"] = "missing or invalid bearer token"
+                for code, description in common.items():
+                    responses.setdefault(code, {"description": description})
+                for code, response in responses.items():
+                    if code[0] in "45":
+                        response["content"] = content
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = schema_with_problems  # type: ignore[method-assign]
 
     @app.get("/openapi.json", include_in_schema=False)
     async def openapi(_: TenantDep) -> JSONResponse:

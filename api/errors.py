@@ -1,9 +1,19 @@
-"""Errors as RFC 9457 problem documents; backend faults become 503 with the reason and a Retry-After."""
+"""Errors as RFC 9457 problem documents; backend faults become 503 with the reason and a Retry-After.
+
+Every error the API answers — its own, request validation, unknown routes and methods — is
+``application/problem+json`` with ``type``, ``title``, ``status`` and ``detail``. ``type`` is stable per kind of
+problem (``urn:workflow-middlelayer:problem:<slug of the title>``), so clients can branch on it.
+"""
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.argo import ArgoRejected, ArgoUnavailable
 from api.kube import KubeRejected, KubeUnavailable
@@ -19,9 +29,16 @@ class ApiError(Exception):
         self.headers = headers
 
 
-def problem(status: int, title: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+PROBLEM_TYPE = "urn:workflow-middlelayer:problem:"
+
+
+def problem_type(title: str) -> str:
+    return PROBLEM_TYPE + re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+
+
+def problem(status: int, title: str, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
     return JSONResponse(
-        {"status": status, "title": title, "detail": detail},
+        {"type": problem_type(title), "status": status, "title": title, "detail": detail, **extra},
         status_code=status,
         media_type="application/problem+json",
         headers=headers,
@@ -32,7 +49,25 @@ def not_found(what: str) -> ApiError:
     return ApiError(404, "Not Found", f"{what} does not exist")
 
 
+_TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed"}
+
+
 def install(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+            for e in exc.errors()
+        ]
+        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+        detail = f"{'.'.join(first['loc'])}: {first['msg']}" if first["loc"] else str(first["msg"])
+        return problem(422, "Unprocessable Content", detail, errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        title = _TITLES.get(exc.status_code, "Error")
+        return problem(exc.status_code, title, str(exc.detail), dict(exc.headers) if exc.headers else None)
+
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return problem(exc.status, exc.title, exc.detail, exc.headers)

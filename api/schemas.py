@@ -135,8 +135,11 @@ class Receipt(Body):
 
 
 class Problem(Body):
+    """An RFC 9457 problem document: every error the API answers."""
+
     model_config = ConfigDict(extra="allow")
 
+    type: str = Field(description="stable per kind of problem: urn:workflow-middlelayer:problem:<slug>")
     status: int
     title: str
     detail: str

@@ -36,6 +36,8 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 JobPath = Annotated[str, Path(max_length=64, description="Job id, e.g. job-1f2e3d4c5b6a7988.")]
 ANNOTATION_REQUEST = "workflow-middlelayer.io/request-sha256"
 ANNOTATION_ENV_DIGESTS = "workflow-middlelayer.io/env-sha256"  # {input name: sha256 of its dotenv text}
+# {input name: sha256 as uploaded (a file) or the staged tree digest (a directory)}, taken when the job started
+ANNOTATION_INPUT_DIGESTS = "workflow-middlelayer.io/input-sha256"
 # Argo's emissary executor logs into the main container's stream; those lines are not the worker's.
 _EXECUTOR_LINE = re.compile(r"^time=\S+ level=\w+ msg=.*\bargo=true\b")
 
@@ -235,6 +237,10 @@ async def start_job(
         {
             ANNOTATION_REQUEST: digest,
             ANNOTATION_ENV_DIGESTS: json.dumps(env_digests, sort_keys=True),
+            ANNOTATION_INPUT_DIGESTS: json.dumps(
+                {name: str(record["sha256"]) for name, record in staged.items() if record.get("sha256")},
+                sort_keys=True,
+            ),
             "workflow-middlelayer.io/asset-name": asset.name,
         }
     )
@@ -467,8 +473,10 @@ async def _receipt(tenant: Tenant, wf: m.Workflow, asset: WorkflowAsset) -> Rece
     if cached:
         return Receipt.model_validate(cached)
     info = _job(tenant, wf)
-    annotated = (wf.metadata.annotations or {}).get(ANNOTATION_ENV_DIGESTS)
-    inputs = _env_digests(annotated)
+    annotations = wf.metadata.annotations or {}
+    annotated = annotations.get(ANNOTATION_ENV_DIGESTS)
+    # What the consumer uploaded, as the upload answered it: the same digest for every job that used it.
+    inputs = {**_env_digests(annotations.get(ANNOTATION_INPUT_DIGESTS)), **_env_digests(annotated)}
     for item in asset.inputs:
         if item.name in inputs:
             continue
@@ -478,6 +486,7 @@ async def _receipt(tenant: Tenant, wf: m.Workflow, asset: WorkflowAsset) -> Rece
                 if record:
                     inputs[item.name] = record["sha256"]
             continue
+        # Jobs started by earlier releases: a digest over the job's own snapshot (it names the job's keys).
         entries = await tenant.storage.list_prefix(tenant.storage.keys.job_input(job, item.name))
         if entries:
             digests = [f"{await tenant.storage.sha256(e['key'])}  {e['key']}" for e in entries]

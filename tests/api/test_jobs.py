@@ -68,11 +68,17 @@ def test_dummy_runs_and_result_downloads(client: Client, tmp_path: Path) -> None
 
 def test_input_dummy_gets_every_input(client: Client, tmp_path: Path) -> None:
     folder = INPUTS / "input-dummy"
+    uploaded = {}
     for name in ("env", "input.zip", "input_testfile", "entrypoint.sh"):
-        client.upload("input-dummy", name, folder / name)
+        uploaded[name] = client.upload("input-dummy", name, folder / name)["sha256"]
+        assert uploaded[name] == hashlib.sha256((folder / name).read_bytes()).hexdigest()
     assert {s["name"] for s in client.staged("input-dummy")} == {"env", "input.zip", "input_testfile", "entrypoint.sh"}
     job = client.start("input-dummy")
+    again = client.start("input-dummy")
     done = client.wait(job["id"], timeout=300)
+    # the receipt names each input by the sha256 its upload answered, the same for every job that used it
+    assert client.receipt(job["id"])["inputs"] == uploaded
+    assert client.receipt(client.wait(again["id"], timeout=300)["id"])["inputs"] == uploaded
     log = "\n".join(client.logs(job["id"]))
     assert done["state"] == "COMPLETE", (done, log)
     text = client.download(job["id"], "result", tmp_path / "r").read_text()

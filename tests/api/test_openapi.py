@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
-from schemathesis.checks import not_a_server_error, response_schema_conformance
+from schemathesis.checks import content_type_conformance, not_a_server_error, response_schema_conformance
 
 from tests.api.tenant import ApiTenant
 
@@ -25,6 +25,7 @@ def test_no_server_errors_and_schema_conformance(tenant: ApiTenant) -> None:
         @given(case=operation.as_strategy())
         @settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck), database=None)
         def check(case: schemathesis.Case) -> None:
-            case.call_and_validate(headers=headers, checks=[not_a_server_error, response_schema_conformance])
+            checks = [not_a_server_error, response_schema_conformance, content_type_conformance]
+            case.call_and_validate(headers=headers, checks=checks)
 
         check()
