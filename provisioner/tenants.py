@@ -15,6 +15,8 @@ import yaml
 
 from provisioner.settings import ProvisionerSettings
 from templates import CompileOptions, StorageTarget, WorkflowAsset, compile_asset
+from templates.compiler import ANNOTATION_ENV_CHECKSUM
+from templates.compiler import LABEL_GRANT as LABEL_GRANT
 from templates.compiler import LABEL_MANAGED_BY as LABEL_MANAGED_BY
 from templates.compiler import LABEL_TENANT as LABEL_TENANT
 from templates.compiler import MANAGER as MANAGER
@@ -24,7 +26,6 @@ API = "wml-api"
 WORKER = "wml-worker"
 S3_SECRET = "wml-s3"  # the executor's S3 credentials (scoped to job inputs, outputs and logs)
 GRANT_TOKEN_PREFIX = "wml-grant-"  # one Secret per grant with its token in full; read only by the provisioner
-LABEL_GRANT = "workflow-middlelayer.io/grant"
 API_ENV_SECRET = "wml-api-env"
 API_ENV_CONFIGMAP = "wml-api-config"
 ARTIFACT_REPOSITORIES = "artifact-repositories"
@@ -351,7 +352,7 @@ def api_objects(settings: ProvisionerSettings, spec: TenantSpec) -> list[dict[st
             "template": {
                 "metadata": {
                     "labels": {**labels, LABEL_MANAGED_BY: MANAGER},
-                    "annotations": {"workflow-middlelayer.io/env-checksum": checksum},
+                    "annotations": {ANNOTATION_ENV_CHECKSUM: checksum},
                 },
                 "spec": {
                     "serviceAccountName": API,

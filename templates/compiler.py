@@ -39,7 +39,13 @@ LABEL_JOB = f"{GROUP}/job"
 ANNOTATION_ASSET = f"{GROUP}/asset-spec"
 ANNOTATION_ASSET_NAME = f"{GROUP}/asset-name"
 ANNOTATION_NAMES = f"{GROUP}/argo-names"
-ANNOTATION_IDEMPOTENCY = f"{GROUP}/idempotency-key"
+ANNOTATION_IDEMPOTENCY = f"{GROUP}/idempotency-key"  # its sha256: the key is the consumer's string
+# Set by the consumer API on each job's Workflow (this module owns every label and annotation name).
+ANNOTATION_REQUEST = f"{GROUP}/request-sha256"
+ANNOTATION_ENV_DIGESTS = f"{GROUP}/env-sha256"  # {input name: sha256 of its dotenv text}
+ANNOTATION_INPUT_DIGESTS = f"{GROUP}/input-sha256"  # {input name: sha256 as uploaded, or the staged tree digest}
+LABEL_GRANT = f"{GROUP}/grant"  # a grant's token Secret (provisioner)
+ANNOTATION_ENV_CHECKSUM = f"{GROUP}/env-checksum"  # the API pods' environment (provisioner)
 WORKER_TEMPLATE = "worker"
 OUTPUT_VOLUME = "wml-output"
 OUTPUTS_ARTIFACT = "wml-outputs"

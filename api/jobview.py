@@ -1,0 +1,111 @@
+"""How a job looks to its consumer: the Workflow presented as a Job, its asset, and its settled state."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from hera.workflows import models as m
+
+from api.argo import ArgoNotFound
+from api.context import Tenant
+from api.errors import ApiError, not_found
+from api.outputs import seal
+from api.schemas import Job, StepInfo
+from api.states import JobState, job_state
+from api.storage import StorageUnavailable
+from templates import OutputKind, WorkflowAsset
+from templates.compiler import ANNOTATION_ASSET_NAME, LABEL_ASSET, LABEL_MANAGED_BY, MANAGER
+from templates.jobs import JOB_ID
+
+
+def _ui_url(tenant: Tenant, name: str) -> str | None:
+    base = tenant.settings.argo_ui_url
+    return f"{base.rstrip('/')}/workflows/{tenant.settings.namespace}/{name}" if base else None
+
+
+def job_view(tenant: Tenant, wf: m.Workflow) -> Job:
+    meta = wf.metadata
+    labels = meta.labels or {}
+    st = wf.status
+    nodes = (st.nodes if st else None) or {}
+    steps = [
+        StepInfo(
+            name=n.display_name or n.name or node_id,
+            type=n.type,
+            phase=n.phase,
+            started_at=_ts(n.started_at),
+            finished_at=_ts(n.finished_at),
+            message=n.message,
+            pod=node_id if n.type == "Pod" else None,
+        )
+        for node_id, n in sorted(nodes.items(), key=lambda kv: str(kv[1].started_at or ""))
+    ]
+    name = meta.name or ""
+    return Job(
+        id=name,
+        asset=(meta.annotations or {}).get(ANNOTATION_ASSET_NAME, labels.get(LABEL_ASSET, "")),
+        state=job_state(wf),
+        argo_phase=st.phase if st else None,
+        message=st.message if st else None,
+        created_at=_ts(meta.creation_timestamp),
+        started_at=_ts(st.started_at) if st else None,
+        finished_at=_ts(st.finished_at) if st else None,
+        steps=steps,
+        ui_url=_ui_url(tenant, name),
+    )
+
+
+async def settled(tenant: Tenant, wf: m.Workflow, job: Job | None = None) -> Job:
+    """The job as Argo reports it, except that a run whose required outputs are missing did not complete: the
+    outputs are checked when they are sealed (Argo collects the output directory, not each output)."""
+    job = job or job_view(tenant, wf)
+    if job.state is not JobState.COMPLETE:
+        return job
+    name = (wf.metadata.annotations or {}).get(ANNOTATION_ASSET_NAME)
+    asset = await tenant.catalogue.get(name) if name else None
+    if asset is None or not any(o.required for o in asset.outputs):
+        return job
+    try:
+        missing = (await seal(tenant.storage, asset, job.id)).required_missing(asset)
+    except StorageUnavailable:
+        return job  # S3 briefly away: Argo's word stands until the outputs can be sealed
+    if missing:
+        return job.model_copy(
+            update={"state": JobState.EXECUTOR_ERROR, "message": f"required outputs missing: {', '.join(missing)}"}
+        )
+    return job
+
+
+def _ts(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    root = getattr(value, "root", value)
+    if isinstance(root, datetime):
+        return root
+    return datetime.fromisoformat(str(root).replace("Z", "+00:00")) if str(root) else None
+
+
+async def workflow_of(tenant: Tenant, job: str) -> m.Workflow:
+    if not JOB_ID.match(job):
+        raise not_found(f"job {job!r}")
+    try:
+        wf = await tenant.argo.get(job)
+    except ArgoNotFound:
+        raise not_found(f"job {job!r}") from None
+    if (wf.metadata.labels or {}).get(LABEL_MANAGED_BY) != MANAGER:
+        raise not_found(f"job {job!r}")
+    return wf
+
+
+def output_key(tenant: Tenant, asset: WorkflowAsset, job: str, name: str) -> str:
+    out = asset.output(name)
+    return tenant.storage.keys.job_output(job, name, directory=out.kind is OutputKind.DIRECTORY)
+
+
+async def job_asset(tenant: Tenant, wf: m.Workflow) -> WorkflowAsset:
+    name = (wf.metadata.annotations or {}).get(ANNOTATION_ASSET_NAME)
+    asset = await tenant.catalogue.get(name) if name else None
+    if asset is None:
+        raise ApiError(410, "Gone", "the job's asset is no longer contracted")
+    return asset
