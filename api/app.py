@@ -14,7 +14,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from api import errors
+from api import errors, observability
 from api.argo import Argo
 from api.catalogue import Catalogue
 from api.context import Tenant, TenantDep
@@ -118,6 +118,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
     @app.get("/docs", include_in_schema=False)
     async def docs(_: TenantDep) -> HTMLResponse:
         return get_swagger_ui_html(openapi_url=f"{settings.root_path}/openapi.json", title=app.title)
+
+    app.middleware("http")(observability.middleware(settings.tenant))
 
     @app.middleware("http")
     async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

@@ -85,10 +85,13 @@ def serve(
     """Serve the API for the tenant configured by WML_API_* variables."""
     import uvicorn
 
+    from api import observability
     from api.app import create_app
     from api.settings import ApiSettings
 
-    uvicorn.run(create_app(ApiSettings()), host=host, port=port, log_level="info", proxy_headers=True)
+    # JSON lines with request ids (api.observability) instead of uvicorn's access log, which would carry query strings.
+    observability.configure()
+    uvicorn.run(create_app(ApiSettings()), host=host, port=port, proxy_headers=True, access_log=False, log_config=None)
 
 
 def _bar() -> Progress:

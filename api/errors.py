@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api import observability
 from api.argo import ArgoRejected, ArgoUnavailable
 from api.kube import KubeRejected, KubeUnavailable
 from api.storage import StorageUnavailable
@@ -74,6 +75,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StorageUnavailable)
     async def _storage(_: Request, exc: StorageUnavailable) -> JSONResponse:
+        observability.unavailable("storage", exc)
         return problem(503, "Storage Unavailable", str(exc), {"Retry-After": "5"})
 
     @app.exception_handler(ArgoRejected)
@@ -82,13 +84,16 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ArgoUnavailable)
     async def _argo(_: Request, exc: ArgoUnavailable) -> JSONResponse:
+        observability.unavailable("argo server", exc)
         return problem(503, "Workflow Engine Unavailable", str(exc), {"Retry-After": "5"})
 
     @app.exception_handler(KubeUnavailable)
     async def _kube(_: Request, exc: KubeUnavailable) -> JSONResponse:
+        observability.unavailable("kubernetes", exc)
         return problem(503, "Kubernetes Unavailable", str(exc), {"Retry-After": "5"})
 
     @app.exception_handler(KubeRejected)
     async def _kube_rejected(_: Request, exc: KubeRejected) -> JSONResponse:
+        observability.log.error("kubernetes refused a job environment Secret: %s", exc)
         # Our own request was refused (RBAC or admission): the provider's configuration, not the consumer's input.
         return problem(502, "Bad Gateway", f"the cluster refused the job's environment: {exc}")

@@ -81,3 +81,25 @@ def test_every_error_response_is_documented_as_a_problem(client: TestClient) -> 
             for code in codes:
                 content = operation["responses"][code]["content"]
                 assert content == {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+
+
+def test_requests_are_logged_with_their_id_and_503_causes_never_with_a_secret(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from api.observability import JsonFormatter
+
+    caplog.set_level(logging.INFO, logger="api")
+    response = client.get("/v1/assets?x=secret-query", headers={**AUTH, "X-Request-Id": "req-123"})
+    assert response.status_code == 503 and response.headers["X-Request-Id"] == "req-123"  # Argo is not there
+    assert response.headers["content-type"].startswith("application/problem+json")
+    generated = client.get("/v1/jobs").headers["X-Request-Id"]
+    assert len(generated) == 32  # made up when the caller sent none (or an unusable one)
+    lines = [JsonFormatter().format(r) for r in caplog.records]
+    text = "\n".join(lines)
+    assert any('"argo server unavailable' in line and '"request_id": "req-123"' in line for line in lines), text
+    assert any('"route": "/v1/assets"' in line and '"status": 503' in line for line in lines), text
+    assert generated in text
+    for secret in (TOKEN, "secret-query", "b"):  # the token, a query string, the S3 secret key ("b")
+        assert f'"{secret}"' not in text and f" {secret}" not in text, secret
