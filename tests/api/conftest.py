@@ -8,6 +8,7 @@ import pytest
 
 from api.client import Client
 from tests.api.tenant import ApiTenant, api_tenant
+from tests.support.probe import PROBE
 
 
 @pytest.fixture(scope="session")
@@ -20,3 +21,10 @@ def tenant(stack) -> Iterator[ApiTenant]:
 def client(tenant: ApiTenant) -> Iterator[Client]:
     with tenant.client() as c:
         yield c
+
+
+@pytest.fixture(scope="module")
+def adv(stack) -> Iterator[ApiTenant]:
+    """A tenant that also offers the probe asset (tests/support/probe.py)."""
+    with api_tenant(stack, "adv", extra_assets=(PROBE,)) as value:
+        yield value

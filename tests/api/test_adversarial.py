@@ -9,7 +9,6 @@ import io
 import json
 import socket
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,37 +16,12 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import s3fs
-import yaml
 from kubernetes import client as k8s
 
 from api.client import Client
-from templates import parse_document
-from tests.api.tenant import ApiTenant, api_tenant
+from tests.api.tenant import ApiTenant
 from tests.stack import kube
 from tests.stack.launcher import StackInfo
-
-# An asset whose worker runs the consumer's own script: the strongest position a consumer can have.
-PROBE = parse_document(
-    yaml.safe_load(
-        """
-name: probe
-version: "1"
-worker:
-  image: imlahso/dummy-job
-  command: ["/bin/sh", "/app/entrypoint.sh"]
-  workingDir: /app
-  outputDir: /output
-resources: {cpu: 100m, memory: 64Mi}
-limits: {timeout: 5m, outputSize: 8Mi}
-inputs:
-  - {name: env, kind: env}
-  - {name: entrypoint.sh, kind: file, path: /app/entrypoint.sh, maxSize: 64Ki}
-outputs:
-  - {name: result, kind: file, path: /output/result, required: false}
-  - {name: tree, kind: directory, path: /output/tree, required: false}
-"""
-    )
-)
 
 PAYLOADS = {
     "P0": "{{workflow.name}}",
@@ -79,12 +53,6 @@ echo planted
 """
 
 pytestmark = pytest.mark.stack
-
-
-@pytest.fixture(scope="module")
-def adv(stack: StackInfo) -> Iterator[ApiTenant]:
-    with api_tenant(stack, "adv", extra_assets=(PROBE,)) as tenant:
-        yield tenant
 
 
 @pytest.fixture(scope="module")
