@@ -32,11 +32,10 @@ def _tgz(files: dict[str, bytes]) -> bytes:
 
 def test_receipts_name_every_kind_of_input_by_its_upload(adv: ApiTenant, tmp_path: Path) -> None:
     with adv.client() as client:
+        bundle = _tgz({"c.txt": b"c\n", "d.txt": b"d\n"})  # two entries: Argo unpacks them into the directory
         uploaded = {
             "entrypoint.sh": client.upload_bytes("probe", "entrypoint.sh", LIST_INPUTS.encode())["sha256"],
-            "bundle.tgz": client.upload_bytes("probe", "bundle.tgz", _tgz({"c.txt": b"c\n", "d.txt": b"d\n"}))[
-                "sha256"
-            ],
+            "bundle.tgz": client.upload_bytes("probe", "bundle.tgz", bundle)["sha256"],
             "env": client.upload_bytes("probe", "env", b"GREETING=hello\n")["sha256"],
         }
         for rel, data in (("a.txt", b"a\n"), ("sub/b.txt", b"b\n")):
