@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import secrets
 import subprocess
 import tarfile
 import urllib.error
@@ -24,7 +25,7 @@ from kubernetes import client as k8s
 from templates import CompileOptions, StorageTarget, compile_asset, job_workflow, load_file, new_job_id
 from templates.compiler import to_yaml
 from templates.jobs import env_secret
-from tests.api.tenant import EXAMPLES, prepare_namespace
+from tests.api.tenant import EXAMPLES, prepare_namespace, remove_tenant
 from tests.stack import StackInfo, ensure_stack, kube, s3
 from tests.stack.config import Layout
 from tests.support.examples import EXAMPLE_FILES
@@ -73,15 +74,14 @@ class Tenant:
 
 @pytest.fixture
 def tenant(stack: StackInfo) -> Iterator[Tenant]:
-    """A fresh namespace prepared as a tenant's, with every example asset's compiled template registered."""
+    """A fresh tenant as the provisioner makes it, with every example asset's compiled template registered."""
     api = kube.api_client(stack.kubeconfig)
     name = f"stack-{uuid.uuid4().hex[:8]}"
-    namespace = f"wml-{name}"
+    spec, token = prepare_namespace(stack, api, name, secrets.token_urlsafe(16))
     try:
-        token = prepare_namespace(stack, api, name, namespace)
-        yield Tenant(name, namespace, token, stack, api)
+        yield Tenant(name, spec.namespace, token, stack, api)
     finally:
-        k8s.CoreV1Api(api).delete_namespace(namespace)
+        remove_tenant(stack, api, spec)
 
 
 def test_ensure_stack_is_idempotent(stack: StackInfo) -> None:
