@@ -9,7 +9,7 @@ artifact bodies are bytes.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, cast
 
 import httpx
@@ -93,12 +93,21 @@ class Argo:
         )
         return cast(m.WorkflowList, result)
 
-    async def count_active(self) -> int:
-        """Workflows not yet completed (only their names are fetched)."""
+    async def active(self) -> Sequence[tuple[str, str]]:
+        """Workflows not yet completed, as (creation time, name), oldest first (only those fields are fetched)."""
         result = await self._call(
-            "list_workflows", label_selector="workflows.argoproj.io/completed!=true", fields="items.metadata.name"
+            "list_workflows",
+            label_selector="workflows.argoproj.io/completed!=true",
+            fields="items.metadata.name,items.metadata.creationTimestamp",
         )
-        return len(result.items or [])
+        found = [
+            (str(getattr(w.metadata.creation_timestamp, "root", "") or ""), w.metadata.name or "")
+            for w in result.items or []
+        ]
+        return sorted(found)
+
+    async def count_active(self) -> int:
+        return len(await self.active())
 
     async def terminate(self, name: str) -> m.Workflow:
         request = m.WorkflowTerminateRequest(name=name)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -26,6 +27,7 @@ class Tenant:
     argo: Argo
     catalogue: Catalogue
     kube: Kube
+    start_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # quota count + create, one start at a time
 
     async def asset(self, name: str) -> WorkflowAsset:
         asset = await self.catalogue.get(name)

@@ -76,14 +76,30 @@ async def check_inputs(tenant: Tenant, asset: WorkflowAsset) -> tuple[dict[str, 
     return staged, dotenv
 
 
+def _over_quota(tenant: Tenant) -> ApiError:
+    limit = tenant.settings.quota_concurrent_jobs
+    return ApiError(429, "Too Many Requests", f"at most {limit} jobs may run at once", {"Retry-After": "30"})
+
+
 async def check_quota(tenant: Tenant) -> None:
     if await tenant.argo.count_active() >= tenant.settings.quota_concurrent_jobs:
-        raise ApiError(
-            429,
-            "Too Many Requests",
-            f"at most {tenant.settings.quota_concurrent_jobs} jobs may run at once",
-            {"Retry-After": "30"},
-        )
+        raise _over_quota(tenant)
+
+
+async def hold_quota(tenant: Tenant, job_id: str, has_env: bool) -> None:
+    """After creating ``job_id``, for starts that raced past the check in other API replicas: the active set ordered
+    by creation time and name, and whichever ranks past the quota withdraws itself. Within one process the start
+    lock makes the quota exact; across replicas this narrows the overshoot to starts created within the same
+    second (Kubernetes' timestamps are whole seconds) — exact there needs a shared lock (a Lease), not built yet."""
+    names = [name for _, name in await tenant.argo.active()]
+    if job_id not in names or names.index(job_id) < tenant.settings.quota_concurrent_jobs:
+        return
+    with contextlib.suppress(ArgoNotFound):
+        await tenant.argo.delete(job_id)
+    if has_env:
+        with contextlib.suppress(KubeUnavailable, KubeRejected):
+            await tenant.kube.delete_secret(env_secret_name(job_id))
+    raise _over_quota(tenant)
 
 
 async def write_env_secret(tenant: Tenant, job_id: str, env: dict[str, str]) -> None:
@@ -166,7 +182,9 @@ async def start(tenant: Tenant, body: JobCreate, idempotency_key: str | None) ->
         }
     )
     try:
-        wf = await tenant.argo.create(manifest)
+        async with tenant.start_lock:  # count and create as one step in this process: the quota holds exactly
+            await check_quota(tenant)
+            wf = await tenant.argo.create(manifest)
     except ArgoConflict:
         return replay(tenant, await tenant.argo.get(job_id), digest)
     except ArgoRejected:
@@ -174,6 +192,7 @@ async def start(tenant: Tenant, body: JobCreate, idempotency_key: str | None) ->
             with contextlib.suppress(KubeUnavailable, KubeRejected):
                 await tenant.kube.delete_secret(env_secret_name(job_id))
         raise
+    await hold_quota(tenant, job_id, has_env)
     if has_env and wf.metadata.uid:
         owner = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "name": job_id, "uid": wf.metadata.uid}
         # Best effort: without the owner the Secret still goes with the job's delete route.

@@ -1,0 +1,43 @@
+"""The concurrent-job quota holds exactly under parallel starts to one API instance. (Across replicas the overshoot is
+narrowed, not closed: that needs a shared lock; see api.starting.hold_quota.)"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import httpx
+import pytest
+
+from tests.api.tenant import QUOTA_CONCURRENT_JOBS, api_tenant
+from tests.stack.launcher import StackInfo
+
+pytestmark = pytest.mark.stack
+
+SLOW = b"SOURCE=/etc/os-release\nDESTINATION=/output/result\nSLEEPTIME=60\n"
+
+
+def test_twenty_parallel_starts_never_exceed_the_quota(stack: StackInfo) -> None:
+    with api_tenant(stack, "quota") as tenant:
+        urls = [tenant.url]
+        with tenant.client() as client:
+            client.upload_bytes("dummy", "env", SLOW)
+
+        async def fire() -> list[httpx.Response]:
+            headers = {"Authorization": f"Bearer {tenant.token}"}
+            async with httpx.AsyncClient(timeout=120, headers=headers) as http:
+                return await asyncio.gather(
+                    *(http.post(f"{urls[i % len(urls)]}/v1/jobs", json={"asset": "dummy"}) for i in range(20))
+                )
+
+        responses = asyncio.run(fire())
+        codes = Counter(r.status_code for r in responses)
+        assert codes == {201: QUOTA_CONCURRENT_JOBS, 429: 20 - QUOTA_CONCURRENT_JOBS}, codes
+        assert all(
+            r.headers["content-type"].startswith("application/problem+json") for r in responses if r.status_code == 429
+        )
+        with tenant.client() as client:
+            listed = client.jobs(limit=50)["items"]
+            assert len(listed) == QUOTA_CONCURRENT_JOBS  # the withdrawn starts left no Workflow behind
+            for job in listed:
+                client.cancel(job["id"])
