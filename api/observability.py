@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import Request, Response
 
 REQUEST_ID_HEADER = "X-Request-Id"
-_VALID_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_VALID_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}\Z")
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 log = logging.getLogger("api")
 

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 
 # At most 18 digits: every byte offset of an S3 object fits, and int() never sees a giant number.
-_RANGE = re.compile(r"^bytes=(\d{0,18})-(\d{0,18})$")
+_RANGE = re.compile(r"^bytes=(\d{0,18})-(\d{0,18})\Z")
 
 
 class RangeNotSatisfiable(ValueError):

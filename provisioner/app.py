@@ -206,9 +206,13 @@ async def _handle(request: Request, svc: Services, worker: Worker) -> Response:
         except EdcLookupError as exc:
             log.warning("transfer %s not verified yet: %s", req.transfer_process_id, exc)
             return _problem(503, "the connector's management API cannot be asked yet", RETRY_AFTER)
-        accepted = await asyncio.to_thread(
-            store.accept_provision, svc.sessions, svc.settings, req, asset.name, svc.clock(), who
-        )
+        try:
+            accepted = await asyncio.to_thread(
+                store.accept_provision, svc.sessions, svc.settings, req, asset.name, svc.clock(), who
+            )
+        except store.TenantCollision as exc:
+            log.error("refused transfer %s: %s", req.transfer_process_id, exc)
+            return _problem(403, "this consumer's tenant id is taken by another consumer; the operator is alerted")
     except (DBAPIError, SQLAlchemyError) as exc:
         log.warning("database unavailable: %s", exc)
         return _problem(503, "state store unavailable, retry later", RETRY_AFTER)

@@ -27,7 +27,7 @@ from provisioner.edc_client import EdcLookupError, Outcome
 from provisioner.models import ACTIVE_GRANT_STATES, Grant, GrantState, Tenant, TenantState
 from provisioner.schemas import ContentDataAddress, DeprovisionCallback, ProvisionCallback
 from provisioner.services import Services
-from provisioner.store import CONFLICT_RETRIES, backoff, link_tenant
+from provisioner.store import CONFLICT_RETRIES, TenantCollision, backoff, link_tenant
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,12 @@ def resolve_grant(svc: Services, grant_id: int) -> str | None:
                     _grant_failed_attempt(svc, session, grant, error or "no consumer id found")
                     return None
                 grant.contract_id = who.contract_id
-                link_tenant(session, grant, who.consumer_id, svc.settings)
+                try:
+                    link_tenant(session, grant, who.consumer_id, svc.settings)
+                except TenantCollision as exc:
+                    log.error("grant %s: %s", grant.id, exc)
+                    grant.state, grant.error = GrantState.FAILED, str(exc)
+                    return None
                 audit.record(
                     session, "grant_linked", grant.tenant_id, grant.id, consumer_id=who.consumer_id, source=who.source
                 )

@@ -14,7 +14,7 @@ from typing import Any
 
 END_OPERANDS = ("inforcedate", "expiry", "expires", "expiresat", "enddate", "contractend", "datetime")
 UPPER_BOUND_OPERATORS = {"lt", "lteq", "leq", "less_than", "less_than_equal", "eq"}
-_RELATIVE = re.compile(r"^contractAgreement\s*\+\s*(\d+)\s*([smhdw])$", re.IGNORECASE)
+_RELATIVE = re.compile(r"^contractAgreement\s*\+\s*(\d+)\s*([smhdw])\Z", re.IGNORECASE)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 

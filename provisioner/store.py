@@ -32,6 +32,10 @@ class UnknownTransfer(LookupError):
     pass
 
 
+class TenantCollision(RuntimeError):
+    """A consumer's tenant id is taken by another consumer's tenant."""
+
+
 def resource_name(tenant_or_consumer: str, transfer_process_id: str, resource_definition_id: str) -> str:
     """Unique per tenant and transfer: EDC keeps the token in its vault under this name."""
     digest = hashlib.sha256(f"{transfer_process_id}\0{resource_definition_id}".encode()).hexdigest()[:12]
@@ -50,8 +54,11 @@ def link_tenant(session: Session, grant: Grant, consumer_id: str, settings: Prov
     requests for one consumer insert the same primary key: one wins, the other gets an IntegrityError
     and retries (see :func:`with_conflict_retry`), finding the row.
     """
-    tenant_id = tenant_id_for(consumer_id)
-    tenant = session.get(Tenant, tenant_id)
+    tenant = session.scalars(select(Tenant).where(Tenant.consumer_id == consumer_id)).one_or_none()
+    tenant_id = tenant.id if tenant is not None else tenant_id_for(consumer_id)
+    if tenant is None and session.get(Tenant, tenant_id) is not None:
+        # Another consumer's tenant under this id: never share it (an id collision, or someone searching for one).
+        raise TenantCollision(f"tenant id {tenant_id} belongs to another consumer")
     if tenant is None:
         tenant = Tenant(
             id=tenant_id,

@@ -34,8 +34,10 @@ SECRET_ENV_KEYS = ("WML_API_S3_ACCESS_KEY", "WML_API_S3_SECRET_KEY", "WML_API_TO
 
 
 def tenant_id_for(consumer_id: str) -> str:
-    """A stable, DNS-safe tenant id for a consumer (the same consumer always maps to the same id)."""
-    return "t-" + hashlib.sha256(consumer_id.encode()).hexdigest()[:12]
+    """A stable, DNS-safe tenant id for a new consumer: 120 bits of its sha256, so that no one can choose a
+    participant id that maps onto another consumer's tenant. (Tenants are found by their consumer id, never by
+    this hash alone; tenants made before it was lengthened keep their 48-bit ids.)"""
+    return "t-" + hashlib.sha256(consumer_id.encode()).hexdigest()[:30]
 
 
 def token_sha256(token: str) -> str:

@@ -32,8 +32,8 @@ def quantity(text: str) -> Decimal:
     return _parse_quantity(text)
 
 
-_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
-_IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/:-]*(?:@sha256:[a-f0-9]{64})?$")
+_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?\Z")
+_IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/:-]*(?:@sha256:[a-f0-9]{64})?\Z")
 
 
 class Model(BaseModel):

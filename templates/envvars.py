@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 
 from dotenv.parser import parse_stream
 
-ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}\Z")
 MAX_VALUE_BYTES = 32 * 1024
 
 # Keys that change how programs are loaded or interpreted; refused unless the asset allows them.

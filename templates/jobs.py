@@ -25,7 +25,7 @@ from templates.compiler import (
 from templates.envvars import EnvError, check_env, parse_dotenv
 from templates.names import dns_label
 
-JOB_ID = re.compile(r"^job-[a-z0-9]{8,40}$")
+JOB_ID = re.compile(r"^job-[a-z0-9]{8,40}\Z")
 
 
 def new_job_id() -> str:

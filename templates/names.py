@@ -10,7 +10,7 @@ import hashlib
 import re
 
 # Safe as a file name and as one S3 key segment: letters, digits, '.', '_', '-'; never '.' or '..'.
-SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
+SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}\Z")
 _DNS_LABEL_INVALID = re.compile(r"[^a-z0-9-]+")
 _ARGO_NAME_INVALID = re.compile(r"[^A-Za-z0-9_-]+")
 

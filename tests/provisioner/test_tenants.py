@@ -30,7 +30,8 @@ SPEC = TenantSpec(
 def test_tenant_id_is_stable_and_dns_safe() -> None:
     a = tenants.tenant_id_for("BPNL000000000001")
     assert a == tenants.tenant_id_for("BPNL000000000001") != tenants.tenant_id_for("BPNL000000000002")
-    assert a.startswith("t-") and len(a) == 14 and a.replace("-", "").isalnum() and a.islower()
+    # 120 bits: nobody can search for a participant id that maps onto another consumer's tenant
+    assert a.startswith("t-") and len(a) == 32 and a.replace("-", "").isalnum() and a.islower()
 
 
 def test_api_env_is_exactly_api_settings(monkeypatch: pytest.MonkeyPatch) -> None:

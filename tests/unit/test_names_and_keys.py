@@ -14,13 +14,13 @@ from templates.names import check_safe_name
 KEYS = KeyLayout("tenants/t-1")
 
 
-@pytest.mark.parametrize("bad", ["", ".", "..", "../x", "a/b", "/abs", "x\x00", ".hidden", "a" * 300])
+@pytest.mark.parametrize("bad", ["", ".", "..", "../x", "a/b", "/abs", "x\x00", ".hidden", "a" * 300, "abc\n"])
 def test_unsafe_names_are_refused(bad: str) -> None:
     with pytest.raises(ValueError):
         check_safe_name(bad)
 
 
-@pytest.mark.parametrize("bad", ["", "/x", "a//b", "a/../b", "a/./b", "x/\x00"])
+@pytest.mark.parametrize("bad", ["", "/x", "a//b", "a/../b", "a/./b", "x/\x00", "a\n/b", "a/b\n"])
 def test_unsafe_relative_paths_are_refused(bad: str) -> None:
     with pytest.raises(ValueError):
         check_relative_path(bad)
