@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from api import errors, observability
 from api.argo import Argo
 from api.catalogue import Catalogue
-from api.context import Tenant, TenantDep
+from api.context import Tenant, TenantDep, TokenGate
 from api.kube import Kube
 from api.routes import assets, health, jobs
 from api.schemas import Problem
@@ -119,6 +119,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
     async def docs(_: TenantDep) -> HTMLResponse:
         return get_swagger_ui_html(openapi_url=f"{settings.root_path}/openapi.json", title=app.title)
 
+    # Innermost of the middlewares below: requests are logged and counted even when the gate refuses them.
+    app.add_middleware(TokenGate, digests=settings.token_digests, public=PUBLIC_PATHS)
     app.middleware("http")(observability.middleware(settings.tenant))
 
     @app.middleware("http")

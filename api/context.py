@@ -10,10 +10,12 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.argo import Argo
 from api.catalogue import Catalogue
-from api.errors import ApiError, not_found
+from api.errors import ApiError, not_found, problem
 from api.kube import Kube
 from api.settings import ApiSettings
 from api.storage import Storage
@@ -52,3 +54,44 @@ def tenant(request: Request, credentials: Annotated[HTTPAuthorizationCredentials
 
 
 TenantDep = Annotated[Tenant, Depends(tenant)]
+
+
+JOB_BODY_MAX = 1024 * 1024  # a job start is a small JSON document: parameters are capped at 32 KiB each
+
+
+class TokenGate:
+    """Checks the bearer token, and caps a job start's body, before any route reads a byte of the body.
+
+    FastAPI parses a JSON body before dependencies run, so without this an unauthenticated caller could make the
+    API hold any amount of JSON in memory. The route-level check (:func:`tenant`) stays: it documents the scheme.
+    """
+
+    def __init__(self, app: ASGIApp, digests: tuple[str, ...], public: frozenset[str]) -> None:
+        self.app = app
+        self.digests = digests
+        self.public = public
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        root, path = scope.get("root_path", ""), scope["path"]
+        if root and path.startswith(root):
+            path = path[len(root) :] or "/"
+        if path in self.public:
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        presented = hashlib.sha256(token.encode()).hexdigest()
+        if scheme.lower() != "bearer" or not any([hmac.compare_digest(presented, d) for d in self.digests]):
+            reason = "missing bearer token" if not token else "invalid token"
+            await problem(401, "Unauthorized", reason, {"WWW-Authenticate": "Bearer"})(scope, receive, send)
+            return
+        if scope["method"] == "POST" and path.rstrip("/") == "/v1/jobs":
+            length = headers.get("content-length")
+            if length is None or not length.isdigit() or int(length) > JOB_BODY_MAX:
+                detail = f"a job start is a JSON document of at most {JOB_BODY_MAX} bytes with a Content-Length"
+                await problem(413, "Content Too Large", detail)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

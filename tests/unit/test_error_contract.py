@@ -40,7 +40,8 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 @pytest.mark.parametrize(
     "method,path,headers,body,status",
     [
-        ("GET", "/no/such/route", {}, None, 404),
+        ("GET", "/no/such/route", AUTH, None, 404),
+        ("GET", "/no/such/route", {}, None, 401),  # without a token nothing, not even which routes exist
         ("DELETE", "/healthz", {}, None, 405),
         ("GET", "/v1/assets", {}, None, 401),
         ("GET", "/v1/assets", {"Authorization": "Bearer wrong"}, None, 401),
@@ -103,3 +104,12 @@ def test_requests_are_logged_with_their_id_and_503_causes_never_with_a_secret(
     assert generated in text
     for secret in (TOKEN, "secret-query", "b"):  # the token, a query string, the S3 secret key ("b")
         assert f'"{secret}"' not in text and f" {secret}" not in text, secret
+
+
+def test_bodies_are_not_read_before_the_token_and_job_starts_are_small(client: TestClient) -> None:
+    big = b"{" + b" " * (5 * 1024 * 1024) + b"}"
+    headers = {"Content-Type": "application/json"}
+    refused = client.post("/v1/jobs", content=big, headers=headers)
+    assert refused.status_code == 401 and refused.json()["type"].endswith(":unauthorized")
+    too_big = client.post("/v1/jobs", content=big, headers={**headers, **AUTH})
+    assert too_big.status_code == 413 and too_big.headers["content-type"].startswith("application/problem+json")
