@@ -22,6 +22,7 @@ from typing import IO, Any
 
 from api.storage import Storage
 from templates import Output, OutputKind, WorkflowAsset
+from templates.asset import quantity
 
 MAX_MEMBERS = 100_000  # bounds the work an archive of many tiny entries can cause
 COPY_CHUNK = 1024 * 1024
@@ -79,6 +80,10 @@ class _Hashing:
         self.target.flush()
 
 
+class _OverCap(Exception):
+    """The archive holds more output bytes than the asset allows."""
+
+
 def _relative(member: str) -> str | None:
     """The entry's path below the output directory (Argo names entries ``<dir name>/<path>``)."""
     parts = [p for p in member.split("/") if p not in ("", ".")]
@@ -96,8 +101,10 @@ def _unpack(
     open_outputs: contextlib.ExitStack,
     storage: Storage,
     job: str,
+    budget: int,
 ) -> None:
     keys, fs = storage.keys, storage.fs
+    used = 0
     with tarfile.open(fileobj=raw, mode="r|gz") as tar:
         count = 0
         while (member := tar.next()) is not None:
@@ -110,6 +117,12 @@ def _unpack(
             rel = _relative(member.name)
             if rel is None:
                 continue
+            if member.isreg() and (rel in files or any(rel.startswith(d + "/") for d in dirs)):
+                # Sparse files and hardlinks take no room in the output volume but all of it here: count what
+                # is written, and stop at the asset's output cap.
+                used += member.size
+                if used > budget:
+                    raise _OverCap(f"the outputs exceed limits.outputSize ({budget} bytes)")
             if rel in files:
                 out = files[rel]
                 if not member.isreg():
@@ -152,6 +165,7 @@ def _extract(storage: Storage, asset: WorkflowAsset, job: str) -> Sealed:
     files = {posixpath.relpath(o.path, root): o for o in asset.outputs if o.kind is OutputKind.FILE}
     dirs = {posixpath.relpath(o.path, root): o for o in asset.outputs if o.kind is OutputKind.DIRECTORY}
     sealed = Sealed()
+    budget = int(quantity(asset.limits.output_size))
     packers: dict[str, tuple[_Hashing, tarfile.TarFile]] = {}
     archive = storage.path(keys.job_outputs_archive(job))
     with contextlib.ExitStack() as open_outputs:  # closed last-in first-out: each tar before its S3 object
@@ -161,19 +175,22 @@ def _extract(storage: Storage, asset: WorkflowAsset, job: str) -> Sealed:
             raw = None
         if raw is not None:
             try:
-                _unpack(raw, sealed, files, dirs, packers, open_outputs, storage, job)
+                _unpack(raw, sealed, files, dirs, packers, open_outputs, storage, job, budget)
+            except _OverCap as exc:
+                sealed.damaged = str(exc)
             except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
                 # A damaged archive is the job's fault, not a fault of S3: whole files read before the damage stay;
                 # a directory output may be cut short, so none is handed out.
                 sealed.damaged = f"{type(exc).__name__}: {exc}"[:300]
     for rel, (hashing, _) in packers.items():
         if sealed.damaged:
-            sealed.missing[dirs[rel].name] = "the output archive is damaged"
+            sealed.missing[dirs[rel].name] = f"withheld: {sealed.damaged}"
         else:
             sealed.outputs[dirs[rel].name] = {"size": hashing.size, "sha256": hashing.digest.hexdigest()}
     for out in asset.outputs:
         if out.name not in sealed.outputs:
-            sealed.missing.setdefault(out.name, "not produced")
+            # After damage or the cap, "not produced" cannot be told from "not reached": say why reading stopped.
+            sealed.missing.setdefault(out.name, f"withheld: {sealed.damaged}" if sealed.damaged else "not produced")
     sealed.sealed_at = datetime.now(UTC).isoformat(timespec="seconds")
     return sealed
 

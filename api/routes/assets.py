@@ -85,7 +85,8 @@ async def _slot(
 
 
 async def _limit(tenant: TenantDep, asset: WorkflowAsset, item: Input, declared: int | None) -> int:
-    cap = asset.upload_cap(item)
+    # An env input is read whole when a job starts: its cap is the env cap, not the general upload cap.
+    cap = max_env_bytes(asset, item) if item.kind is InputKind.ENV else asset.upload_cap(item)
     if declared is not None and declared > cap:
         raise ApiError(413, "Content Too Large", f"input {item.name!r} is limited to {cap} bytes")
     remaining = tenant.settings.quota_storage_bytes - await tenant.storage.used_bytes()

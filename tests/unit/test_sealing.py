@@ -150,3 +150,14 @@ def test_sealing_twice_gives_the_same_bytes(storage: Storage) -> None:
     storage.fs.rm(storage.path(storage.keys.job_seal(JOB)))
     again, _, second = run(storage, data)
     assert first == second and record["outputs"] == again["outputs"]
+
+
+def test_outputs_stop_at_the_output_cap(storage: Storage) -> None:
+    """Sparse files and hardlinks cost the worker no room but would cost S3 all of it: the cap counts bytes sealed."""
+    small = parse_document({**ASSET.model_dump(by_alias=True, exclude_none=True), "limits": {"outputSize": "1Ki"}})
+    data = archive(("output/result", b"r" * 600), ("output/tree/big.bin", bytes(600)))
+    storage.fs.pipe_file(storage.path(storage.keys.job_outputs_archive(JOB)), data)
+    sealed = asyncio.run(seal(storage, small, JOB))
+    assert sealed.outputs["result"]["size"] == 600  # within the cap, handed out
+    assert "tree" not in sealed.outputs and "limits.outputSize" in sealed.missing["tree"]
+    assert "limits.outputSize" in (sealed.damaged or "")
