@@ -224,7 +224,11 @@ class Storage:
         return await self.read_json(self._staged_meta(asset, name))
 
     async def read_staged_text(self, asset: str, name: str, limit: int) -> str:
-        data: bytes = await self._run(self.fs.cat_file, self._path(self.keys.staging(asset, name)))
+        path = self._path(self.keys.staging(asset, name))
+        # Ask the size first: an object staged before a cap was lowered is never pulled into memory whole.
+        if int((await self._run(self.fs.info, path)).get("size") or 0) > limit:
+            raise TooLarge(limit)
+        data: bytes = await self._run(self.fs.cat_file, path)
         if len(data) > limit:
             raise TooLarge(limit)
         return data.decode("utf-8", errors="strict")
