@@ -67,7 +67,7 @@ async def settled(tenant: Tenant, wf: m.Workflow, job: Job | None = None) -> Job
     if asset is None or not any(o.required for o in asset.outputs):
         return job
     try:
-        missing = (await seal(tenant.storage, asset, job.id)).required_missing(asset)
+        missing = (await seal(tenant.storage, asset, job.id, wf.metadata.uid or "")).required_missing(asset)
     except StorageUnavailable:
         return job  # S3 briefly away: Argo's word stands until the outputs can be sealed
     if missing:

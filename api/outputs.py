@@ -37,6 +37,7 @@ class Sealed:
     dropped: int = 0  # archive entries that were not regular files or directories, or not declared
     damaged: str | None = None  # why the archive could not be read to its end
     sealed_at: str = ""
+    run: str = ""  # the Workflow uid sealed: a job id reused after its Workflow expired is a new run
 
     def required_missing(self, asset: WorkflowAsset) -> list[str]:
         return [o.name for o in asset.outputs if o.required and o.name in self.missing]
@@ -48,6 +49,7 @@ class Sealed:
             "dropped": self.dropped,
             "damaged": self.damaged,
             "sealed_at": self.sealed_at,
+            "run": self.run,
         }
 
     @classmethod
@@ -57,6 +59,7 @@ class Sealed:
             missing=dict(data.get("missing") or {}),
             dropped=int(data.get("dropped") or 0),
             damaged=data.get("damaged"),
+            run=str(data.get("run") or ""),
             sealed_at=str(data.get("sealed_at") or ""),
         )
 
@@ -195,11 +198,12 @@ def _extract(storage: Storage, asset: WorkflowAsset, job: str) -> Sealed:
     return sealed
 
 
-async def seal(storage: Storage, asset: WorkflowAsset, job: str) -> Sealed:
-    """The job's sealed outputs, made once (a repeated call reads the record back)."""
+async def seal(storage: Storage, asset: WorkflowAsset, job: str, run: str) -> Sealed:
+    """The outputs of run ``run`` (the Workflow uid) of ``job``, sealed once (a repeated call reads the record)."""
     cached = await storage.read_json(storage.keys.job_seal(job))
-    if isinstance(cached, dict):
+    if isinstance(cached, dict) and Sealed.load(cached).run == run:
         return Sealed.load(cached)
     sealed: Sealed = await storage.blocking(_extract, storage, asset, job)
+    sealed.run = run
     await storage.write_json(storage.keys.job_seal(job), sealed.dump())
     return sealed

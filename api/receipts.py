@@ -28,7 +28,8 @@ async def receipt_of(tenant: Tenant, wf: m.Workflow, asset: WorkflowAsset) -> Re
     job = wf.metadata.name or ""
     key = tenant.storage.keys.job_receipt(job)
     cached = await tenant.storage.read_json(key)
-    if cached:
+    run = wf.metadata.uid or ""
+    if cached and cached.get("run", "") == run:  # a job id reused after its Workflow expired is a new run
         return Receipt.model_validate(cached)
     info = job_view(tenant, wf)
     annotations = wf.metadata.annotations or {}
@@ -49,11 +50,12 @@ async def receipt_of(tenant: Tenant, wf: m.Workflow, asset: WorkflowAsset) -> Re
         if entries:
             digests = [f"{await tenant.storage.sha256(e['key'])}  {e['key']}" for e in entries]
             inputs[item.name] = hashlib.sha256("\n".join(digests).encode()).hexdigest()
-    sealed = await seal(tenant.storage, asset, job)
+    sealed = await seal(tenant.storage, asset, job, wf.metadata.uid or "")
     outputs = {name: str(record["sha256"]) for name, record in sealed.outputs.items()}
     info = await settled(tenant, wf, info)
     receipt = Receipt(
         job=job,
+        run=run,
         tenant=tenant.settings.tenant,
         contract_id=tenant.settings.contract_id,
         asset=asset.name,

@@ -119,6 +119,7 @@ class OutputList(Body):
 
 class Receipt(Body):
     job: str
+    run: str = Field(default="", description="the run (Workflow uid) this receipt describes")
     tenant: str
     contract_id: str
     asset: str

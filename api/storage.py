@@ -248,6 +248,9 @@ class Storage:
         src = self._path(self.keys.staging(asset, name))
         dst = self._path(self.keys.job_input(job, name))
         if meta and "files" in meta:
+            # A job id reused (an Idempotency-Key after its Workflow expired) must not keep an old run's files.
+            with contextlib.suppress(FileNotFoundError):
+                await self._run(self.fs.rm, dst, recursive=True)
             for rel in sorted(meta["files"]):
                 await self._run(self.fs.copy, f"{src}/{rel}", f"{dst}/{rel}")
         else:

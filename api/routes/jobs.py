@@ -121,7 +121,7 @@ async def list_outputs(job: JobPath, tenant: TenantDep) -> OutputList:
     asset = await job_asset(tenant, wf)
     if not job_state(wf).finished:
         return OutputList(job=job, items=[])  # outputs are sealed when the job has finished
-    sealed = await seal(tenant.storage, asset, job)
+    sealed = await seal(tenant.storage, asset, job, wf.metadata.uid or "")
     items = [
         OutputFile(name=out.name, size=sealed.outputs[out.name]["size"], sha256=sealed.outputs[out.name]["sha256"])
         for out in asset.outputs
@@ -154,7 +154,7 @@ async def download_output(
         raise not_found(f"output {name!r}") from None
     if not job_state(wf).finished:
         raise ApiError(409, "Conflict", f"job {job} has not finished: outputs are handed out once it has")
-    sealed = await seal(tenant.storage, asset, job)
+    sealed = await seal(tenant.storage, asset, job, wf.metadata.uid or "")
     if name not in sealed.outputs:
         why = sealed.missing.get(name, "not produced")
         raise ApiError(404, "Not Found", f"output {name!r} of job {job} does not exist: {why}")

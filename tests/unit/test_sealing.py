@@ -61,7 +61,7 @@ def storage() -> Storage:
 def run(storage: Storage, data: bytes | None) -> tuple[dict, bytes | None, bytes | None]:
     if data is not None:
         storage.fs.pipe_file(storage.path(storage.keys.job_outputs_archive(JOB)), data)
-    sealed = asyncio.run(seal(storage, ASSET, JOB))
+    sealed = asyncio.run(seal(storage, ASSET, JOB, "run-1"))
 
     def get(key: str) -> bytes | None:
         path = storage.path(key)
@@ -83,7 +83,7 @@ def test_regular_files_are_sealed_with_their_digests(storage: Storage) -> None:
         assert {m.name: m.isreg() for m in tar.getmembers()} == {"tree/a/b.txt": True}
     # sealed once: the record is read back, the archive is not read again
     storage.fs.rm(storage.path(storage.keys.job_outputs_archive(JOB)))
-    assert asyncio.run(seal(storage, ASSET, JOB)).outputs == record["outputs"]
+    assert asyncio.run(seal(storage, ASSET, JOB, "run-1")).outputs == record["outputs"]
 
 
 @pytest.mark.parametrize(
@@ -157,7 +157,17 @@ def test_outputs_stop_at_the_output_cap(storage: Storage) -> None:
     small = parse_document({**ASSET.model_dump(by_alias=True, exclude_none=True), "limits": {"outputSize": "1Ki"}})
     data = archive(("output/result", b"r" * 600), ("output/tree/big.bin", bytes(600)))
     storage.fs.pipe_file(storage.path(storage.keys.job_outputs_archive(JOB)), data)
-    sealed = asyncio.run(seal(storage, small, JOB))
+    sealed = asyncio.run(seal(storage, small, JOB, "run-1"))
     assert sealed.outputs["result"]["size"] == 600  # within the cap, handed out
     assert "tree" not in sealed.outputs and "limits.outputSize" in sealed.missing["tree"]
     assert "limits.outputSize" in (sealed.damaged or "")
+
+
+def test_a_new_run_of_a_reused_job_id_is_sealed_anew(storage: Storage) -> None:
+    """An Idempotency-Key reused after its Workflow expired names a new run: its outputs, not the old ones."""
+    path = storage.path(storage.keys.job_outputs_archive(JOB))
+    storage.fs.pipe_file(path, archive(("output/result", b"old")))
+    assert asyncio.run(seal(storage, ASSET, JOB, "run-1")).outputs["result"]["size"] == 3
+    storage.fs.pipe_file(path, archive(("output/result", b"newer")))
+    assert asyncio.run(seal(storage, ASSET, JOB, "run-1")).outputs["result"]["size"] == 3  # the same run: cached
+    assert asyncio.run(seal(storage, ASSET, JOB, "run-2")).outputs["result"]["size"] == 5
