@@ -86,6 +86,16 @@ async def check_quota(tenant: Tenant) -> None:
         raise _over_quota(tenant)
 
 
+async def check_storage(tenant: Tenant, asset: WorkflowAsset, staged: dict[str, dict[str, Any]]) -> None:
+    """A job's snapshot of its inputs is stored too: it must fit the contract's storage quota."""
+    needed = sum(
+        int(r.get("size") or 0) for i in asset.inputs if (r := staged.get(i.name)) and i.kind is not InputKind.ENV
+    )
+    if needed and await tenant.storage.used_bytes() + needed > tenant.settings.quota_storage_bytes:
+        detail = f"the job's inputs ({needed} bytes) do not fit the contract's storage quota; delete jobs or inputs"
+        raise ApiError(413, "Content Too Large", detail)
+
+
 async def hold_quota(tenant: Tenant, job_id: str, has_env: bool) -> None:
     """After creating ``job_id``, for starts that raced past the check in other API replicas: the active set ordered
     by creation time and name, and whichever ranks past the quota withdraws itself. Within one process the start
@@ -144,6 +154,7 @@ async def start(tenant: Tenant, body: JobCreate, idempotency_key: str | None) ->
         if existing is not None:
             return replay(tenant, existing, digest)
     (staged, dotenv), _ = await asyncio.gather(check_inputs(tenant, asset), check_quota(tenant))
+    await check_storage(tenant, asset, staged)
     try:
         env = resolve_env(asset, dotenv, body.parameters)
     except EnvError as exc:
