@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.argo import Argo
 from api.catalogue import Catalogue
@@ -89,9 +89,41 @@ class TokenGate:
             await problem(401, "Unauthorized", reason, {"WWW-Authenticate": "Bearer"})(scope, receive, send)
             return
         if scope["method"] == "POST" and path.rstrip("/") == "/v1/jobs":
-            length = headers.get("content-length")
-            if length is None or not length.isdigit() or int(length) > JOB_BODY_MAX:
-                detail = f"a job start is a JSON document of at most {JOB_BODY_MAX} bytes with a Content-Length"
+            body = await _read_capped(receive, JOB_BODY_MAX)  # chunked too: EDC's data plane sends no length
+            if body is None:
+                detail = f"a job start is a JSON document of at most {JOB_BODY_MAX} bytes"
                 await problem(413, "Content Too Large", detail)(scope, receive, send)
                 return
+            receive = _replay(body, receive)
         await self.app(scope, receive, send)
+
+
+async def _read_capped(receive: Receive, cap: int) -> bytes | None:
+    """The whole request body, or None as soon as it grows past ``cap`` (the rest is never read)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks)
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > cap:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes, then: Receive) -> Receive:
+    """The body read by the gate, once; after it, whatever the connection says next (e.g. a disconnect)."""
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:
+            return await then()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive

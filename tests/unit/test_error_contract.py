@@ -113,3 +113,21 @@ def test_bodies_are_not_read_before_the_token_and_job_starts_are_small(client: T
     assert refused.status_code == 401 and refused.json()["type"].endswith(":unauthorized")
     too_big = client.post("/v1/jobs", content=big, headers={**headers, **AUTH})
     assert too_big.status_code == 413 and too_big.headers["content-type"].startswith("application/problem+json")
+
+
+def test_a_chunked_job_start_is_read_within_the_cap(client: TestClient) -> None:
+    """EDC's data plane forwards bodies without a Content-Length: they are capped while read, not refused."""
+
+    def chunks() -> Iterator[bytes]:
+        yield b'{"asset": '
+        yield b"42}"
+
+    response = client.post("/v1/jobs", content=chunks(), headers={**AUTH, "Content-Type": "application/json"})
+    assert response.status_code == 422 and response.json()["errors"]  # parsed: validation, not a size refusal
+
+    def endless() -> Iterator[bytes]:
+        for _ in range(64):
+            yield b" " * 65536
+
+    refused = client.post("/v1/jobs", content=endless(), headers={**AUTH, "Content-Type": "application/json"})
+    assert refused.status_code == 413
