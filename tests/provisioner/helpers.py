@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 from minio import Minio
 from minio.error import S3Error
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from provisioner import tenants
 from provisioner.models import Grant, Tenant
@@ -124,6 +124,15 @@ def s3_denied(call: Any) -> bool:
     except S3Error as exc:
         return exc.code in {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
     return False
+
+
+def counts(svc: Services) -> tuple[int, int]:
+    """(grants, tenants) in the provisioner's database."""
+    with svc.sessions() as session:
+        return (
+            session.scalar(select(func.count()).select_from(Grant)) or 0,
+            session.scalar(select(func.count()).select_from(Tenant)) or 0,
+        )
 
 
 def db_tenant(svc: Services, tenant_id: str) -> Tenant | None:

@@ -7,22 +7,14 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import text
 
-from provisioner.models import Grant, Tenant
 from provisioner.services import Services
+from tests.provisioner.helpers import counts
 from tests.provisioner.servers import EdcStub
 from tests.support.edc import new_consumer, post, tenant_of
 
 pytestmark = pytest.mark.stack
-
-
-def counts(svc: Services) -> tuple[int, int]:
-    with svc.sessions() as session:
-        return (
-            session.scalar(select(func.count()).select_from(Grant)) or 0,
-            session.scalar(select(func.count()).select_from(Tenant)) or 0,
-        )
 
 
 def assert_nothing_created(svc: Services, consumer: str) -> None:

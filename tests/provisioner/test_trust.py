@@ -12,28 +12,19 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI, Request, Response
-from sqlalchemy import func, select
 
 from api.app import create_app as create_api
 from api.settings import ApiSettings
 from provisioner import access, tenants
 from provisioner.app import PROVISION_PATH
-from provisioner.models import Grant, GrantState, Tenant
+from provisioner.models import GrantState, Tenant
 from provisioner.services import Services
-from tests.provisioner.helpers import INBOUND_KEY, db_grants, put, s3_denied, secret_data, tenant_s3
+from tests.provisioner.helpers import INBOUND_KEY, counts, db_grants, put, s3_denied, secret_data, tenant_s3
 from tests.provisioner.servers import EdcStub, ThreadedServer, wait_for
 from tests.servers import serve
 from tests.support.edc import edc_request, new_consumer, post, tenant_of
 
 pytestmark = pytest.mark.stack
-
-
-def counts(svc: Services) -> tuple[int, int]:
-    with svc.sessions() as session:
-        return (
-            session.scalar(select(func.count()).select_from(Grant)) or 0,
-            session.scalar(select(func.count()).select_from(Tenant)) or 0,
-        )
 
 
 @pytest.mark.parametrize("key", [None, "", "wrong", INBOUND_KEY + "x"])
