@@ -56,9 +56,11 @@ def link_tenant(session: Session, grant: Grant, consumer_id: str, settings: Prov
     """
     tenant = session.scalars(select(Tenant).where(Tenant.consumer_id == consumer_id)).one_or_none()
     tenant_id = tenant.id if tenant is not None else tenant_id_for(consumer_id)
-    if tenant is None and session.get(Tenant, tenant_id) is not None:
-        # Another consumer's tenant under this id: never share it (an id collision, or someone searching for one).
-        raise TenantCollision(f"tenant id {tenant_id} belongs to another consumer")
+    if tenant is None:
+        tenant = session.get(Tenant, tenant_id)  # a concurrent request of the same consumer may just have made it
+        if tenant is not None and tenant.consumer_id != consumer_id:
+            # Another consumer's tenant under this id: never share it (a collision, or someone searching for one).
+            raise TenantCollision(f"tenant id {tenant_id} belongs to another consumer")
     if tenant is None:
         tenant = Tenant(
             id=tenant_id,
