@@ -41,15 +41,24 @@ class Tenant:
 _bearer = HTTPBearer(auto_error=False, description="The token handed out in the contract's data address.")
 
 
+def token_problem(authorization: str, digests: tuple[str, ...]) -> str | None:
+    """Why an ``Authorization`` header is refused, or None when it carries a live grant's token."""
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return "missing bearer token"
+    presented = hashlib.sha256(token.encode()).hexdigest()
+    # Compare against every grant's digest (no early exit), so timing tells nothing about which one matched.
+    if not any([hmac.compare_digest(presented, digest) for digest in digests]):
+        return "invalid token"
+    return None
+
+
 def tenant(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Tenant:
     ctx: Tenant = request.app.state.tenant
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise ApiError(401, "Unauthorized", "missing bearer token", {"WWW-Authenticate": "Bearer"})
-    presented = hashlib.sha256(credentials.credentials.encode()).hexdigest()
-    # Compare against every grant's digest (no early exit), so timing tells nothing about which one matched.
-    matches = [hmac.compare_digest(presented, digest) for digest in ctx.settings.token_digests]
-    if not any(matches):
-        raise ApiError(401, "Unauthorized", "invalid token", {"WWW-Authenticate": "Bearer"})
+    header = f"{credentials.scheme} {credentials.credentials}" if credentials else ""
+    reason = token_problem(header, ctx.settings.token_digests)
+    if reason:
+        raise ApiError(401, "Unauthorized", reason, {"WWW-Authenticate": "Bearer"})
     return ctx
 
 
@@ -81,11 +90,8 @@ class TokenGate:
         if path in self.public:
             await self.app(scope, receive, send)
             return
-        headers = Headers(scope=scope)
-        scheme, _, token = headers.get("authorization", "").partition(" ")
-        presented = hashlib.sha256(token.encode()).hexdigest()
-        if scheme.lower() != "bearer" or not any([hmac.compare_digest(presented, d) for d in self.digests]):
-            reason = "missing bearer token" if not token else "invalid token"
+        reason = token_problem(Headers(scope=scope).get("authorization", ""), self.digests)
+        if reason:
             await problem(401, "Unauthorized", reason, {"WWW-Authenticate": "Bearer"})(scope, receive, send)
             return
         if scope["method"] == "POST" and path.rstrip("/") == "/v1/jobs":

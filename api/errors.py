@@ -50,6 +50,11 @@ def not_found(what: str) -> ApiError:
     return ApiError(404, "Not Found", f"{what} does not exist")
 
 
+UNAVAILABLE: dict[type[Exception], tuple[str, str]] = {
+    StorageUnavailable: ("storage", "Storage Unavailable"),
+    ArgoUnavailable: ("argo server", "Workflow Engine Unavailable"),
+    KubeUnavailable: ("kubernetes", "Kubernetes Unavailable"),
+}
 _TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed"}
 
 
@@ -73,24 +78,18 @@ def install(app: FastAPI) -> None:
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return problem(exc.status, exc.title, exc.detail, exc.headers)
 
-    @app.exception_handler(StorageUnavailable)
-    async def _storage(_: Request, exc: StorageUnavailable) -> JSONResponse:
-        observability.unavailable("storage", exc)
-        return problem(503, "Storage Unavailable", str(exc), {"Retry-After": "5"})
-
     @app.exception_handler(ArgoRejected)
     async def _argo_rejected(_: Request, exc: ArgoRejected) -> JSONResponse:
         return problem(400, "Bad Request", str(exc))
 
-    @app.exception_handler(ArgoUnavailable)
-    async def _argo(_: Request, exc: ArgoUnavailable) -> JSONResponse:
-        observability.unavailable("argo server", exc)
-        return problem(503, "Workflow Engine Unavailable", str(exc), {"Retry-After": "5"})
+    # A backend that cannot be reached: 503 with Retry-After, and its cause in the log.
+    for fault, (what, title) in UNAVAILABLE.items():
 
-    @app.exception_handler(KubeUnavailable)
-    async def _kube(_: Request, exc: KubeUnavailable) -> JSONResponse:
-        observability.unavailable("kubernetes", exc)
-        return problem(503, "Kubernetes Unavailable", str(exc), {"Retry-After": "5"})
+        async def _unavailable(_: Request, exc: Exception, what: str = what, title: str = title) -> JSONResponse:
+            observability.unavailable(what, exc)
+            return problem(503, title, str(exc), {"Retry-After": "5"})
+
+        app.add_exception_handler(fault, _unavailable)
 
     @app.exception_handler(KubeRejected)
     async def _kube_rejected(_: Request, exc: KubeRejected) -> JSONResponse:

@@ -16,9 +16,10 @@ import hashlib
 import posixpath
 import tarfile
 import zlib
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any
+
+from pydantic import BaseModel, Field
 
 from api.storage import Storage
 from templates import Output, OutputKind, WorkflowAsset
@@ -28,12 +29,12 @@ MAX_MEMBERS = 100_000  # bounds the work an archive of many tiny entries can cau
 COPY_CHUNK = 1024 * 1024
 
 
-@dataclass
-class Sealed:
-    """What a job handed back: each output's size and sha256, and the outputs that are missing, with why."""
+class Sealed(BaseModel):
+    """What a job handed back: each output's size and sha256, and the outputs that are missing, with why. Stored as
+    ``sealed.json`` beside the job (the API's key)."""
 
-    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
-    missing: dict[str, str] = field(default_factory=dict)
+    outputs: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    missing: dict[str, str] = Field(default_factory=dict)
     dropped: int = 0  # archive entries that were not regular files or directories, or not declared
     damaged: str | None = None  # why the archive could not be read to its end
     sealed_at: str = ""
@@ -41,27 +42,6 @@ class Sealed:
 
     def required_missing(self, asset: WorkflowAsset) -> list[str]:
         return [o.name for o in asset.outputs if o.required and o.name in self.missing]
-
-    def dump(self) -> dict[str, Any]:
-        return {
-            "outputs": self.outputs,
-            "missing": self.missing,
-            "dropped": self.dropped,
-            "damaged": self.damaged,
-            "sealed_at": self.sealed_at,
-            "run": self.run,
-        }
-
-    @classmethod
-    def load(cls, data: dict[str, Any]) -> Sealed:
-        return cls(
-            outputs=dict(data.get("outputs") or {}),
-            missing=dict(data.get("missing") or {}),
-            dropped=int(data.get("dropped") or 0),
-            damaged=data.get("damaged"),
-            run=str(data.get("run") or ""),
-            sealed_at=str(data.get("sealed_at") or ""),
-        )
 
 
 class _Hashing:
@@ -201,9 +181,9 @@ def _extract(storage: Storage, asset: WorkflowAsset, job: str) -> Sealed:
 async def seal(storage: Storage, asset: WorkflowAsset, job: str, run: str) -> Sealed:
     """The outputs of run ``run`` (the Workflow uid) of ``job``, sealed once (a repeated call reads the record)."""
     cached = await storage.read_json(storage.keys.job_seal(job))
-    if isinstance(cached, dict) and Sealed.load(cached).run == run:
-        return Sealed.load(cached)
+    if isinstance(cached, dict) and cached.get("run", "") == run:
+        return Sealed.model_validate(cached)
     sealed: Sealed = await storage.blocking(_extract, storage, asset, job)
     sealed.run = run
-    await storage.write_json(storage.keys.job_seal(job), sealed.dump())
+    await storage.write_json(storage.keys.job_seal(job), sealed.model_dump(mode="json"))
     return sealed

@@ -13,10 +13,10 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from tests.servers import ThreadedServer
+from tests.support.wait import wait_for  # re-exported for the EDC tests
 
 __all__ = ["API_KEY", "Call", "EdcStub", "ThreadedServer", "wait_for"]
 
-from tests.support.wait import wait_for
 
 API_KEY = "test-management-key"
 

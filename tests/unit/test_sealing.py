@@ -68,7 +68,7 @@ def run(storage: Storage, data: bytes | None) -> tuple[dict, bytes | None, bytes
         return storage.fs.cat_file(path) if storage.fs.exists(path) else None
 
     return (
-        sealed.dump() | {"required_missing": sealed.required_missing(ASSET)},
+        sealed.model_dump(mode="json") | {"required_missing": sealed.required_missing(ASSET)},
         get(storage.keys.job_output(JOB, "result")),
         get(storage.keys.job_output(JOB, "tree", directory=True)),
     )
