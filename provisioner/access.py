@@ -1,4 +1,4 @@
-"""Read a provisioned tenant's access back from Kubernetes: the consumer API's environment and a grant's token.
+"""Read a provisioned tenant's access back from Kubernetes: the consumer API's environment.
 
 ``tenant_api_env`` returns exactly the ``WML_API_*`` variables the tenant's API Deployment gets
 (ConfigMap ``wml-api-config`` + Secret ``wml-api-env``), so a test or an operator can start the same API
@@ -38,13 +38,3 @@ def tenant_api_env(
         if cfg.ssl_ca_cert:
             env["WML_API_KUBE_CA_FILE"] = str(cfg.ssl_ca_cert)
     return env
-
-
-def grant_token(kube: Kube, settings: ProvisionerSettings, tenant_id: str, grant_id: int) -> str:
-    """One grant's bearer token (kept in full only in the tenant namespace)."""
-    name = tenants.grant_token_secret_name(grant_id)
-    secret = kube.get("v1", "Secret", name, settings.namespace_for(tenant_id))
-    raw = (secret or {}).get("data", {}).get("token")
-    if not raw:
-        raise NotProvisioned(f"tenant {tenant_id} has no token Secret for grant {grant_id}")
-    return base64.b64decode(raw).decode()

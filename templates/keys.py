@@ -60,9 +60,6 @@ class KeyLayout:
         """Where Argo's executor writes for ``job`` (untrusted content)."""
         return f"{self.prefix}/exec/{job}"
 
-    def executor_root(self) -> str:
-        return f"{self.prefix}/exec"
-
     def job_outputs_archive(self, job: str) -> str:
         """The whole output directory as one tar.gz, written by Argo's executor."""
         return f"{self.executor(job)}/outputs.tgz"
