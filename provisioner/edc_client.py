@@ -1,35 +1,23 @@
-"""Talking to the EDC connector: provisioner callbacks and the management API (consumer lookup)."""
+"""Talking to the EDC connector: the HTTP provisioner's callbacks and the management API (consumer lookup)."""
 
 from __future__ import annotations
 
 import logging
 import re
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
-from provisioner.schemas import DeprovisionCallback, ProvisionCallback
+from provisioner.notify import CallbackResult, GrantRef, Outcome
 from provisioner.settings import ProvisionerSettings
+from provisioner.wire.http_provisioner import ContentDataAddress, DeprovisionCallback, ProvisionCallback
 
 log = logging.getLogger(__name__)
 
 # Transfer states in which EDC deprovisions (it never provisions again from them).
 ENDING_STATES = frozenset({"COMPLETED", "TERMINATED", "DEPROVISIONING", "DEPROVISIONING_REQUESTED", "DEPROVISIONED"})
-
-
-class Outcome(StrEnum):
-    OK = "ok"
-    RETRY = "retry"  # worth another attempt later (5xx, 401/403/408/429, I/O errors)
-    FATAL = "fatal"  # EDC rejected the request itself (400 invalid body, 404 unknown transfer process)
-
-
-@dataclass(frozen=True)
-class CallbackResult:
-    outcome: Outcome
-    detail: str
 
 
 # Provider-side transfer states in which EDC runs provisioners (a request in any other state is not EDC's).
@@ -86,16 +74,7 @@ class EdcClient:
         self.http.close()
 
     def _post(self, url: str, body: dict[str, Any]) -> CallbackResult:
-        try:
-            response = self.http.post(url, json=body)
-        except httpx.HTTPError as exc:
-            return CallbackResult(Outcome.RETRY, f"{type(exc).__name__}: {exc}")
-        detail = f"{response.status_code} {response.text[:300]}"
-        if response.is_success:
-            return CallbackResult(Outcome.OK, detail)
-        if response.status_code in {400, 404, 405, 410, 422}:
-            return CallbackResult(Outcome.FATAL, detail)
-        return CallbackResult(Outcome.RETRY, detail)
+        return post_result(self.http, url, body)
 
     def _callback(self, transfer_process_id: str, kind: str, body: dict[str, Any]) -> CallbackResult:
         # Only the configured connector ever receives a callback: the request's callbackAddress is never used.
@@ -135,7 +114,9 @@ class EdcClient:
             raise EdcLookupError(f"transfer process {transfer_process_id} has no state")
         return str(state)
 
-    def verify_transfer(self, transfer_process_id: str, asset_id: str) -> TransferFacts:
+    def verify_transfer(
+        self, transfer_process_id: str, asset_id: str, states: frozenset[str] = PROVISIONING_STATES
+    ) -> TransferFacts:
         """The connector's record of a transfer it is provisioning: its consumer, contract and asset.
 
         Raises EdcRejected when the records contradict the request (unknown transfer, other asset, a state in
@@ -143,8 +124,8 @@ class EdcClient:
         """
         process = self._get(f"/v3/transferprocesses/{quote(transfer_process_id, safe='')}")
         state = _local(process, "state") or ""
-        if state not in PROVISIONING_STATES:
-            raise EdcRejected(f"transfer {transfer_process_id} is {state or 'in no state'}, not provisioning")
+        if state not in states:
+            raise EdcRejected(f"transfer {transfer_process_id} is {state or 'in no state'}, not being set up")
         recorded_asset = _local(process, "assetId")
         if recorded_asset is not None and recorded_asset != asset_id:
             raise EdcRejected(f"transfer {transfer_process_id} is for another asset")
@@ -159,3 +140,58 @@ class EdcClient:
         if agreed_asset is not None and agreed_asset != asset_id:
             raise EdcRejected(f"contract agreement {contract_id} is for another asset")
         return TransferFacts(consumer_id=consumer, contract_id=contract_id, asset_id=asset_id, state=state)
+
+
+def post_result(
+    http: httpx.Client, url: str, body: dict[str, object] | None, headers: dict[str, str] | None = None
+) -> CallbackResult:
+    """POST to a connector and classify its answer (shared by every protocol's callbacks)."""
+    try:
+        response = http.post(url, json=body, headers=headers) if body is not None else http.post(url, headers=headers)
+    except httpx.HTTPError as exc:
+        return CallbackResult(Outcome.RETRY, f"{type(exc).__name__}: {exc}")
+    detail = f"{response.status_code} {response.text[:300]}"
+    if response.is_success:
+        return CallbackResult(Outcome.OK, detail)
+    if response.status_code in {400, 404, 405, 410, 422}:
+        return CallbackResult(Outcome.FATAL, detail)
+    return CallbackResult(Outcome.RETRY, detail)
+
+
+def data_address(endpoint: str, token: str) -> ContentDataAddress:
+    """Shape (a) of the protocol notes: the provider's data plane proxies the consumer's calls."""
+    return ContentDataAddress.http_data(
+        baseUrl=endpoint,
+        authKey="Authorization",
+        authCode=f"Bearer {token}",
+        proxyPath="true",
+        proxyMethod="true",
+        proxyQueryParams="true",
+        proxyBody="true",
+    )
+
+
+class HttpProvisionerNotifier:
+    """The HTTP provisioner's callbacks: ``provision`` (with the token) and ``deprovision``; it has no failure
+    callback, so a failed grant is left to EDC's own provisioning timeout."""
+
+    def __init__(self, edc: EdcClient) -> None:
+        self.edc = edc
+
+    def ready(self, grant: GrantRef, endpoint: str, token: str) -> CallbackResult:
+        body = ProvisionCallback(
+            resource_definition_id=grant.resource_definition_id,
+            asset_id=grant.asset_id,
+            resource_name=grant.resource_name,
+            content_data_address=data_address(endpoint, token),
+            api_key_jwt=token,
+            has_token=True,
+        )
+        return self.edc.provisioned(grant.transfer_process_id, body)
+
+    def ended(self, grant: GrantRef) -> CallbackResult:
+        body = DeprovisionCallback(provisioned_resource_id=grant.resource_name)
+        return self.edc.deprovisioned(grant.transfer_process_id, body)
+
+    def failed(self, grant: GrantRef, reason: str) -> CallbackResult:
+        return CallbackResult(Outcome.OK, "the HTTP provisioner has no failure callback")

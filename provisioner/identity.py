@@ -22,6 +22,7 @@ class IdentitySource(StrEnum):
     MANAGEMENT = "management"
     ASSIGNEE = "assignee"
     FALLBACK = "fallback"
+    SIGNALING = "signaling"  # named by an authenticated control plane, not cross-checked
 
 
 @dataclass(frozen=True)
@@ -43,3 +44,33 @@ def resolve(svc: Services, transfer_process_id: str, asset_id: str, grant_policy
     if settings.fallback_consumer:
         return Identity(settings.fallback_consumer, None, IdentitySource.FALLBACK)
     raise EdcRejected("the policy names no assignee and no fallback consumer is configured")
+
+
+# Provider-side transfer states in which a control plane signals a data flow start (EDC 0.15 signals from
+# STARTING; a restart after suspend or our `provisioned` callback comes from the others).
+FLOW_STATES = frozenset(
+    {
+        "INITIAL",
+        "PROVISIONING",
+        "PROVISIONING_REQUESTED",
+        "PROVISIONED",
+        "REQUESTED",
+        "STARTING",
+        "STARTED",
+        "SUSPENDED",
+        "RESUMING",
+    }
+)
+
+
+def resolve_flow(svc: Services, process_id: str, dataset_id: str, claimed_consumer: str) -> Identity:
+    """The consumer of a signaling data flow. The control plane is authenticated (shared secret or OAuth2) and
+    names the consumer; when its management API is configured, the connector's records must agree (transfer
+    exists, same asset, the agreement's consumer is the one named). Raises EdcRejected / EdcLookupError."""
+    settings = svc.settings
+    if settings.signaling_verify_with_management and settings.edc_management_url:
+        facts = svc.edc.verify_transfer(process_id, dataset_id, states=FLOW_STATES)
+        if facts.consumer_id != claimed_consumer:
+            raise EdcRejected(f"transfer {process_id} belongs to another consumer than the one named")
+        return Identity(facts.consumer_id, facts.contract_id, IdentitySource.MANAGEMENT)
+    return Identity(claimed_consumer, None, IdentitySource.SIGNALING)

@@ -1,14 +1,38 @@
-"""Durable state: tenants, grants (one per EDC transfer/resource definition) and the audit trail."""
+"""Durable state: tenants, grants (one per EDC transfer: a provisioned resource or a data flow), the audit trail.
+
+State values and their allowed changes live in :mod:`provisioner.states`."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, TypeDecorator, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from provisioner.states import (
+    ACTIVE_GRANT_STATES,
+    HOLDING_GRANT_STATES,
+    OPEN_GRANT_STATES,
+    Delivery,
+    GrantState,
+    Protocol,
+    TenantState,
+)
+
+__all__ = [
+    "ACTIVE_GRANT_STATES",
+    "HOLDING_GRANT_STATES",
+    "OPEN_GRANT_STATES",
+    "AuditEvent",
+    "Base",
+    "Grant",
+    "GrantState",
+    "RegisteredAsset",
+    "Tenant",
+    "TenantState",
+]
 
 
 def utcnow() -> datetime:
@@ -32,28 +56,6 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-class TenantState(StrEnum):
-    PENDING = "pending"  # objects being created or updated
-    READY = "ready"
-    TEARING_DOWN = "tearing_down"
-    DELETED = "deleted"  # nothing left in Kubernetes or MinIO; the row stays for the audit trail
-    FAILED = "failed"
-
-
-class GrantState(StrEnum):
-    RECEIVED = "received"  # persisted; the consumer is not known yet
-    PROVISIONING = "provisioning"  # tenant known; its objects are being applied
-    CALLBACK = "callback"  # objects ready; the provision callback is due
-    PROVISIONED = "provisioned"  # EDC accepted the callback
-    DEPROVISIONING = "deprovisioning"  # deprovision requested or contract expired
-    DEPROVISIONED = "deprovisioned"
-    FAILED = "failed"
-
-
-ACTIVE_GRANT_STATES = (GrantState.PROVISIONING, GrantState.CALLBACK, GrantState.PROVISIONED)
-OPEN_GRANT_STATES = (GrantState.RECEIVED, *ACTIVE_GRANT_STATES, GrantState.DEPROVISIONING)
 
 
 class Base(DeclarativeBase):
@@ -102,8 +104,10 @@ class Grant(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     called_back_at: Mapped[datetime | None] = mapped_column(default=None)
-    # The optional deprovision callback: None (not wanted), "due", "done", "rejected", "failed".
+    # The optional deprovision callback (states.EndNotice), None when not wanted.
     deprovision_callback: Mapped[str | None] = mapped_column(String(16), default=None)
+    protocol: Mapped[str] = mapped_column(String(24), default=Protocol.HTTP_PROVISIONER)
+    delivery: Mapped[str] = mapped_column(String(16), default=Delivery.CALLBACK)
 
 
 class AuditEvent(Base):

@@ -2,6 +2,7 @@
 
 Work for one tenant never runs twice at once in a process: a kick while it runs marks it dirty and it
 runs once more afterwards. The blocking work (SQLAlchemy, Kubernetes, MinIO, callbacks) runs in threads.
+A tenant that reports it must wait (``run_tenant`` returns seconds) is re-queued with a timer, never slept on.
 Run one provisioner replica per database (the per-tenant serialization is in-process).
 """
 
@@ -67,17 +68,28 @@ class Worker:
         self.runner = KeyedRunner()
         # Own threads: slow tenant work never delays the request path (which uses the default pool).
         self.pool = ThreadPoolExecutor(max_workers=svc.settings.worker_threads, thread_name_prefix="tenant")
+        self._timers: dict[str, asyncio.TimerHandle] = {}
 
     async def _in_pool(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
     async def close(self) -> None:
+        for handle in self._timers.values():
+            handle.cancel()
         await self.runner.cancel()
         self.pool.shutdown(wait=True, cancel_futures=True)
 
     def kick_tenant(self, tenant_id: str, force: bool = False) -> None:
         async def work() -> None:
-            await self._in_pool(lifecycle.run_tenant, self.svc, tenant_id, force)
+            again = await self._in_pool(lifecycle.run_tenant, self.svc, tenant_id, force)
+            if again is not None:
+                # Re-queued, not slept on: the thread is free for other tenants meanwhile.
+                previous = self._timers.pop(tenant_id, None)
+                if previous is not None:
+                    previous.cancel()
+                self._timers[tenant_id] = asyncio.get_running_loop().call_later(
+                    again, self.kick_tenant, tenant_id, True
+                )
 
         self.runner.kick(f"tenant:{tenant_id}", work)
 

@@ -11,11 +11,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from provisioner.catalogue import Catalogue
 from provisioner.db import make_engine, session_factory
-from provisioner.edc_client import EdcClient
+from provisioner.edc_client import EdcClient, HttpProvisionerNotifier
 from provisioner.kube import Kube, load_api_client
 from provisioner.metrics import Metrics
 from provisioner.models import utcnow
+from provisioner.notify import Notifier
 from provisioner.settings import ProvisionerSettings
+from provisioner.signaling_client import DpsClient, SignalingClient
+from provisioner.states import Protocol
 from provisioner.storage import Storage
 
 
@@ -32,6 +35,8 @@ class Services:
     storage: Storage
     edc: EdcClient
     catalogue: Catalogue
+    signaling: SignalingClient
+    dps: DpsClient
     metrics: Metrics = field(default_factory=Metrics)
     clock: Callable[[], datetime] = utcnow
     # Called with each step's name before it runs; tests use it to simulate a crash between steps.
@@ -48,12 +53,25 @@ class Services:
             "storage": Storage(settings),
             "edc": EdcClient(settings),
             "catalogue": Catalogue.load(settings.assets_dir, settings.asset_map),
+            "signaling": SignalingClient(settings),
+            "dps": DpsClient(settings),
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
 
+    @property
+    def notifiers(self) -> dict[Protocol, Notifier]:
+        """Who tells each protocol's connector about its grants."""
+        return {
+            Protocol.HTTP_PROVISIONER: HttpProvisionerNotifier(self.edc),
+            Protocol.SIGNALING: self.signaling,
+            Protocol.DPS: self.dps,
+        }
+
     def close(self) -> None:
         self.edc.close()
+        self.signaling.close()
+        self.dps.close()
         # kubernetes ships py.typed but leaves ApiClient.close() unannotated.
         self.kube.api.close()  # type: ignore[no-untyped-call]
         self.engine.dispose()

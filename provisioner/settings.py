@@ -125,6 +125,67 @@ class ProvisionerSettings(BaseSettings):
     http_timeout_seconds: float = 30.0
     deprovision_callback: bool = True
 
+    # --- data plane signaling (EDC 0.5-0.17 and Tractus-X: "dialect A")
+    signaling_enabled: bool = Field(default=False, description="Serve /signaling and register with the connector.")
+    signaling_inbound_key: SecretStr | None = Field(
+        default=None,
+        description="Shared secret the control plane presents on /signaling (and /dps without OAuth2): X-Api-Key, "
+        "Bearer, or the path segment /signaling/<key>/dataflows (EDC's signaling client sends no credentials, so "
+        "the registered URL carries it). Unset: the signaling endpoints refuse every request.",
+    )
+    signaling_control_url: str | None = Field(
+        default=None,
+        description="The connector's control API base (EDC's edc.control.endpoint, …/control): registration and "
+        "callbacks go there and nowhere else; a start naming another callbackAddress is refused.",
+    )
+    signaling_control_key: SecretStr | None = Field(
+        default=None, description="x-api-key for the control API (web.http.control.auth.type=tokenbased)."
+    )
+    signaling_self_url: str | None = Field(
+        default=None, description="This provisioner's base URL as the control plane reaches it (for registration)."
+    )
+    signaling_dataplane_id: str = "workflow-middlelayer"
+    signaling_source_types: list[str] = Field(
+        default_factory=lambda: ["WorkflowMiddleLayer"],
+        description="DataAddress types of the assets we serve (EDC offers them as HttpData-PULL).",
+    )
+    signaling_start_wait_seconds: float = Field(
+        default=8.0,
+        ge=0,
+        description="How long a start waits for the tenant before answering 'provisioning' and calling back.",
+    )
+    signaling_register_interval_seconds: float = Field(default=30.0, gt=0)
+    signaling_verify_with_management: bool = Field(
+        default=True,
+        description="Cross-check a start's consumer and asset with the connector's management API when it is "
+        "configured (WML_PROVISIONER_EDC_MANAGEMENT_URL).",
+    )
+
+    # --- Eclipse Data Plane Signaling (EDC >= 0.18: "dialect B")
+    dps_enabled: bool = False
+    dps_control_url: str | None = Field(
+        default=None,
+        description="The control plane's signaling API base (EDC: …/api/signaling): started/completed/errored "
+        "go to {base}/transfers/{id}/dataflow/…; a start naming another callbackAddress is refused.",
+    )
+    dps_registration_url: str | None = Field(
+        default=None, description="Where to PUT our registration (EDC: {management}/v4/dataplanes)."
+    )
+    dps_registration_key: SecretStr | None = Field(default=None, description="x-api-key for the registration call.")
+    dps_profiles: list[str] = Field(
+        default_factory=lambda: ["HttpData-PULL", "https://w3id.org/dspace-sig/profile/http-pull"],
+        description="transferType (RC2) or profile (RC3) values we serve.",
+    )
+    dps_oauth2_private_key: SecretStr | None = Field(
+        default=None,
+        description="PEM EC/RSA key: with it our callbacks carry a JWT (sub = our data plane id) and the "
+        "registration publishes its public JWKS (the oauth2_client_credentials profile).",
+    )
+    dps_control_plane_id: str = Field(default="control-plane", description="`sub` of the control plane's tokens.")
+    dps_control_plane_jwks: str | None = Field(
+        default=None, description="JWKS (JSON) that verifies the control plane's bearer tokens; with it, required."
+    )
+
     # --- reconciler, admin
     reconcile_interval_seconds: float = 10.0
     worker_threads: int = Field(default=4, ge=1, description="Threads for tenant work (Kubernetes, MinIO, EDC).")

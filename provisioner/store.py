@@ -12,12 +12,34 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from provisioner import audit, policy
 from provisioner.identity import Identity
-from provisioner.models import ACTIVE_GRANT_STATES, Grant, GrantState, Tenant, TenantState
-from provisioner.schemas import ProvisionRequest
+from provisioner.models import Grant, Tenant
 from provisioner.settings import ProvisionerSettings
+from provisioner.states import (
+    HOLDING_GRANT_STATES,
+    Delivery,
+    EndedBy,
+    EndNotice,
+    GrantState,
+    Protocol,
+    TenantState,
+    move,
+)
 from provisioner.tenants import tenant_id_for
 
 CONFLICT_RETRIES = 5
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A connector's request for a consumer's access, in the core's terms (each protocol adapter makes one)."""
+
+    protocol: Protocol
+    transfer_process_id: str
+    resource_definition_id: str  # the HTTP provisioner's; signaling grants use their protocol's name
+    asset_id: str
+    callback_address: str
+    policy: dict[str, object] | None = None
+    delivery: Delivery = Delivery.CALLBACK
 
 
 @dataclass(frozen=True)
@@ -74,17 +96,17 @@ def link_tenant(session: Session, grant: Grant, consumer_id: str, settings: Prov
         session.flush()
         audit.record(session, "tenant_created", tenant_id, consumer_id=consumer_id, namespace=tenant.namespace)
     elif tenant.state in (TenantState.DELETED, TenantState.FAILED):
-        tenant.state = TenantState.PENDING
+        move(tenant, TenantState.PENDING)
         tenant.generation += 1
         tenant.attempts = 0
         tenant.error = None
         tenant.next_attempt_at = None
         audit.record(session, "tenant_revived", tenant_id, generation=tenant.generation)
     elif tenant.state == TenantState.READY:
-        tenant.state = TenantState.PENDING
+        move(tenant, TenantState.PENDING)
     grant.tenant_id = tenant_id
     grant.consumer_id = consumer_id
-    grant.state = GrantState.PROVISIONING
+    move(grant, GrantState.PROVISIONING)
     grant.resource_name = resource_name(tenant_id, grant.transfer_process_id, grant.resource_definition_id)
     grant.attempts = 0
     grant.next_attempt_at = None
@@ -92,7 +114,7 @@ def link_tenant(session: Session, grant: Grant, consumer_id: str, settings: Prov
     return tenant
 
 
-def _grant_of(session: Session, request: ProvisionRequest) -> Grant | None:
+def _grant_of(session: Session, request: Claim) -> Grant | None:
     query = select(Grant).where(
         Grant.transfer_process_id == request.transfer_process_id,
         Grant.resource_definition_id == request.resource_definition_id,
@@ -100,7 +122,7 @@ def _grant_of(session: Session, request: ProvisionRequest) -> Grant | None:
     return session.scalars(query).one_or_none()
 
 
-def existing_grant(sessions: sessionmaker[Session], request: ProvisionRequest) -> Accepted | None:
+def existing_grant(sessions: sessionmaker[Session], request: Claim) -> Accepted | None:
     """The grant an earlier copy of this request made, if any (EDC retries; duplicates change nothing)."""
     with sessions.begin() as session:
         grant = _grant_of(session, request)
@@ -113,7 +135,7 @@ def existing_grant(sessions: sessionmaker[Session], request: ProvisionRequest) -
 def accept_provision(
     sessions: sessionmaker[Session],
     settings: ProvisionerSettings,
-    request: ProvisionRequest,
+    request: Claim,
     asset_name: str,
     now: datetime,
     who: Identity,
@@ -133,8 +155,10 @@ def accept_provision(
                     asset_id=request.asset_id,
                     asset_name=asset_name,
                     contract_id=who.contract_id,
-                    callback_address=request.callback_base,
-                    policy=request.policy or {},
+                    callback_address=request.callback_address,
+                    policy=dict(request.policy or {}),
+                    protocol=request.protocol,
+                    delivery=request.delivery,
                     resource_name=resource_name("pending", request.transfer_process_id, request.resource_definition_id),
                     state=GrantState.RECEIVED,
                     expires_at=ends,
@@ -169,7 +193,9 @@ def known_transfer(sessions: sessionmaker[Session], transfer_process_id: str) ->
         return session.scalars(query).first() is not None
 
 
-def accept_deprovision(sessions: sessionmaker[Session], request: ProvisionRequest) -> Accepted:
+def accept_deprovision(
+    sessions: sessionmaker[Session], request: Claim, ended_by: EndedBy = EndedBy.DEPROVISION
+) -> Accepted:
     """Mark the grant(s) of this transfer for removal. Unknown transfer: :class:`UnknownTransfer`."""
     with sessions.begin() as session:
         grants = list(
@@ -186,11 +212,11 @@ def accept_deprovision(sessions: sessionmaker[Session], request: ProvisionReques
             if grant.state in (GrantState.DEPROVISIONING, GrantState.DEPROVISIONED):
                 audit.record(session, "deprovision_duplicate", grant.tenant_id, grant.id, state=grant.state)
                 continue
-            grant.ended_by = "deprovision"
+            grant.ended_by = ended_by
             if grant.tenant_id is None:
-                grant.state = GrantState.DEPROVISIONED
+                move(grant, GrantState.DEPROVISIONED)
             else:
-                grant.state = GrantState.DEPROVISIONING
+                move(grant, GrantState.DEPROVISIONING)
                 grant.attempts = 0
                 grant.next_attempt_at = None
             audit.record(session, "deprovision_received", grant.tenant_id, grant.id, state=grant.state)
@@ -208,9 +234,10 @@ def due_work(sessions: sessionmaker[Session], now: datetime) -> tuple[list[int],
                 select(Grant.tenant_id).where(
                     Grant.tenant_id.is_not(None),
                     or_(
-                        Grant.state.in_([GrantState.PROVISIONING, GrantState.DEPROVISIONING, GrantState.CALLBACK]),
-                        Grant.state.in_(ACTIVE_GRANT_STATES) & (Grant.expires_at <= now),
-                        (Grant.state == GrantState.DEPROVISIONED) & (Grant.deprovision_callback == "due"),
+                        Grant.state.in_([GrantState.PROVISIONING, GrantState.DEPROVISIONING, GrantState.READY]),
+                        Grant.state.in_(HOLDING_GRANT_STATES) & (Grant.expires_at <= now),
+                        Grant.state.in_([GrantState.DEPROVISIONED, GrantState.FAILED])
+                        & (Grant.deprovision_callback == EndNotice.DUE),
                     ),
                     due,
                 )
@@ -223,3 +250,70 @@ def due_work(sessions: sessionmaker[Session], now: datetime) -> tuple[list[int],
             )
         )
     return received, sorted(t for t in tenant_ids if t)
+
+
+def find_grant(sessions: sessionmaker[Session], protocol: Protocol, transfer_process_id: str) -> Grant | None:
+    """The grant of a signaling data flow (one per process), detached from its session."""
+    with sessions() as session:
+        query = select(Grant).where(
+            Grant.transfer_process_id == transfer_process_id, Grant.resource_definition_id == str(protocol)
+        )
+        return session.scalars(query).one_or_none()
+
+
+def suspend(sessions: sessionmaker[Session], protocol: Protocol, transfer_process_id: str) -> Grant | None:
+    """Revoke a data flow's token and keep its tenant (signaling suspend). None for an unknown flow."""
+    with sessions.begin() as session:
+        grant = session.scalars(
+            select(Grant).where(
+                Grant.transfer_process_id == transfer_process_id, Grant.resource_definition_id == str(protocol)
+            )
+        ).one_or_none()
+        if grant is None:
+            return None
+        if grant.state in (GrantState.PROVISIONING, GrantState.READY, GrantState.PROVISIONED):
+            move(grant, GrantState.SUSPENDED)
+            _tenant_needs_run(session, grant.tenant_id)
+            audit.record(session, "grant_suspended", grant.tenant_id, grant.id)
+        return grant
+
+
+def resume(
+    sessions: sessionmaker[Session], protocol: Protocol, transfer_process_id: str, delivery: Delivery
+) -> Grant | None:
+    """A suspended data flow starts again with a new token (signaling start after suspend, DPS resume)."""
+    with sessions.begin() as session:
+        grant = session.scalars(
+            select(Grant).where(
+                Grant.transfer_process_id == transfer_process_id, Grant.resource_definition_id == str(protocol)
+            )
+        ).one_or_none()
+        if grant is None:
+            return None
+        if grant.state == GrantState.SUSPENDED:
+            move(grant, GrantState.PROVISIONING)
+            grant.delivery = delivery
+            grant.attempts = 0
+            grant.next_attempt_at = None
+            _tenant_needs_run(session, grant.tenant_id)
+            audit.record(session, "grant_resumed", grant.tenant_id, grant.id)
+        return grant
+
+
+def respond_later(sessions: sessionmaker[Session], grant_id: int) -> bool:
+    """A synchronous start gave up waiting: the endpoint goes by callback. False when the grant is already
+    ready (the caller answers with it instead)."""
+    with sessions.begin() as session:
+        grant = session.get(Grant, grant_id)
+        if grant is None or grant.state != GrantState.PROVISIONING:
+            return False
+        grant.delivery = Delivery.CALLBACK
+        return True
+
+
+def _tenant_needs_run(session: Session, tenant_id: str | None) -> None:
+    tenant = session.get(Tenant, tenant_id) if tenant_id else None
+    if tenant is not None and tenant.state == TenantState.READY:
+        move(tenant, TenantState.PENDING)
+    if tenant is not None:
+        tenant.next_attempt_at = None

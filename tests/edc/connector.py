@@ -1,13 +1,15 @@
-"""A real EDC connector for tests: EDC 0.10.0 from Maven Central, built once into the cache, run on loopback.
+"""Real EDC connectors for tests and the demo, from Maven Central, built once into the cache, run on loopback.
 
-0.10.0 is the newest EDC release whose control-plane HTTP provisioner (``org.eclipse.edc:provision-http``) is
-published on Maven Central; later releases never published that module. ``tests/edc/pom.xml`` lists the
-published modules (control plane, DSP, management API, in-memory stores, mock identity, an embedded HTTP data
-plane, the HTTP provisioner) and the shade plugin merges them into one runnable jar. Nothing is compiled and
-nothing built lands in the repository: the jar lives in ``$WML_EDC_CACHE`` or
-``~/.cache/workflow-middlelayer/edc-0.10.0/``, rebuilt only when the pom changes.
+Two releases, each a pom that the shade plugin merges into one runnable jar (nothing is compiled, nothing built
+lands in the repository; jars live in ``$WML_EDC_CACHE`` or ``~/.cache/workflow-middlelayer/edc-<version>/``,
+rebuilt only when the pom changes):
 
-``python -m tests.edc.connector`` builds it (about a minute with a cold Maven cache) and prints the jar's path.
+- **0.10.0** (``tests/edc/pom.xml``): the newest release whose control-plane HTTP provisioner
+  (``provision-http``) is published; a control plane with an embedded HTTP data plane.
+- **0.15.1** (``tests/edc/v0_15/pom.xml``): the newest release served here; ``controlplane-base-bom`` +
+  ``iam-mock``, no data plane of its own, so the control plane signals transfers to ours (dialect A).
+
+``python -m tests.edc.connector [version]`` builds one (about a minute with a cold Maven cache) and prints its jar.
 """
 
 from __future__ import annotations
@@ -20,51 +22,81 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 from typing import Any
 
 import httpx
 
-from provisioner.schemas import EDC_NAMESPACE
+from provisioner.wire.http_provisioner import EDC_NAMESPACE
 from tests.servers import free_port
 
-EDC_VERSION = "0.10.0"
 HERE = Path(__file__).resolve().parent
-POM = HERE / "pom.xml"
-CACHE = Path(os.environ.get("WML_EDC_CACHE", Path.home() / ".cache" / "workflow-middlelayer")) / f"edc-{EDC_VERSION}"
-JAR = CACHE / "target" / "edc-connector.jar"
+
+
+@dataclass(frozen=True)
+class Release:
+    version: str
+    pom: Path
+    properties: Path
+    ports: tuple[str, ...]
+
+    @property
+    def cache(self) -> Path:
+        root = Path(os.environ.get("WML_EDC_CACHE", Path.home() / ".cache" / "workflow-middlelayer"))
+        return root / f"edc-{self.version}"
+
+    @property
+    def jar(self) -> Path:
+        return self.cache / "target" / "edc-connector.jar"
+
+
+V0_10 = Release(
+    "0.10.0",
+    HERE / "pom.xml",
+    HERE / "connector.properties",
+    ("default", "management", "protocol", "control", "public"),
+)
+V0_15 = Release(
+    "0.15.1",
+    HERE / "v0_15" / "pom.xml",
+    HERE / "v0_15" / "connector.properties",
+    ("default", "management", "protocol", "control"),
+)
+RELEASES = {r.version: r for r in (V0_10, V0_15)}
+EDC_VERSION = V0_10.version  # the HTTP provisioner's release (tests/edc/test_real_connector.py)
 
 EDC = EDC_NAMESPACE
 CONTEXT = {"@vocab": EDC}
 ODRL = "http://www.w3.org/ns/odrl.jsonld"
 PROTOCOL = "dataspace-protocol-http"
-PORTS = ("default", "management", "protocol", "control", "public")
 
 
 def _say(text: str) -> None:
     print(f"[edc] {text}", file=sys.stderr, flush=True)
 
 
-def _stamp() -> str:
-    return hashlib.sha256(POM.read_bytes()).hexdigest()[:16]
+def _stamp(release: Release) -> str:
+    return hashlib.sha256(release.pom.read_bytes()).hexdigest()[:16]
 
 
-def ensure_runtime(echo: Callable[[str], None] = _say) -> Path:
+def ensure_runtime(echo: Callable[[str], None] = _say, release: Release = V0_10) -> Path:
     """The connector's runnable jar, built with Maven on first use and reused while the pom is unchanged."""
-    CACHE.mkdir(parents=True, exist_ok=True)
-    stamp = CACHE / "built.stamp"
-    with open(CACHE / "build.lock", "w") as lock:
+    cache, jar, version = release.cache, release.jar, release.version
+    cache.mkdir(parents=True, exist_ok=True)
+    stamp = cache / "built.stamp"
+    with open(cache / "build.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # parallel test sessions build once
-        if JAR.exists() and stamp.exists() and stamp.read_text() == _stamp():
-            return JAR
+        if jar.exists() and stamp.exists() and stamp.read_text() == _stamp(release):
+            return jar
         mvn = shutil.which("mvn")
         if mvn is None:
             raise RuntimeError("Maven (mvn) is needed to build the EDC connector")
         started = time.monotonic()
-        log = CACHE / "build.log"
-        echo(f"building EDC {EDC_VERSION} connector with Maven into {CACHE} (log: {log}); cold: ~1-3 min")
-        cmd = [mvn, "-B", "-f", str(POM), "package", f"-Dedc.build.dir={CACHE / 'target'}"]
+        log = cache / "build.log"
+        echo(f"building EDC {version} connector with Maven into {cache} (log: {log}); cold: ~1-3 min")
+        cmd = [mvn, "-B", "-f", str(release.pom), "package", f"-Dedc.build.dir={cache / 'target'}"]
         with open(log, "w") as out:
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             assert proc.stdout is not None
@@ -76,12 +108,12 @@ def ensure_runtime(echo: Callable[[str], None] = _say) -> Path:
                     if downloads % 100 == 0:
                         echo(f"  … {downloads} artifacts downloaded")
             code = proc.wait()
-        if code != 0 or not JAR.exists():
+        if code != 0 or not jar.exists():
             tail = "".join(log.read_text().splitlines(keepends=True)[-30:])
             raise RuntimeError(f"Maven build of the EDC connector failed (exit {code}):\n{tail}")
-        stamp.write_text(_stamp())
-        echo(f"built {JAR} in {time.monotonic() - started:.0f}s")
-        return JAR
+        stamp.write_text(_stamp(release))
+        echo(f"built {jar} in {time.monotonic() - started:.0f}s")
+        return jar
 
 
 def _java() -> str:
@@ -119,7 +151,11 @@ class Connector:
         provisioner_endpoint: str | None = None,
         hosts_file: Path | None = None,
         host: str = "127.0.0.1",
+        release: Release = V0_10,
+        control_key: str = "",
     ) -> None:
+        self.release = release
+        self.control_key = control_key or f"{api_key}-control"
         self.participant = participant
         self.host = host  # the address its URLs name: a provisioner in a pod calls back on the node bridge
         self.api_key = api_key
@@ -127,7 +163,7 @@ class Connector:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.provisioner_endpoint = provisioner_endpoint
         self.hosts_file = hosts_file
-        self.ports = {name: free_port() for name in PORTS}
+        self.ports = {name: free_port() for name in release.ports}
         self.process: subprocess.Popen[bytes] | None = None
         self.log = self.workdir / "connector.log"
         self.http = httpx.Client(timeout=30, headers={"x-api-key": api_key})
@@ -140,20 +176,28 @@ class Connector:
     def protocol(self) -> str:
         return f"http://{self.host}:{self.ports['protocol']}/protocol"
 
+    @property
+    def control(self) -> str:
+        return f"http://{self.host}:{self.ports['control']}/control"
+
     def _config(self) -> Path:
-        text = (HERE / "connector.properties").read_text()
+        text = self.release.properties.read_text()
         if self.provisioner_endpoint:
             text += (HERE / "provisioner.properties").read_text()
-        private_key, public_key = _token_keys(self.workdir)
         values: dict[str, Any] = {f"port_{name}": port for name, port in self.ports.items()}
         values.update(
             participant=self.participant,
             host=self.host,
             api_key=self.api_key,
+            control_key=self.control_key,
             provisioner_endpoint=self.provisioner_endpoint or "",
-            public_key_path=public_key,
-            private_key=private_key.strip().replace("\n", "\\n"),  # one properties line; Java reads \n back
         )
+        if "public" in self.ports:  # the embedded data plane signs its tokens
+            private_key, public_key = _token_keys(self.workdir)
+            values.update(
+                public_key_path=public_key,
+                private_key=private_key.strip().replace("\n", "\\n"),  # one properties line; Java reads \n back
+            )
         path = self.workdir / "connector.properties"
         path.write_text(Template(text).substitute(values))
         return path
@@ -214,6 +258,10 @@ class Connector:
         address = {"@type": "DataAddress", "type": "HttpProvision", "baseUrl": provisioner_url}
         asset = {"@context": CONTEXT, "@id": asset_id, "properties": {"name": asset_id}, "dataAddress": address}
         self.call("POST", "/v3/assets", asset)
+        self.open_contract(asset_id)
+
+    def open_contract(self, asset_id: str) -> None:
+        """An open policy and a contract definition offering ``asset_id`` to anyone."""
         policy = {"@context": ODRL, "@type": "Set", "permission": [], "prohibition": [], "obligation": []}
         self.call("POST", "/v3/policydefinitions", {"@context": CONTEXT, "@id": f"open-{asset_id}", "policy": policy})
         definition = {
@@ -263,9 +311,9 @@ class Connector:
         state = self.wait_state(f"/v3/contractnegotiations/{negotiation}", {"FINALIZED"}, timeout, {"TERMINATED"})
         return state["contractAgreementId"]
 
-    def transfer(self, provider: Connector, agreement: str) -> str:
-        """An HttpData-PULL transfer: the provider's data plane will proxy our calls to the provisioned address."""
-        request = {
+    def transfer(self, provider: Connector, agreement: str, callbacks: list[str] | None = None) -> str:
+        """An HttpData-PULL transfer; ``callbacks`` get the transfer's events (the EDR is in the started one)."""
+        request: dict[str, Any] = {
             "@context": CONTEXT,
             "@type": "TransferRequest",
             "counterPartyAddress": provider.protocol,
@@ -273,6 +321,10 @@ class Connector:
             "protocol": PROTOCOL,
             "transferType": "HttpData-PULL",
         }
+        if callbacks:
+            request["callbackAddresses"] = [
+                {"uri": uri, "events": ["transfer.process"], "transactional": False} for uri in callbacks
+            ]
         return self.call("POST", "/v3/transferprocesses", request)["@id"]
 
     def transfers(self) -> list[dict[str, Any]]:
@@ -308,4 +360,4 @@ class Connector:
 
 
 if __name__ == "__main__":
-    print(ensure_runtime())
+    print(ensure_runtime(release=RELEASES[sys.argv[1] if len(sys.argv) > 1 else V0_10.version]))

@@ -30,8 +30,8 @@ from typer.testing import CliRunner
 from api.cli import app as cli
 from api.client import Client
 from provisioner.app import PROVISION_PATH, create_app
-from provisioner.schemas import EDC_NAMESPACE, ContentDataAddress
 from provisioner.services import Services
+from provisioner.wire.http_provisioner import EDC_NAMESPACE, ContentDataAddress
 from tests.e2e.contract import DUMMY_ENV, api_ready, map_service, wait_namespace_gone
 from tests.edc.connector import EDC_VERSION, Connector, ensure_runtime
 from tests.provisioner.helpers import INBOUND_KEY, db_grants, stack_settings
@@ -52,9 +52,10 @@ class Recorder:
 
     app: Any
     calls: list[dict[str, Any]] = field(default_factory=list)
+    prefix: str = PROVISION_PATH
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(PROVISION_PATH):
+        if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
             await self.app(scope, receive, send)
             return
         chunks: list[bytes] = []
@@ -80,7 +81,7 @@ class Recorder:
             await send(message)
 
         await self.app(scope, replay, spy)
-        call["body"] = json.loads(body)
+        call["body"] = json.loads(body) if body else None
         self.calls.append(call)
 
     def since(self, index: int) -> list[dict[str, Any]]:

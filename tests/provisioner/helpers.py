@@ -25,6 +25,9 @@ ADMIN_TOKEN = "test-admin-token"
 INBOUND_KEY = "test-inbound-key"  # what the connector presents on /edc/provision
 
 
+SIGNALING_KEY = "test-signaling-key"
+
+
 def stack_settings(stack: StackInfo, database_url: str, edc_url: str, **overrides: Any) -> ProvisionerSettings:
     """Provisioner settings for the local stack, with fast retries for tests."""
     values: dict[str, Any] = {
@@ -40,6 +43,9 @@ def stack_settings(stack: StackInfo, database_url: str, edc_url: str, **override
         "edc_api_key": API_KEY,
         "edc_inbound_key": INBOUND_KEY,
         "edc_management_url": f"{edc_url}/management",
+        "signaling_control_url": f"{edc_url}/control",
+        "dps_control_url": f"{edc_url}/dps",
+        "signaling_inbound_key": SIGNALING_KEY,
         "admin_token": ADMIN_TOKEN,
         "reconcile_interval_seconds": 0.5,
         "retry_base_seconds": 0.2,

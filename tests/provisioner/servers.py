@@ -42,6 +42,7 @@ class EdcStub:
     assets: dict[str, str] = field(default_factory=dict)  # tp -> asset id (default: none recorded)
     fail_next: int = 0  # answer the next N callbacks with 503
     management_down: bool = False  # answer every management API lookup with 503
+    registrations: list[tuple[str, dict[str, Any], dict[str, str]]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def app(self) -> FastAPI:
@@ -61,6 +62,41 @@ class EdcStub:
                     return JSONResponse({"error": "try later"}, status_code=503)
                 self.calls.append(call)
             return Response(status_code=204)
+
+        async def signal(tp: str, kind: str, request: Request) -> Response:
+            raw = await request.body()
+            call = Call(
+                request.url.path,
+                tp,
+                kind,
+                await request.json() if raw else {},
+                request.headers.get("x-api-key") or request.headers.get("authorization"),
+                time.monotonic(),
+            )
+            with self.lock:
+                if self.fail_next > 0:
+                    self.fail_next -= 1
+                    return JSONResponse({"error": "try later"}, status_code=503)
+                self.calls.append(call)
+            return Response(status_code=204 if kind in ("provisioned", "complete", "fail") else 200)
+
+        # Data plane registrations: dialect A (JSON-LD upsert on the control API), DPS (PUT on management v4).
+        @app.post("/control/v1/dataplanes")
+        @app.put("/management/v4/dataplanes")
+        async def register(request: Request) -> Response:
+            with self.lock:
+                self.registrations.append((request.url.path, await request.json(), dict(request.headers)))
+            return Response(status_code=200)
+
+        # Data plane signaling, dialect A: the control API's transfer process callbacks.
+        @app.post("/control/transferprocess/{tp}/{kind}")
+        async def signaling_callback(tp: str, kind: str, request: Request) -> Response:
+            return await signal(tp, kind, request)
+
+        # Eclipse Data Plane Signaling: the control plane's data flow callbacks.
+        @app.post("/dps/transfers/{tp}/dataflow/{kind}")
+        async def dps_callback(tp: str, kind: str, request: Request) -> Response:
+            return await signal(tp, kind, request)
 
         @app.get("/management/v3/transferprocesses/{tp}")
         async def transfer(tp: str, request: Request) -> Response:
@@ -107,6 +143,11 @@ class EdcStub:
     def provisions(self, tp: str | None = None) -> list[Call]:
         with self.lock:
             return [c for c in self.calls if c.kind == "provision" and (tp is None or c.transfer_process_id == tp)]
+
+    def signals(self, kind: str, tp: str | None = None) -> list[Call]:
+        """Signaling callbacks of one kind (``provisioned``, ``complete``, ``fail``; DPS ``started``…)."""
+        with self.lock:
+            return [c for c in self.calls if c.kind == kind and (tp is None or c.transfer_process_id == tp)]
 
     def deprovisions(self, tp: str | None = None) -> list[Call]:
         with self.lock:

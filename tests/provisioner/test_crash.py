@@ -14,13 +14,15 @@ from collections.abc import Callable
 
 import pytest
 
-from provisioner import lifecycle, store, tenants
+from provisioner import flows, lifecycle, steps, store, tenants
 from provisioner.identity import Identity, IdentitySource
 from provisioner.models import GrantState, TenantState
+from provisioner.routes.edc_http import claim_of
 from provisioner.scheduler import Worker
-from provisioner.schemas import ProvisionRequest
 from provisioner.services import Services
 from provisioner.settings import ProvisionerSettings
+from provisioner.states import Delivery, EndedBy, Protocol
+from provisioner.wire.http_provisioner import ProvisionRequest
 from tests.provisioner.helpers import (
     db_grants,
     db_tenant,
@@ -71,35 +73,56 @@ def restart_and_reconcile(settings: ProvisionerSettings, until: Callable[[Servic
         svc.close()
 
 
-def accept(svc: Services, body: dict) -> int:
-    """What the request path stores once the connector verified the transfer (verification is tested apart)."""
+def accept(svc: Services, body: dict, protocol: Protocol = Protocol.HTTP_PROVISIONER) -> int:
+    """What the request path stores once the connector verified the transfer (verification is tested apart).
+    A signaling start that could not wait for its tenant: the endpoint goes by callback."""
     request = ProvisionRequest.model_validate(body)
     who = Identity(body["policy"]["assignee"], f"contract-{request.transfer_process_id}", IdentitySource.MANAGEMENT)
-    return store.accept_provision(svc.sessions, svc.settings, request, "dummy", svc.clock(), who).grant_id
+    claim = claim_of(request)
+    if protocol is not Protocol.HTTP_PROVISIONER:
+        claim = flows.claim(protocol, request.transfer_process_id, "dummy", request.callback_base)
+        claim = store.Claim(**{**claim.__dict__, "delivery": Delivery.CALLBACK})
+    return store.accept_provision(svc.sessions, svc.settings, claim, "dummy", svc.clock(), who).grant_id
 
 
-@pytest.mark.parametrize("step", [*lifecycle.APPLY_STEPS, "callback"])
-def test_crash_during_provision_then_resume(step: str, services: Services, edc: tuple[EdcStub, str]) -> None:
+# What each protocol's connector receives when a grant is ready, and where its token is (dialect A's
+# `provisioned` carries none: the next start's answer does).
+READY_NOTICE = {
+    Protocol.HTTP_PROVISIONER: ("provision", lambda body: body["apiKeyJwt"]),
+    Protocol.SIGNALING: ("provisioned", lambda body: None),
+    Protocol.DPS: ("started", lambda body: body["dataAddress"]["endpointProperties"][0]["value"]),
+}
+PROTOCOLS = list(Protocol)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("step", [*(s.name for s in steps.APPLY), "callback"])
+def test_crash_during_provision_then_resume(
+    step: str, protocol: Protocol, services: Services, edc: tuple[EdcStub, str]
+) -> None:
     stub, edc_url = edc
     consumer = new_consumer()
     tenant = tenant_of(consumer)
     body = edc_request(consumer=consumer, callback=f"{edc_url}/management/callback")
-    accept(services, body)
+    accept(services, body, protocol)
+    kind, token_of = READY_NOTICE[protocol]
 
     services.step_hook = crash_before(step)
     with pytest.raises(Crash):
         lifecycle.run_tenant(services, tenant, force=True)
-    assert stub.provisions() == []
+    assert stub.signals(kind) == []
 
-    restart_and_reconcile(services.settings, lambda svc: bool(stub.provisions()))
+    restart_and_reconcile(services.settings, lambda svc: bool(stub.signals(kind)))
     namespace = services.settings.namespace_for(tenant)
-    [call] = stub.provisions(body["transferProcessId"])  # exactly one callback
+    [call] = stub.signals(kind, body["transferProcessId"])  # exactly one answer
     row = db_tenant(services, tenant)
     assert row.state == TenantState.READY
     [grant] = db_grants(services, tenant)
+    assert grant.protocol == protocol
     assert managed_objects(services, namespace) == expected_objects(["dummy"], [grant.id])  # no gap, no orphan
     assert grant.state == GrantState.PROVISIONED
-    token = call.body["apiKeyJwt"]
+    stored = secret_data(services, namespace, tenants.grant_token_secret_name(grant.id))["token"]
+    token = token_of(call.body) or stored
     digest = hashlib.sha256(token.encode()).hexdigest()
     assert secret_data(services, namespace, tenants.grant_token_secret_name(grant.id))["token"] == token
     assert secret_data(services, namespace, "wml-api-env")["WML_API_TOKEN_SHA256"] == digest
@@ -107,31 +130,56 @@ def test_crash_during_provision_then_resume(step: str, services: Services, edc: 
     put(tenant_s3(services, tenant), services.settings.s3_bucket, f"tenants/{tenant}/probe")
 
 
-@pytest.mark.parametrize("step", lifecycle.TEARDOWN_STEPS)
-def test_crash_during_teardown_then_resume(step: str, services: Services, edc: tuple[EdcStub, str]) -> None:
+def run_once(svc: Services, tenant: str) -> bool:
+    lifecycle.run_tenant(svc, tenant, force=True)
+    return False
+
+
+# How each protocol's connector ends a grant, and what it hears back (only EDC's provisioner wants a callback).
+END = {
+    Protocol.HTTP_PROVISIONER: (EndedBy.DEPROVISION, "deprovision"),
+    Protocol.SIGNALING: (EndedBy.TERMINATE, None),
+    Protocol.DPS: (EndedBy.TERMINATE, None),
+}
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("step", [s.name for s in steps.TEARDOWN])
+def test_crash_during_teardown_then_resume(
+    step: str, protocol: Protocol, services: Services, edc: tuple[EdcStub, str]
+) -> None:
     stub, edc_url = edc
     consumer = new_consumer()
     tenant = tenant_of(consumer)
     body = edc_request(consumer=consumer, callback=f"{edc_url}/management/callback")
-    accept(services, body)
+    accept(services, body, protocol)
+    kind, _ = READY_NOTICE[protocol]
     lifecycle.run_tenant(services, tenant, force=True)
-    wait_for(lambda: stub.provisions(body["transferProcessId"]), 30, what="callback")
+    wait_for(lambda: stub.signals(kind, body["transferProcessId"]), 30, what="ready answer")
     s3 = tenant_s3(services, tenant)
     put(s3, services.settings.s3_bucket, f"tenants/{tenant}/jobs/j/outputs/result")
-    store.accept_deprovision(services.sessions, ProvisionRequest.model_validate({**body, "type": "deprovision"}))
+    ended_by, notice = END[protocol]
+    if protocol is Protocol.HTTP_PROVISIONER:
+        store.accept_deprovision(services.sessions, claim_of(ProvisionRequest.model_validate(body)), ended_by)
+    else:
+        assert flows.end(services, protocol, body["transferProcessId"], ended_by) is not None
 
     services.step_hook = crash_before(step)
     with pytest.raises(Crash):
-        lifecycle.run_tenant(services, tenant, force=True)
+        # Steps after `namespace_gone` are reached once the namespace is gone: run again as the re-queue does.
+        wait_for(lambda: run_once(services, tenant), 60, what=f"the crash before {step}")
 
     restart_and_reconcile(
-        services.settings, lambda svc: db_tenant(svc, tenant).state == TenantState.DELETED and bool(stub.deprovisions())
+        services.settings,
+        lambda svc: (
+            db_tenant(svc, tenant).state == TenantState.DELETED and (notice is None or bool(stub.deprovisions()))
+        ),
     )
     assert services.kube.get("v1", "Namespace", services.settings.namespace_for(tenant)) is None
     assert not services.storage.user_exists(f"wml-{tenant}")
     assert s3_denied(lambda: put(s3, services.settings.s3_bucket, f"tenants/{tenant}/again"))
     assert list(services.storage.s3.list_objects(services.settings.s3_bucket, prefix=f"tenants/{tenant}/")) == []
-    assert len(stub.deprovisions(body["transferProcessId"])) == 1
+    assert len(stub.deprovisions(body["transferProcessId"])) == (1 if notice else 0)
     assert [g.state for g in db_grants(services, tenant)] == [GrantState.DEPROVISIONED]
 
 

@@ -49,7 +49,7 @@ def test_due_work_follows_the_injected_time(sessions: sessionmaker[Session]) -> 
         tenant = session.get(Tenant, "t-backoff")
         assert tenant is not None
         tenant.next_attempt_at = later
-    add(sessions, "t-callback", TenantState.READY, state=GrantState.CALLBACK, next_attempt_at=later)
+    add(sessions, "t-callback", TenantState.READY, state=GrantState.READY, next_attempt_at=later)
     add(sessions, "t-deleted", TenantState.DELETED, state=GrantState.DEPROVISIONED)
 
     _, due = store.due_work(sessions, NOW)

@@ -31,6 +31,8 @@ def svc(tmp_path: Path) -> Services:
         storage=None,  # type: ignore[arg-type]
         edc=None,  # type: ignore[arg-type]
         catalogue=None,  # type: ignore[arg-type]
+        signaling=None,  # type: ignore[arg-type]
+        dps=None,  # type: ignore[arg-type]
         clock=lambda: NOW,
     )
 
@@ -64,7 +66,14 @@ def tenant(svc: Services) -> Tenant:
 @pytest.mark.parametrize(
     "state,grants,mode,after",
     [
-        (TenantState.READY, [{"state": GrantState.PROVISIONED}], "callbacks", TenantState.READY),
+        (TenantState.READY, [{"state": GrantState.PROVISIONED}], "deliver", TenantState.READY),
+        (TenantState.READY, [{"state": GrantState.SUSPENDED}], "deliver", TenantState.READY),
+        (
+            TenantState.READY,
+            [{"state": GrantState.SUSPENDED}, {"state": GrantState.DEPROVISIONING}],
+            "apply",
+            TenantState.PENDING,
+        ),
         (TenantState.PENDING, [{"state": GrantState.PROVISIONING}], "apply", TenantState.PENDING),
         (
             TenantState.READY,
@@ -82,18 +91,18 @@ def test_mode_follows_the_grants(
     svc: Services, state: TenantState, grants: list[dict[str, Any]], mode: str, after: TenantState
 ) -> None:
     given(svc, state, *grants)
-    snap = lifecycle._snapshot(svc, "t-1", force=False)
-    assert snap is not None and snap.mode == mode
+    decision = lifecycle.decide(svc, "t-1", force=False)
+    assert decision is not None and decision.mode == mode
     assert tenant(svc).state == after
 
 
 def test_a_contract_ends_exactly_at_its_end(svc: Services) -> None:
     given(svc, TenantState.READY, {"state": GrantState.PROVISIONED, "expires_at": NOW + timedelta(hours=1)})
-    snap = lifecycle._snapshot(svc, "t-1", force=False)
-    assert snap is not None and snap.mode == "callbacks" and snap.active_grant_ids == (1,)
+    decision = lifecycle.decide(svc, "t-1", force=False)
+    assert decision is not None and decision.mode == "deliver" and decision.snap.active_grant_ids == (1,)
     svc.clock = lambda: NOW + timedelta(hours=1)
-    snap = lifecycle._snapshot(svc, "t-1", force=False)
-    assert snap is not None and snap.mode == "teardown" and snap.active_grant_ids == ()
+    decision = lifecycle.decide(svc, "t-1", force=False)
+    assert decision is not None and decision.mode == "teardown" and decision.snap.active_grant_ids == ()
     with svc.sessions() as session:
         grant = session.get(Grant, 1)
         assert grant is not None and grant.state == GrantState.DEPROVISIONING and grant.ended_by == "expiry"
@@ -105,6 +114,6 @@ def test_backoff_is_honoured_unless_forced(svc: Services) -> None:
         row = session.get(Tenant, "t-1")
         assert row is not None
         row.next_attempt_at = NOW + timedelta(seconds=30)
-    assert lifecycle._snapshot(svc, "t-1", force=False) is None
-    forced = lifecycle._snapshot(svc, "t-1", force=True)
+    assert lifecycle.decide(svc, "t-1", force=False) is None
+    forced = lifecycle.decide(svc, "t-1", force=True)
     assert forced is not None and forced.mode == "apply"

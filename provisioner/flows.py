@@ -1,0 +1,122 @@
+"""Data flows: what both signaling dialects do on start, suspend, resume and terminate, in the core's terms.
+
+A start creates (or finds) the flow's grant and waits, up to ``signaling_start_wait_seconds``, for its tenant:
+ready in time, the answer carries the endpoint and a fresh token (delivery *response*); not ready, the grant
+switches to delivery *callback* and the adapter answers "provisioning"/``STARTING``, the lifecycle core then
+calls the control plane back once the tenant is ready. The wait polls the database, so it works whichever
+process runs the tenant's steps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+
+from provisioner import store
+from provisioner.delivery import mark_provisioned
+from provisioner.identity import Identity
+from provisioner.models import Grant
+from provisioner.scheduler import Worker
+from provisioner.services import Services
+from provisioner.states import Delivery, EndedBy, GrantState, Protocol
+from provisioner.steps import grant_token
+
+
+class StartResult(StrEnum):
+    READY = "ready"  # endpoint and token in hand
+    PENDING = "pending"  # will be delivered by callback
+    FAILED = "failed"  # the grant can never be served
+    ENDED = "ended"  # the flow was terminated before: a new start is not a restart
+
+
+@dataclass(frozen=True)
+class Started:
+    result: StartResult
+    grant_id: int
+    created: bool
+    endpoint: str = ""
+    token: str = ""
+    error: str = ""
+
+
+def claim(protocol: Protocol, process_id: str, dataset_id: str, callback: str, profile: str = "") -> store.Claim:
+    return store.Claim(
+        protocol=protocol,
+        transfer_process_id=process_id,
+        resource_definition_id=str(protocol),
+        asset_id=dataset_id,
+        callback_address=callback,
+        policy={"profile": profile} if profile else None,
+        delivery=Delivery.RESPONSE,
+    )
+
+
+def accept_start(svc: Services, request: store.Claim, asset_name: str, who: Identity) -> tuple[Grant, bool]:
+    """Persist the flow (idempotent per process); a suspended flow resumes. Returns (grant, created)."""
+    existing = store.find_grant(svc.sessions, request.protocol, request.transfer_process_id)
+    if existing is None:
+        accepted = store.accept_provision(svc.sessions, svc.settings, request, asset_name, svc.clock(), who)
+        grant = store.find_grant(svc.sessions, request.protocol, request.transfer_process_id)
+        assert grant is not None
+        return grant, accepted.created
+    if existing.state == GrantState.SUSPENDED:
+        resumed = store.resume(svc.sessions, request.protocol, request.transfer_process_id, Delivery.RESPONSE)
+        assert resumed is not None
+        return resumed, False
+    return existing, False
+
+
+async def await_ready(svc: Services, worker: Worker, grant_id: int, created: bool, wait: float) -> Started:
+    """Wait for the grant's tenant, then answer with its endpoint and token, or hand delivery to callbacks."""
+    deadline = time.monotonic() + wait
+    pause = 0.02
+    while True:
+        grant = await asyncio.to_thread(_load, svc, grant_id)
+        if grant is None:
+            return Started(StartResult.FAILED, grant_id, created, error="the flow vanished")
+        if grant.state == GrantState.FAILED:
+            return Started(StartResult.FAILED, grant_id, created, error=grant.error or "provisioning failed")
+        if grant.state in (GrantState.DEPROVISIONING, GrantState.DEPROVISIONED):
+            return Started(StartResult.ENDED, grant_id, created)
+        if grant.state in (GrantState.READY, GrantState.PROVISIONED) and grant.tenant_id:
+            token = await asyncio.to_thread(grant_token, svc, svc.settings.namespace_for(grant.tenant_id), grant_id)
+            if token is not None:
+                await asyncio.to_thread(_handed_out, svc, grant_id)
+                return Started(
+                    StartResult.READY,
+                    grant_id,
+                    created,
+                    endpoint=svc.settings.api_url_for(grant.tenant_id),
+                    token=token,
+                )
+        if time.monotonic() >= deadline:
+            if await asyncio.to_thread(store.respond_later, svc.sessions, grant_id):
+                if grant.tenant_id:
+                    worker.kick_tenant(grant.tenant_id, force=True)
+                return Started(StartResult.PENDING, grant_id, created)
+            deadline = time.monotonic() + 0.5  # it just became ready: one more look
+        await asyncio.sleep(pause)
+        pause = min(pause * 1.5, 0.25)
+
+
+def _load(svc: Services, grant_id: int) -> Grant | None:
+    with svc.sessions() as session:
+        return session.get(Grant, grant_id)
+
+
+def _handed_out(svc: Services, grant_id: int) -> None:
+    with svc.sessions.begin() as session:
+        grant = session.get(Grant, grant_id)
+        if grant is not None and grant.state == GrantState.READY:
+            mark_provisioned(svc, session, grant, "answered in the start response")
+
+
+def end(svc: Services, protocol: Protocol, process_id: str, ended_by: EndedBy) -> store.Accepted | None:
+    """Terminate or complete a flow: its token is revoked and, when it was the last, the tenant torn down."""
+    request = store.Claim(protocol, process_id, str(protocol), "", "")
+    try:
+        return store.accept_deprovision(svc.sessions, request, ended_by)
+    except store.UnknownTransfer:
+        return None

@@ -1,0 +1,51 @@
+"""Keeps our data plane registered with the control plane(s): at start-up, then every
+``signaling_register_interval_seconds`` (a registration is an upsert, so a control plane that restarted and
+forgot us learns of us again within one interval). Failures are logged and retried sooner."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from provisioner.services import Services
+from provisioner.signaling_client import RegistrationError
+
+log = logging.getLogger(__name__)
+
+
+class Registrar:
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+        self.registered: dict[str, bool] = {}
+
+    @property
+    def wanted(self) -> bool:
+        settings = self.svc.settings
+        return (settings.signaling_enabled and bool(settings.signaling_control_url)) or (
+            settings.dps_enabled and bool(settings.dps_registration_url)
+        )
+
+    def register_once(self) -> bool:
+        settings, ok = self.svc.settings, True
+        targets = []
+        if settings.signaling_enabled and settings.signaling_control_url:
+            targets.append(("signaling", self.svc.signaling.register))
+        if settings.dps_enabled and settings.dps_registration_url:
+            targets.append(("dps", self.svc.dps.register))
+        for name, register in targets:
+            try:
+                register()
+                if not self.registered.get(name):
+                    log.info("registered as data plane %r (%s)", settings.signaling_dataplane_id, name)
+                self.registered[name] = True
+            except RegistrationError as exc:
+                self.registered[name] = False
+                ok = False
+                log.warning("data plane registration (%s) failed, retrying: %s", name, exc)
+        return ok
+
+    async def run_forever(self) -> None:
+        interval = self.svc.settings.signaling_register_interval_seconds
+        while True:
+            ok = await asyncio.to_thread(self.register_once)
+            await asyncio.sleep(interval if ok else min(interval, 2.0))

@@ -1,0 +1,325 @@
+"""The provisioning and teardown steps: an explicit, ordered registry of plain functions.
+
+Each step takes a :class:`StepContext` and is idempotent (server-side apply, MinIO upserts, deletes that
+tolerate absence), so a crash between any two steps is repaired by running the whole list again; the crash
+tests are parametrised over :data:`APPLY` and :data:`TEARDOWN` themselves, so a new step is covered as soon
+as it is listed. A step reports progress it must wait for with :class:`provisioner.errors.NotYet` (the
+scheduler re-queues the tenant), never by sleeping.
+
+Secrets and their truth: each grant's token and the tenant's S3 secret keys exist in full only in Secrets of
+the tenant namespace (``wml-grant-<id>``, ``wml-api-env``, ``wml-s3``); the database keeps the tokens' sha256.
+A crash that left a MinIO user without its Secret gets a new secret key on the next run; a missing token
+Secret gets a new token before any answer could have carried the old one.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from sqlalchemy import select
+
+from provisioner import audit, tenants
+from provisioner.errors import NotYet
+from provisioner.models import Grant, Tenant
+from provisioner.services import Services
+from provisioner.states import EndedBy, EndNotice, GrantState, Protocol, TenantState, move
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What one run of a tenant works from, read in one transaction."""
+
+    tenant_id: str
+    namespace: str
+    consumer_id: str
+    s3_user: str  # the API's MinIO user
+    grant_ids: tuple[int, ...]  # holding and ending grants
+    active_grant_ids: tuple[int, ...]  # whose tokens open the API
+    asset_names: tuple[str, ...]
+    contract_id: str
+
+    @property
+    def exec_user(self) -> str:
+        """The executor's MinIO user (job inputs read, outputs and logs written; nothing else)."""
+        return f"{self.s3_user}-exec"
+
+
+@dataclass
+class StepContext:
+    svc: Services
+    snap: Snapshot
+    spec: tenants.TenantSpec = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.spec = tenants.TenantSpec(
+            tenant=self.snap.tenant_id,
+            namespace=self.snap.namespace,
+            token_digests=(),
+            s3_access_key="",
+            s3_secret_key="",
+        )
+
+
+StepFn = Callable[[StepContext], None]
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    run: StepFn
+
+
+def secret_value(secret: dict[str, Any] | None, key: str) -> str | None:
+    if not secret:
+        return None
+    if key in (secret.get("stringData") or {}):
+        return str(secret["stringData"][key])
+    raw = (secret.get("data") or {}).get(key)
+    return base64.b64decode(raw).decode() if raw else None
+
+
+def grant_token(svc: Services, namespace: str, grant_id: int) -> str | None:
+    """A grant's token, read back from its Secret (None when there is none)."""
+    name = tenants.grant_token_secret_name(grant_id)
+    return secret_value(svc.kube.get("v1", "Secret", name, namespace), "token")
+
+
+# --- apply ---------------------------------------------------------------------------------------------------
+
+
+def ensure_namespace(ctx: StepContext) -> None:
+    ctx.svc.kube.apply(tenants.namespace(ctx.svc.settings, ctx.spec))
+
+
+def ensure_s3_users(ctx: StepContext) -> None:
+    # The secret keys live only in their Secrets: read back, or made new (a crash before the Secret was
+    # written leaves a user whose key nobody holds; the new key replaces it).
+    svc, snap = ctx.svc, ctx.snap
+    api_env = svc.kube.get("v1", "Secret", tenants.API_ENV_SECRET, snap.namespace)
+    api_key = secret_value(api_env, "WML_API_S3_SECRET_KEY") or secrets.token_urlsafe(30)
+    exec_key = secret_value(svc.kube.get("v1", "Secret", tenants.S3_SECRET, snap.namespace), "secretKey")
+    if exec_key is None or exec_key == api_key:  # tenants made before the executor had a user of its own
+        exec_key = secrets.token_urlsafe(30)
+    prefix = svc.settings.s3_prefix_for(snap.tenant_id)
+    svc.storage.ensure_user(snap.s3_user, api_key, prefix)
+    svc.storage.ensure_user(snap.exec_user, exec_key, prefix, executor=True)
+    ctx.spec = replace(
+        ctx.spec,
+        s3_access_key=snap.s3_user,
+        s3_secret_key=api_key,
+        exec_access_key=snap.exec_user,
+        exec_secret_key=exec_key,
+    )
+
+
+def write_s3_secret(ctx: StepContext) -> None:
+    # The executor's Secret only: the API's environment is written whole, tokens included, by "config".
+    ctx.svc.kube.apply(tenants.config_objects(ctx.svc.settings, ctx.spec)[0])
+
+
+def ensure_tokens(ctx: StepContext) -> None:
+    """Each active grant's own token (made once, kept in its Secret); the database keeps their digests."""
+    svc, snap = ctx.svc, ctx.snap
+    digests = []
+    for grant_id in snap.active_grant_ids:
+        token = grant_token(svc, snap.namespace, grant_id)
+        if token is None:
+            token = secrets.token_urlsafe(32)
+            svc.kube.apply(tenants.grant_token_secret(ctx.spec, grant_id, token))
+        digests.append(tenants.token_sha256(token))
+    joined = tenants.token_sha256(",".join(sorted(digests)))
+    with svc.sessions.begin() as session:
+        tenant = session.get(Tenant, snap.tenant_id)
+        if tenant is not None and (tenant.token_sha256 != joined or tenant.s3_user != snap.s3_user):
+            tenant.token_sha256 = joined
+            tenant.s3_user = snap.s3_user
+            audit.record(session, "credentials_set", snap.tenant_id, s3_user=snap.s3_user, grants=len(digests))
+    assets = svc.catalogue.by_names(list(snap.asset_names), svc.sessions)
+    ctx.spec = replace(ctx.spec, token_digests=tuple(sorted(digests)), contract_id=snap.contract_id, assets=assets)
+
+
+def _applier(build: Callable[[StepContext], list[dict[str, Any]]]) -> StepFn:
+    def run(ctx: StepContext) -> None:
+        for manifest in build(ctx):
+            ctx.svc.kube.apply(manifest)
+
+    return run
+
+
+def apply_templates(ctx: StepContext) -> None:
+    """The tenant's WorkflowTemplates: one per asset it holds; templates of assets it no longer holds go."""
+    svc, ns = ctx.svc, ctx.snap.namespace
+    wanted = tenants.workflow_templates(svc.settings, ctx.spec)
+    for manifest in wanted:
+        svc.kube.apply(manifest)
+    names = {m["metadata"]["name"] for m in wanted}
+    selector = f"{tenants.LABEL_MANAGED_BY}={tenants.MANAGER},{tenants.LABEL_TENANT}={ctx.snap.tenant_id}"
+    for existing in svc.kube.list("argoproj.io/v1alpha1", "WorkflowTemplate", ns, selector):
+        if existing["metadata"]["name"] not in names:
+            svc.kube.delete("argoproj.io/v1alpha1", "WorkflowTemplate", existing["metadata"]["name"], ns)
+
+
+def revoke_ended_grants(ctx: StepContext) -> None:
+    """Delete the token Secret of every grant that is not active (the API stopped accepting it above)."""
+    svc, snap = ctx.svc, ctx.snap
+    selector = f"{tenants.LABEL_MANAGED_BY}={tenants.MANAGER},{tenants.LABEL_GRANT}"
+    active = {tenants.grant_token_secret_name(g) for g in snap.active_grant_ids}
+    for secret in svc.kube.list("v1", "Secret", snap.namespace, selector):
+        if secret["metadata"]["name"] not in active:
+            svc.kube.delete("v1", "Secret", secret["metadata"]["name"], snap.namespace)
+
+
+def api_rolled_out(svc: Services, namespace: str) -> bool:
+    """While API pods serve, a changed token set rolls them: True once every serving pod has the new set.
+    A Deployment that never served has nothing to wait for."""
+    deployment = svc.kube.get("apps/v1", "Deployment", tenants.API, namespace)
+    if deployment is None:
+        return True
+    status, spec = deployment.get("status") or {}, deployment.get("spec") or {}
+    wanted = int(spec.get("replicas", 1))
+    if not status.get("availableReplicas") and not status.get("readyReplicas"):
+        return True
+    return (
+        int(status.get("observedGeneration", 0)) >= int(deployment["metadata"].get("generation", 0))
+        and int(status.get("updatedReplicas", 0)) == wanted
+        and int(status.get("replicas", 0)) == wanted
+        and int(status.get("availableReplicas", 0)) >= wanted
+    )
+
+
+def mark_ready(ctx: StepContext) -> None:
+    """No endpoint is handed out (and no grant counts as ended) until the serving pods know the token set."""
+    svc, snap = ctx.svc, ctx.snap
+    if not api_rolled_out(svc, snap.namespace):
+        raise NotYet("the API's pods are rolling to the new token set", delay=1.0)
+    with svc.sessions.begin() as session:
+        tenant = session.get(Tenant, snap.tenant_id)
+        if tenant is None:
+            return
+        for grant in session.scalars(select(Grant).where(Grant.id.in_(snap.grant_ids))):
+            if grant.state == GrantState.PROVISIONING:
+                move(grant, GrantState.READY)
+                grant.attempts = 0
+                grant.next_attempt_at = None
+                audit.record(session, "grant_ready", snap.tenant_id, grant.id, asset=grant.asset_name)
+            elif grant.state == GrantState.DEPROVISIONING:
+                grant_ended(svc, grant)
+                audit.record(session, "grant_deprovisioned", grant.tenant_id, grant.id, ended_by=grant.ended_by)
+        pending = session.scalars(
+            select(Grant.id).where(Grant.tenant_id == snap.tenant_id, Grant.state == GrantState.PROVISIONING)
+        ).first()
+        if pending is None and tenant.state == TenantState.PENDING:
+            move(tenant, TenantState.READY)
+            tenant.attempts = 0
+            tenant.error = None
+            tenant.next_attempt_at = None
+            audit.record(session, "tenant_ready", snap.tenant_id, assets=list(snap.asset_names))
+
+
+def grant_ended(svc: Services, grant: Grant) -> None:
+    """Deprovisioned. The connector hears of it when it asked for it (the HTTP provisioner's deprovision
+    callback) or when the end was ours (expiry, operator) and its protocol has a way to say so."""
+    move(grant, GrantState.DEPROVISIONED)
+    if grant.protocol == Protocol.HTTP_PROVISIONER:
+        wants_notice = grant.ended_by == EndedBy.DEPROVISION and svc.settings.deprovision_callback
+    else:
+        wants_notice = grant.ended_by in (EndedBy.EXPIRY, EndedBy.ADMIN)
+    if wants_notice:
+        grant.deprovision_callback = EndNotice.DUE
+        grant.attempts = 0
+        grant.next_attempt_at = None
+
+
+APPLY: tuple[Step, ...] = (
+    Step("namespace", ensure_namespace),
+    Step("s3_user", ensure_s3_users),
+    Step("s3_secret", write_s3_secret),
+    Step("token", ensure_tokens),
+    Step("rbac", _applier(lambda c: tenants.rbac(c.spec))),
+    Step("quota", _applier(lambda c: tenants.quota(c.svc.settings, c.spec))),
+    Step("network", _applier(lambda c: tenants.network_policies(c.svc.settings, c.spec))),
+    Step("config", _applier(lambda c: tenants.config_objects(c.svc.settings, c.spec))),
+    Step("api", _applier(lambda c: tenants.api_objects(c.svc.settings, c.spec))),
+    Step("templates", apply_templates),
+    Step("revoke", revoke_ended_grants),
+    Step("ready", mark_ready),
+)
+
+
+# --- teardown ------------------------------------------------------------------------------------------------
+
+
+def delete_namespace(ctx: StepContext) -> None:
+    ctx.svc.kube.delete("v1", "Namespace", ctx.snap.namespace)
+
+
+def delete_s3_users(ctx: StepContext) -> None:
+    ctx.svc.storage.remove_user(ctx.snap.s3_user)
+    ctx.svc.storage.remove_user(ctx.snap.exec_user)
+
+
+def delete_objects(ctx: StepContext) -> None:
+    svc = ctx.svc
+    if svc.settings.retention != "delete":
+        return
+    removed = svc.storage.delete_prefix(svc.settings.s3_prefix_for(ctx.snap.tenant_id))
+    if removed:
+        with svc.sessions.begin() as session:
+            audit.record(session, "objects_deleted", ctx.snap.tenant_id, count=removed)
+
+
+def namespace_gone(ctx: StepContext) -> None:
+    if ctx.svc.kube.get("v1", "Namespace", ctx.snap.namespace) is not None:
+        raise NotYet(f"namespace {ctx.snap.namespace} is still terminating", delay=1.0)
+
+
+def mark_deleted(ctx: StepContext) -> None:
+    svc, snap = ctx.svc, ctx.snap
+    with svc.sessions.begin() as session:
+        tenant = session.get(Tenant, snap.tenant_id)
+        if tenant is None:
+            return
+        for grant in session.scalars(select(Grant).where(Grant.tenant_id == snap.tenant_id)):
+            if grant.state == GrantState.DEPROVISIONING:
+                grant_ended(svc, grant)
+                audit.record(session, "grant_deprovisioned", grant.tenant_id, grant.id, ended_by=grant.ended_by)
+        move(tenant, TenantState.DELETED)
+        tenant.token_sha256 = None
+        tenant.attempts = 0
+        tenant.error = None
+        tenant.next_attempt_at = None
+        audit.record(
+            session, "tenant_deleted", snap.tenant_id, namespace=snap.namespace, retention=svc.settings.retention
+        )
+
+
+TEARDOWN: tuple[Step, ...] = (
+    Step("delete_namespace", delete_namespace),
+    Step("delete_s3_user", delete_s3_users),
+    Step("delete_objects", delete_objects),
+    Step("namespace_gone", namespace_gone),
+    Step("deleted", mark_deleted),
+)
+
+
+def run_steps(ctx: StepContext, steps: tuple[Step, ...]) -> None:
+    """Run ``steps`` in order; the crash hook fires before each, and a failure carries its step's name."""
+    for step in steps:
+        ctx.svc.step_hook(step.name)
+        try:
+            step.run(ctx)
+        except Exception as exc:
+            raise StepFailed(step.name, exc) from exc
+
+
+class StepFailed(Exception):
+    """A step's exception, wrapped (never mutated) with the step's name."""
+
+    def __init__(self, step: str, cause: Exception) -> None:
+        super().__init__(f"{step}: {type(cause).__name__}: {cause}")
+        self.step = step
+        self.cause = cause

@@ -1,0 +1,228 @@
+"""Our provisioner as the data plane of a real EDC 0.15.1 connector pair (data plane signaling, dialect A).
+
+Both connectors are control planes only (no data plane of their own), assembled from Maven Central. Our
+provisioner registers with the provider's control API; the consumer negotiates `input-dummy` over DSP and asks
+for an HttpData-PULL transfer with an HTTP event callback. The provider's control plane signals `start` to us;
+we make the tenant and answer with its API endpoint and a token, which reach the consumer in its
+`TransferProcessStarted` event. With that token alone the consumer talks to the tenant API directly: a binary
+input uploaded byte-exact, an idempotent job start, our problem documents, the job run, the outputs
+downloaded. The consumer then terminates; EDC signals `terminate` and the tenant is gone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI, Request
+
+from api.client import ApiError, Client
+from provisioner.app import create_app
+from provisioner.services import Services
+from tests.e2e.contract import _cluster_url, api_ready, wait_namespace_gone
+from tests.edc.connector import CONTEXT, EDC, V0_15, Connector, ensure_runtime
+from tests.edc.test_real_connector import Recorder, _shape
+from tests.provisioner.helpers import SIGNALING_KEY, db_grants, stack_settings
+from tests.provisioner.servers import wait_for
+from tests.servers import ThreadedServer, free_port
+from tests.stack import kube
+from tests.stack.app_image import ensure_app_image
+from tests.stack.launcher import StackInfo
+from tests.support.examples import EXAMPLES
+
+pytestmark = pytest.mark.stack
+
+SOURCE_TYPE = "WorkflowMiddleLayer"
+INPUTS = EXAMPLES / "inputs"
+START_FIXTURE = Path(__file__).resolve().parents[1] / "provisioner" / "fixtures" / "signaling" / "edc-0.15.1-start.json"
+
+
+@dataclass
+class Events:
+    """The consumer connector's HTTP event callbacks (EDC may send one twice)."""
+
+    received: list[dict[str, Any]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def app(self) -> FastAPI:
+        app = FastAPI()
+
+        @app.post("/events")
+        async def event(request: Request) -> dict[str, str]:
+            body = await request.json()
+            with self.lock:
+                self.received.append(body)
+            return {"ok": "yes"}
+
+        return app
+
+    def of(self, kind: str, process: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [
+                e
+                for e in self.received
+                if e.get("type") == kind and (e.get("payload") or {}).get("transferProcessId") == process
+            ]
+
+
+@dataclass
+class World:
+    provider: Connector
+    consumer: Connector
+    services: Services
+    provisioner: str
+    recorder: Recorder
+    events: Events
+    events_url: str
+
+
+@pytest.fixture(scope="module")
+def runtime() -> Path:
+    return ensure_runtime(release=V0_15)
+
+
+@pytest.fixture
+def world(stack: StackInfo, runtime: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    image = ensure_app_image()
+    key = f"edc-key-{uuid.uuid4().hex[:8]}"
+    work = tmp_path_factory.mktemp("edc015")  # kept by pytest for a while: the connectors' logs are there
+    provider = Connector("provider", key, work, release=V0_15)
+    consumer = Connector("consumer", key, work, release=V0_15)
+    port = free_port()
+    settings = stack_settings(
+        stack,
+        f"sqlite:///{work / 'provisioner.db'}",
+        "http://unused",
+        api_image=image,
+        edc_api_key=key,
+        edc_management_url=provider.management,
+        signaling_enabled=True,
+        signaling_control_url=provider.control,
+        signaling_control_key=provider.control_key,
+        signaling_self_url=f"http://127.0.0.1:{port}",
+        signaling_source_types=[SOURCE_TYPE],
+        signaling_register_interval_seconds=2.0,
+    )
+    services = Services.build(settings)
+    events = Events()
+    recorder = Recorder(create_app(settings, services=services), prefix="/signaling")
+    try:
+        with (
+            provider.start(runtime),
+            consumer.start(runtime),
+            ThreadedServer(recorder, port=port) as server,
+            ThreadedServer(events.app()) as receiver,
+        ):
+            yield World(provider, consumer, services, server.url, recorder, events, f"{receiver.url}/events")
+    finally:
+        services.close()
+
+
+def offer(provider: Connector, asset_id: str) -> None:
+    """An asset whose DataAddress type is ours: the provider's control plane signals its transfers to us."""
+    address = {"@type": "DataAddress", "type": SOURCE_TYPE}
+    provider.call(
+        "POST", "/v3/assets", {"@context": CONTEXT, "@id": asset_id, "properties": {}, "dataAddress": address}
+    )
+    provider.open_contract(asset_id)
+
+
+def dataplanes(provider: Connector) -> list[dict[str, Any]]:
+    response = httpx.get(f"{provider.control}/v1/dataplanes", headers={"x-api-key": provider.control_key}, timeout=10)
+    response.raise_for_status()
+    listed = response.json()
+    return listed if isinstance(listed, list) else [listed]
+
+
+def endpoint_of(event: dict[str, Any]) -> tuple[str, str]:
+    properties = event["payload"]["dataAddress"]["properties"]
+    assert properties[f"{EDC}authType"] == "bearer"
+    return properties[f"{EDC}endpoint"], properties[f"{EDC}authorization"]
+
+
+def test_edc_015_signaling_contract_job_and_terminate(stack: StackInfo, world: World, tmp_path: Path) -> None:
+    provider, consumer, services = world.provider, world.consumer, world.services
+
+    # our data plane registered itself (the key is the URL's path segment: EDC sends no credentials)
+    registered = wait_for(
+        lambda: [d for d in dataplanes(provider) if d.get("@id") == "workflow-middlelayer"], 60, 0.5, "registration"
+    )[0]
+    assert registered["url"].endswith(f"/signaling/{SIGNALING_KEY}/dataflows")
+    offer(provider, "input-dummy")
+
+    # DSP: catalogue -> contract -> PULL transfer with an HTTP event callback on the consumer
+    agreement = consumer.negotiate(provider, "input-dummy")
+    consumer_tp = consumer.transfer(provider, agreement, callbacks=[world.events_url])
+    consumer.wait_state(f"/v3/transferprocesses/{consumer_tp}", {"STARTED"}, 120, fail={"TERMINATED"})
+    process = wait_for(lambda: provider.provider_transfer(consumer_tp), 60, 0.5, "the provider's transfer process")
+    provider.wait_state(f"/v3/transferprocesses/{process['@id']}", {"STARTED"}, 30, fail={"TERMINATED"})
+
+    # what EDC 0.15.1 sent: one start, no credentials but the key in the path (the stand-in tests replay it)
+    [start] = [c for c in world.recorder.calls if c["path"].endswith("/start")]
+    assert start["status"] == 200 and "x-api-key" not in start["headers"] and "authorization" not in start["headers"]
+    assert start["path"] == f"/signaling/{SIGNALING_KEY}/dataflows/start"
+    sent = start["body"]
+    assert sent["@type"] == "DataFlowStartMessage" and sent["processId"] == process["@id"]
+    assert sent["participantId"] == "consumer" and sent["datasetId"] == "input-dummy"
+    assert sent["callbackAddress"] == provider.control and sent["flowType"] == "PULL"
+    if os.environ.get("WML_EDC_RECORD"):
+        START_FIXTURE.write_text(json.dumps(sent, indent=2, sort_keys=True) + "\n")
+    assert _shape(sent) == _shape(json.loads(START_FIXTURE.read_text())), "EDC 0.15.1's start message changed shape"
+
+    # the consumer's started event carries our endpoint and the flow's own token
+    started = wait_for(lambda: world.events.of("TransferProcessStarted", consumer_tp), 30, 0.5, "the started event")
+    endpoint, token = endpoint_of(started[0])
+    [grant] = [g for g in db_grants(services) if g.transfer_process_id == process["@id"]]
+    assert grant.protocol == "signaling" and grant.consumer_id == "consumer" and grant.state == "provisioned"
+    assert endpoint == services.settings.api_url_for(grant.tenant_id)
+
+    # with that token alone, straight to the tenant API
+    direct = _cluster_url(kube.api_client(stack.kubeconfig), endpoint)
+    wait_for(lambda: api_ready(direct), 180, 1.0, "the tenant API pod")
+    folder = INPUTS / "input-dummy"
+    with Client(direct, token) as client:
+        assert [a["name"] for a in client.assets()] == ["input-dummy"]
+        for name in ("env", "input.zip", "input_testfile", "entrypoint.sh"):
+            data = (folder / name).read_bytes()
+            assert client.upload("input-dummy", name, folder / name)["sha256"] == hashlib.sha256(data).hexdigest()
+        key = uuid.uuid4().hex
+        job = client.start("input-dummy", idempotency_key=key)["id"]
+        assert client.start("input-dummy", idempotency_key=key)["id"] == job  # the same job, not a second
+        with pytest.raises(ApiError) as refused:
+            client.start("no-such-asset")
+        assert refused.value.status == 404
+        problem = client.http.post("/v1/jobs", json={"asset": "no-such-asset"})
+        assert problem.headers["content-type"].startswith("application/problem+json")
+        assert problem.json()["type"].startswith("urn:workflow-middlelayer:problem:")
+        done = client.wait(job, timeout=300)
+        assert done["state"] == "COMPLETE", done
+        text = client.download(job, "result", tmp_path / "result").read_text()
+    assert "zipped: hello from input.zip / nested file" in text
+    assert "testfile: this is input_testfile" in text
+    with pytest.raises(ApiError) as denied:  # another token is nobody's
+        Client(direct, token + "x").assets()
+    assert denied.value.status == 401
+
+    # the consumer terminates: EDC signals terminate to us, the token dies, the tenant goes
+    namespace = services.settings.namespace_for(grant.tenant_id)
+    consumer.terminate(consumer_tp, reason="done")
+    consumer.wait_state(f"/v3/transferprocesses/{consumer_tp}", {"TERMINATED"}, 60)
+    provider.wait_state(f"/v3/transferprocesses/{process['@id']}", {"TERMINATED", "DEPROVISIONED"}, 60)
+    assert wait_namespace_gone(kube.api_client(stack.kubeconfig), namespace), namespace
+
+    def ended() -> Any:
+        [grant] = [g for g in db_grants(services) if g.transfer_process_id == process["@id"]]
+        return grant.state == "deprovisioned" and grant
+
+    assert wait_for(ended, 60, 0.5, "the grant deprovisioned").ended_by == "terminate"
+    terminates = [c for c in world.recorder.calls if c["path"].endswith(f"/{process['@id']}/terminate")]
+    assert terminates and all(c["status"] == 204 for c in terminates)

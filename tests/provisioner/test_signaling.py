@@ -1,0 +1,178 @@
+"""Data plane signaling, EDC's JSON-LD dialect ("A"), over real HTTP against a control-plane stand-in.
+
+The real connector (EDC 0.15.1) plays the whole contract in tests/edc/test_signaling_connector.py; here the
+paths it does not take in that run: bad and unauthenticated messages (4xx in the dialect's shape, nothing
+stored), the asynchronous start (``provisioning: true``, our ``provisioned`` callback, the second start),
+suspend and restart with a new token, terminate, and what EDC 0.15 actually sent (the captured start message).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from provisioner.app import create_app
+from provisioner.services import Services
+from provisioner.settings import ProvisionerSettings
+from provisioner.tenants import tenant_id_for
+from tests.provisioner.helpers import SIGNALING_KEY, db_grants, db_tenant, secret_data
+from tests.provisioner.servers import EdcStub, wait_for
+from tests.servers import ThreadedServer
+from tests.support.edc import cleanup, new_consumer
+
+pytestmark = pytest.mark.stack
+
+EDC = "https://w3id.org/edc/v0.0.1/ns/"
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "signaling" / "edc-0.15.1-start.json"
+
+
+def start_message(process: str, consumer: str, callback: str, dataset: str = "dummy") -> dict[str, Any]:
+    """The start message as EDC 0.15.1 sent it in a real run (ids replaced)."""
+    body = copy.deepcopy(json.loads(FIXTURE.read_text()))
+    body.update(processId=process, participantId=consumer, datasetId=dataset, callbackAddress=callback)
+    return body
+
+
+def address_of(answer: dict[str, Any]) -> dict[str, str]:
+    """The DSP v0.8 DataAddress of our answer, by property local name."""
+    address = answer["dataAddress"]
+    assert address["@type"] == "dspace:DataAddress"
+    return {p["dspace:name"].removeprefix(EDC): p["dspace:value"] for p in address["dspace:endpointProperties"]}
+
+
+def live_digests(svc: Services, tenant: str) -> set[str]:
+    env = secret_data(svc, svc.settings.namespace_for(tenant), "wml-api-env")
+    return set(env.get("WML_API_TOKEN_SHA256", "").split(",")) - {""}
+
+
+def sha(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@pytest.fixture
+def dataplane(
+    make_settings: Callable[..., ProvisionerSettings], edc: tuple[EdcStub, str]
+) -> Iterator[Callable[..., tuple[str, Services]]]:
+    """Start a provisioner serving signaling with the given settings; yields (base URL of /signaling, services)."""
+    running: list[tuple[ThreadedServer, Services]] = []
+
+    def start(**overrides: Any) -> tuple[str, Services]:
+        settings = make_settings(signaling_enabled=True, signaling_verify_with_management=False, **overrides)
+        svc = Services.build(settings)
+        server = ThreadedServer(create_app(settings, services=svc)).__enter__()
+        running.append((server, svc))
+        return f"{server.url}/signaling/{SIGNALING_KEY}/dataflows", svc
+
+    yield start
+    for server, svc in running:
+        server.__exit__(None, None, None)
+        cleanup(svc)
+        svc.close()
+
+
+def test_bad_or_unauthenticated_messages_are_refused_and_change_nothing(
+    dataplane: Callable[..., tuple[str, Services]], edc: tuple[EdcStub, str]
+) -> None:
+    base, svc = dataplane()
+    _, edc_url = edc
+    callback = f"{edc_url}/control"
+    keyless = base.replace(f"/{SIGNALING_KEY}/", "/")
+    good = start_message(str(uuid.uuid4()), new_consumer(), callback)
+    assert httpx.get(f"{keyless}/check").status_code == 401
+    assert httpx.get(f"{base.replace(SIGNALING_KEY, 'wrong')}/check").status_code == 401
+    assert httpx.get(f"{keyless}/check", headers={"x-api-key": SIGNALING_KEY}).status_code == 200
+    assert httpx.post(f"{keyless}/start", json=good).status_code == 401
+    cases: list[tuple[Any, int, str]] = [
+        (b"{not json", 400, "malformed JSON"),
+        ([good], 400, "JSON object"),
+        ({k: v for k, v in good.items() if k != "processId"}, 400, "not a DataFlowStartMessage"),
+        ({**good, "processId": "a\nb"}, 400, "not a DataFlowStartMessage"),
+        ({**good, "callbackAddress": "http://169.254.169.254/latest"}, 403, "callbackAddress"),
+        ({**good, "flowType": "PUSH"}, 400, "PULL"),
+        ({**good, "datasetId": "no-such-asset"}, 404, "not offered"),
+        ({**good, "sourceDataAddress": {"dspace:endpointType": "AmazonS3"}}, 400, "source type"),
+    ]
+    for body, status, reason in cases:
+        content = body if isinstance(body, bytes) else json.dumps(body).encode()
+        answer = httpx.post(f"{base}/start", content=content, headers={"content-type": "application/json"})
+        assert answer.status_code == status, (body, answer.text)
+        assert answer.json()["@type"] == "DataFlowError" and reason in answer.json()["message"], answer.text
+    assert httpx.post(f"{base}/nobody/terminate", json={}).status_code == 404
+    assert httpx.post(f"{base}/nobody/suspend", json={}).status_code == 404
+    assert db_grants(svc) == []
+
+
+def test_async_start_suspend_restart_and_terminate(
+    dataplane: Callable[..., tuple[str, Services]], edc: tuple[EdcStub, str]
+) -> None:
+    stub, edc_url = edc
+    base, svc = dataplane(signaling_start_wait_seconds=0.0)
+    process, consumer = str(uuid.uuid4()), new_consumer()
+    tenant = tenant_id_for(consumer)
+    message = start_message(process, consumer, f"{edc_url}/control")
+
+    # not ready at once: "provisioning", then our `provisioned` callback (no token in it)
+    first = httpx.post(f"{base}/start", json=message, timeout=30)
+    assert first.status_code == 200 and first.json()["provisioning"] is True, first.text
+    [call] = wait_for(lambda: stub.signals("provisioned", process), 90, what="the provisioned callback")
+    assert call.path == f"/control/transferprocess/{process}/provisioned"
+    assert call.body["properties"][f"{EDC}endpoint"] == svc.settings.api_url_for(tenant)
+    assert "authorization" not in json.dumps(call.body)
+
+    # EDC starts again: now the answer carries the endpoint and the flow's token; again: the same token
+    again = httpx.post(f"{base}/start", json=message, timeout=30).json()
+    assert again["provisioning"] is False and again["@type"] == "DataFlowResponseMessage"
+    props = address_of(again)
+    assert props["endpoint"] == svc.settings.api_url_for(tenant) and props["authType"] == "bearer"
+    token = props["authorization"]
+    assert address_of(httpx.post(f"{base}/start", json=message, timeout=30).json())["authorization"] == token
+    assert sha(token) in live_digests(svc, tenant)
+    assert len(stub.signals("provisioned", process)) == 1
+
+    # suspend: the token stops working, the tenant stays
+    assert httpx.post(f"{base}/{process}/suspend", json={"@type": "DataFlowSuspendMessage"}).status_code == 204
+    wait_for(lambda: sha(token) not in live_digests(svc, tenant), 60, what="the token revoked")
+    wait_for(lambda: db_tenant(svc, tenant).state == "ready", 60, what="the tenant ready, without the token")
+    # a new start of the same process: a new token, the old one stays dead
+    restarted = httpx.post(f"{base}/start", json=message, timeout=60).json()
+    fresh = address_of(restarted)["authorization"] if not restarted["provisioning"] else None
+    if fresh is None:  # slow node: delivered by callback, then the start answers
+        wait_for(lambda: len(stub.signals("provisioned", process)) == 2, 90, what="the second callback")
+        fresh = address_of(httpx.post(f"{base}/start", json=message, timeout=30).json())["authorization"]
+    assert fresh != token and live_digests(svc, tenant) == {sha(fresh)}
+
+    # terminate (EDC sends no reason): the last flow ends, so does the tenant
+    assert httpx.post(f"{base}/{process}/terminate", json={"@type": "DataFlowTerminateMessage"}).status_code == 204
+    wait_for(lambda: db_tenant(svc, tenant).state == "deleted", 120, what="the tenant deleted")
+    assert svc.kube.get("v1", "Namespace", svc.settings.namespace_for(tenant)) is None
+    [grant] = db_grants(svc, tenant)
+    assert (grant.state, grant.ended_by) == ("deprovisioned", "terminate")
+    # a terminated flow is not restarted by a late start
+    late = httpx.post(f"{base}/start", json=message, timeout=30)
+    assert late.status_code == 409 and "terminated" in late.json()["message"]
+
+
+def test_registration_is_json_ld_with_the_key_in_the_url(
+    dataplane: Callable[..., tuple[str, Services]], edc: tuple[EdcStub, str]
+) -> None:
+    stub, _ = edc
+    dataplane(
+        signaling_self_url="http://dataplane.example:8000",
+        signaling_control_key="ck",
+        signaling_register_interval_seconds=0.5,
+    )
+    path, body, headers = wait_for(lambda: stub.registrations, 30, what="the registration")[0]
+    assert path == "/control/v1/dataplanes" and headers.get("x-api-key") == "ck"
+    assert body["@context"] == {"@vocab": EDC} and body["@id"] == "workflow-middlelayer"
+    assert body["url"] == f"http://dataplane.example:8000/signaling/{SIGNALING_KEY}/dataflows"
+    assert body["allowedTransferTypes"] == ["HttpData-PULL"] and body["allowedSourceTypes"] == ["WorkflowMiddleLayer"]
+    # an upsert, repeated: a control plane that restarted learns of us again
+    wait_for(lambda: len(stub.registrations) >= 2, 30, what="the repeated registration")
