@@ -8,7 +8,9 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import JSONResponse, Response
 
 from provisioner import db
 from provisioner.registrar import Registrar
@@ -17,6 +19,8 @@ from provisioner.routes.edc_http import PROVISION_PATH
 from provisioner.scheduler import Worker
 from provisioner.services import Services
 from provisioner.settings import ProvisionerSettings
+from provisioner.wire import dps as dps_wire
+from provisioner.wire import signaling as signaling_wire
 
 __all__ = ["PROVISION_PATH", "create_app"]
 log = logging.getLogger(__name__)
@@ -69,6 +73,19 @@ def create_app(
         docs_url=None,
         redoc_url=None,
     )
+
+    @app.exception_handler(HTTPException)
+    async def dialect_errors(request: Request, exc: HTTPException) -> Response:
+        # Refusals before a handler runs (no key, a bad token) in the shape of the caller's dialect.
+        shape = None
+        if request.url.path.startswith("/signaling/"):
+            shape = signaling_wire.error(str(exc.detail))
+        elif request.url.path.startswith("/dps/"):
+            shape = dps_wire.error(str(exc.detail))
+        if shape is None:
+            return await http_exception_handler(request, exc)
+        return JSONResponse(shape, status_code=exc.status_code, headers=exc.headers)
+
     app.state.services = svc
     app.state.settings = settings  # what create_app was given governs who may call (tests vary it)
     app.include_router(edc_http.router())

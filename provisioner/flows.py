@@ -17,6 +17,7 @@ from enum import StrEnum
 from provisioner import store
 from provisioner.delivery import mark_provisioned
 from provisioner.identity import Identity
+from provisioner.kube import KubeError
 from provisioner.models import Grant
 from provisioner.scheduler import Worker
 from provisioner.services import Services
@@ -81,7 +82,10 @@ async def await_ready(svc: Services, worker: Worker, grant_id: int, created: boo
         if grant.state in (GrantState.DEPROVISIONING, GrantState.DEPROVISIONED):
             return Started(StartResult.ENDED, grant_id, created)
         if grant.state in (GrantState.READY, GrantState.PROVISIONED) and grant.tenant_id:
-            token = await asyncio.to_thread(grant_token, svc, svc.settings.namespace_for(grant.tenant_id), grant_id)
+            try:
+                token = await asyncio.to_thread(grant_token, svc, svc.settings.namespace_for(grant.tenant_id), grant_id)
+            except KubeError:  # Kubernetes unreachable: not ready yet; at the deadline the callback path takes over
+                token = None
             if token is not None:
                 await asyncio.to_thread(_handed_out, svc, grant_id)
                 return Started(

@@ -8,7 +8,7 @@ from tests.bench import compile as compile_bench
 
 
 def main(argv: list[str]) -> int:
-    wanted = set(argv) or {"compile", "api", "provisioner"}
+    wanted = set(argv) or {"compile", "api", "provisioner", "signaling"}
     if "compile" in wanted:
         compile_bench.run()
     if "api" in wanted:
@@ -19,6 +19,10 @@ def main(argv: list[str]) -> int:
         from tests.bench import provisioner as provisioner_bench
 
         provisioner_bench.run()
+    if "signaling" in wanted:
+        from tests.bench import signaling as signaling_bench
+
+        signaling_bench.run()
     return 0
 
 

@@ -1,15 +1,20 @@
 """One EDC contract, end to end, on the local stack — what `make run` shows and the e2e test checks.
 
+The current path: EDC 0.15.1 with our provisioner as its data plane (data plane signaling).
+
 1. bring up (or reuse) the local stack and import our image into its containerd;
 2. deploy the provisioner from `argo/base` (a Deployment in namespace workflow-middlelayer, with the
-   example assets);
-3. start two real EDC 0.10.0 connectors (built once from Maven Central, see tests/edc/connector.py): the
-   provider, whose HTTP provisioner calls our provisioner pod and which listens on the node bridge so that
-   the pod can call back, and a consumer;
-4. as the consumer: negotiate a contract for `dummy` over DSP, start an HttpData-PULL transfer, read the EDR,
-   and through the provider's EDC data plane upload `dummy`'s env input, start a job, follow its log and
-   download `result` from the tenant's API pod;
-5. terminate the transfer on the provider: EDC sends the deprovision request and the tenant's namespace goes.
+   example assets), serving data plane signaling;
+3. start two real EDC 0.15.1 control planes (built once from Maven Central, see tests/edc/connector.py): the
+   provider, which listens on the node bridge so that the provisioner pod registers with it and calls back,
+   and a consumer; our provisioner registers as the provider's data plane;
+4. as the consumer: negotiate a contract for `dummy` over DSP, start an HttpData-PULL transfer; the provider
+   signals `start` to our provisioner, which makes the tenant and answers with its API endpoint and a token;
+   the consumer reads them from its `TransferProcessStarted` event and, with that token, uploads `dummy`'s env
+   input, starts a job, follows its log and downloads `result` from the tenant's API pod;
+5. the consumer terminates the transfer: EDC signals `terminate` and the tenant's namespace goes.
+
+EDC 0.10.0's HTTP provisioner path is played by tests/edc/test_real_connector.py.
 """
 
 from __future__ import annotations
@@ -27,17 +32,18 @@ import httpx
 from kubernetes import client as k8s
 
 from api.client import Client
-from provisioner.app import PROVISION_PATH
-from tests.e2e.deploy import deploy_provisioner, inbound_key
-from tests.edc.connector import EDC_VERSION, Connector, ensure_runtime
+from tests.e2e.deploy import deploy_provisioner
+from tests.e2e.events import Events
+from tests.edc.connector import CONTEXT, EDC, V0_15, Connector, ensure_runtime
 from tests.provisioner.helpers import ADMIN_TOKEN
 from tests.provisioner.servers import wait_for
 from tests.stack import config, kube
 from tests.stack.app_image import ensure_app_image
 from tests.stack.launcher import StackInfo, ensure_stack
 
-# EDC's data plane forwards a body as text lines joined by "\n": no trailing newline, or it would be dropped.
+# EDC 0.10's data plane forwards a body as text lines joined by "\n": no trailing newline, or it is dropped.
 DUMMY_ENV = b"SOURCE=/etc/os-release\nDESTINATION=/output/result\nSLEEPTIME=5"
+SOURCE_TYPE = "WorkflowMiddleLayer"  # the DataAddress type of assets whose transfers the provider signals to us
 
 
 @dataclass
@@ -96,57 +102,78 @@ def play(stack: StackInfo | None = None, echo: Callable[[str], None] = _say) -> 
     echo(f"local stack up — Argo Server: {stack.argo_server_url}   MinIO: {stack.s3_endpoint}")
     image = ensure_app_image()
     echo(f"our image {image} imported into containerd (no registry)")
-    runtime = ensure_runtime(echo=lambda line: echo(f"EDC: {line}"))
+    runtime = ensure_runtime(echo=lambda line: echo(f"EDC: {line}"), release=V0_15)
     api = kube.api_client(stack.kubeconfig)
     key = f"edc-{uuid.uuid4().hex}"
-    with tempfile.TemporaryDirectory(prefix="wml-edc-") as tmp:
+    events = Events()
+    with tempfile.TemporaryDirectory(prefix="wml-edc-") as tmp, events.serve() as events_url:
         work = Path(tmp)
-        hosts = work / "hosts"  # cluster DNS for the provider's data plane (the local stack has none)
-        hosts.write_text("127.0.0.1 localhost\n")
-        provider = Connector("provider", key, work, hosts_file=hosts, host=config.BRIDGE_IP)
-        consumer = Connector("consumer", key, work)
-        edc_url = provider.management.removesuffix("/management")
-        provisioner = deploy_provisioner(stack, image, edc_url, key, ADMIN_TOKEN)
-        echo(f"provisioner deployed from argo/base at {provisioner} (assets: dummy, input-dummy)")
-        # EDC's HTTP provisioner sends no header of its own: the inbound key travels as the last path segment.
-        provider.provisioner_endpoint = f"{provisioner}{PROVISION_PATH}/{inbound_key(key)}"
+        provider = Connector("provider", key, work, host=config.BRIDGE_IP, release=V0_15)
+        consumer = Connector("consumer", key, work, release=V0_15)
         with provider.start(runtime), consumer.start(runtime):
-            echo(f"EDC {EDC_VERSION} provider (management API {provider.management}) and consumer started")
-            provider.offer_asset("dummy", f"{provisioner}{PROVISION_PATH}")
-            echo("provider offers asset `dummy` (DataAddress type HttpProvision → our provisioner)")
+            echo(f"EDC {V0_15.version} provider (control API {provider.control}) and consumer started")
+            provisioner = deploy_provisioner(
+                stack,
+                image,
+                provider.management.removesuffix("/management"),
+                key,
+                ADMIN_TOKEN,
+                control_url=provider.control,
+                control_key=provider.control_key,
+            )
+            echo(f"provisioner deployed from argo/base at {provisioner} (assets: dummy, input-dummy)")
+            wait_for(lambda: _registered(provider), 120, 1.0, "the provisioner's data plane registration")
+            echo("provisioner registered as the provider's data plane (POST {control}/v1/dataplanes), AVAILABLE")
+            asset = {"@context": CONTEXT, "@id": "dummy", "properties": {}, "dataAddress": {"type": SOURCE_TYPE}}
+            provider.call("POST", "/v3/assets", asset)
+            provider.open_contract("dummy")
+            echo(f"provider offers asset `dummy` (DataAddress type {SOURCE_TYPE} → our data plane)")
             agreement = consumer.negotiate(provider, "dummy")
             echo(f"consumer negotiated contract {agreement} over DSP")
             requested = time.monotonic()
-            consumer_tp = consumer.transfer(provider, agreement)
+            consumer_tp = consumer.transfer(provider, agreement, callbacks=[events_url])
+            echo(f"HttpData-PULL transfer {consumer_tp}: EDC → start → tenant → our answer …")
+            event = wait_for(lambda: events.started(consumer_tp), 300, 0.2, "the consumer's started event")
+            properties = event["payload"]["dataAddress"]["properties"]
+            endpoint, token = properties[f"{EDC}endpoint"], properties[f"{EDC}authorization"]
             process = wait_for(lambda: provider.provider_transfer(consumer_tp), 60, 0.5, "provider transfer")
-            tp = process["@id"]
-            echo(f"HttpData-PULL transfer {tp}: EDC → provision request → tenant → our callback …")
-            started = provider.wait_state(f"/v3/transferprocesses/{tp}", {"STARTED"}, 300, {"TERMINATED"})
-            states = ["STARTED"]
-            grant = _grant(provisioner, tp) or {}
+            states = [provider.call("GET", f"/v3/transferprocesses/{process['@id']}")["state"]]
+            grant = _grant(provisioner, process["@id"]) or {}
             tenant = grant.get("tenant_id") or ""
             namespace = f"wml-{tenant}"
             echo(
-                f"transfer {started['state']} {time.monotonic() - requested:.1f}s after the request: tenant {tenant}"
+                f"transfer {states[0]} {time.monotonic() - requested:.1f}s after the request: tenant {tenant}"
                 f" (namespace {namespace}) for `{grant.get('consumer_id')}`"
             )
-            edr = wait_for(lambda: consumer.edr(consumer_tp), 60, 0.5, "the consumer's EDR")
-            echo(f"consumer's EDR: endpoint {edr['endpoint']} (the provider's data plane) + its token")
-            direct = map_service(api, f"http://wml-api.{namespace}.svc:8080/", hosts)
+            echo(f"consumer's started event: endpoint {endpoint} + a bearer token of this transfer")
+            direct = _cluster_url(api, endpoint)  # the local stack has no cluster DNS (issue #12)
             wait_for(lambda: api_ready(direct), 180, 1.0, "the tenant API pod")
-            with Client.through_edc(edr) as client:
+            with Client(direct, token) as client:
                 job, state, log, result = _consume(client, work, echo)
-            provider.terminate(tp, reason="contract work done")
-            echo("provider terminated the transfer → EDC sends the deprovision request")
+            consumer.terminate(consumer_tp, reason="contract work done")
+            echo("consumer terminated the transfer → the provider signals terminate to our data plane")
             gone = wait_namespace_gone(api, namespace)
-            final = provider.call("GET", f"/v3/transferprocesses/{tp}")["state"]
+            final = provider.wait_state(f"/v3/transferprocesses/{process['@id']}", {"TERMINATED", "DEPROVISIONED"}, 60)[
+                "state"
+            ]
             states.append(final)
             echo(f"namespace {namespace} {'is gone' if gone else 'is still there'}; EDC transfer state {final}")
-        return Outcome(tenant, namespace, job, state, log, result, edr["endpoint"], states, gone)
+        return Outcome(tenant, namespace, job, state, log, result, endpoint, states, gone)
+
+
+def _registered(provider: Connector) -> bool:
+    """Our data plane is registered and its health check passed: EDC selects only AVAILABLE data planes (a
+    transfer requested before then fails with "No dataplane found")."""
+    response = httpx.get(f"{provider.control}/v1/dataplanes", headers={"x-api-key": provider.control_key}, timeout=10)
+    listed = response.json() if response.is_success else []
+    return any(
+        d.get("@id") == "workflow-middlelayer" and d.get("state") == "AVAILABLE"
+        for d in (listed if isinstance(listed, list) else [listed])
+    )
 
 
 def _consume(client: Client, tmp: Path, echo: Callable[[str], None]) -> tuple[str, str, list[str], str]:
-    """What the consumer does, all through EDC: upload the input, start, follow the log, download the result."""
+    """What the consumer does with its endpoint and token: upload the input, start, follow the log, download."""
     echo(f"assets of this contract: {[a['name'] for a in client.assets()]}")
     staged = client.upload_bytes("dummy", "env", DUMMY_ENV)
     echo(f"uploaded input env: {staged['size']} bytes, sha256 {staged['sha256'][:16]}…")

@@ -35,8 +35,15 @@ def base_manifests() -> list[dict[str, Any]]:
 
 
 def local_manifests(
-    stack: StackInfo, image: str, edc_url: str, edc_api_key: str, admin_token: str
+    stack: StackInfo,
+    image: str,
+    edc_url: str,
+    edc_api_key: str,
+    admin_token: str,
+    signaling: dict[str, str] | None = None,
+    control_key: str | None = None,
 ) -> list[dict[str, Any]]:
+    """``signaling``: the settings of a provisioner serving data plane signaling (control URL, its own URL)."""
     out = []
     for doc in base_manifests():
         kind, name = doc["kind"], doc["metadata"]["name"]
@@ -53,6 +60,7 @@ def local_manifests(
                     "WML_PROVISIONER_INGRESS_ENABLED": "false",
                     "WML_PROVISIONER_DATABASE_URL": "sqlite:////var/lib/workflow-middlelayer/provisioner.db",
                     "WML_PROVISIONER_EDC_MANAGEMENT_URL": f"{edc_url}/management",
+                    **(signaling or {}),
                 }
             )
         if kind == "ConfigMap" and name == "workflow-assets":
@@ -73,24 +81,45 @@ def local_manifests(
                 "WML_PROVISIONER_EDC_API_KEY": edc_api_key,
                 "WML_PROVISIONER_ADMIN_TOKEN": admin_token,
                 "WML_PROVISIONER_EDC_INBOUND_KEY": inbound_key(edc_api_key),
+                "WML_PROVISIONER_SIGNALING_INBOUND_KEY": inbound_key(edc_api_key, "signaling"),
+                **({"WML_PROVISIONER_SIGNALING_CONTROL_KEY": control_key} if control_key else {}),
             },
         }
     )
     return out
 
 
-def inbound_key(edc_api_key: str) -> str:
-    """The key EDC presents to the provisioner (a different secret from the management API's key)."""
-    return hashlib.sha256(f"inbound\0{edc_api_key}".encode()).hexdigest()
+def inbound_key(edc_api_key: str, purpose: str = "inbound") -> str:
+    """A key EDC presents to the provisioner (a different secret from the management API's key)."""
+    return hashlib.sha256(f"{purpose}\0{edc_api_key}".encode()).hexdigest()
 
 
 def deploy_provisioner(
-    stack: StackInfo, image: str, edc_url: str, edc_api_key: str, admin_token: str, timeout: float = 180
+    stack: StackInfo,
+    image: str,
+    edc_url: str,
+    edc_api_key: str,
+    admin_token: str,
+    timeout: float = 180,
+    control_url: str | None = None,
+    control_key: str | None = None,
 ) -> str:
-    """Apply, wait for the rollout, and return the provisioner's in-cluster URL (its Service ClusterIP)."""
+    """Apply, wait for the rollout, and return the provisioner's in-cluster URL (its Service ClusterIP).
+    With ``control_url`` it serves data plane signaling and registers with that control API."""
     api = kube.api_client(stack.kubeconfig)
-    kube.apply(kube.dynamic(api), local_manifests(stack, image, edc_url, edc_api_key, admin_token))
     apps, core = k8s.AppsV1Api(api), k8s.CoreV1Api(api)
+    manifests = local_manifests(stack, image, edc_url, edc_api_key, admin_token, control_key=control_key)
+    kube.apply(kube.dynamic(api), manifests)
+    if control_url:
+        # The URL the control plane calls us on is the Service's: known once the Service exists.
+        ip = core.read_namespaced_service(NAME, NAMESPACE).spec.cluster_ip
+        signaling = {
+            "WML_PROVISIONER_SIGNALING_ENABLED": "true",
+            "WML_PROVISIONER_SIGNALING_CONTROL_URL": control_url,
+            "WML_PROVISIONER_SIGNALING_SELF_URL": f"http://{ip}:8080",
+        }
+        manifests = local_manifests(stack, image, edc_url, edc_api_key, admin_token, signaling, control_key)
+        kube.apply(kube.dynamic(api), manifests)
     # A changed Secret or ConfigMap does not roll pods by itself: restart so the settings apply.
     apps.patch_namespaced_deployment(
         NAME,

@@ -14,21 +14,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI, Request
 
 from api.client import ApiError, Client
 from provisioner.app import create_app
 from provisioner.services import Services
-from tests.e2e.contract import _cluster_url, api_ready, wait_namespace_gone
+from tests.e2e.contract import _cluster_url, _registered, api_ready, wait_namespace_gone
+from tests.e2e.events import Events
 from tests.edc.connector import CONTEXT, EDC, V0_15, Connector, ensure_runtime
 from tests.edc.test_real_connector import Recorder, _shape
 from tests.provisioner.helpers import SIGNALING_KEY, db_grants, stack_settings
@@ -44,34 +43,6 @@ pytestmark = pytest.mark.stack
 SOURCE_TYPE = "WorkflowMiddleLayer"
 INPUTS = EXAMPLES / "inputs"
 START_FIXTURE = Path(__file__).resolve().parents[1] / "provisioner" / "fixtures" / "signaling" / "edc-0.15.1-start.json"
-
-
-@dataclass
-class Events:
-    """The consumer connector's HTTP event callbacks (EDC may send one twice)."""
-
-    received: list[dict[str, Any]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def app(self) -> FastAPI:
-        app = FastAPI()
-
-        @app.post("/events")
-        async def event(request: Request) -> dict[str, str]:
-            body = await request.json()
-            with self.lock:
-                self.received.append(body)
-            return {"ok": "yes"}
-
-        return app
-
-    def of(self, kind: str, process: str) -> list[dict[str, Any]]:
-        with self.lock:
-            return [
-                e
-                for e in self.received
-                if e.get("type") == kind and (e.get("payload") or {}).get("transferProcessId") == process
-            ]
 
 
 @dataclass
@@ -120,9 +91,9 @@ def world(stack: StackInfo, runtime: Path, tmp_path_factory: pytest.TempPathFact
             provider.start(runtime),
             consumer.start(runtime),
             ThreadedServer(recorder, port=port) as server,
-            ThreadedServer(events.app()) as receiver,
+            events.serve() as events_url,
         ):
-            yield World(provider, consumer, services, server.url, recorder, events, f"{receiver.url}/events")
+            yield World(provider, consumer, services, server.url, recorder, events, events_url)
     finally:
         services.close()
 
@@ -156,6 +127,8 @@ def test_edc_015_signaling_contract_job_and_terminate(stack: StackInfo, world: W
     registered = wait_for(
         lambda: [d for d in dataplanes(provider) if d.get("@id") == "workflow-middlelayer"], 60, 0.5, "registration"
     )[0]
+    # EDC checks it (GET {url}/check) before it selects it for a transfer
+    wait_for(lambda: _registered(provider), 60, 0.5, "our data plane AVAILABLE")
     assert registered["url"].endswith(f"/signaling/{SIGNALING_KEY}/dataflows")
     offer(provider, "input-dummy")
 

@@ -86,7 +86,8 @@ def test_bad_or_unauthenticated_messages_are_refused_and_change_nothing(
     callback = f"{edc_url}/control"
     keyless = base.replace(f"/{SIGNALING_KEY}/", "/")
     good = start_message(str(uuid.uuid4()), new_consumer(), callback)
-    assert httpx.get(f"{keyless}/check").status_code == 401
+    refused = httpx.get(f"{keyless}/check")
+    assert refused.status_code == 401 and refused.json()["@type"] == "DataFlowError"
     assert httpx.get(f"{base.replace(SIGNALING_KEY, 'wrong')}/check").status_code == 401
     assert httpx.get(f"{keyless}/check", headers={"x-api-key": SIGNALING_KEY}).status_code == 200
     assert httpx.post(f"{keyless}/start", json=good).status_code == 401

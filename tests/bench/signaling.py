@@ -1,0 +1,119 @@
+"""Transfer request -> the consumer holds a working endpoint, through a real EDC 0.15.1 pair (data plane signaling).
+
+Measured from the consumer's ``POST /v3/transferprocesses`` to the first ``GET /v1/assets`` the tenant API
+answers with the token from the consumer's ``TransferProcessStarted`` event: DSP, the provider's signaling
+``start``, our tenant work, the answer's way back over DSP, the event, and the API pod accepting the token.
+Goals: new consumer <= 2 s, consumer who already has a tenant <= 0.5 s. Prints medians and their ratios.
+``python -m tests.bench signaling``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+from provisioner.app import create_app
+from provisioner.services import Services
+from tests.e2e.contract import _cluster_url, _registered
+from tests.e2e.events import Events
+from tests.edc.connector import CONTEXT, EDC, V0_15, Connector, ensure_runtime
+from tests.provisioner.helpers import stack_settings
+from tests.provisioner.servers import wait_for
+from tests.servers import ThreadedServer, free_port
+from tests.stack import kube
+from tests.stack.app_image import ensure_app_image
+from tests.stack.launcher import ensure_stack
+from tests.support.edc import cleanup
+
+GOALS = {"new consumer": 2.0, "existing tenant": 0.5}
+ROUNDS = 3
+
+
+def _working(api: object, endpoint: str, token: str) -> bool:
+    try:
+        url = _cluster_url(api, endpoint)  # type: ignore[arg-type]
+        return (
+            httpx.get(
+                f"{url.rstrip('/')}/v1/assets", headers={"Authorization": f"Bearer {token}"}, timeout=2
+            ).status_code
+            == 200
+        )
+    except httpx.HTTPError:
+        return False
+
+
+def _transfer(provider: Connector, consumer: Connector, events: Events, events_url: str, api: object) -> float:
+    agreement = consumer.negotiate(provider, "dummy")
+    started = time.monotonic()
+    process = consumer.transfer(provider, agreement, callbacks=[events_url])
+    event = wait_for(lambda: events.started(process), 300, 0.02, "the started event")
+    props = event["payload"]["dataAddress"]["properties"]
+    wait_for(lambda: _working(api, props[f"{EDC}endpoint"], props[f"{EDC}authorization"]), 300, 0.05, "a working API")
+    return time.monotonic() - started
+
+
+def run() -> None:
+    stack = ensure_stack()
+    image = ensure_app_image()
+    runtime = ensure_runtime(release=V0_15)
+    api = kube.api_client(stack.kubeconfig)
+    key = f"bench-{uuid.uuid4().hex[:8]}"
+    samples: dict[str, list[float]] = {label: [] for label in GOALS}
+    events = Events()
+    with tempfile.TemporaryDirectory() as tmp, events.serve() as events_url:
+        work = Path(tmp)
+        provider = Connector("provider", key, work, release=V0_15)
+        port = free_port()
+        settings = stack_settings(
+            stack,
+            f"sqlite:///{work / 'bench.db'}",
+            "http://unused",
+            api_image=image,
+            edc_api_key=key,
+            edc_management_url=provider.management,
+            signaling_enabled=True,
+            signaling_control_url=provider.control,
+            signaling_control_key=provider.control_key,
+            signaling_self_url=f"http://127.0.0.1:{port}",
+            signaling_register_interval_seconds=2.0,
+        )
+        svc = Services.build(settings)
+        try:
+            with provider.start(runtime), ThreadedServer(create_app(settings, services=svc), port=port):
+                asset = {
+                    "@context": CONTEXT,
+                    "@id": "dummy",
+                    "properties": {},
+                    "dataAddress": {"type": "WorkflowMiddleLayer"},
+                }
+                provider.call("POST", "/v3/assets", asset)
+                provider.open_contract("dummy")
+                wait_for(lambda: _registered(provider), 120, 0.5, "our data plane AVAILABLE")
+                for round_ in range(ROUNDS + 1):  # the first new consumer warms up
+                    with Connector(f"bench-consumer-{uuid.uuid4().hex[:8]}", key, work, release=V0_15).start(
+                        runtime
+                    ) as consumer:
+                        fresh = _transfer(provider, consumer, events, events_url, api)
+                        again = _transfer(provider, consumer, events, events_url, api)
+                    if round_:
+                        samples["new consumer"].append(fresh)
+                        samples["existing tenant"].append(again)
+        finally:
+            cleanup(svc)
+            svc.close()
+    for label, goal in GOALS.items():
+        median = statistics.median(samples[label])
+        print(
+            f"signaling (EDC 0.15.1): transfer request -> working endpoint, {label}: median {median:.2f} s "
+            f"(max {max(samples[label]):.2f} s, n={len(samples[label])}); "
+            f"goal <= {goal:.1f} s: ratio {median / goal:.2f}"
+        )
+
+
+if __name__ == "__main__":
+    run()
