@@ -23,6 +23,7 @@ from api.routes import assets, health, jobs
 from api.schemas import Problem
 from api.settings import ApiSettings
 from api.storage import Storage, make_filesystem
+from api.tokens import TokenSet
 
 DESCRIPTION = """\
 Run the provider's contracted WorkflowAssets: upload inputs, start jobs, follow logs, download outputs.
@@ -44,6 +45,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     registry = CollectorRegistry()
     requests = Counter("wml_api_requests", "HTTP requests", ["method", "route", "status"], registry=registry)
     latency = Histogram("wml_api_request_seconds", "HTTP request latency", ["route"], registry=registry)
+    tokens = TokenSet(settings.token_digests, settings.token_refresh_seconds)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -57,6 +59,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
         async with httpx.AsyncClient(verify=settings.argo_verify_tls, timeout=timeout) as session:
             argo = Argo(settings, session)
             kube = Kube(settings)
+            if settings.token_secret:
+                tokens.reader = kube.token_digests
             app.state.tenant = Tenant(
                 settings=settings,
                 storage=Storage(fs, settings.s3_bucket, settings.keys),
@@ -81,6 +85,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         redoc_url=None,
     )
     app.state.registry = registry
+    app.state.tokens = tokens
     errors.install(app)
     for router in (health.router, assets.router, jobs.router):
         app.include_router(router)
@@ -120,7 +125,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         return get_swagger_ui_html(openapi_url=f"{settings.root_path}/openapi.json", title=app.title)
 
     # Innermost of the middlewares below: requests are logged and counted even when the gate refuses them.
-    app.add_middleware(TokenGate, digests=settings.token_digests, public=PUBLIC_PATHS)
+    app.add_middleware(TokenGate, tokens=tokens, public=PUBLIC_PATHS)
     app.middleware("http")(observability.middleware(settings.tenant))
 
     @app.middleware("http")

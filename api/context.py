@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -19,6 +17,7 @@ from api.errors import ApiError, not_found, problem
 from api.kube import Kube
 from api.settings import ApiSettings
 from api.storage import Storage
+from api.tokens import TokenSet
 from templates import WorkflowAsset
 
 
@@ -41,22 +40,13 @@ class Tenant:
 _bearer = HTTPBearer(auto_error=False, description="The token handed out in the contract's data address.")
 
 
-def token_problem(authorization: str, digests: tuple[str, ...]) -> str | None:
-    """Why an ``Authorization`` header is refused, or None when it carries a live grant's token."""
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        return "missing bearer token"
-    presented = hashlib.sha256(token.encode()).hexdigest()
-    # Compare against every grant's digest (no early exit), so timing tells nothing about which one matched.
-    if not any([hmac.compare_digest(presented, digest) for digest in digests]):
-        return "invalid token"
-    return None
-
-
-def tenant(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Tenant:
+async def tenant(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Tenant:
     ctx: Tenant = request.app.state.tenant
     header = f"{credentials.scheme} {credentials.credentials}" if credentials else ""
-    reason = token_problem(header, ctx.settings.token_digests)
+    tokens: TokenSet = request.app.state.tokens
+    reason = await tokens.problem(header)
     if reason:
         raise ApiError(401, "Unauthorized", reason, {"WWW-Authenticate": "Bearer"})
     return ctx
@@ -75,9 +65,9 @@ class TokenGate:
     API hold any amount of JSON in memory. The route-level check (:func:`tenant`) stays: it documents the scheme.
     """
 
-    def __init__(self, app: ASGIApp, digests: tuple[str, ...], public: frozenset[str]) -> None:
+    def __init__(self, app: ASGIApp, tokens: TokenSet, public: frozenset[str]) -> None:
         self.app = app
-        self.digests = digests
+        self.tokens = tokens
         self.public = public
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -90,7 +80,7 @@ class TokenGate:
         if path in self.public:
             await self.app(scope, receive, send)
             return
-        reason = token_problem(Headers(scope=scope).get("authorization", ""), self.digests)
+        reason = await self.tokens.problem(Headers(scope=scope).get("authorization", ""))
         if reason:
             await problem(401, "Unauthorized", reason, {"WWW-Authenticate": "Bearer"})(scope, receive, send)
             return

@@ -8,6 +8,7 @@ it to ``job-*-env`` Secrets of its own shape.
 
 from __future__ import annotations
 
+import base64
 import os
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,17 @@ class Kube:
         response = await self._call("DELETE", self._secrets(name))
         if not response.is_success and response.status_code != 404:
             raise KubeRejected(f"secret {name}: {response.status_code} {_reason(response)}")
+
+    async def token_digests(self) -> tuple[str, ...] | None:
+        """The live token digests from the provisioner's Secret; None when it is absent (the seed stays)."""
+        response = await self._call("GET", self._secrets(self.settings.token_secret))
+        if response.status_code == 404:
+            return None
+        if not response.is_success:
+            raise KubeRejected(f"secret {self.settings.token_secret}: {response.status_code} {_reason(response)}")
+        raw = (response.json().get("data") or {}).get("sha256", "")
+        text = base64.b64decode(raw).decode() if raw else ""
+        return tuple(d.strip().lower() for d in text.split(",") if d.strip())
 
 
 def _reason(response: httpx.Response) -> str:

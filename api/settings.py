@@ -23,8 +23,15 @@ class ApiSettings(BaseSettings):
     namespace: str = Field(description="Tenant namespace: its WorkflowTemplates are the asset catalogue.")
     contract_id: str = ""
     token_sha256: SecretStr = Field(
-        description="hex sha256 of each valid bearer token (one per grant), comma-separated; tokens are never stored."
+        description="hex sha256 of each valid bearer token (one per grant), comma-separated; tokens are never "
+        "stored. The initial set: the Secret `token_secret` replaces it while it can be read."
     )
+    token_secret: str = Field(
+        default="wml-api-tokens",
+        description="Secret (key `sha256`) with the live digests, re-read on an unknown token and every "
+        "`token_refresh_seconds`; empty: only `token_sha256` counts.",
+    )
+    token_refresh_seconds: float = Field(default=2.0, gt=0, description="Bound on a revoked token's life here.")
 
     s3_endpoint_url: str = Field(description="S3 endpoint as this process reaches it, e.g. http://10.88.0.1:9000.")
     s3_access_key: SecretStr

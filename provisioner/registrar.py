@@ -1,6 +1,10 @@
-"""Keeps our data plane registered with the control plane(s): at start-up, then every
-``signaling_register_interval_seconds`` (a registration is an upsert, so a control plane that restarted and
-forgot us learns of us again within one interval). Failures are logged and retried sooner."""
+"""Keeps our data plane registered with the control plane(s).
+
+Dialect A: every ``signaling_register_interval_seconds`` we look whether the control plane still knows us and
+register only when it forgot us (a restart with in-memory stores): EDC resets a re-registered data plane to
+REGISTERED until its next health check and selects only AVAILABLE ones. DPS has no way to ask, so we register
+once at start-up (a PUT replaces the registration) and again only after a failure. Failures are logged and
+retried within seconds."""
 
 from __future__ import annotations
 
@@ -30,7 +34,7 @@ class Registrar:
         targets = []
         if settings.signaling_enabled and settings.signaling_control_url:
             targets.append(("signaling", self.svc.signaling.register))
-        if settings.dps_enabled and settings.dps_registration_url:
+        if settings.dps_enabled and settings.dps_registration_url and not self.registered.get("dps"):
             targets.append(("dps", self.svc.dps.register))
         for name, register in targets:
             try:

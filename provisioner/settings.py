@@ -57,6 +57,9 @@ class ProvisionerSettings(BaseSettings):
     )
     api_port: int = 8080
     api_replicas: int = 1
+    api_token_refresh_seconds: float = Field(
+        default=2.0, gt=0, description="How often tenant APIs re-read their token set: a revoked token's last seconds."
+    )
     api_url_template: str = Field(
         default="http://wml-api.{namespace}.svc:8080/",
         description="Tenant API base URL sent to EDC; {namespace} and {tenant} are replaced.",

@@ -58,7 +58,27 @@ class SignalingClient:
             raise RegistrationError("no control API configured (WML_PROVISIONER_SIGNALING_CONTROL_URL)")
         return self.settings.signaling_control_url.rstrip("/")
 
+    def registered(self) -> bool:
+        """Whether the control plane knows us under our id and URL. EDC 0.15 resets a data plane it is told about
+        again to REGISTERED until its next health check, and selects only AVAILABLE ones: re-registering a known
+        data plane would open a window of "No dataplane found", so we register only when it forgot us."""
+        try:
+            response = self.http.get(f"{self._control()}/v1/dataplanes")
+        except httpx.HTTPError as exc:
+            raise RegistrationError(f"{type(exc).__name__}: {exc}") from None
+        if not response.is_success:
+            raise RegistrationError(f"listing data planes: {response.status_code} {response.text[:300]}")
+        listed = response.json()
+        for entry in listed if isinstance(listed, list) else [listed]:
+            view = signaling.local_view(entry) if isinstance(entry, dict) else {}
+            if view.get("@id") == self.settings.signaling_dataplane_id:
+                return bool(view.get("url") == signaling_url(self.settings))
+        return False
+
     def register(self) -> None:
+        """Register unless the control plane already knows us (see :meth:`registered`)."""
+        if self.registered():
+            return
         body = signaling.registration(
             self.settings.signaling_dataplane_id, signaling_url(self.settings), self.settings.signaling_source_types
         )

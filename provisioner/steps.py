@@ -164,13 +164,25 @@ def apply_templates(ctx: StepContext) -> None:
 
 
 def revoke_ended_grants(ctx: StepContext) -> None:
-    """Delete the token Secret of every grant that is not active (the API stopped accepting it above)."""
+    """Delete the token Secret of every grant that is not active. Its digest left the API's token set in
+    "config"; the API re-reads that set within ``api_token_refresh_seconds``, so the run waits that long before
+    any grant counts as ended (or suspended)."""
     svc, snap = ctx.svc, ctx.snap
     selector = f"{tenants.LABEL_MANAGED_BY}={tenants.MANAGER},{tenants.LABEL_GRANT}"
     active = {tenants.grant_token_secret_name(g) for g in snap.active_grant_ids}
+    revoked = False
     for secret in svc.kube.list("v1", "Secret", snap.namespace, selector):
         if secret["metadata"]["name"] not in active:
             svc.kube.delete("v1", "Secret", secret["metadata"]["name"], snap.namespace)
+            revoked = True
+    if revoked and api_serving(svc, snap.namespace):
+        raise NotYet("revoked tokens leave the API's token set", delay=svc.settings.api_token_refresh_seconds)
+
+
+def api_serving(svc: Services, namespace: str) -> bool:
+    deployment = svc.kube.get("apps/v1", "Deployment", tenants.API, namespace)
+    status = (deployment or {}).get("status") or {}
+    return bool(status.get("availableReplicas") or status.get("readyReplicas"))
 
 
 def api_rolled_out(svc: Services, namespace: str) -> bool:

@@ -27,6 +27,7 @@ WORKER = "wml-worker"
 S3_SECRET = "wml-s3"  # the executor's S3 credentials (scoped to job inputs, outputs and logs)
 GRANT_TOKEN_PREFIX = "wml-grant-"  # one Secret per grant with its token in full; read only by the provisioner
 API_ENV_SECRET = "wml-api-env"
+API_TOKENS_SECRET = "wml-api-tokens"  # the live grants' token digests, re-read by the API (no restart for a token)
 API_ENV_CONFIGMAP = "wml-api-config"
 ARTIFACT_REPOSITORIES = "artifact-repositories"
 WORKFLOW_POD_LABEL = "workflows.argoproj.io/workflow"
@@ -82,8 +83,11 @@ def namespace(settings: ProvisionerSettings, spec: TenantSpec) -> dict[str, Any]
     return _obj("v1", "Namespace", {"name": spec.namespace, "labels": labels})
 
 
-def _rule(groups: list[str], resources: list[str], verbs: list[str]) -> dict[str, Any]:
-    return {"apiGroups": groups, "resources": resources, "verbs": verbs}
+def _rule(groups: list[str], resources: list[str], verbs: list[str], names: list[str] | None = None) -> dict[str, Any]:
+    rule: dict[str, Any] = {"apiGroups": groups, "resources": resources, "verbs": verbs}
+    if names:
+        rule["resourceNames"] = names
+    return rule
 
 
 def rbac(spec: TenantSpec) -> list[dict[str, Any]]:
@@ -93,6 +97,8 @@ def rbac(spec: TenantSpec) -> list[dict[str, Any]]:
         # Each job's environment Secret: written, owned by its Workflow, deleted; never read back. The
         # admission policy in argo/base/admission limits these to job-*-env Secrets.
         _rule([""], ["secrets"], ["create", "update", "patch", "delete"]),
+        # The live token digests (no tokens, no keys): the one Secret the API may read.
+        _rule([""], ["secrets"], ["get"], [API_TOKENS_SECRET]),
         _rule(["argoproj.io"], ["workflowtemplates"], ["get", "list", "watch"]),
         _rule([""], ["pods"], ["get", "list", "watch"]),
         _rule([""], ["pods/log"], ["get"]),
@@ -236,6 +242,8 @@ def api_env(settings: ProvisionerSettings, spec: TenantSpec) -> tuple[dict[str, 
         "WML_API_ARGO_VERIFY_TLS": "true" if settings.argo_verify_tls else "false",
         "WML_API_QUOTA_CONCURRENT_JOBS": str(settings.quota_concurrent_jobs),
         "WML_API_QUOTA_STORAGE_BYTES": str(settings.quota_storage_bytes),
+        "WML_API_TOKEN_SECRET": API_TOKENS_SECRET,
+        "WML_API_TOKEN_REFRESH_SECONDS": str(settings.api_token_refresh_seconds),
     }
     if settings.s3_region:
         plain["WML_API_S3_REGION"] = settings.s3_region
@@ -290,6 +298,13 @@ def config_objects(settings: ProvisionerSettings, spec: TenantSpec) -> list[dict
             stringData={"accessKey": spec.exec_access_key, "secretKey": spec.exec_secret_key},
         ),
         _obj("v1", "Secret", _meta(spec, API_ENV_SECRET), type="Opaque", stringData=secret),
+        _obj(
+            "v1",
+            "Secret",
+            _meta(spec, API_TOKENS_SECRET),
+            type="Opaque",
+            stringData={"sha256": ",".join(sorted(spec.token_digests))},
+        ),
         _obj("v1", "ConfigMap", _meta(spec, API_ENV_CONFIGMAP), data=plain),
         _obj(
             "v1",
@@ -317,8 +332,10 @@ def grant_token_secret(spec: TenantSpec, grant_id: int, token: str) -> dict[str,
 def api_objects(settings: ProvisionerSettings, spec: TenantSpec) -> list[dict[str, Any]]:
     labels = {"app.kubernetes.io/name": API, LABEL_TENANT: spec.tenant}
     plain, secret = api_env(settings, spec)
-    # A checksum of the environment restarts the pods when credentials or settings change.
-    checksum = hashlib.sha256(json.dumps([plain, secret], sort_keys=True).encode()).hexdigest()[:16]
+    # A checksum of the environment restarts the pods when credentials or settings change; not when a token
+    # comes or goes: the API re-reads the token Secret itself (api/tokens.py).
+    settled = {k: v for k, v in secret.items() if k != "WML_API_TOKEN_SHA256"}
+    checksum = hashlib.sha256(json.dumps([plain, settled], sort_keys=True).encode()).hexdigest()[:16]
     container = {
         "name": "api",
         "image": settings.api_image,
@@ -348,7 +365,7 @@ def api_objects(settings: ProvisionerSettings, spec: TenantSpec) -> list[dict[st
         _meta(spec, API, labels=labels),
         spec={
             "replicas": settings.api_replicas,
-            # A new grant's token (or a revoked one) rolls the pods: new ones serve before old ones stop.
+            # Changed settings or credentials roll the pods: new ones serve before old ones stop.
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "selector": {"matchLabels": {"app.kubernetes.io/name": API}},
             "template": {

@@ -68,6 +68,7 @@ TENANT_OBJECTS = [
     ("v1", "Secret", "wml-worker.service-account-token"),
     ("v1", "Secret", "wml-s3"),
     ("v1", "Secret", "wml-api-env"),
+    ("v1", "Secret", "wml-api-tokens"),
     ("v1", "ConfigMap", "wml-api-config"),
     ("v1", "ConfigMap", "artifact-repositories"),
     ("v1", "ResourceQuota", "wml-quota"),

@@ -88,6 +88,13 @@ class EdcStub:
                 self.registrations.append((request.url.path, await request.json(), dict(request.headers)))
             return Response(status_code=200)
 
+        @app.get("/control/v1/dataplanes")
+        async def dataplanes() -> Response:
+            with self.lock:
+                known = {b["@id"]: b for p, b, _ in self.registrations if p == "/control/v1/dataplanes"}
+            # as EDC lists them: JSON-LD, one-element arrays compacted to scalars
+            return JSONResponse([{**b, "state": "AVAILABLE"} for b in known.values()])
+
         # Data plane signaling, dialect A: the control API's transfer process callbacks.
         @app.post("/control/transferprocess/{tp}/{kind}")
         async def signaling_callback(tp: str, kind: str, request: Request) -> Response:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -161,7 +162,7 @@ def test_async_start_suspend_restart_and_terminate(
     assert late.status_code == 409 and "terminated" in late.json()["message"]
 
 
-def test_registration_is_json_ld_with_the_key_in_the_url(
+def test_registration_is_json_ld_with_the_key_in_the_url_and_repeated_when_forgotten(
     dataplane: Callable[..., tuple[str, Services]], edc: tuple[EdcStub, str]
 ) -> None:
     stub, _ = edc
@@ -175,5 +176,10 @@ def test_registration_is_json_ld_with_the_key_in_the_url(
     assert body["@context"] == {"@vocab": EDC} and body["@id"] == "workflow-middlelayer"
     assert body["url"] == f"http://dataplane.example:8000/signaling/{SIGNALING_KEY}/dataflows"
     assert body["allowedTransferTypes"] == ["HttpData-PULL"] and body["allowedSourceTypes"] == ["WorkflowMiddleLayer"]
-    # an upsert, repeated: a control plane that restarted learns of us again
-    wait_for(lambda: len(stub.registrations) >= 2, 30, what="the repeated registration")
+    # not again while it knows us (EDC would mark us REGISTERED, not AVAILABLE, until its next check) …
+    time.sleep(2)
+    assert len(stub.registrations) == 1
+    # … but as soon as it forgot us (a restart with in-memory stores)
+    with stub.lock:
+        stub.registrations.clear()
+    wait_for(lambda: stub.registrations, 30, what="the registration after the control plane forgot us")

@@ -62,9 +62,17 @@ def test_roles_are_least_privilege() -> None:
     resources = {r for rule in api_rules for r in rule["resources"]}
     assert resources == {"workflows", "workflowtemplates", "pods", "pods/log", "events", "secrets"}
     assert all("*" not in rule["verbs"] for rule in api_rules)
-    # Secrets: the job environment is written, never read back (no get/list/watch)
-    [secrets] = [rule for rule in api_rules if "secrets" in rule["resources"]]
-    assert secrets["resources"] == ["secrets"] and set(secrets["verbs"]) == {"create", "update", "patch", "delete"}
+    # Secrets: the job environment is written, never read back (no get/list/watch); the one readable Secret is
+    # the token digests', by name
+    writes, reads = [rule for rule in api_rules if "secrets" in rule["resources"]]
+    assert writes["resources"] == ["secrets"] and set(writes["verbs"]) == {"create", "update", "patch", "delete"}
+    assert "resourceNames" not in writes
+    assert reads == {
+        "apiGroups": [""],
+        "resources": ["secrets"],
+        "verbs": ["get"],
+        "resourceNames": [tenants.API_TOKENS_SECRET],
+    }
     assert objects[("Secret", "wml-worker.service-account-token")]["type"] == "kubernetes.io/service-account-token"
     assert objects[("ServiceAccount", tenants.WORKER)]["automountServiceAccountToken"] is False
 

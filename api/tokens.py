@@ -1,0 +1,76 @@
+"""The live set of bearer-token digests this tenant API accepts, one per active grant.
+
+Seeded from ``WML_API_TOKEN_SHA256`` and kept current from the Secret the provisioner writes
+(``WML_API_TOKEN_SECRET``, default ``wml-api-tokens``), so a new grant's token works on its first request and
+the pods never restart for it: a token not in the set makes the API re-read the Secret (at most every
+``MISS_INTERVAL`` seconds, so bad tokens cannot hammer the Kubernetes API), and a set older than
+``token_refresh_seconds`` is re-read before it is used, which bounds how long a revoked token keeps working.
+When the Secret cannot be read, the last set stays in force.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+log = logging.getLogger(__name__)
+
+MISS_INTERVAL = 0.2
+Reader = Callable[[], Awaitable[tuple[str, ...] | None]]
+
+
+def token_problem(authorization: str, digests: tuple[str, ...]) -> str | None:
+    """Why an ``Authorization`` header is refused, or None when it carries a live grant's token."""
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return "missing bearer token"
+    presented = hashlib.sha256(token.encode()).hexdigest()
+    # Compare against every grant's digest (no early exit), so timing tells nothing about which one matched.
+    if not any([hmac.compare_digest(presented, digest) for digest in digests]):
+        return "invalid token"
+    return None
+
+
+class TokenSet:
+    def __init__(
+        self,
+        seed: tuple[str, ...],
+        refresh_seconds: float,
+        reader: Reader | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.digests = seed
+        self.refresh_seconds = refresh_seconds
+        self.reader = reader
+        self.clock = clock
+        self.read_at = clock()
+        self._lock = asyncio.Lock()
+
+    async def _refresh(self, older_than: float) -> None:
+        if self.reader is None:
+            return
+        async with self._lock:
+            if self.clock() - self.read_at < older_than:
+                return  # another request refreshed it meanwhile
+            try:
+                fresh = await self.reader()
+            except Exception as exc:  # the Kubernetes API is down: the last set stays in force
+                log.warning("token set not refreshed: %s", exc)
+                fresh = None
+            self.read_at = self.clock()
+            if fresh is not None:
+                self.digests = fresh
+
+    async def problem(self, authorization: str) -> str | None:
+        """Why ``authorization`` is refused (None: accepted), against a set no older than the refresh period."""
+        if self.clock() - self.read_at >= self.refresh_seconds:
+            await self._refresh(self.refresh_seconds)
+        reason = token_problem(authorization, self.digests)
+        if reason == "invalid token":
+            await self._refresh(MISS_INTERVAL)
+            reason = token_problem(authorization, self.digests)
+        return reason

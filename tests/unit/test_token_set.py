@@ -1,0 +1,59 @@
+"""The tenant API's live token set: new tokens work at once, revoked ones stop within the refresh period,
+bad tokens cannot make it hammer the Kubernetes API, an outage keeps the last set. Time is injected."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+
+from api.tokens import MISS_INTERVAL, TokenSet
+
+
+def digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Source:
+    """What the Secret holds, and how often it was read."""
+
+    def __init__(self, *tokens: str) -> None:
+        self.digests = tuple(digest(t) for t in tokens)
+        self.reads = 0
+        self.down = False
+
+    async def read(self) -> tuple[str, ...] | None:
+        self.reads += 1
+        if self.down:
+            raise ConnectionError("kube down")
+        return self.digests
+
+
+def test_new_revoked_rate_limited_and_outage() -> None:
+    now = [100.0]
+    source = Source("a")
+    tokens = TokenSet((digest("a"),), refresh_seconds=2.0, reader=source.read, clock=lambda: now[0])
+
+    async def run() -> None:
+        assert await tokens.problem("Bearer a") is None and source.reads == 0  # fresh seed: no read
+        source.digests = (digest("a"), digest("b"))  # the provisioner added a grant
+        now[0] += MISS_INTERVAL
+        assert await tokens.problem("Bearer b") is None and source.reads == 1  # one miss, one read: accepted
+        # wrong tokens: at most one read per MISS_INTERVAL, however many arrive
+        for _ in range(50):
+            assert await tokens.problem("Bearer nope") == "invalid token"
+        assert source.reads == 1
+        now[0] += MISS_INTERVAL
+        assert await tokens.problem("Bearer nope") == "invalid token" and source.reads == 2
+        # revoked: still accepted while the set is fresh, refused once it is older than the refresh period
+        source.digests = (digest("b"),)
+        assert await tokens.problem("Bearer a") is None
+        now[0] += 2.0
+        assert await tokens.problem("Bearer a") == "invalid token"
+        assert await tokens.problem("Bearer b") is None
+        # the Kubernetes API down: the last set stays in force
+        source.down = True
+        now[0] += 5.0
+        assert await tokens.problem("Bearer b") is None
+        assert await tokens.problem("Basic b") == "missing bearer token"
+
+    asyncio.run(run())
