@@ -56,12 +56,13 @@ class TokenSet:
         async with self._lock:
             if self.clock() - self.read_at < older_than:
                 return  # another request refreshed it meanwhile
+            # Stamped before the read: what it returns is at least as new as this moment, no newer.
+            self.read_at = self.clock()
             try:
                 fresh = await self.reader()
             except Exception as exc:  # the Kubernetes API is down: the last set stays in force
                 log.warning("token set not refreshed: %s", exc)
                 fresh = None
-            self.read_at = self.clock()
             if fresh is not None:
                 self.digests = fresh
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -69,9 +70,21 @@ def accept_start(svc: Services, request: store.Claim, asset_name: str, who: Iden
     return existing, False
 
 
-async def await_ready(svc: Services, worker: Worker, grant_id: int, created: bool, wait: float) -> Started:
-    """Wait for the grant's tenant, then answer with its endpoint and token, or hand delivery to callbacks."""
+async def await_ready(
+    svc: Services,
+    worker: Worker,
+    grant_id: int,
+    created: bool,
+    wait: float,
+    gone: Callable[[], Awaitable[bool]] | None = None,
+) -> Started:
+    """Wait for the grant's tenant, then answer with its endpoint and token, or hand delivery to callbacks.
+
+    ``gone`` tells whether the caller hung up: then nothing is handed out in an answer nobody reads, and the
+    endpoint goes by callback instead. The wait ends by ``wait`` (plus a moment for a grant that just got ready).
+    """
     deadline = time.monotonic() + wait
+    last_look = deadline + 2.0
     pause = 0.02
     while True:
         grant = await asyncio.to_thread(_load, svc, grant_id)
@@ -81,12 +94,14 @@ async def await_ready(svc: Services, worker: Worker, grant_id: int, created: boo
             return Started(StartResult.FAILED, grant_id, created, error=grant.error or "provisioning failed")
         if grant.state in (GrantState.DEPROVISIONING, GrantState.DEPROVISIONED):
             return Started(StartResult.ENDED, grant_id, created)
+        if grant.state == GrantState.SUSPENDED:  # suspended while starting: nothing to hand out until resumed
+            return Started(StartResult.PENDING, grant_id, created)
         if grant.state in (GrantState.READY, GrantState.PROVISIONED) and grant.tenant_id:
             try:
                 token = await asyncio.to_thread(grant_token, svc, svc.settings.namespace_for(grant.tenant_id), grant_id)
             except KubeError:  # Kubernetes unreachable: not ready yet; at the deadline the callback path takes over
                 token = None
-            if token is not None:
+            if token is not None and not (gone is not None and await gone()):
                 await asyncio.to_thread(_handed_out, svc, grant_id)
                 return Started(
                     StartResult.READY,
@@ -95,12 +110,12 @@ async def await_ready(svc: Services, worker: Worker, grant_id: int, created: boo
                     endpoint=svc.settings.api_url_for(grant.tenant_id),
                     token=token,
                 )
-        if time.monotonic() >= deadline:
-            if await asyncio.to_thread(store.respond_later, svc.sessions, grant_id):
-                if grant.tenant_id:
-                    worker.kick_tenant(grant.tenant_id, force=True)
-                return Started(StartResult.PENDING, grant_id, created)
-            deadline = time.monotonic() + 0.5  # it just became ready: one more look
+        now = time.monotonic()
+        stop = now >= deadline or (gone is not None and await gone())
+        if stop and (await asyncio.to_thread(store.respond_later, svc.sessions, grant_id) or now >= last_look):
+            if grant.tenant_id:
+                worker.kick_tenant(grant.tenant_id, due=True)
+            return Started(StartResult.PENDING, grant_id, created)
         await asyncio.sleep(pause)
         pause = min(pause * 1.5, 0.25)
 
@@ -117,10 +132,13 @@ def _handed_out(svc: Services, grant_id: int) -> None:
             mark_provisioned(svc, session, grant, "answered in the start response")
 
 
-def end(svc: Services, protocol: Protocol, process_id: str, ended_by: EndedBy) -> store.Accepted | None:
+def end(svc: Services, protocol: Protocol, process_id: str, ended_by: EndedBy) -> Grant | None:
     """Terminate or complete a flow: its token is revoked and, when it was the last, the tenant torn down."""
-    request = store.Claim(protocol, process_id, str(protocol), "", "")
-    try:
-        return store.accept_deprovision(svc.sessions, request, ended_by)
-    except store.UnknownTransfer:
-        return None
+    return store.end_flow(svc.sessions, protocol, process_id, ended_by)
+
+
+def stop(svc: Services, protocol: Protocol, process_id: str, ended_by: EndedBy | None) -> Grant | None:
+    """Suspend (``ended_by`` None) or end a flow; None for an unknown one."""
+    if ended_by is None:
+        return store.suspend(svc.sessions, protocol, process_id)
+    return end(svc, protocol, process_id, ended_by)

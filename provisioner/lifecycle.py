@@ -103,11 +103,14 @@ def resolve_grant(svc: Services, grant_id: int) -> str | None:
 # --- the tenant --------------------------------------------------------------------------------------------
 
 
-def run_tenant(svc: Services, tenant_id: str, force: bool = False) -> float | None:
-    """Bring one tenant to what its grants call for. Returns seconds until it wants another run, or None."""
+def run_tenant(svc: Services, tenant_id: str, force: bool = False, due: bool = False) -> float | None:
+    """Bring one tenant to what its grants call for. Returns seconds until it wants another run, or None.
+
+    ``due``: run now, whatever the backoff says (a re-queue, a request that changed the tenant's grants);
+    ``force``: also revive a failed tenant (an operator's retry)."""
     try:
         for _ in range(3):  # teardown, then re-provision if a new grant arrived meanwhile
-            decision = decide(svc, tenant_id, force)
+            decision = decide(svc, tenant_id, force, due)
             if decision is None:
                 return None
             if decision.mode is Mode.TEARDOWN:
@@ -124,14 +127,14 @@ def run_tenant(svc: Services, tenant_id: str, force: bool = False) -> float | No
         return _not_yet(svc, tenant_id, exc)
 
 
-def decide(svc: Services, tenant_id: str, force: bool) -> Decision | None:
+def decide(svc: Services, tenant_id: str, force: bool, due: bool = False) -> Decision | None:
     """What the tenant needs, from its rows and the injected clock; expired grants start ending here."""
     now = svc.clock()
     with svc.sessions.begin() as session:
         tenant = session.get(Tenant, tenant_id)
         if tenant is None:
             return None
-        if not force and tenant.next_attempt_at is not None and tenant.next_attempt_at > now:
+        if not (force or due) and tenant.next_attempt_at is not None and tenant.next_attempt_at > now:
             return None
         grants = list(session.scalars(select(Grant).where(Grant.tenant_id == tenant_id)))
         for grant in grants:
@@ -142,8 +145,8 @@ def decide(svc: Services, tenant_id: str, force: bool) -> Decision | None:
         holding = [g for g in grants if g.state in HOLDING_GRANT_STATES]
         active = [g for g in holding if g.state in ACTIVE_GRANT_STATES]
         ending = [g for g in grants if g.state == GrantState.DEPROVISIONING]
-        if tenant.state == TenantState.FAILED and not force:
-            mode = Mode.IDLE
+        if tenant.state == TenantState.FAILED and not force and not ending:
+            mode = Mode.IDLE  # a grant ending (a terminate, a deprovision) still gets its teardown
         elif tenant.state == TenantState.TEARING_DOWN or (not holding and tenant.state != TenantState.DELETED):
             if move(tenant, TenantState.TEARING_DOWN):
                 tenant.attempts = 0
@@ -173,6 +176,7 @@ def decide(svc: Services, tenant_id: str, force: bool) -> Decision | None:
             consumer_id=tenant.consumer_id,
             s3_user=f"wml-{tenant_id}",
             grant_ids=tuple(g.id for g in [*holding, *ending]),
+            grant_states=tuple((g.id, g.state) for g in grants),
             active_grant_ids=tuple(sorted(g.id for g in active)),
             asset_names=tuple(sorted({g.asset_name for g in holding})),
             contract_id=contract,

@@ -69,6 +69,7 @@ class Worker:
         # Own threads: slow tenant work never delays the request path (which uses the default pool).
         self.pool = ThreadPoolExecutor(max_workers=svc.settings.worker_threads, thread_name_prefix="tenant")
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._flags: dict[str, list[bool]] = {}  # tenant -> [force, due] of kicks not yet run
 
     async def _in_pool(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
@@ -79,16 +80,23 @@ class Worker:
         await self.runner.cancel()
         self.pool.shutdown(wait=True, cancel_futures=True)
 
-    def kick_tenant(self, tenant_id: str, force: bool = False) -> None:
+    def kick_tenant(self, tenant_id: str, force: bool = False, due: bool = False) -> None:
+        """Run the tenant's work (once more, if it is running). Flags of kicks that meet are merged, so a forced
+        kick is never replaced by a plain one. ``due``: skip the backoff; ``force``: also revive a failed tenant."""
+        flags = self._flags.setdefault(tenant_id, [False, False])
+        flags[0] |= force
+        flags[1] |= due or force
+
         async def work() -> None:
-            again = await self._in_pool(lifecycle.run_tenant, self.svc, tenant_id, force)
+            forced, now = self._flags.pop(tenant_id, [False, False])
+            again = await self._in_pool(lifecycle.run_tenant, self.svc, tenant_id, forced, now)
             if again is not None:
                 # Re-queued, not slept on: the thread is free for other tenants meanwhile.
                 previous = self._timers.pop(tenant_id, None)
                 if previous is not None:
                     previous.cancel()
                 self._timers[tenant_id] = asyncio.get_running_loop().call_later(
-                    again, self.kick_tenant, tenant_id, True
+                    again, lambda: self.kick_tenant(tenant_id, due=True)
                 )
 
         self.runner.kick(f"tenant:{tenant_id}", work)
@@ -97,7 +105,7 @@ class Worker:
         async def work() -> None:
             tenant_id = await self._in_pool(lifecycle.resolve_grant, self.svc, grant_id)
             if tenant_id is not None:
-                self.kick_tenant(tenant_id, force=True)
+                self.kick_tenant(tenant_id, due=True)
 
         self.runner.kick(f"grant:{grant_id}", work)
 

@@ -41,6 +41,7 @@ class Snapshot:
     active_grant_ids: tuple[int, ...]  # whose tokens open the API
     asset_names: tuple[str, ...]
     contract_id: str
+    grant_states: tuple[tuple[int, str], ...] = ()  # every grant of the tenant as the run found it
 
     @property
     def exec_user(self) -> str:
@@ -204,15 +205,24 @@ def api_rolled_out(svc: Services, namespace: str) -> bool:
 
 
 def mark_ready(ctx: StepContext) -> None:
-    """No endpoint is handed out (and no grant counts as ended) until the serving pods know the token set."""
+    """No endpoint is handed out (and no grant counts as ended) until the serving pods know the token set.
+
+    Only what this run applied is settled: a grant that changed while the run went (a new one, a suspend, a
+    terminate, a resume) keeps its state and the tenant stays pending, so the next run applies that change too.
+    """
     svc, snap = ctx.svc, ctx.snap
     if not api_rolled_out(svc, snap.namespace):
         raise NotYet("the API's pods are rolling to the new token set", delay=1.0)
+    seen = dict(snap.grant_states)
     with svc.sessions.begin() as session:
         tenant = session.get(Tenant, snap.tenant_id)
         if tenant is None:
             return
-        for grant in session.scalars(select(Grant).where(Grant.id.in_(snap.grant_ids))):
+        grants = list(session.scalars(select(Grant).where(Grant.tenant_id == snap.tenant_id)))
+        changed = any(seen.get(g.id) != g.state for g in grants)
+        for grant in grants:
+            if seen.get(grant.id) != grant.state:
+                continue
             if grant.state == GrantState.PROVISIONING:
                 move(grant, GrantState.READY)
                 grant.attempts = 0
@@ -221,15 +231,16 @@ def mark_ready(ctx: StepContext) -> None:
             elif grant.state == GrantState.DEPROVISIONING:
                 grant_ended(svc, grant)
                 audit.record(session, "grant_deprovisioned", grant.tenant_id, grant.id, ended_by=grant.ended_by)
-        pending = session.scalars(
-            select(Grant.id).where(Grant.tenant_id == snap.tenant_id, Grant.state == GrantState.PROVISIONING)
-        ).first()
-        if pending is None and tenant.state == TenantState.PENDING:
+        if changed:
+            tenant.next_attempt_at = None
+        elif tenant.state == TenantState.PENDING:
             move(tenant, TenantState.READY)
             tenant.attempts = 0
             tenant.error = None
             tenant.next_attempt_at = None
             audit.record(session, "tenant_ready", snap.tenant_id, assets=list(snap.asset_names))
+    if changed:
+        raise NotYet("grants changed while the tenant was applied", delay=0.0)
 
 
 def grant_ended(svc: Services, grant: Grant) -> None:
@@ -244,6 +255,8 @@ def grant_ended(svc: Services, grant: Grant) -> None:
         grant.deprovision_callback = EndNotice.DUE
         grant.attempts = 0
         grant.next_attempt_at = None
+    elif grant.deprovision_callback == EndNotice.DUE:
+        grant.deprovision_callback = None  # e.g. a failure notice still due: the connector ended it itself
 
 
 APPLY: tuple[Step, ...] = (

@@ -252,23 +252,26 @@ def due_work(sessions: sessionmaker[Session], now: datetime) -> tuple[list[int],
     return received, sorted(t for t in tenant_ids if t)
 
 
+def _flow(session: Session, protocol: Protocol, transfer_process_id: str) -> Grant | None:
+    """A signaling data flow's grant: one per process and protocol; never another protocol's grant."""
+    query = select(Grant).where(
+        Grant.protocol == protocol,
+        Grant.transfer_process_id == transfer_process_id,
+        Grant.resource_definition_id == str(protocol),
+    )
+    return session.scalars(query).one_or_none()
+
+
 def find_grant(sessions: sessionmaker[Session], protocol: Protocol, transfer_process_id: str) -> Grant | None:
-    """The grant of a signaling data flow (one per process), detached from its session."""
+    """The grant of a signaling data flow, detached from its session."""
     with sessions() as session:
-        query = select(Grant).where(
-            Grant.transfer_process_id == transfer_process_id, Grant.resource_definition_id == str(protocol)
-        )
-        return session.scalars(query).one_or_none()
+        return _flow(session, protocol, transfer_process_id)
 
 
 def suspend(sessions: sessionmaker[Session], protocol: Protocol, transfer_process_id: str) -> Grant | None:
     """Revoke a data flow's token and keep its tenant (signaling suspend). None for an unknown flow."""
     with sessions.begin() as session:
-        grant = session.scalars(
-            select(Grant).where(
-                Grant.transfer_process_id == transfer_process_id, Grant.resource_definition_id == str(protocol)
-            )
-        ).one_or_none()
+        grant = _flow(session, protocol, transfer_process_id)
         if grant is None:
             return None
         if grant.state in (GrantState.PROVISIONING, GrantState.READY, GrantState.PROVISIONED):
@@ -283,11 +286,7 @@ def resume(
 ) -> Grant | None:
     """A suspended data flow starts again with a new token (signaling start after suspend, DPS resume)."""
     with sessions.begin() as session:
-        grant = session.scalars(
-            select(Grant).where(
-                Grant.transfer_process_id == transfer_process_id, Grant.resource_definition_id == str(protocol)
-            )
-        ).one_or_none()
+        grant = _flow(session, protocol, transfer_process_id)
         if grant is None:
             return None
         if grant.state == GrantState.SUSPENDED:
@@ -301,19 +300,43 @@ def resume(
 
 
 def respond_later(sessions: sessionmaker[Session], grant_id: int) -> bool:
-    """A synchronous start gave up waiting: the endpoint goes by callback. False when the grant is already
-    ready (the caller answers with it instead)."""
+    """A synchronous start stops waiting: the endpoint goes by callback. False when the grant was handed out
+    meanwhile (or is no longer starting)."""
     with sessions.begin() as session:
         grant = session.get(Grant, grant_id)
-        if grant is None or grant.state != GrantState.PROVISIONING:
+        if grant is None or grant.state not in (GrantState.PROVISIONING, GrantState.READY):
             return False
         grant.delivery = Delivery.CALLBACK
         return True
 
 
 def _tenant_needs_run(session: Session, tenant_id: str | None) -> None:
+    """A grant changed: the tenant applies it on its next run (durably: a restart before the kick loses nothing,
+    and a failed tenant gets another chance, as a new grant gives it)."""
     tenant = session.get(Tenant, tenant_id) if tenant_id else None
-    if tenant is not None and tenant.state == TenantState.READY:
+    if tenant is None:
+        return
+    if tenant.state in (TenantState.READY, TenantState.FAILED):
         move(tenant, TenantState.PENDING)
-    if tenant is not None:
-        tenant.next_attempt_at = None
+        tenant.attempts = 0
+    tenant.next_attempt_at = None
+
+
+def end_flow(
+    sessions: sessionmaker[Session], protocol: Protocol, transfer_process_id: str, ended_by: EndedBy
+) -> Grant | None:
+    """Terminate or complete a data flow (idempotent). None for an unknown flow."""
+    with sessions.begin() as session:
+        grant = _flow(session, protocol, transfer_process_id)
+        if grant is None:
+            return None
+        if grant.state in (GrantState.DEPROVISIONING, GrantState.DEPROVISIONED):
+            audit.record(session, "deprovision_duplicate", grant.tenant_id, grant.id, state=grant.state)
+            return grant
+        grant.ended_by = ended_by
+        move(grant, GrantState.DEPROVISIONING if grant.tenant_id else GrantState.DEPROVISIONED)
+        grant.attempts = 0
+        grant.next_attempt_at = None
+        _tenant_needs_run(session, grant.tenant_id)
+        audit.record(session, "deprovision_received", grant.tenant_id, grant.id, state=grant.state, ended_by=ended_by)
+        return grant

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
+from fastapi.responses import JSONResponse
 from pydantic import SecretStr
 
 from provisioner.scheduler import Worker
@@ -35,6 +37,20 @@ def get_settings(request: Request) -> ProvisionerSettings:
 ServicesDep = Annotated[Services, Depends(get_services)]
 WorkerDep = Annotated[Worker, Depends(get_worker)]
 SettingsDep = Annotated[ProvisionerSettings, Depends(get_settings)]
+
+
+async def json_object(request: Request, refuse: Callable[[int, str], JSONResponse]) -> dict[str, Any] | JSONResponse:
+    """The body as a JSON object (an empty body is ``{}``), or ``refuse``'s 400 in the caller's dialect."""
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return refuse(400, f"malformed JSON: {exc}")
+    if not isinstance(data, dict):
+        return refuse(400, "the body must be a JSON object")
+    return data
 
 
 def offered_keys(request: Request) -> list[str]:

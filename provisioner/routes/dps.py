@@ -20,7 +20,6 @@ control plane (``sub`` = its id, ``aud`` = our data plane id); otherwise the sha
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import Any
 
@@ -33,7 +32,15 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from provisioner import flows, identity, store
 from provisioner.edc_client import EdcLookupError, EdcRejected, same_url
 from provisioner.models import Grant
-from provisioner.routes.deps import RETRY_AFTER, ServicesDep, WorkerDep, get_settings, matches, offered_keys
+from provisioner.routes.deps import (
+    RETRY_AFTER,
+    ServicesDep,
+    WorkerDep,
+    get_settings,
+    json_object,
+    matches,
+    offered_keys,
+)
 from provisioner.services import Services
 from provisioner.states import Delivery, EndedBy, GrantState, Protocol
 from provisioner.wire import dps as wire
@@ -59,6 +66,31 @@ def _error(status: int, message: str, details: Any = None, headers: dict[str, st
     return JSONResponse(wire.error(message, details), status_code=status, headers=headers)
 
 
+def _verified(token: str, jwks: str, audience: str) -> dict[str, Any]:
+    """The claims of a bearer JWT signed by one of the control plane's keys, each key with its own algorithm
+    (so a key of another type is a refusal, never an error); 401 otherwise."""
+    refusal = "bearer token refused: no key of the control plane verifies it"
+    try:
+        keys = jwt.PyJWKSet.from_json(jwks).keys
+        kid = jwt.get_unverified_header(token).get("kid")
+    except (jwt.PyJWTError, ValueError) as exc:
+        raise HTTPException(401, f"bearer token refused: {exc}", {"WWW-Authenticate": "Bearer"}) from None
+    for key in [k for k in keys if kid in (None, k.key_id)] or list(keys):
+        try:
+            return jwt.decode(
+                token,
+                key.key,
+                algorithms=[key.algorithm_name],
+                audience=audience,
+                options={"require": ["iss", "sub", "aud", "iat", "exp"]},
+            )
+        except jwt.InvalidSignatureError:
+            continue
+        except (jwt.PyJWTError, TypeError, ValueError) as exc:
+            refusal = f"bearer token refused: {exc}"
+    raise HTTPException(401, refusal, {"WWW-Authenticate": "Bearer"})
+
+
 def control_plane(request: Request) -> None:
     """OAuth2 profile: a JWT the control plane signed for us; else the shared signaling key."""
     settings = get_settings(request)
@@ -66,27 +98,7 @@ def control_plane(request: Request) -> None:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise HTTPException(401, "a bearer token of the control plane is required", {"WWW-Authenticate": "Bearer"})
-        try:
-            keys = jwt.PyJWKSet.from_json(settings.dps_control_plane_jwks)
-            header = jwt.get_unverified_header(token)
-            candidates = [k for k in keys.keys if header.get("kid") in (None, k.key_id)] or list(keys.keys)
-            last: Exception | None = None
-            for key in candidates:
-                try:
-                    claims = jwt.decode(
-                        token,
-                        key.key,
-                        algorithms=["ES256", "ES384", "RS256", "PS256", "EdDSA"],
-                        audience=settings.signaling_dataplane_id,
-                        options={"require": ["iss", "sub", "aud", "iat", "exp"]},
-                    )
-                    break
-                except jwt.InvalidSignatureError as exc:
-                    last = exc
-            else:
-                raise last or jwt.InvalidTokenError("no key")
-        except (jwt.InvalidTokenError, jwt.PyJWKError, ValueError) as exc:
-            raise HTTPException(401, f"bearer token refused: {exc}", {"WWW-Authenticate": "Bearer"}) from None
+        claims = _verified(token, settings.dps_control_plane_jwks, settings.signaling_dataplane_id)
         if claims.get("sub") != settings.dps_control_plane_id:
             raise HTTPException(403, "the token's subject is not this data plane's control plane")
         return
@@ -98,16 +110,7 @@ def control_plane(request: Request) -> None:
 
 
 async def _json(request: Request) -> dict[str, Any] | JSONResponse:
-    raw = await request.body()
-    if not raw.strip():
-        return {}
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        return _error(400, f"malformed JSON: {exc}")
-    if not isinstance(data, dict):
-        return _error(400, "the body must be a JSON object")
-    return data
+    return await json_object(request, _error)
 
 
 def _started(message_id: str, flow_id: str, result: flows.Started, profile: str) -> Response:
@@ -167,8 +170,10 @@ async def start(request: Request, svc: ServicesDep, worker: WorkerDep) -> Respon
         if not created:  # a concurrent duplicate won the insert
             return _error(409, f"a data flow for process {message.process_id!r} exists already")
         if grant.tenant_id:
-            worker.kick_tenant(grant.tenant_id, force=True)
-        result = await flows.await_ready(svc, worker, grant.id, created, settings.signaling_start_wait_seconds)
+            worker.kick_tenant(grant.tenant_id, due=True)
+        result = await flows.await_ready(
+            svc, worker, grant.id, created, settings.signaling_start_wait_seconds, request.is_disconnected
+        )
     except (DBAPIError, SQLAlchemyError) as exc:
         log.warning("database unavailable: %s", exc)
         return _error(503, "state store unavailable, retry later", headers=RETRY_AFTER)
@@ -192,8 +197,10 @@ async def resume(flow_id: str, request: Request, svc: ServicesDep, worker: Worke
         if grant.state not in (GrantState.PROVISIONING, GrantState.READY, GrantState.PROVISIONED):
             return _error(409, f"data flow {flow_id!r} is {FLOW_STATES[GrantState(grant.state)]}, not suspended")
         if grant.tenant_id:
-            worker.kick_tenant(grant.tenant_id, force=True)
-        result = await flows.await_ready(svc, worker, grant.id, False, svc.settings.signaling_start_wait_seconds)
+            worker.kick_tenant(grant.tenant_id, due=True)
+        result = await flows.await_ready(
+            svc, worker, grant.id, False, svc.settings.signaling_start_wait_seconds, request.is_disconnected
+        )
     except ValidationError as exc:
         return _error(400, "not a DataFlowResumeMessage", exc.errors(include_url=False, include_input=False))
     except (DBAPIError, SQLAlchemyError):
@@ -211,18 +218,14 @@ def _ender(ended_by: EndedBy | None) -> Any:
         except ValidationError as exc:
             return _error(400, "malformed message", exc.errors(include_url=False, include_input=False))
         try:
-            if ended_by is None:
-                grant = await asyncio.to_thread(store.suspend, svc.sessions, PROTOCOL, flow_id)
-                known, tenant_id = grant is not None, grant.tenant_id if grant else None
-            else:
-                accepted = await asyncio.to_thread(flows.end, svc, PROTOCOL, flow_id, ended_by)
-                known, tenant_id = accepted is not None, accepted.tenant_id if accepted else None
+            grant = await asyncio.to_thread(flows.stop, svc, PROTOCOL, flow_id, ended_by)
         except (DBAPIError, SQLAlchemyError):
             return _error(503, "state store unavailable, retry later", headers=RETRY_AFTER)
+        known, tenant_id = grant is not None, grant.tenant_id if grant else None
         if not known:
             return _error(404, f"unknown data flow {flow_id!r}")
         if tenant_id:
-            worker.kick_tenant(tenant_id, force=True)
+            worker.kick_tenant(tenant_id, due=True)
         return Response(status_code=200)
 
     return handle

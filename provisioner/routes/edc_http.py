@@ -129,7 +129,7 @@ async def _handle(request: Request, svc: Services, worker: Worker) -> Response:
         log.warning("database unavailable: %s", exc)
         return _problem(503, "state store unavailable, retry later", RETRY_AFTER)
     if accepted.tenant_id:
-        worker.kick_tenant(accepted.tenant_id, force=accepted.created)
+        worker.kick_tenant(accepted.tenant_id, due=accepted.created)
     else:
         worker.kick_grant(accepted.grant_id)
     body = {"grant": accepted.grant_id, "state": accepted.state, "tenant": accepted.tenant_id}
@@ -155,7 +155,7 @@ async def _deprovision(
     except store.UnknownTransfer:
         return _problem(404, f"unknown transfer process {req.transfer_process_id!r}")
     if accepted.tenant_id:
-        worker.kick_tenant(accepted.tenant_id, force=True)
+        worker.kick_tenant(accepted.tenant_id, due=True)
     # EDC reads exactly 200 as "deprovisioned"; the teardown goes on in the background.
     return JSONResponse({"grant": accepted.grant_id, "state": accepted.state}, status_code=200)
 

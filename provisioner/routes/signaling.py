@@ -20,7 +20,6 @@ reason in a ``DataFlowError`` body.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import Any
 
@@ -31,7 +30,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from provisioner import flows, identity, store
 from provisioner.edc_client import EdcLookupError, EdcRejected, same_url
-from provisioner.routes.deps import RETRY_AFTER, ServicesDep, WorkerDep, shared_key
+from provisioner.routes.deps import RETRY_AFTER, ServicesDep, WorkerDep, json_object, shared_key
 from provisioner.states import EndedBy, Protocol
 from provisioner.wire import signaling as wire
 
@@ -44,16 +43,7 @@ def _error(status: int, message: str, details: Any = None, headers: dict[str, st
 
 
 async def _json(request: Request) -> dict[str, Any] | JSONResponse:
-    raw = await request.body()
-    if not raw.strip():
-        return {}
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        return _error(400, f"malformed JSON: {exc}")
-    if not isinstance(data, dict):
-        return _error(400, "the body must be a JSON object")
-    return data
+    return await json_object(request, _error)
 
 
 async def check() -> dict[str, str]:
@@ -98,8 +88,10 @@ async def start(request: Request, svc: ServicesDep, worker: WorkerDep) -> Respon
         except store.TenantCollision:
             return _error(403, "this consumer's tenant id is taken by another consumer; the operator is alerted")
         if grant.tenant_id:
-            worker.kick_tenant(grant.tenant_id, force=True)
-        result = await flows.await_ready(svc, worker, grant.id, created, settings.signaling_start_wait_seconds)
+            worker.kick_tenant(grant.tenant_id, due=True)
+        result = await flows.await_ready(
+            svc, worker, grant.id, created, settings.signaling_start_wait_seconds, request.is_disconnected
+        )
     except (DBAPIError, SQLAlchemyError) as exc:
         log.warning("database unavailable: %s", exc)
         return _error(503, "state store unavailable, retry later", headers=RETRY_AFTER)
@@ -119,21 +111,15 @@ def _ender(ended_by: EndedBy | None) -> Any:
         if isinstance(body, JSONResponse):
             return body
         try:
-            if ended_by is None:
-                grant = await asyncio.to_thread(store.suspend, svc.sessions, PROTOCOL, process_id)
-                tenant_id = grant.tenant_id if grant else None
-                known = grant is not None
-            else:
-                accepted = await asyncio.to_thread(flows.end, svc, PROTOCOL, process_id, ended_by)
-                tenant_id = accepted.tenant_id if accepted else None
-                known = accepted is not None
+            grant = await asyncio.to_thread(flows.stop, svc, PROTOCOL, process_id, ended_by)
         except (DBAPIError, SQLAlchemyError) as exc:
             log.warning("database unavailable: %s", exc)
             return _error(503, "state store unavailable, retry later", headers=RETRY_AFTER)
+        known, tenant_id = grant is not None, grant.tenant_id if grant else None
         if not known:
             return _error(404, f"unknown data flow {process_id!r}")
         if tenant_id:
-            worker.kick_tenant(tenant_id, force=True)
+            worker.kick_tenant(tenant_id, due=True)
         return Response(status_code=204)
 
     return handle

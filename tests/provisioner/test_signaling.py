@@ -20,9 +20,12 @@ from typing import Any
 import httpx
 import pytest
 
+from provisioner import flows, lifecycle, store
 from provisioner.app import create_app
+from provisioner.identity import Identity, IdentitySource
 from provisioner.services import Services
 from provisioner.settings import ProvisionerSettings
+from provisioner.states import Protocol
 from provisioner.tenants import tenant_id_for
 from tests.provisioner.helpers import SIGNALING_KEY, db_grants, db_tenant, secret_data
 from tests.provisioner.servers import EdcStub, wait_for
@@ -183,3 +186,41 @@ def test_registration_is_json_ld_with_the_key_in_the_url_and_repeated_when_forgo
     with stub.lock:
         stub.registrations.clear()
     wait_for(lambda: stub.registrations, 30, what="the registration after the control plane forgot us")
+
+
+def test_a_suspend_during_a_run_is_applied_by_the_next(services: Services, edc: tuple[EdcStub, str]) -> None:
+    """A suspend that lands while a run applies another grant must not be lost: that run leaves the tenant
+    pending and the next one revokes the token (the run settles only what it applied)."""
+    _, edc_url = edc
+    consumer = new_consumer()
+    tenant = tenant_id_for(consumer)
+    who = Identity(consumer, None, IdentitySource.SIGNALING)
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    grant, _ = flows.accept_start(
+        services, flows.claim(Protocol.SIGNALING, first, "dummy", f"{edc_url}/control"), "dummy", who
+    )
+    lifecycle.run_tenant(services, tenant, force=True)
+    token = secret_data(services, services.settings.namespace_for(tenant), f"wml-grant-{grant.id}")["token"]
+    assert sha(token) in live_digests(services, tenant)
+
+    flows.accept_start(
+        services, flows.claim(Protocol.SIGNALING, second, "input-dummy", f"{edc_url}/control"), "input-dummy", who
+    )
+
+    def suspend_midway(step: str) -> None:
+        if step == "ready":
+            store.suspend(services.sessions, Protocol.SIGNALING, first)
+
+    services.step_hook = suspend_midway
+    assert lifecycle.run_tenant(services, tenant, due=True) == 0.0  # changed under it: run again at once
+    assert db_tenant(services, tenant).state == "pending"
+    services.step_hook = lambda _: None
+    for _ in range(30):
+        again = lifecycle.run_tenant(services, tenant, due=True)
+        if again is None:
+            break
+        time.sleep(again)
+    assert db_tenant(services, tenant).state == "ready"
+    assert sha(token) not in live_digests(services, tenant)
+    states = {g.transfer_process_id: g.state for g in db_grants(services, tenant)}
+    assert states == {first: "suspended", second: "callback"}  # the second is ready, its answer due
