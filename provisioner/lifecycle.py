@@ -188,9 +188,9 @@ def _not_yet(svc: Services, tenant_id: str, exc: NotYet) -> float:
     with svc.sessions.begin() as session:
         tenant = session.get(Tenant, tenant_id)
         if tenant is not None:
-            tenant.next_attempt_at = svc.clock() + timedelta(seconds=exc.delay or 1.0)
+            tenant.next_attempt_at = svc.clock() + timedelta(seconds=exc.delay if exc.delay is not None else 1.0)
             tenant.error = str(exc)
-    return exc.delay or 1.0
+    return exc.delay if exc.delay is not None else 1.0
 
 
 def _step_failed(svc: Services, tenant_id: str, step: str, cause: Exception) -> float | None:

@@ -8,6 +8,7 @@ validated against the schema of its release; the spec's example start messages a
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import hashlib
 import json
@@ -21,17 +22,19 @@ import httpx
 import jsonschema
 import jwt
 import pytest
+import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from referencing import Registry, Resource
 
 from provisioner.app import create_app
+from provisioner.scheduler import Worker
 from provisioner.services import Services
 from provisioner.settings import ProvisionerSettings
 from provisioner.tenants import tenant_id_for
 from tests.provisioner.helpers import SIGNALING_KEY, db_grants, db_tenant, secret_data
 from tests.provisioner.servers import EdcStub, wait_for
-from tests.servers import ThreadedServer
+from tests.servers import ThreadedServer, free_port
 from tests.support.edc import cleanup, new_consumer
 
 pytestmark = pytest.mark.stack
@@ -281,3 +284,60 @@ def test_oauth2_profile_both_ways(dataplane: Callable[..., tuple[str, Services]]
     key = jwt.PyJWKSet.from_dict(jwks).keys[0].key
     claims = jwt.decode(token, key, algorithms=["ES256"], audience="edc-control-plane")
     assert claims["sub"] == claims["iss"] == "workflow-middlelayer"
+
+
+def test_kubernetes_down_during_start_answers_starting_and_loses_nothing(
+    make_settings: Callable[..., ProvisionerSettings], edc: tuple[EdcStub, str], tmp_path: Path
+) -> None:
+    """Kubernetes unreachable: the start is kept and answered STARTING (the dialect's way of saying "later");
+    once Kubernetes is back the reconciler builds the tenant and the `started` callback carries the token."""
+    stub, _ = edc
+    real = make_settings(dps_enabled=True, signaling_verify_with_management=False)
+    config = yaml.safe_load(real.kubeconfig.read_text())
+    for cluster in config["clusters"]:
+        cluster["cluster"]["server"] = f"https://127.0.0.1:{free_port()}"  # nothing listens there
+    dead = tmp_path / "dead-kubeconfig"
+    dead.write_text(yaml.safe_dump(config))
+    settings = make_settings(
+        dps_enabled=True,
+        signaling_verify_with_management=False,
+        kubeconfig=dead,
+        kube_timeout_seconds=1.0,
+        signaling_start_wait_seconds=1.0,
+    )
+    svc = Services.build(settings)
+    process, consumer = str(uuid.uuid4()), new_consumer()
+    try:
+        with ThreadedServer(create_app(settings, services=svc)) as server:
+            answer = httpx.post(
+                f"{server.url}/dps/dataflows/start", json=start_of("rc3", process, consumer), headers=KEY, timeout=30
+            )
+        assert answer.status_code == 202 and answer.json()["state"] == "STARTING", answer.text
+        assert [g.state for g in db_grants(svc)] in (["provisioning"], ["callback"])
+        assert stub.signals("started", process) == []
+    finally:
+        svc.close()
+
+    back = Services.build(real)  # Kubernetes is back (a restarted provisioner: nothing kept in memory)
+    try:
+
+        async def reconcile() -> None:
+            worker = Worker(back)
+            try:
+                for _ in range(120):
+                    await worker.reconcile_once()
+                    await worker.runner.drain()
+                    if stub.signals("started", process):
+                        return
+                    await asyncio.sleep(0.5)
+            finally:
+                await worker.close()
+
+        asyncio.run(reconcile())
+        [call] = stub.signals("started", process)
+        validate("rc3", "DataFlowStatusMessage", call.body)
+        token = token_of(call.body)
+        assert live_digests(back, tenant_id_for(consumer)) == {hashlib.sha256(token.encode()).hexdigest()}
+    finally:
+        cleanup(back)
+        back.close()
