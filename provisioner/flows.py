@@ -10,13 +10,17 @@ process runs the tenant's steps.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from provisioner import store
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from provisioner import identity, store
 from provisioner.delivery import mark_provisioned
+from provisioner.edc_client import EdcLookupError, EdcRejected
 from provisioner.identity import Identity
 from provisioner.kube import KubeError
 from provisioner.models import Grant
@@ -24,6 +28,18 @@ from provisioner.scheduler import Worker
 from provisioner.services import Services
 from provisioner.states import Delivery, EndedBy, GrantState, Protocol
 from provisioner.steps import grant_token
+
+log = logging.getLogger(__name__)
+
+
+class Refused(Exception):
+    """A start the core will not take: the adapter renders ``status`` and ``reason`` in its dialect."""
+
+    def __init__(self, status: int, reason: str, retry: bool = False) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.retry = retry  # a moment's outage (database, management API): the caller may send it again
 
 
 class StartResult(StrEnum):
@@ -53,6 +69,47 @@ def claim(protocol: Protocol, process_id: str, dataset_id: str, callback: str, p
         policy={"profile": profile} if profile else None,
         delivery=Delivery.RESPONSE,
     )
+
+
+async def start(
+    svc: Services,
+    worker: Worker,
+    request: store.Claim,
+    consumer: str,
+    exclusive: bool,
+    gone: Callable[[], Awaitable[bool]] | None = None,
+) -> Started:
+    """A control plane's start, whatever its dialect: the asset, the consumer, the grant, the wait.
+    ``exclusive``: a second start of the same process is refused (DPS) rather than answered again (dialect A).
+    Raises :class:`Refused`."""
+    log_id = request.transfer_process_id
+    try:
+        if exclusive and await asyncio.to_thread(store.find_grant, svc.sessions, request.protocol, log_id) is not None:
+            raise Refused(409, f"a data flow for process {log_id!r} exists already")
+        asset = await asyncio.to_thread(svc.catalogue.resolve, request.asset_id, svc.sessions)
+        if asset is None:
+            raise Refused(404, f"dataset {request.asset_id!r} is not offered by this data plane")
+        try:
+            who = await asyncio.to_thread(identity.resolve_flow, svc, log_id, request.asset_id, consumer)
+        except EdcRejected as exc:
+            raise Refused(403, f"not verified with the connector: {exc}") from None
+        except EdcLookupError as exc:
+            log.warning("flow %s not verified yet: %s", log_id, exc)
+            raise Refused(503, "the connector's management API cannot be asked yet", retry=True) from None
+        try:
+            grant, created = await asyncio.to_thread(accept_start, svc, request, asset.name, who)
+        except store.TenantCollision:
+            raise Refused(
+                403, "this consumer's tenant id is taken by another consumer; the operator is alerted"
+            ) from None
+        if exclusive and not created:  # a concurrent duplicate won the insert
+            raise Refused(409, f"a data flow for process {log_id!r} exists already")
+        if grant.tenant_id:
+            worker.kick_tenant(grant.tenant_id, due=True)
+        return await await_ready(svc, worker, grant.id, created, svc.settings.signaling_start_wait_seconds, gone)
+    except (DBAPIError, SQLAlchemyError) as exc:
+        log.warning("database unavailable: %s", exc)
+        raise Refused(503, "state store unavailable, retry later", retry=True) from None
 
 
 def accept_start(svc: Services, request: store.Claim, asset_name: str, who: Identity) -> tuple[Grant, bool]:

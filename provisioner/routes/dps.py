@@ -29,8 +29,8 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from provisioner import flows, identity, store
-from provisioner.edc_client import EdcLookupError, EdcRejected, same_url
+from provisioner import flows, store
+from provisioner.edc_client import same_url
 from provisioner.models import Grant
 from provisioner.routes.deps import (
     RETRY_AFTER,
@@ -147,36 +147,13 @@ async def start(request: Request, svc: ServicesDep, worker: WorkerDep) -> Respon
         return _error(403, "no control plane configured for this data plane")
     if message.callback_address is not None and not same_url(message.callback_address, control):
         return _error(403, "callbackAddress is not this data plane's control plane")
+    claim = flows.claim(PROTOCOL, message.process_id, message.dataset_id, control, message.kind)
     try:
-        if await asyncio.to_thread(store.find_grant, svc.sessions, PROTOCOL, message.process_id) is not None:
-            return _error(409, f"a data flow for process {message.process_id!r} exists already")
-        asset = await asyncio.to_thread(svc.catalogue.resolve, message.dataset_id, svc.sessions)
-        if asset is None:
-            return _error(404, f"dataset {message.dataset_id!r} is not offered by this data plane")
-        try:
-            who = await asyncio.to_thread(
-                identity.resolve_flow, svc, message.process_id, message.dataset_id, message.counter_party_id
-            )
-        except EdcRejected as exc:
-            return _error(403, f"not verified with the connector: {exc}")
-        except EdcLookupError as exc:
-            log.warning("flow %s not verified yet: %s", message.process_id, exc)
-            return _error(503, "the connector's management API cannot be asked yet", headers=RETRY_AFTER)
-        claim = flows.claim(PROTOCOL, message.process_id, message.dataset_id, control, message.kind)
-        try:
-            grant, created = await asyncio.to_thread(flows.accept_start, svc, claim, asset.name, who)
-        except store.TenantCollision:
-            return _error(403, "this consumer's tenant id is taken by another consumer; the operator is alerted")
-        if not created:  # a concurrent duplicate won the insert
-            return _error(409, f"a data flow for process {message.process_id!r} exists already")
-        if grant.tenant_id:
-            worker.kick_tenant(grant.tenant_id, due=True)
-        result = await flows.await_ready(
-            svc, worker, grant.id, created, settings.signaling_start_wait_seconds, request.is_disconnected
+        result = await flows.start(
+            svc, worker, claim, message.counter_party_id, exclusive=True, gone=request.is_disconnected
         )
-    except (DBAPIError, SQLAlchemyError) as exc:
-        log.warning("database unavailable: %s", exc)
-        return _error(503, "state store unavailable, retry later", headers=RETRY_AFTER)
+    except flows.Refused as refused:
+        return _error(refused.status, refused.reason, headers=RETRY_AFTER if refused.retry else None)
     svc.metrics.requests.labels(type="dps-start", code=result.result).inc()
     return _started(message.message_id, message.process_id, result, message.kind)
 

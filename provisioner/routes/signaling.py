@@ -28,8 +28,8 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from provisioner import flows, identity, store
-from provisioner.edc_client import EdcLookupError, EdcRejected, same_url
+from provisioner import flows
+from provisioner.edc_client import same_url
 from provisioner.routes.deps import RETRY_AFTER, ServicesDep, WorkerDep, json_object, shared_key
 from provisioner.states import EndedBy, Protocol
 from provisioner.wire import signaling as wire
@@ -69,32 +69,13 @@ async def start(request: Request, svc: ServicesDep, worker: WorkerDep) -> Respon
     if message.source.type and message.source.type not in settings.signaling_source_types:
         return _error(400, f"source type {message.source.type!r} is not served by this data plane")
     asset_id = message.source.properties.get("assetId") or message.dataset_id
+    claim = flows.claim(PROTOCOL, message.process_id, asset_id, message.callback_address)
     try:
-        asset = await asyncio.to_thread(svc.catalogue.resolve, asset_id, svc.sessions)
-        if asset is None:
-            return _error(404, f"dataset {asset_id!r} is not offered by this data plane")
-        try:
-            who = await asyncio.to_thread(
-                identity.resolve_flow, svc, message.process_id, message.dataset_id, message.participant_id
-            )
-        except EdcRejected as exc:
-            return _error(403, f"not verified with the connector: {exc}")
-        except EdcLookupError as exc:
-            log.warning("flow %s not verified yet: %s", message.process_id, exc)
-            return _error(503, "the connector's management API cannot be asked yet", headers=RETRY_AFTER)
-        claim = flows.claim(PROTOCOL, message.process_id, asset_id, message.callback_address)
-        try:
-            grant, created = await asyncio.to_thread(flows.accept_start, svc, claim, asset.name, who)
-        except store.TenantCollision:
-            return _error(403, "this consumer's tenant id is taken by another consumer; the operator is alerted")
-        if grant.tenant_id:
-            worker.kick_tenant(grant.tenant_id, due=True)
-        result = await flows.await_ready(
-            svc, worker, grant.id, created, settings.signaling_start_wait_seconds, request.is_disconnected
+        result = await flows.start(
+            svc, worker, claim, message.participant_id, exclusive=False, gone=request.is_disconnected
         )
-    except (DBAPIError, SQLAlchemyError) as exc:
-        log.warning("database unavailable: %s", exc)
-        return _error(503, "state store unavailable, retry later", headers=RETRY_AFTER)
+    except flows.Refused as refused:
+        return _error(refused.status, refused.reason, headers=RETRY_AFTER if refused.retry else None)
     svc.metrics.requests.labels(type="signaling-start", code=result.result).inc()
     if result.result is flows.StartResult.READY:
         return JSONResponse(wire.response(result.endpoint, result.token))
