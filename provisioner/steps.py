@@ -215,10 +215,14 @@ def mark_ready(ctx: StepContext) -> None:
         raise NotYet("the API's pods are rolling to the new token set", delay=1.0)
     seen = dict(snap.grant_states)
     with svc.sessions.begin() as session:
-        tenant = session.get(Tenant, snap.tenant_id)
+        # Locked rows (PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises): a suspend or terminate committed
+        # meanwhile is seen here as a change, never overwritten by this run.
+        # Grants before their tenant, in id order: the order every other writer locks them in.
+        query = select(Grant).where(Grant.tenant_id == snap.tenant_id).order_by(Grant.id).with_for_update()
+        grants = list(session.scalars(query))
+        tenant = session.get(Tenant, snap.tenant_id, with_for_update=True)
         if tenant is None:
             return
-        grants = list(session.scalars(select(Grant).where(Grant.tenant_id == snap.tenant_id)))
         changed = any(seen.get(g.id) != g.state for g in grants)
         for grant in grants:
             if seen.get(grant.id) != grant.state:

@@ -252,14 +252,15 @@ def due_work(sessions: sessionmaker[Session], now: datetime) -> tuple[list[int],
     return received, sorted(t for t in tenant_ids if t)
 
 
-def _flow(session: Session, protocol: Protocol, transfer_process_id: str) -> Grant | None:
-    """A signaling data flow's grant: one per process and protocol; never another protocol's grant."""
+def _flow(session: Session, protocol: Protocol, transfer_process_id: str, lock: bool = False) -> Grant | None:
+    """A signaling data flow's grant: one per process and protocol; never another protocol's grant.
+    ``lock``: the row is held until the transaction ends (a state change based on what was read)."""
     query = select(Grant).where(
         Grant.protocol == protocol,
         Grant.transfer_process_id == transfer_process_id,
         Grant.resource_definition_id == str(protocol),
     )
-    return session.scalars(query).one_or_none()
+    return session.scalars(query.with_for_update() if lock else query).one_or_none()
 
 
 def find_grant(sessions: sessionmaker[Session], protocol: Protocol, transfer_process_id: str) -> Grant | None:
@@ -271,7 +272,7 @@ def find_grant(sessions: sessionmaker[Session], protocol: Protocol, transfer_pro
 def suspend(sessions: sessionmaker[Session], protocol: Protocol, transfer_process_id: str) -> Grant | None:
     """Revoke a data flow's token and keep its tenant (signaling suspend). None for an unknown flow."""
     with sessions.begin() as session:
-        grant = _flow(session, protocol, transfer_process_id)
+        grant = _flow(session, protocol, transfer_process_id, lock=True)
         if grant is None:
             return None
         if grant.state in (GrantState.PROVISIONING, GrantState.READY, GrantState.PROVISIONED):
@@ -286,7 +287,7 @@ def resume(
 ) -> Grant | None:
     """A suspended data flow starts again with a new token (signaling start after suspend, DPS resume)."""
     with sessions.begin() as session:
-        grant = _flow(session, protocol, transfer_process_id)
+        grant = _flow(session, protocol, transfer_process_id, lock=True)
         if grant is None:
             return None
         if grant.state == GrantState.SUSPENDED:
@@ -313,7 +314,7 @@ def respond_later(sessions: sessionmaker[Session], grant_id: int) -> bool:
 def _tenant_needs_run(session: Session, tenant_id: str | None) -> None:
     """A grant changed: the tenant applies it on its next run (durably: a restart before the kick loses nothing,
     and a failed tenant gets another chance, as a new grant gives it)."""
-    tenant = session.get(Tenant, tenant_id) if tenant_id else None
+    tenant = session.get(Tenant, tenant_id, with_for_update=True) if tenant_id else None
     if tenant is None:
         return
     if tenant.state in (TenantState.READY, TenantState.FAILED):
@@ -327,7 +328,7 @@ def end_flow(
 ) -> Grant | None:
     """Terminate or complete a data flow (idempotent). None for an unknown flow."""
     with sessions.begin() as session:
-        grant = _flow(session, protocol, transfer_process_id)
+        grant = _flow(session, protocol, transfer_process_id, lock=True)
         if grant is None:
             return None
         if grant.state in (GrantState.DEPROVISIONING, GrantState.DEPROVISIONED):
