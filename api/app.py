@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -19,11 +21,13 @@ from api.argo import Argo
 from api.catalogue import Catalogue
 from api.context import Tenant, TenantDep, TokenGate
 from api.kube import Kube
-from api.routes import assets, health, jobs
+from api.routes import assets, health, jobs, webhook
 from api.schemas import Problem
 from api.settings import ApiSettings
 from api.storage import Storage, make_filesystem
 from api.tokens import TokenSet
+from api.webhooks.dispatcher import Dispatcher
+from api.webhooks.targets import TargetPolicy
 
 DESCRIPTION = """\
 Run the provider's contracted WorkflowAssets: upload inputs, start jobs, follow logs, download outputs.
@@ -56,7 +60,12 @@ def create_app(settings: ApiSettings) -> FastAPI:
             settings.s3_region,
         )
         timeout = httpx.Timeout(30.0, connect=5.0)
-        async with httpx.AsyncClient(verify=settings.argo_verify_tls, timeout=timeout) as session:
+        # Webhooks: no proxy from the environment, no redirects (a redirect could point anywhere), short limits.
+        hooks_timeout = httpx.Timeout(settings.webhook_timeout_seconds)
+        async with (
+            httpx.AsyncClient(verify=settings.argo_verify_tls, timeout=timeout) as session,
+            httpx.AsyncClient(timeout=hooks_timeout, follow_redirects=False, trust_env=False) as hooks,
+        ):
             argo = Argo(settings, session)
             kube = Kube(settings)
             if settings.token_secret:
@@ -67,10 +76,15 @@ def create_app(settings: ApiSettings) -> FastAPI:
                 argo=argo,
                 catalogue=Catalogue(argo),
                 kube=kube,
+                webhook_policy=TargetPolicy.of(settings.webhook_allow_http, settings.webhook_allowed_networks),
             )
+            dispatcher = asyncio.create_task(Dispatcher(app.state.tenant, hooks, app.state.tenant.webhook_policy).run())
             try:
                 yield
             finally:
+                dispatcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await dispatcher
                 await kube.aclose()
 
     app = FastAPI(
@@ -87,7 +101,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.state.registry = registry
     app.state.tokens = tokens
     errors.install(app)
-    for router in (health.router, assets.router, jobs.router):
+    for router in (health.router, assets.router, jobs.router, webhook.router):
         app.include_router(router)
 
     def schema_with_problems() -> dict[str, Any]:

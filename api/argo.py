@@ -18,6 +18,7 @@ from hera.workflows import AsyncWorkflowsService
 from hera.workflows import models as m
 
 from api.settings import ApiSettings
+from templates.compiler import LABEL_WEBHOOK, WebhookMark
 
 
 class ArgoUnavailable(RuntimeError):
@@ -105,6 +106,15 @@ class Argo:
             for w in result.items or []
         ]
         return sorted(found)
+
+    async def finished_with_pending_webhook(self) -> Sequence[str]:
+        """Names of finished jobs whose completion event is not settled yet (only names are fetched)."""
+        result = await self._call(
+            "list_workflows",
+            label_selector=f"workflows.argoproj.io/completed=true,{LABEL_WEBHOOK}={WebhookMark.PENDING}",
+            fields="items.metadata.name",
+        )
+        return sorted(w.metadata.name for w in result.items or [] if w.metadata.name)
 
     async def count_active(self) -> int:
         return len(await self.active())

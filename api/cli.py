@@ -156,6 +156,21 @@ def start(
 
 
 @client_app.command()
+def webhook(
+    ctx: typer.Context,
+    url: Annotated[str | None, typer.Argument(help="Default URL for job completion events; omit to show.")] = None,
+    rotate_secret: Annotated[bool, typer.Option(help="Issue a new signing secret.")] = False,
+) -> None:
+    """Show or register the tenant's webhook; prints its URL and signing secret (whsec_…)."""
+    with _client(ctx) as c:
+        try:
+            info = c.set_webhook(url, rotate_secret) if url or rotate_secret else c.webhook()
+        except ApiError as exc:
+            _fail(exc)
+    typer.echo(json.dumps(info, indent=2))
+
+
+@client_app.command()
 def wait(ctx: typer.Context, job: str, timeout: float = 1800) -> None:
     """Wait for a job to finish, showing its state; exit 1 unless COMPLETE."""
     with _client(ctx) as c, console.status(f"{job}: …") as status:

@@ -88,11 +88,27 @@ class Client:
         return self._items(f"/v1/assets/{asset}/inputs")
 
     def start(
-        self, asset: str, parameters: dict[str, str] | None = None, idempotency_key: str | None = None
+        self,
+        asset: str,
+        parameters: dict[str, str] | None = None,
+        idempotency_key: str | None = None,
+        webhook_url: str | None = None,
     ) -> dict[str, Any]:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        body = {"asset": asset, "parameters": parameters or {}}
+        body: dict[str, Any] = {"asset": asset, "parameters": parameters or {}}
+        if webhook_url is not None:
+            body["webhook_url"] = webhook_url
         return self._object("POST", "/v1/jobs", json=body, headers=headers)
+
+    def set_webhook(self, url: str | None, rotate_secret: bool = False) -> dict[str, Any]:
+        """Register the tenant's default webhook (None: per-job URLs only); returns it with its signing secret."""
+        return self._object("PUT", "/v1/webhook", json={"url": url, "rotate_secret": rotate_secret})
+
+    def webhook(self) -> dict[str, Any]:
+        return self._object("GET", "/v1/webhook")
+
+    def delete_webhook(self) -> None:
+        self._json("DELETE", "/v1/webhook")
 
     def job(self, job: str) -> dict[str, Any]:
         return self._object("GET", f"/v1/jobs/{job}")

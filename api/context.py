@@ -18,6 +18,7 @@ from api.kube import Kube
 from api.settings import ApiSettings
 from api.storage import Storage
 from api.tokens import TokenSet
+from api.webhooks.targets import TargetPolicy
 from templates import WorkflowAsset
 
 
@@ -28,6 +29,7 @@ class Tenant:
     argo: Argo
     catalogue: Catalogue
     kube: Kube
+    webhook_policy: TargetPolicy
     start_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # quota count + create, one start at a time
 
     async def asset(self, name: str) -> WorkflowAsset:

@@ -1,4 +1,5 @@
-"""The little the consumer API asks of the Kubernetes API itself: each job's environment Secret.
+"""The little the consumer API asks of the Kubernetes API itself: each job's environment Secret, and the label
+that settles a job's completion event.
 
 Workflows go through Argo Server; only the job's environment goes to Kubernetes directly, as a Secret the
 Workflow owns, so that consumer values never pass through Argo's template engine. The API's ServiceAccount may
@@ -16,6 +17,7 @@ from typing import Any
 import httpx
 
 from api.settings import ApiSettings
+from templates.compiler import LABEL_WEBHOOK, WebhookMark
 
 
 class KubeUnavailable(Exception):
@@ -89,6 +91,14 @@ class Kube:
         response = await self._call("DELETE", self._secrets(name))
         if not response.is_success and response.status_code != 404:
             raise KubeRejected(f"secret {name}: {response.status_code} {_reason(response)}")
+
+    async def settle_webhook(self, job: str) -> None:
+        """Mark a job's completion event settled, so the delivery loop stops listing it (a label, nothing else)."""
+        path = f"/apis/argoproj.io/v1alpha1/namespaces/{self.settings.namespace}/workflows/{job}"
+        patch = {"metadata": {"labels": {LABEL_WEBHOOK: str(WebhookMark.SETTLED)}}}
+        response = await self._call("PATCH", path, patch, "application/merge-patch+json")
+        if not response.is_success and response.status_code != 404:
+            raise KubeRejected(f"workflow {job}: {response.status_code} {_reason(response)}")
 
     async def token_digests(self) -> tuple[str, ...] | None:
         """The live token digests from the provisioner's Secret; None when it is absent (the seed stays)."""

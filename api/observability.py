@@ -34,7 +34,7 @@ log.addFilter(_stamp)
 class JsonFormatter(logging.Formatter):
     """``{"at", "level", "logger", "msg", "request_id", …extra}`` on one line."""
 
-    FIELDS = ("method", "route", "status", "ms", "tenant", "cause")
+    FIELDS = ("method", "route", "status", "ms", "tenant", "cause", "job")
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.states import JobState
+from api.webhooks.records import Delivery
 
 
 class Body(BaseModel):
@@ -73,6 +74,12 @@ class JobCreate(Body):
     parameters: dict[str, str] = Field(
         default_factory=dict, description="Environment values for the asset's env inputs (override uploads)."
     )
+    webhook_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="Where this job's completion event goes (default: the tenant's webhook, `PUT /v1/webhook`). "
+        "Needs a signing secret: register the tenant's webhook first.",
+    )
 
 
 class StepInfo(Body):
@@ -96,6 +103,7 @@ class Job(Body):
     finished_at: datetime | None = None
     steps: list[StepInfo] = Field(default_factory=list)
     ui_url: str | None = None
+    webhook: Delivery | None = Field(default=None, description="The completion event's delivery (job detail only).")
 
 
 class JobList(Body):
@@ -144,3 +152,20 @@ class Problem(Body):
     status: int
     title: str
     detail: str
+
+
+class WebhookUpdate(Body):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str | None = Field(
+        default=None, max_length=2048, description="Default target of job events; null: only per-job URLs."
+    )
+    rotate_secret: bool = Field(
+        default=False, description="Issue a new signing secret; the old one keeps signing for a day beside it."
+    )
+
+
+class WebhookSettings(Body):
+    url: str | None = None
+    secret: str = Field(description="The current signing secret (`whsec_…`): verify `webhook-signature` with it.")
+    secrets_signing: int = Field(description="How many secrets sign each event now (2 during a rotation).")

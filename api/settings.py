@@ -52,8 +52,21 @@ class ApiSettings(BaseSettings):
 
     quota_concurrent_jobs: int = Field(default=4, ge=1)
     quota_storage_bytes: int = Field(default=50 * 1024**3, ge=0)
-    webhook_url: str | None = Field(default=None, description="Receives signed job-completion events.")
-    webhook_secret: SecretStr | None = None
+    webhook_allow_http: bool = Field(default=False, description="Also call http:// webhook URLs (local set-ups).")
+    webhook_allowed_networks: list[str] = Field(
+        default_factory=list,
+        description="CIDRs webhooks may reach although not public (e.g. a receiver inside the provider's network); "
+        "everything else non-public is refused.",
+    )
+    webhook_poll_seconds: float = Field(default=2.0, gt=0, description="How often finished jobs are looked for.")
+    webhook_retry_seconds: list[float] = Field(
+        default_factory=lambda: [5.0, 30.0, 120.0, 600.0, 1800.0, 7200.0, 18000.0, 36000.0],
+        description="Delay before each retry of a failed delivery (the last retry fails the event for good).",
+    )
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, description="One attempt's time limit.")
+    webhook_secret_overlap_seconds: float = Field(
+        default=86400, ge=0, description="How long a rotated signing secret keeps signing beside its successor."
+    )
 
     root_path: str = Field(default="", description="Path prefix when served behind an ingress path.")
     page_size_max: int = 200

@@ -20,12 +20,18 @@ from api.kube import KubeRejected, KubeUnavailable
 from api.routes.assets import max_env_bytes
 from api.schemas import JobCreate
 from api.storage import StorageUnavailable, TooLarge
+from api.webhooks import config as webhook_config
+from api.webhooks import records as webhook_records
+from api.webhooks.records import new_delivery
+from api.webhooks.targets import TargetRefused
 from templates import Input, InputKind, WorkflowAsset, job_workflow, new_job_id, resolve_env
 from templates.compiler import (
     ANNOTATION_ASSET_NAME,
     ANNOTATION_ENV_DIGESTS,
     ANNOTATION_INPUT_DIGESTS,
     ANNOTATION_REQUEST,
+    LABEL_WEBHOOK,
+    WebhookMark,
 )
 from templates.envvars import EnvError
 from templates.jobs import env_secret, env_secret_name
@@ -74,6 +80,22 @@ async def check_inputs(tenant: Tenant, asset: WorkflowAsset) -> tuple[dict[str, 
             raise StorageUnavailable("a staged env input's data is missing")
         dotenv[item.name] = text
     return staged, dotenv
+
+
+async def webhook_target(tenant: Tenant, body: JobCreate) -> str | None:
+    """Where the job's completion event goes: the start's own URL, else the tenant's default, else nowhere."""
+    if body.webhook_url is not None:
+        try:
+            tenant.webhook_policy.check_url(body.webhook_url)
+        except TargetRefused as exc:
+            raise ApiError(422, "Unprocessable Content", str(exc)) from None
+    cfg = await webhook_config.load(tenant.storage)
+    if body.webhook_url is not None:
+        if cfg is None or cfg.current() is None:
+            detail = "no webhook signing secret yet: register the tenant's webhook (PUT /v1/webhook) first"
+            raise ApiError(409, "Conflict", detail)
+        return body.webhook_url
+    return cfg.url if cfg is not None else None
 
 
 def _over_quota(tenant: Tenant) -> ApiError:
@@ -153,7 +175,9 @@ async def start(tenant: Tenant, body: JobCreate, idempotency_key: str | None) ->
             existing = None
         if existing is not None:
             return replay(tenant, existing, digest)
-    (staged, dotenv), _ = await asyncio.gather(check_inputs(tenant, asset), check_quota(tenant))
+    (staged, dotenv), _, hook = await asyncio.gather(
+        check_inputs(tenant, asset), check_quota(tenant), webhook_target(tenant, body)
+    )
     await check_storage(tenant, asset, staged)
     try:
         env = resolve_env(asset, dotenv, body.parameters)
@@ -170,6 +194,8 @@ async def start(tenant: Tenant, body: JobCreate, idempotency_key: str | None) ->
                 if item.kind is not InputKind.ENV and item.name in staged
             ),
             *([write_env_secret(tenant, job_id, env)] if has_env else []),
+            # Before the Workflow: a job that finishes always finds where its event goes.
+            *([webhook_records.write(tenant.storage, job_id, new_delivery(hook))] if hook else []),
         )
     except Replay as found:
         return replay(tenant, found.workflow, digest)
@@ -181,6 +207,8 @@ async def start(tenant: Tenant, body: JobCreate, idempotency_key: str | None) ->
         tenant=tenant.settings.tenant,
         idempotency_key=hashlib.sha256(idempotency_key.encode()).hexdigest() if idempotency_key else None,
     ).to_dict()
+    if hook:
+        manifest["metadata"].setdefault("labels", {})[LABEL_WEBHOOK] = str(WebhookMark.PENDING)
     manifest["metadata"].setdefault("annotations", {}).update(
         {
             ANNOTATION_REQUEST: digest,

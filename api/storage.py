@@ -306,6 +306,10 @@ class Storage:
         if await self._run(self.fs.exists, path):
             await self._run(self.fs.rm, path, recursive=True)
 
+    async def delete_key(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            await self._run(self.fs.rm_file, self._path(key))
+
     async def used_bytes(self) -> int:
         return sum(e["size"] for e in await self.list_prefix(self.keys.prefix))
 

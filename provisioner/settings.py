@@ -82,6 +82,14 @@ class ProvisionerSettings(BaseSettings):
     )
     kube_api_egress_ports: list[int] = Field(default_factory=lambda: [443, 6443])
     argo_server_egress_cidrs: list[str] = Field(default_factory=lambda: ["10.88.0.2/32"])
+    # --- consumers' job-completion webhooks (the tenant API calls them)
+    webhook_egress: bool = Field(
+        default=True, description="Tenant APIs may call public addresses (webhooks); off: no webhook can arrive."
+    )
+    webhook_allowed_networks: list[str] = Field(
+        default_factory=list, description="Non-public CIDRs webhooks may reach too (receivers inside your network)."
+    )
+    webhook_allow_http: bool = Field(default=False, description="Allow http:// webhook URLs (local set-ups only).")
 
     # --- quotas (per tenant)
     quota_cpu: str = "4"

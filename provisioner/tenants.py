@@ -167,6 +167,18 @@ def _cidr_peers(cidrs: list[str], ports: list[int]) -> list[dict[str, Any]]:
     return [{"to": [{"ipBlock": {"cidr": c}} for c in cidrs], "ports": [{"protocol": "TCP", "port": p} for p in ports]}]
 
 
+NON_PUBLIC_V4 = [
+    "0.0.0.0/8",
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "224.0.0.0/3",
+]
+
+
 def network_policies(settings: ProvisionerSettings, spec: TenantSpec) -> list[dict[str, Any]]:
     dns = {
         "to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
@@ -182,6 +194,12 @@ def network_policies(settings: ProvisionerSettings, spec: TenantSpec) -> list[di
             "ports": [{"protocol": "TCP", "port": argo_port}],
         },
     ]
+    # Webhooks go to public addresses (any port), never to private, link-local or loopback ranges, except the
+    # networks the operator allows; the API checks the same again on every delivery (api/webhooks/targets.py).
+    hooks: list[dict[str, Any]] = []
+    if settings.webhook_egress:
+        hooks.append({"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": NON_PUBLIC_V4}}]})
+        hooks.extend({"to": [{"ipBlock": {"cidr": c}}]} for c in settings.webhook_allowed_networks)
     np = "networking.k8s.io/v1"
     return [
         _obj(
@@ -202,8 +220,8 @@ def network_policies(settings: ProvisionerSettings, spec: TenantSpec) -> list[di
                 "egress": [dns, *s3, *kube_api],
             },
         ),
-        # The API: ingress only from the ingress controller's namespace; egress to S3, Argo Server, DNS and the
-        # Kubernetes API (job environment Secrets).
+        # The API: ingress only from the ingress controller's namespace; egress to S3, Argo Server, DNS, the
+        # Kubernetes API (job environment Secrets) and webhook receivers.
         _obj(
             np,
             "NetworkPolicy",
@@ -223,7 +241,7 @@ def network_policies(settings: ProvisionerSettings, spec: TenantSpec) -> list[di
                         "ports": [{"protocol": "TCP", "port": settings.api_port}],
                     }
                 ],
-                "egress": [dns, *s3, *argo, *kube_api],
+                "egress": [dns, *s3, *argo, *kube_api, *hooks],
             },
         ),
     ]
@@ -249,6 +267,10 @@ def api_env(settings: ProvisionerSettings, spec: TenantSpec) -> tuple[dict[str, 
         plain["WML_API_S3_REGION"] = settings.s3_region
     if settings.argo_ui_url:
         plain["WML_API_ARGO_UI_URL"] = settings.argo_ui_url
+    if settings.webhook_allow_http:
+        plain["WML_API_WEBHOOK_ALLOW_HTTP"] = "true"
+    if settings.webhook_allowed_networks:
+        plain["WML_API_WEBHOOK_ALLOWED_NETWORKS"] = json.dumps(settings.webhook_allowed_networks)
     if settings.ingress_enabled and settings.api_url_template.rstrip("/").endswith(
         settings.ingress_path_template.format(tenant=spec.tenant).rstrip("/")
     ):

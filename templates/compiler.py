@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, cast
 
 import yaml
@@ -44,6 +45,7 @@ ANNOTATION_IDEMPOTENCY = f"{GROUP}/idempotency-key"  # its sha256: the key is th
 ANNOTATION_REQUEST = f"{GROUP}/request-sha256"
 ANNOTATION_ENV_DIGESTS = f"{GROUP}/env-sha256"  # {input name: sha256 of its dotenv text}
 ANNOTATION_INPUT_DIGESTS = f"{GROUP}/input-sha256"  # {input name: sha256 as uploaded, or the staged tree digest}
+LABEL_WEBHOOK = f"{GROUP}/webhook"  # a job whose completion event is to be sent: WebhookMark (consumer API)
 LABEL_GRANT = f"{GROUP}/grant"  # a grant's token Secret (provisioner)
 ANNOTATION_ENV_CHECKSUM = f"{GROUP}/env-checksum"  # the API pods' environment (provisioner)
 WORKER_TEMPLATE = "worker"
@@ -55,6 +57,13 @@ TMP_VOLUME = "wml-tmp"
 ENV_SECRET_SUFFIX = "-env"
 ENV_SECRET_NAME = JOB_NAME_PLACEHOLDER + ENV_SECRET_SUFFIX
 MANAGER = "workflow-middlelayer"
+
+
+class WebhookMark(StrEnum):
+    """Values of :data:`LABEL_WEBHOOK`: the delivery loop lists the pending ones."""
+
+    PENDING = "pending"
+    SETTLED = "settled"
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@
     <tenant prefix>/jobs/<job>/outputs/<output>.tgz              a directory output, as a gzipped tar (API only)
     <tenant prefix>/jobs/<job>/sealed.json                       what the API took from outputs.tgz (API only)
     <tenant prefix>/jobs/<job>/receipt.json                      the job's receipt                 (API only)
+    <tenant prefix>/jobs/<job>/webhook.json                      its completion event's delivery   (API only)
+    <tenant prefix>/webhook.json                                 the tenant's webhook URL and secrets (API only)
     <tenant prefix>/exec/<job>/outputs.tgz                       the output directory as Argo's executor saved it
     <tenant prefix>/exec/<job>/logs/<pod>/main.log               the worker's archived log
     <tenant prefix>/exec/<job>/artifacts/<pod>/…                 anything else Argo's executor stores
@@ -78,3 +80,9 @@ class KeyLayout:
 
     def job_receipt(self, job: str) -> str:
         return f"{self.job(job)}/receipt.json"
+
+    def job_webhook(self, job: str) -> str:
+        return f"{self.job(job)}/webhook.json"
+
+    def webhook_config(self) -> str:
+        return f"{self.prefix}/webhook.json"

@@ -20,7 +20,8 @@ from api.receipts import receipt_of
 from api.schemas import Job, JobCreate, JobList, OutputFile, OutputList, Receipt
 from api.starting import start
 from api.states import PHASE_SELECTOR, JobState, job_state
-from templates.compiler import LABEL_ASSET, LABEL_MANAGED_BY, MANAGER
+from api.webhooks import records as webhook_records
+from templates.compiler import LABEL_ASSET, LABEL_MANAGED_BY, LABEL_WEBHOOK, MANAGER
 from templates.jobs import env_secret_name
 from templates.names import dns_label
 
@@ -71,9 +72,13 @@ async def list_jobs(
     return JobList(items=jobs, next=cont or None)
 
 
-@router.get("/{job}", response_model=Job, summary="Show a job")
+@router.get("/{job}", response_model=Job, summary="Show a job (with its completion event's delivery, if any)")
 async def get_job(job: JobPath, tenant: TenantDep) -> Job:
-    return await settled(tenant, await workflow_of(tenant, job))
+    wf = await workflow_of(tenant, job)
+    view = await settled(tenant, wf)
+    if LABEL_WEBHOOK in (wf.metadata.labels or {}):
+        view = view.model_copy(update={"webhook": await webhook_records.read(tenant.storage, job)})
+    return view
 
 
 @router.post("/{job}/cancel", response_model=Job, summary="Cancel a job")

@@ -1,0 +1,195 @@
+"""The delivery loop: every ``webhook_poll_seconds`` it lists this tenant's finished jobs whose event is not settled
+(a label on the Workflow), and for each whose record says an attempt is due, sends the event and records the answer.
+
+Failed attempts are retried after ``webhook_retry_seconds`` (one delay per retry); a 2xx settles the event, so does
+410 Gone (the receiver asks to stop) or the last retry failing. Everything the loop needs to go on is in Argo (which
+jobs finished) and S3 (each record), so a restarted or second API instance picks up where another stopped: an event
+may arrive twice (always with the same ``webhook-id``), never not at all while its retries last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import httpx
+
+from api.argo import ArgoNotFound, ArgoUnavailable
+from api.context import Tenant
+from api.jobview import settled
+from api.kube import KubeRejected, KubeUnavailable
+from api.storage import StorageUnavailable
+from api.webhooks import config as webhook_config
+from api.webhooks import records
+from api.webhooks.records import RESPONSE_KEPT, Delivery, DeliveryState
+from api.webhooks.signing import signature_header
+from api.webhooks.targets import TargetPolicy, TargetRefused
+
+log = logging.getLogger("api.webhooks")
+EVENT_TYPE = "job.finished"
+USER_AGENT = "workflow-middlelayer-webhooks/1"
+ANSWER_READ_MAX = 4096
+PARALLEL = 8
+RETRYABLE = (ArgoUnavailable, StorageUnavailable, KubeUnavailable)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        tenant: Tenant,
+        http: httpx.AsyncClient,
+        policy: TargetPolicy,
+        now: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.tenant = tenant
+        self.http = http
+        self.policy = policy
+        self.now = now
+        self.settings = tenant.settings
+        # Hints only (the records in S3 are the truth): skip reading records that cannot be due yet.
+        self._not_before: dict[str, datetime] = {}
+        self._settled: set[str] = set()
+        self._gate = asyncio.Semaphore(PARALLEL)
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except RETRYABLE as exc:
+                log.warning("webhook delivery paused: %s", exc)
+            except Exception:  # the loop must outlive any one bad record
+                log.exception("webhook delivery round failed")
+            await asyncio.sleep(self.settings.webhook_poll_seconds)
+
+    async def tick(self) -> int:
+        """One round; returns how many events were sent (successfully or not)."""
+        names = await self.tenant.argo.finished_with_pending_webhook()
+        sent = await asyncio.gather(*(self._consider(name) for name in names if name not in self._settled))
+        return sum(sent)
+
+    async def _consider(self, job: str) -> bool:
+        hint = self._not_before.get(job)
+        if hint is not None and hint > self.now():
+            return False
+        async with self._gate:
+            delivery = await records.read(self.tenant.storage, job)
+            if delivery is None or delivery.state.final:
+                await self._settle(job)
+                return False
+            if delivery.next_attempt_at is not None and delivery.next_attempt_at > self.now():
+                self._not_before[job] = delivery.next_attempt_at
+                return False
+            try:
+                delivery = await self.attempt(job, delivery)
+            except ArgoNotFound:
+                return False  # deleted meanwhile: its records went with it
+            await records.write(self.tenant.storage, job, delivery)
+            if delivery.state.final:
+                await self._settle(job)
+            elif delivery.next_attempt_at is not None:
+                self._not_before[job] = delivery.next_attempt_at
+            return True
+
+    async def attempt(self, job: str, delivery: Delivery) -> Delivery:
+        """Send the event once; the record as it stands afterwards (not yet stored)."""
+        now = self.now()
+        cfg = await webhook_config.load(self.tenant.storage)
+        keys = cfg.live(now) if cfg else []
+        if not keys:
+            return delivery.model_copy(
+                update={
+                    "state": DeliveryState.FAILED,
+                    "last_attempt_at": now,
+                    "last_error": "the tenant's webhook was removed: no secret to sign the event with",
+                }
+            )
+        if delivery.payload is None:
+            delivery = delivery.model_copy(update={"payload": await self._payload(job, now)})
+        payload = delivery.payload or ""
+        stamp = int(now.timestamp())
+        headers = {
+            "content-type": "application/json",
+            "user-agent": USER_AGENT,
+            "webhook-id": delivery.event_id,
+            "webhook-timestamp": str(stamp),
+            "webhook-signature": signature_header(keys, delivery.event_id, stamp, payload),
+        }
+        status: int | None = None
+        answer: str | None = None
+        error: str | None = None
+        try:
+            target = await self.policy.pin(delivery.url)
+            headers["host"] = target.host_header
+            extensions = {"sni_hostname": target.sni} if target.sni else {}
+            request = self.http.build_request(
+                "POST", target.url, content=payload, headers=headers, extensions=extensions
+            )
+            response = await self.http.send(request, stream=True)
+            try:
+                status, answer = response.status_code, await _answer(response)
+            finally:
+                await response.aclose()
+        except TargetRefused as exc:
+            error = str(exc)
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"[:300] if str(exc) else type(exc).__name__
+        attempts = delivery.attempts + 1
+        state, next_at = DeliveryState.PENDING, None
+        if status is not None and 200 <= status < 300:
+            state = DeliveryState.DELIVERED
+        elif status == 410:
+            state = DeliveryState.FAILED
+        elif attempts - 1 < len(self.settings.webhook_retry_seconds):
+            next_at = now + timedelta(seconds=self.settings.webhook_retry_seconds[attempts - 1])
+        else:
+            state = DeliveryState.FAILED
+        log.info(
+            "webhook attempt",
+            extra={"tenant": self.settings.tenant, "status": status, "cause": error, "job": job},
+        )
+        return delivery.model_copy(
+            update={
+                "state": state,
+                "attempts": attempts,
+                "last_attempt_at": now,
+                "next_attempt_at": next_at,
+                "last_status": status,
+                "last_response": answer,
+                "last_error": error,
+            }
+        )
+
+    async def _payload(self, job: str, now: datetime) -> str:
+        wf = await self.tenant.argo.get(job)
+        view = await settled(self.tenant, wf)
+        event = {
+            "type": EVENT_TYPE,
+            "timestamp": (view.finished_at or now).isoformat(),
+            "data": view.model_dump(mode="json", exclude={"steps", "webhook"}),
+        }
+        return json.dumps(event, separators=(",", ":"), sort_keys=True)
+
+    async def _settle(self, job: str) -> None:
+        """Take the job off the list the loop reads (best effort: this process remembers it anyway)."""
+        self._settled.add(job)
+        self._not_before.pop(job, None)
+        with contextlib.suppress(KubeUnavailable, KubeRejected):
+            await self.tenant.kube.settle_webhook(job)
+
+
+async def _answer(response: httpx.Response) -> str:
+    """The start of the receiver's answer, as text: enough to see why it refused, never more than is kept."""
+    body = b""
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) >= ANSWER_READ_MAX:
+            break
+    return body.decode("utf-8", errors="replace")[:RESPONSE_KEPT]
