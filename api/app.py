@@ -24,6 +24,7 @@ from api.kube import Kube
 from api.routes import assets, health, jobs, webhook
 from api.schemas import Problem
 from api.settings import ApiSettings
+from api.startlock import StartLock
 from api.storage import Storage, make_filesystem
 from api.tokens import TokenSet
 from api.webhooks.dispatcher import Dispatcher
@@ -77,6 +78,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
                 catalogue=Catalogue(argo),
                 kube=kube,
                 webhook_policy=TargetPolicy.of(settings.webhook_allow_http, settings.webhook_allowed_networks),
+                start_lock=StartLock(settings.start_lock, kube),
             )
             dispatcher = asyncio.create_task(Dispatcher(app.state.tenant, hooks, app.state.tenant.webhook_policy).run())
             try:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -16,6 +15,7 @@ from api.catalogue import Catalogue
 from api.errors import ApiError, not_found, problem
 from api.kube import Kube
 from api.settings import ApiSettings
+from api.startlock import StartLock
 from api.storage import Storage
 from api.tokens import TokenSet
 from api.webhooks.targets import TargetPolicy
@@ -30,7 +30,7 @@ class Tenant:
     catalogue: Catalogue
     kube: Kube
     webhook_policy: TargetPolicy
-    start_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # quota count + create, one start at a time
+    start_lock: StartLock  # quota count + create as one step
 
     async def asset(self, name: str) -> WorkflowAsset:
         asset = await self.catalogue.get(name)

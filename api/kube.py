@@ -92,6 +92,43 @@ class Kube:
         if not response.is_success and response.status_code != 404:
             raise KubeRejected(f"secret {name}: {response.status_code} {_reason(response)}")
 
+    def _leases(self, name: str = "") -> str:
+        path = f"/apis/coordination.k8s.io/v1/namespaces/{self.settings.namespace}/leases"
+        return f"{path}/{name}" if name else path
+
+    async def create_lease(self, lease: dict[str, Any]) -> str | None:
+        """Create the Lease; its resourceVersion, or None when one of that name exists."""
+        response = await self._call("POST", self._leases(), lease)
+        if response.status_code == 409:
+            return None
+        if not response.is_success:
+            raise KubeRejected(f"lease: {response.status_code} {_reason(response)}")
+        return str(response.json()["metadata"]["resourceVersion"])
+
+    async def get_lease(self, name: str) -> dict[str, Any] | None:
+        response = await self._call("GET", self._leases(name))
+        if response.status_code == 404:
+            return None
+        if not response.is_success:
+            raise KubeRejected(f"lease {name}: {response.status_code} {_reason(response)}")
+        return dict(response.json())
+
+    async def replace_lease(self, name: str, lease: dict[str, Any]) -> str | None:
+        """Replace the Lease if it still has the resourceVersion ``lease`` names; None when someone was faster."""
+        response = await self._call("PUT", self._leases(name), lease)
+        if response.status_code in (404, 409):
+            return None
+        if not response.is_success:
+            raise KubeRejected(f"lease {name}: {response.status_code} {_reason(response)}")
+        return str(response.json()["metadata"]["resourceVersion"])
+
+    async def delete_lease(self, name: str, version: str) -> None:
+        """Delete the Lease only while it is still the one this caller wrote (a precondition on its version)."""
+        body = {"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"resourceVersion": version}}
+        response = await self._call("DELETE", self._leases(name), body)
+        if not response.is_success and response.status_code not in (404, 409):
+            raise KubeRejected(f"lease {name}: {response.status_code} {_reason(response)}")
+
     async def settle_webhook(self, job: str) -> None:
         """Mark a job's completion event settled, so the delivery loop stops listing it (a label, nothing else)."""
         path = f"/apis/argoproj.io/v1alpha1/namespaces/{self.settings.namespace}/workflows/{job}"

@@ -5,6 +5,7 @@ The provisioner sets exactly these on the tenant's API Deployment (ConfigMap + S
 
 from __future__ import annotations
 
+from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 
@@ -14,6 +15,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from templates.keys import KeyLayout
 
 SA_TOKEN_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+
+
+class StartLockMode(StrEnum):
+    """How job starts are serialised (count + create), so that the concurrent-job quota holds exactly."""
+
+    PROCESS = "process"  # one replica: a lock in this process
+    LEASE = "lease"  # several replicas: a Kubernetes Lease in the tenant namespace as well
 
 
 class ApiSettings(BaseSettings):
@@ -51,6 +59,9 @@ class ApiSettings(BaseSettings):
     kube_verify_tls: bool = True
 
     quota_concurrent_jobs: int = Field(default=4, ge=1)
+    start_lock: StartLockMode = Field(
+        default=StartLockMode.PROCESS, description="`lease` whenever more than one replica serves the tenant."
+    )
     quota_storage_bytes: int = Field(default=50 * 1024**3, ge=0)
     webhook_allow_http: bool = Field(default=False, description="Also call http:// webhook URLs (local set-ups).")
     webhook_allowed_networks: list[str] = Field(

@@ -118,22 +118,6 @@ async def check_storage(tenant: Tenant, asset: WorkflowAsset, staged: dict[str, 
         raise ApiError(413, "Content Too Large", detail)
 
 
-async def hold_quota(tenant: Tenant, job_id: str, has_env: bool) -> None:
-    """After creating ``job_id``, for starts that raced past the check in other API replicas: the active set ordered
-    by creation time and name, and whichever ranks past the quota withdraws itself. Within one process the start
-    lock makes the quota exact; across replicas this narrows the overshoot to starts created within the same
-    second (Kubernetes' timestamps are whole seconds) — exact there needs a shared lock (a Lease), not built yet."""
-    names = [name for _, name in await tenant.argo.active()]
-    if job_id not in names or names.index(job_id) < tenant.settings.quota_concurrent_jobs:
-        return
-    with contextlib.suppress(ArgoNotFound):
-        await tenant.argo.delete(job_id)
-    if has_env:
-        with contextlib.suppress(KubeUnavailable, KubeRejected):
-            await tenant.kube.delete_secret(env_secret_name(job_id))
-    raise _over_quota(tenant)
-
-
 async def write_env_secret(tenant: Tenant, job_id: str, env: dict[str, str]) -> None:
     """Write the job's environment Secret. One of that name exists only after an earlier attempt with the same
     Idempotency-Key: if that attempt's Workflow exists, its Secret is left alone (the start replays or conflicts);
@@ -221,7 +205,7 @@ async def start(tenant: Tenant, body: JobCreate, idempotency_key: str | None) ->
         }
     )
     try:
-        async with tenant.start_lock:  # count and create as one step in this process: the quota holds exactly
+        async with tenant.start_lock.held():  # count and create as one step (across replicas too): exact quota
             await check_quota(tenant)
             wf = await tenant.argo.create(manifest)
     except ArgoConflict:
@@ -231,7 +215,6 @@ async def start(tenant: Tenant, body: JobCreate, idempotency_key: str | None) ->
             with contextlib.suppress(KubeUnavailable, KubeRejected):
                 await tenant.kube.delete_secret(env_secret_name(job_id))
         raise
-    await hold_quota(tenant, job_id, has_env)
     if has_env and wf.metadata.uid:
         owner = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "name": job_id, "uid": wf.metadata.uid}
         # Best effort: without the owner the Secret still goes with the job's delete route.

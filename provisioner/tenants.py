@@ -21,6 +21,7 @@ from templates.compiler import LABEL_MANAGED_BY as LABEL_MANAGED_BY
 from templates.compiler import LABEL_TENANT as LABEL_TENANT
 from templates.compiler import MANAGER as MANAGER
 from templates.keys import JOB_NAME_PLACEHOLDER, POD_NAME_PLACEHOLDER, KeyLayout
+from templates.names import API_START_LEASE
 
 API = "wml-api"
 WORKER = "wml-worker"
@@ -103,6 +104,9 @@ def rbac(spec: TenantSpec) -> list[dict[str, Any]]:
         _rule([""], ["pods"], ["get", "list", "watch"]),
         _rule([""], ["pods/log"], ["get"]),
         _rule([""], ["events"], ["list", "watch"]),
+        # The start lock of several API replicas (api/startlock.py): create cannot be limited to a name in RBAC.
+        _rule(["coordination.k8s.io"], ["leases"], ["create"]),
+        _rule(["coordination.k8s.io"], ["leases"], ["get", "update", "delete"], [API_START_LEASE]),
     ]
     # What argoexec (emissary) needs: report outputs as WorkflowTaskResults. Nothing else (its S3 credentials
     # arrive as a mounted Secret, not through the API).
@@ -262,6 +266,8 @@ def api_env(settings: ProvisionerSettings, spec: TenantSpec) -> tuple[dict[str, 
         "WML_API_QUOTA_STORAGE_BYTES": str(settings.quota_storage_bytes),
         "WML_API_TOKEN_SECRET": API_TOKENS_SECRET,
         "WML_API_TOKEN_REFRESH_SECONDS": str(settings.api_token_refresh_seconds),
+        # Several replicas serialise job starts through a Lease; one needs only its own lock.
+        "WML_API_START_LOCK": "lease" if settings.api_replicas > 1 else "process",
     }
     if settings.s3_region:
         plain["WML_API_S3_REGION"] = settings.s3_region

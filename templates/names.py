@@ -42,3 +42,7 @@ def dns_label(name: str, max_len: int = 63) -> str:
     if mapped != name or len(mapped) > max_len:
         mapped = f"{mapped[: max_len - 7].rstrip('-')}-{_suffix(name)}"
     return mapped
+
+
+# Objects the provisioner's RBAC names and the consumer API uses, in the tenant namespace.
+API_START_LEASE = "wml-api-start"  # the start lock of several API replicas (coordination.k8s.io Lease)

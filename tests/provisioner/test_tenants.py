@@ -8,6 +8,7 @@ import pytest
 
 from api.settings import ApiSettings
 from provisioner import tenants
+from templates.names import API_START_LEASE
 from provisioner.settings import ProvisionerSettings
 from provisioner.tenants import TenantSpec
 from templates import load_directory
@@ -60,7 +61,7 @@ def test_roles_are_least_privilege() -> None:
     ]
     api_rules = objects[("Role", tenants.API)]["rules"]
     resources = {r for rule in api_rules for r in rule["resources"]}
-    assert resources == {"workflows", "workflowtemplates", "pods", "pods/log", "events", "secrets"}
+    assert resources == {"workflows", "workflowtemplates", "pods", "pods/log", "events", "secrets", "leases"}
     assert all("*" not in rule["verbs"] for rule in api_rules)
     # Secrets: the job environment is written, never read back (no get/list/watch); the one readable Secret is
     # the token digests', by name
@@ -73,6 +74,10 @@ def test_roles_are_least_privilege() -> None:
         "verbs": ["get"],
         "resourceNames": [tenants.API_TOKENS_SECRET],
     }
+    # Leases: the start lock only (creating cannot be limited to a name in RBAC; the rest is, by name)
+    create, named = [rule for rule in api_rules if "leases" in rule["resources"]]
+    assert create["verbs"] == ["create"] and "resourceNames" not in create
+    assert set(named["verbs"]) == {"get", "update", "delete"} and named["resourceNames"] == [API_START_LEASE]
     assert objects[("Secret", "wml-worker.service-account-token")]["type"] == "kubernetes.io/service-account-token"
     assert objects[("ServiceAccount", tenants.WORKER)]["automountServiceAccountToken"] is False
 
@@ -87,6 +92,21 @@ def test_network_policies_default_deny_and_worker_egress() -> None:
     assert cidrs == set(SETTINGS.s3_egress_cidrs) | set(SETTINGS.kube_api_egress_cidrs)
     api_in = policies[tenants.API]["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"]
     assert api_in == {"kubernetes.io/metadata.name": SETTINGS.ingress_namespace}
+
+
+def test_api_egress_reaches_public_webhooks_but_no_private_range() -> None:
+    api_out = tenants.network_policies(SETTINGS, SPEC)[-1]["spec"]["egress"]
+    blocks = [peer["ipBlock"] for rule in api_out for peer in rule["to"] if "ipBlock" in peer]
+    world = [b for b in blocks if b["cidr"] == "0.0.0.0/0"]
+    assert len(world) == 1 and {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"} <= set(
+        world[0]["except"]
+    )
+    closed = SETTINGS.model_copy(update={"webhook_egress": False})
+    assert not any(
+        peer.get("ipBlock", {}).get("cidr") == "0.0.0.0/0"
+        for rule in tenants.network_policies(closed, SPEC)[-1]["spec"]["egress"]
+        for peer in rule["to"]
+    )
 
 
 def test_templates_and_artifact_repository_use_the_tenant_prefix() -> None:
