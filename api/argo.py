@@ -116,8 +116,8 @@ class Argo:
         )
         return sorted(w.metadata.name for w in result.items or [] if w.metadata.name)
 
-    async def count_active(self) -> int:
-        return len(await self.active())
+    async def active_names(self) -> set[str]:
+        return {name for _, name in await self.active()}
 
     async def terminate(self, name: str) -> m.Workflow:
         request = m.WorkflowTerminateRequest(name=name)

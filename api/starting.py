@@ -19,6 +19,7 @@ from api.jobview import job_view
 from api.kube import KubeRejected, KubeUnavailable
 from api.routes.assets import max_env_bytes
 from api.schemas import JobCreate
+from api.startlock import QuotaFull
 from api.storage import StorageUnavailable, TooLarge
 from api.webhooks import config as webhook_config
 from api.webhooks import records as webhook_records
@@ -104,8 +105,10 @@ def _over_quota(tenant: Tenant) -> ApiError:
 
 
 async def check_quota(tenant: Tenant) -> None:
-    if await tenant.argo.count_active() >= tenant.settings.quota_concurrent_jobs:
-        raise _over_quota(tenant)
+    try:
+        await tenant.start_lock.precheck(tenant.argo.active_names, tenant.settings.quota_concurrent_jobs)
+    except QuotaFull:
+        raise _over_quota(tenant) from None
 
 
 async def check_storage(tenant: Tenant, asset: WorkflowAsset, staged: dict[str, dict[str, Any]]) -> None:
@@ -205,9 +208,13 @@ async def start(tenant: Tenant, body: JobCreate, idempotency_key: str | None) ->
         }
     )
     try:
-        async with tenant.start_lock.held():  # count and create as one step (across replicas too): exact quota
-            await check_quota(tenant)
+        async with tenant.start_lock.slot(job_id, tenant.argo.active_names, tenant.settings.quota_concurrent_jobs):
             wf = await tenant.argo.create(manifest)
+    except QuotaFull:
+        if has_env:
+            with contextlib.suppress(KubeUnavailable, KubeRejected):
+                await tenant.kube.delete_secret(env_secret_name(job_id))
+        raise _over_quota(tenant) from None
     except ArgoConflict:
         return replay(tenant, await tenant.argo.get(job_id), digest)
     except ArgoRejected:

@@ -1,10 +1,13 @@
-"""The start lock: a job start counts the running jobs and creates its Workflow as one step, so that the
-concurrent-job quota holds exactly.
+"""Places among the running jobs: a job start holds one while it creates its Workflow, so that the concurrent-job
+quota holds exactly, also under parallel starts.
 
-One API replica needs only a lock in its process. Several replicas of one tenant share a Kubernetes ``Lease`` in the
-tenant's namespace as a mutex: whoever creates it holds it and deletes it when done; a holder that died is replaced
-once the lease has not been renewed for ``lease_seconds`` (then the next start takes it over with an optimistic
-update). Each replica still takes its process lock first, so at most one request per replica waits on the Lease.
+- One replica (``process``): this process is the only one creating the tenant's Workflows, so it keeps the set of
+  running jobs itself — loaded from Argo, grown by each create, reloaded only when the quota looks full (jobs that
+  finished meanwhile free their places then). A start costs no extra call, and creates run in parallel.
+- Several replicas (``lease``): they share a Kubernetes ``Lease`` in the tenant's namespace as a mutex and count the
+  running jobs from Argo under it. Whoever creates the Lease holds it and deletes it when done; a holder that died is
+  replaced once the lease has not been renewed for ``lease_seconds`` (an optimistic update takes it over). Each
+  replica still takes its process lock first, so at most one request per replica waits on the Lease.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import asyncio
 import contextlib
 import random
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,6 +30,13 @@ LEASE_NAME = API_START_LEASE
 
 class LockBusy(KubeUnavailable):
     """Another replica held the start lock for longer than a start may wait (retryable)."""
+
+
+class QuotaFull(Exception):
+    """As many jobs run as the contract allows."""
+
+
+Running = Callable[[], Awaitable[set[str]]]  # the names of the tenant's running jobs, from Argo
 
 
 def _now() -> datetime:
@@ -53,20 +63,56 @@ class StartLock:
         self.now = now
         self.identity = uuid.uuid4().hex
         self._local = asyncio.Lock()
+        self._running: set[str] | None = None  # process mode: None until loaded from Argo
+        self._reserved: set[str] = set()
+
+    async def precheck(self, running: Running, quota: int) -> None:
+        """Refuse early (before a start copies its inputs) when no place is free; the exact check is :meth:`slot`."""
+        if self.mode is StartLockMode.LEASE:
+            if len(await running()) >= quota:
+                raise QuotaFull
+            return
+        async with self._local:
+            await self._free_place(running, quota)
 
     @asynccontextmanager
-    async def held(self) -> AsyncIterator[None]:
+    async def slot(self, job: str, running: Running, quota: int) -> AsyncIterator[None]:
+        """Hold a place for ``job`` while its Workflow is created; raises :class:`QuotaFull` when none is free."""
+        if self.mode is StartLockMode.LEASE:
+            async with self._local:
+                version = await self._acquire()
+                try:
+                    if len(await running()) >= quota:
+                        raise QuotaFull
+                    yield
+                finally:
+                    # Unreleased, the Lease expires after lease_seconds: a failed delete must not fail the start.
+                    with contextlib.suppress(KubeUnavailable, KubeRejected):
+                        await self.kube.delete_lease(LEASE_NAME, version)
+            return
         async with self._local:
-            if self.mode is StartLockMode.PROCESS:
-                yield
-                return
-            version = await self._acquire()
-            try:
-                yield
-            finally:
-                # Unreleased, the Lease expires after lease_seconds: a failed delete must not fail the start.
-                with contextlib.suppress(KubeUnavailable, KubeRejected):
-                    await self.kube.delete_lease(LEASE_NAME, version)
+            await self._free_place(running, quota)
+            self._reserved.add(job)
+        created = False
+        try:
+            yield
+            created = True
+        finally:
+            async with self._local:
+                self._reserved.discard(job)
+                if created and self._running is not None:
+                    self._running.add(job)
+                elif not created:
+                    self._running = None  # the create may have happened after all (a timeout): ask Argo next time
+
+    async def _free_place(self, running: Running, quota: int) -> None:
+        """With the process lock held: there is a free place, reloading the running set from Argo if it looks full.
+        The lock stays held across the reload, so no create finishing meanwhile is lost from the set."""
+        if self._running is not None and len(self._running | self._reserved) < quota:
+            return
+        self._running = await running()
+        if len(self._running | self._reserved) >= quota:
+            raise QuotaFull
 
     def _lease(self, version: str | None = None) -> dict[str, Any]:
         now = _stamp(self.now())

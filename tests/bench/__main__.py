@@ -8,13 +8,21 @@ from tests.bench import compile as compile_bench
 
 
 def main(argv: list[str]) -> int:
-    wanted = set(argv) or {"compile", "api", "provisioner", "signaling"}
+    wanted = set(argv) or {"compile", "api", "starts", "api-pod", "provisioner", "signaling"}
     if "compile" in wanted:
         compile_bench.run()
     if "api" in wanted:
         from tests.bench import api as api_bench
 
         api_bench.run()
+    if "starts" in wanted:
+        from tests.bench import starts as starts_bench
+
+        starts_bench.run()
+    if "api-pod" in wanted:
+        from tests.bench import api_pod as api_pod_bench
+
+        api_pod_bench.run()
     if "provisioner" in wanted:
         from tests.bench import provisioner as provisioner_bench
 

@@ -1,8 +1,11 @@
 """Consumer API against the same MinIO and Argo Server, side by side in one run.
 
-- upload and download of a 1 GiB file through the API as a ratio of direct s3fs (goal ≥ 0.9x);
-- the API process's peak memory growth during those transfers (goal < 64 MiB);
-- job-start overhead: median API start minus median Argo Server create (goal ≤ 10 ms).
+- upload and download of a 1 GiB file through the API as a ratio of direct s3fs, in each of 5 runs (goals: upload
+  ≥ 0.9x, download ≥ 0.95x);
+- the API process's peak memory growth during those transfers (goal < 64 MiB).
+
+Job starts are measured in :mod:`tests.bench.starts`. ``WML_BENCH_RUNS`` and ``WML_BENCH_BYTES`` change the 5 and
+the 1 GiB.
 """
 
 from __future__ import annotations
@@ -10,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -23,9 +25,8 @@ import psutil
 
 from api.client import Client
 from api.storage import make_filesystem
-from templates import load_file, new_job_id, parse_document
-from templates.jobs import job_workflow
-from tests.api.tenant import EXAMPLES, api_tenant
+from templates import parse_document
+from tests.api.tenant import api_tenant
 from tests.servers import free_port
 from tests.stack.launcher import ensure_stack
 
@@ -38,7 +39,7 @@ BENCH_ASSET = parse_document(
     }
 )
 SIZE = int(os.environ.get("WML_BENCH_BYTES", str(1024**3)))
-STARTS = int(os.environ.get("WML_BENCH_STARTS", "15"))
+RUNS = int(os.environ.get("WML_BENCH_RUNS", "5"))
 
 
 class PeakRss:
@@ -130,74 +131,47 @@ def _measure(stack: object, tenant: object, url: str, pid: int, tmp: Path) -> di
     client = Client(url, tenant.token, timeout=600)  # type: ignore[attr-defined]
     bucket = settings.s3_bucket
     gib = SIZE / 1024**3
-
-    # Uploads: the same file, direct to S3 and through the API (into the bench asset's 2 GiB slot).
     direct_key = f"{bucket}/{settings.s3_prefix}/bench/direct.bin"
-    t_direct_up = _timed(lambda: fs.put_file(str(big), direct_key))
-    with PeakRss(pid) as up_mem:
-        t_api_up = _timed(lambda: client.upload("bench", "blob", big))
 
-    # Downloads: a finished job's output object replaced by the big file, read through the API.
+    # A finished job whose output object is replaced by the big file, to be read through the API.
     client.upload_bytes("dummy", "env", b"SOURCE=/etc/os-release\nDESTINATION=/output/result\nSLEEPTIME=0\n")
     job = client.wait(client.start("dummy")["id"], timeout=300)
     keys = tenant.settings.keys  # type: ignore[attr-defined]
     out_key = f"{bucket}/{keys.job_output(job['id'], 'result')}"
     client.receipt(job["id"])  # outputs sealed and receipt computed now, so the download below streams only
-    fs.copy(direct_key, out_key)
-    seal_key = f"{bucket}/{keys.job_seal(job['id'])}"  # the sealed record names the size the API serves
-    record = json.loads(fs.cat_file(seal_key))
-    record["outputs"]["result"]["size"] = SIZE
-    fs.pipe_file(seal_key, json.dumps(record).encode())
-    t_direct_down = _timed(lambda: fs.get_file(out_key, str(tmp / "direct.out")))
-    with PeakRss(pid) as down_mem:
-        t_api_down = _timed(lambda: client.download(job["id"], "result", tmp / "api.out"))
-    assert _sha(tmp / "api.out") == _sha(big)
 
-    # Job starts: the API's whole start against Argo Server's own create call for the same Workflow.
-    argo_times, api_times = [], []
-    dummy = load_file(EXAMPLES / "dummy.yaml")
-    token = settings.argo_token.get_secret_value()
-    with httpx.Client(timeout=30) as http:
-        for _ in range(STARTS):
-            manifest = job_workflow(dummy, namespace=settings.namespace, job_id=new_job_id()).to_dict()
-            started = time.perf_counter()
-            response = http.post(
-                f"{settings.argo_server_url}/api/v1/workflows/{settings.namespace}",
-                json={"workflow": manifest},
-                headers={"Authorization": f"Bearer {token}"},
-            )
-            argo_times.append(time.perf_counter() - started)
-            response.raise_for_status()
-            started = time.perf_counter()
-            client.start("dummy", {"SLEEPTIME": "0"})
-            api_times.append(time.perf_counter() - started)
-    overhead_ms = (statistics.median(api_times) - statistics.median(argo_times)) * 1000
-
-    up_ratio = t_direct_up / t_api_up
-    down_ratio = t_direct_down / t_api_down
-    print(
-        f"upload   {gib:.2f} GiB: direct {SIZE / t_direct_up / 1e6:7.1f} MB/s, API {SIZE / t_api_up / 1e6:7.1f} MB/s"
-        f"   ratio {up_ratio:4.2f}x  (goal ≥ 0.9x)"
-    )
-    print(
-        f"download {gib:.2f} GiB: direct {SIZE / t_direct_down / 1e6:7.1f} MB/s, "
-        f"API {SIZE / t_api_down / 1e6:7.1f} MB/s"
-        f"   ratio {down_ratio:4.2f}x  (goal ≥ 0.9x)"
-    )
-    print(
-        f"API peak memory growth: upload {up_mem.growth_mib:.1f} MiB, download {down_mem.growth_mib:.1f} MiB"
-        f"   (goal < 64 MiB)"
-    )
-    print(
-        f"job start: API median {statistics.median(api_times) * 1000:.1f} ms, Argo Server create median "
-        f"{statistics.median(argo_times) * 1000:.1f} ms, overhead {overhead_ms:.1f} ms   (goal ≤ 10 ms)"
-    )
+    up, down, up_mem, down_mem = [], [], [], []
+    for run in range(1, RUNS + 1):
+        # Uploads: the same file, direct to S3 and through the API (into the bench asset's 2 GiB slot).
+        t_direct_up = _timed(lambda: fs.put_file(str(big), direct_key))
+        with PeakRss(pid) as mem:
+            t_api_up = _timed(lambda: client.upload("bench", "blob", big))
+        up.append(t_direct_up / t_api_up)
+        up_mem.append(mem.growth_mib)
+        fs.copy(direct_key, out_key)
+        seal_key = f"{bucket}/{keys.job_seal(job['id'])}"  # the sealed record names the size the API serves
+        record = json.loads(fs.cat_file(seal_key))
+        record["outputs"]["result"]["size"] = SIZE
+        fs.pipe_file(seal_key, json.dumps(record).encode())
+        t_direct_down = _timed(lambda: fs.get_file(out_key, str(tmp / "direct.out")))
+        with PeakRss(pid) as mem:
+            t_api_down = _timed(lambda: client.download(job["id"], "result", tmp / "api.out"))
+        down.append(t_direct_down / t_api_down)
+        down_mem.append(mem.growth_mib)
+        assert _sha(tmp / "api.out") == _sha(big)
+        print(
+            f"run {run}: upload {gib:.2f} GiB direct {SIZE / t_direct_up / 1e6:6.1f} MB/s, API "
+            f"{SIZE / t_api_up / 1e6:6.1f} MB/s ({up[-1]:.2f}x); download direct {SIZE / t_direct_down / 1e6:6.1f} "
+            f"MB/s, API {SIZE / t_api_down / 1e6:6.1f} MB/s ({down[-1]:.2f}x)"
+        )
+    print(f"upload ratio, worst of {RUNS}: {min(up):4.2f}x   (goal ≥ 0.9x in each run)")
+    print(f"download ratio, worst of {RUNS}: {min(down):4.2f}x   (goal ≥ 0.95x in each run)")
+    print(f"API peak memory growth: upload {max(up_mem):.1f} MiB, download {max(down_mem):.1f} MiB   (goal < 64 MiB)")
     return {
-        "upload_ratio": up_ratio,
-        "download_ratio": down_ratio,
-        "upload_mem_mib": up_mem.growth_mib,
-        "download_mem_mib": down_mem.growth_mib,
-        "start_overhead_ms": overhead_ms,
+        "upload_ratio_min": min(up),
+        "download_ratio_min": min(down),
+        "upload_mem_mib": max(up_mem),
+        "download_mem_mib": max(down_mem),
     }
 
 

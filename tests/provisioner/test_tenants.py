@@ -8,10 +8,10 @@ import pytest
 
 from api.settings import ApiSettings
 from provisioner import tenants
-from templates.names import API_START_LEASE
 from provisioner.settings import ProvisionerSettings
 from provisioner.tenants import TenantSpec
 from templates import load_directory
+from templates.names import API_START_LEASE
 from tests.provisioner.helpers import ASSETS
 
 SETTINGS = ProvisionerSettings(database_url="sqlite:///:memory:", argo_server_url="http://10.88.0.2:2746")

@@ -1,0 +1,89 @@
+"""The start lock of one replica: places are exact under parallel starts without asking Argo on every start, finished
+jobs free their places when the quota looks full, and a failed create makes the next start ask Argo again."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import cast
+
+import pytest
+
+from api.kube import Kube
+from api.settings import StartLockMode
+from api.startlock import QuotaFull, StartLock
+
+
+class Argo:
+    """The running jobs as Argo would list them, and how often they were listed."""
+
+    def __init__(self) -> None:
+        self.running: set[str] = set()
+        self.lists = 0
+
+    async def names(self) -> set[str]:
+        self.lists += 1
+        await asyncio.sleep(0.001)
+        return set(self.running)
+
+
+def lock() -> StartLock:
+    return StartLock(StartLockMode.PROCESS, cast(Kube, None))
+
+
+async def start(gate: StartLock, argo: Argo, job: str, quota: int, fail: bool = False) -> bool:
+    try:
+        async with gate.slot(job, argo.names, quota):
+            await asyncio.sleep(0.01)  # the create
+            if fail:
+                raise RuntimeError("create failed")
+            argo.running.add(job)
+    except QuotaFull:
+        return False
+    return True
+
+
+def test_twenty_parallel_starts_take_exactly_the_free_places() -> None:
+    async def main() -> None:
+        gate, argo = lock(), Argo()
+        argo.running = {"old-1"}
+        results = await asyncio.gather(*(start(gate, argo, f"job-{i}", 3) for i in range(20)))
+        assert sum(results) == 2 and len(argo.running) == 3
+        assert argo.lists <= 19  # loaded once, then only when full (the refused ones)
+
+    asyncio.run(main())
+
+
+def test_places_of_finished_jobs_are_found_when_full() -> None:
+    async def main() -> None:
+        gate, argo = lock(), Argo()
+        assert await start(gate, argo, "a", 2) and await start(gate, argo, "b", 2)
+        lists = argo.lists
+        assert await start(gate, argo, "c", 2) is False
+        argo.running.discard("a")  # finished
+        assert await start(gate, argo, "c", 2)
+        assert argo.lists > lists
+
+    asyncio.run(main())
+
+
+def test_no_argo_call_while_places_are_free() -> None:
+    async def main() -> None:
+        gate, argo = lock(), Argo()
+        for i in range(5):
+            assert await start(gate, argo, f"j{i}", 10)
+        assert argo.lists == 1
+
+    asyncio.run(main())
+
+
+def test_a_failed_create_makes_the_next_start_ask_argo() -> None:
+    async def main() -> None:
+        gate, argo = lock(), Argo()
+        with pytest.raises(RuntimeError):
+            await start(gate, argo, "x", 5, fail=True)
+        argo.running.add("x")  # it was created after all (the answer was lost)
+        before = argo.lists
+        assert await start(gate, argo, "y", 5)
+        assert argo.lists == before + 1
+
+    asyncio.run(main())
