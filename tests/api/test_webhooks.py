@@ -134,7 +134,7 @@ def deliverer(tenant: ApiTenant) -> Iterator[None]:
 
 
 def start_dummy(client: Client, webhook_url: str | None = None) -> str:
-    client.upload_bytes("dummy", "env", b"SLEEPTIME=1\n")
+    client.upload_bytes("dummy", "env", b"SOURCE=/etc/os-release\nDESTINATION=/output/result\nSLEEPTIME=1\n")
     return str(client.start("dummy", webhook_url=webhook_url)["id"])
 
 
