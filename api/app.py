@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import aiohttp
 import httpx
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -66,8 +66,12 @@ def create_app(settings: ApiSettings) -> FastAPI:
         async with (
             httpx.AsyncClient(verify=settings.argo_verify_tls, timeout=timeout) as session,
             httpx.AsyncClient(timeout=hooks_timeout, follow_redirects=False, trust_env=False) as hooks,
+            aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=30, connect=5),
+                connector=aiohttp.TCPConnector(ssl=settings.argo_verify_tls),
+            ) as starts,
         ):
-            argo = Argo(settings, session)
+            argo = Argo(settings, session, starts)
             kube = Kube(settings)
             if settings.token_secret:
                 tokens.reader = kube.token_digests
@@ -140,17 +144,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
     async def docs(_: TenantDep) -> HTMLResponse:
         return get_swagger_ui_html(openapi_url=f"{settings.root_path}/openapi.json", title=app.title)
 
-    # Innermost of the middlewares below: requests are logged and counted even when the gate refuses them.
+    # The gate is innermost: requests are logged and counted even when it refuses them.
     app.add_middleware(TokenGate, tokens=tokens, public=PUBLIC_PATHS)
-    app.middleware("http")(observability.middleware(settings.tenant))
-
-    @app.middleware("http")
-    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        requests.labels(request.method, route, str(response.status_code)).inc()
-        latency.labels(route).observe(time.perf_counter() - started)
-        return response
+    app.add_middleware(observability.RequestLog, tenant=settings.tenant, requests=requests, latency=latency)
 
     return app

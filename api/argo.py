@@ -1,9 +1,11 @@
 """Argo Server, in client auth mode: every call carries this instance's ServiceAccount token, so the
 Kubernetes RBAC of the tenant namespace decides what it may do.
 
-Hera's AsyncWorkflowsService is used where it works. Two endpoints are called directly because Hera's
-client mis-handles them: the log stream is newline-delimited JSON (Hera parses it as one entry), and
-artifact bodies are bytes.
+Hera's AsyncWorkflowsService is used where it works. Three endpoints are called directly: the log stream is
+newline-delimited JSON (Hera parses it as one entry); artifact bodies are bytes; and the create of a job's Workflow,
+the one call on the job start path, goes through aiohttp, whose connection pool costs a fraction of httpx's under
+parallel starts (httpcore scans every pooled connection on every request: a fifth of the API's CPU at 20 parallel
+starts).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, cast
 
+import aiohttp
 import httpx
 from hera.exceptions import BadRequest, HeraException, NotFound
 from hera.workflows import AsyncWorkflowsService
@@ -38,9 +41,12 @@ class ArgoRejected(ValueError):
 
 
 class Argo:
-    def __init__(self, settings: ApiSettings, session: httpx.AsyncClient) -> None:
+    def __init__(
+        self, settings: ApiSettings, session: httpx.AsyncClient, starts: aiohttp.ClientSession | None = None
+    ) -> None:
         self.settings = settings
         self.session = session
+        self.starts = starts  # for create(); None: through Hera like the rest
         self.namespace = settings.namespace
 
     def _service(self) -> AsyncWorkflowsService:
@@ -76,8 +82,25 @@ class Argo:
         return cast(m.WorkflowTemplate, await self._call("get_workflow_template", name))
 
     async def create(self, manifest: dict[str, Any]) -> m.Workflow:
-        request = m.WorkflowCreateRequest(workflow=m.Workflow(**manifest))
-        return cast(m.Workflow, await self._call("create_workflow", request))
+        if self.starts is None:
+            request = m.WorkflowCreateRequest(workflow=m.Workflow(**manifest))
+            return cast(m.Workflow, await self._call("create_workflow", request))
+        url = f"{self.settings.argo_server_url.rstrip('/')}/api/v1/workflows/{self.namespace}"
+        headers = {"Authorization": f"Bearer {self.settings.argo_bearer()}"}
+        try:
+            async with self.starts.post(url, json={"workflow": manifest}, headers=headers) as response:
+                status, body = response.status, await response.read()
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise ArgoUnavailable(f"Argo Server is unreachable: {type(exc).__name__}") from exc
+        if status == 409 or (status >= 400 and b"already exists" in body):
+            raise ArgoConflict(f"workflow {manifest['metadata'].get('name')} exists")
+        if status == 404:
+            raise ArgoNotFound(manifest["metadata"].get("name", ""))
+        if status in (400, 422):
+            raise ArgoRejected("the workflow engine rejected the request as invalid")
+        if status >= 300:
+            raise ArgoUnavailable(f"Argo Server answered {status}")
+        return m.Workflow.model_validate_json(body)
 
     async def get(self, name: str) -> m.Workflow:
         return cast(m.Workflow, await self._call("get_workflow", name))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from hera.workflows import models as m
@@ -20,13 +21,15 @@ def asset_of(template: m.WorkflowTemplate) -> WorkflowAsset | None:
 
 
 class Catalogue:
-    """Assets by name. A looked-up asset is kept for ``ttl`` seconds: starting a job then costs no
-    template read, and a template the provisioner changes is seen within that time."""
+    """Assets by name. A looked-up asset is served from memory: after ``ttl`` seconds the next lookup still gets it at
+    once and one read of its template (never one per request, however many arrive together) refreshes it, so a job
+    start costs no template read and a template the provisioner changes is seen within about ``ttl``."""
 
     def __init__(self, argo: Argo, ttl: float = 5.0) -> None:
         self.argo = argo
         self.ttl = ttl
-        self._cache: dict[str, tuple[float, WorkflowAsset | None]] = {}
+        self._cache: dict[str, tuple[float, WorkflowAsset]] = {}
+        self._reads: dict[str, asyncio.Task[WorkflowAsset | None]] = {}
 
     async def list(self) -> list[WorkflowAsset]:
         templates = await self.argo.templates(f"{LABEL_MANAGED_BY}={MANAGER}")
@@ -34,16 +37,37 @@ class Catalogue:
         return sorted(assets, key=lambda a: a.name)
 
     async def get(self, name: str) -> WorkflowAsset | None:
-        now = time.monotonic()
         cached = self._cache.get(name)
-        if cached is not None and cached[0] > now:
-            return cached[1]
+        if cached is None:
+            return await asyncio.shield(self._read(name))
+        if cached[0] <= time.monotonic():
+            self._read(name)  # refresh in the background; this lookup gets the known asset
+        return cached[1]
+
+    def _read(self, name: str) -> asyncio.Task[WorkflowAsset | None]:
+        """The one read of ``name``'s template in flight, started if there is none."""
+        task = self._reads.get(name)
+        if task is None:
+            task = asyncio.create_task(self._fetch(name))
+            self._reads[name] = task
+            task.add_done_callback(lambda done: self._settled(name, done))
+        return task
+
+    def _settled(self, name: str, task: asyncio.Task[WorkflowAsset | None]) -> None:
+        self._reads.pop(name, None)
+        if not task.cancelled():
+            task.exception()  # retrieved here: a failed background refresh keeps serving the known asset
+
+    async def _fetch(self, name: str) -> WorkflowAsset | None:
         try:
             template = await self.argo.template(template_name(name))
         except ArgoNotFound:
+            self._cache.pop(name, None)  # withdrawn: no longer served
             return None
         asset = asset_of(template)
         found = asset if asset is not None and asset.name == name else None
-        if found is not None:
-            self._cache[name] = (now + self.ttl, found)
+        if found is None:
+            self._cache.pop(name, None)
+        else:
+            self._cache[name] = (time.monotonic() + self.ttl, found)
         return found

@@ -10,10 +10,11 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import Request, Response
+from prometheus_client import Counter, Histogram
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUEST_ID_HEADER = "X-Request-Id"
 _VALID_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}\Z")
@@ -56,32 +57,52 @@ def configure(level: str = "info") -> None:
     root.setLevel(level.upper())
 
 
-def middleware(tenant: str) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]:
-    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        offered = request.headers.get(REQUEST_ID_HEADER, "")
+class RequestLog:
+    """Pure ASGI middleware (no per-request task or stream, unlike ``@app.middleware``): sets the request id, returns
+    it as ``X-Request-Id``, logs one line per request and counts it in the Prometheus metrics."""
+
+    def __init__(self, app: ASGIApp, tenant: str, requests: Counter, latency: Histogram) -> None:
+        self.app = app
+        self.tenant = tenant
+        self.requests = requests
+        self.latency = latency
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        offered = Headers(scope=scope).get(REQUEST_ID_HEADER, "")
         rid = offered if _VALID_ID.match(offered) else uuid.uuid4().hex
         token = request_id.set(rid)
         started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = rid
+            await send(message)
+
         try:
-            response = await call_next(request)
+            await self.app(scope, receive, send_with_id)
         finally:
             request_id.reset(token)
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        response.headers[REQUEST_ID_HEADER] = rid
-        log.info(
-            "request",
-            extra={
-                "request_id": rid,
-                "method": request.method,
-                "route": route,
-                "status": response.status_code,
-                "ms": round((time.perf_counter() - started) * 1000, 1),
-                "tenant": tenant,
-            },
-        )
-        return response
-
-    return observe
+            elapsed = time.perf_counter() - started
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.requests.labels(scope["method"], route, str(status)).inc()
+            self.latency.labels(route).observe(elapsed)
+            log.info(
+                "request",
+                extra={
+                    "request_id": rid,
+                    "method": scope["method"],
+                    "route": route,
+                    "status": status,
+                    "ms": round(elapsed * 1000, 1),
+                    "tenant": self.tenant,
+                },
+            )
 
 
 def unavailable(what: str, exc: BaseException) -> None:

@@ -193,7 +193,7 @@ async def start(tenant: Tenant, body: JobCreate, idempotency_key: str | None) ->
         job_id=job_id,
         tenant=tenant.settings.tenant,
         idempotency_key=hashlib.sha256(idempotency_key.encode()).hexdigest() if idempotency_key else None,
-    ).to_dict()
+    )
     if hook:
         manifest["metadata"].setdefault("labels", {})[LABEL_WEBHOOK] = str(WebhookMark.PENDING)
     manifest["metadata"].setdefault("annotations", {}).update(

@@ -9,7 +9,6 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 from hera.workflows import Workflow
-from hera.workflows import models as m
 
 from templates.asset import InputKind, WorkflowAsset
 from templates.compiler import (
@@ -82,24 +81,27 @@ def job_workflow(
     job_id: str,
     tenant: str = "",
     idempotency_key: str | None = None,
-) -> Workflow:
-    """The Workflow that runs ``asset``'s registered template once as job ``job_id``.
+) -> dict[str, Any]:
+    """The Workflow manifest that runs ``asset``'s registered template once as job ``job_id``.
 
     It carries nothing but the template reference and our own labels: no arguments, no spec overrides, so no
-    consumer string ever reaches Argo's template engine (the environment travels in :func:`env_secret`)."""
+    consumer string ever reaches Argo's template engine (the environment travels in :func:`env_secret`). A plain
+    dict: it is built on every job start, and Hera's model would cost more than the rest of the start's own work
+    (a test validates it against Argo's schema)."""
     if not JOB_ID.match(job_id):
         raise ValueError(f"invalid job id {job_id!r}")
     labels = {LABEL_MANAGED_BY: MANAGER, LABEL_ASSET: dns_label(asset.name), LABEL_JOB: job_id}
     if tenant:
         labels[LABEL_TENANT] = dns_label(tenant)
-    annotations = {ANNOTATION_IDEMPOTENCY: idempotency_key} if idempotency_key else None
-    return Workflow(
-        name=job_id,
-        namespace=namespace,
-        labels=labels,
-        annotations=annotations,
-        workflow_template_ref=m.WorkflowTemplateRef(name=template_name(asset.name)),
-    )
+    metadata: dict[str, Any] = {"name": job_id, "namespace": namespace, "labels": labels}
+    if idempotency_key:
+        metadata["annotations"] = {ANNOTATION_IDEMPOTENCY: idempotency_key}
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Workflow",
+        "metadata": metadata,
+        "spec": {"workflowTemplateRef": {"name": template_name(asset.name)}},
+    }
 
 
 def env_secret_name(job_id: str) -> str:

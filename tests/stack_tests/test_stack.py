@@ -61,7 +61,7 @@ class Tenant:
         job = new_job_id()
         k8s.CoreV1Api(self.api).create_namespaced_secret(self.namespace, env_secret(job, env, self.name))
         manifest = job_workflow(load_file(EXAMPLES / "dummy.yaml"), namespace=self.namespace, job_id=job)
-        self.argo("POST", f"/api/v1/workflows/{self.namespace}", {"workflow": manifest.to_dict()})
+        self.argo("POST", f"/api/v1/workflows/{self.namespace}", {"workflow": manifest})
         return job
 
     def wait(self, name: str, timeout: float = 240) -> dict[str, Any]:

@@ -125,7 +125,7 @@ def test_resources_gpu_and_scheduling() -> None:
 def test_job_workflow_carries_nothing_argo_would_evaluate() -> None:
     asset = load_file(EXAMPLES / "dummy.yaml")
     job = new_job_id()
-    wf = job_workflow(asset, namespace="ns", job_id=job, idempotency_key="k").to_dict()
+    wf = job_workflow(asset, namespace="ns", job_id=job, idempotency_key="k")
     assert wf["metadata"]["name"] == job
     # Only the template reference: no arguments, no spec overrides (Strict templateReferencing allows nothing else).
     assert wf["spec"] == {"workflowTemplateRef": {"name": "wml-dummy"}}
@@ -179,4 +179,4 @@ def test_workers_are_non_root_with_read_only_root_by_default() -> None:
 
 def test_job_workflow_validates_against_argo_schema(argo_schema: dict) -> None:
     asset = load_file(EXAMPLES / "dummy.yaml")
-    jsonschema.validate(job_workflow(asset, namespace="ns", job_id=new_job_id()).to_dict(), argo_schema)
+    jsonschema.validate(job_workflow(asset, namespace="ns", job_id=new_job_id()), argo_schema)
