@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+import yaml
 
 from api.settings import ApiSettings
 from provisioner import tenants
@@ -142,3 +143,26 @@ def test_api_container_is_capped_and_rolls_without_downtime() -> None:
     container = spec["template"]["spec"]["containers"][0]
     assert container["resources"]["limits"]["ephemeral-storage"]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_the_provisioner_holds_every_right_it_grants() -> None:
+    """Kubernetes refuses a Role granting what its creator does not hold: the ClusterRole must cover the tenants'."""
+    docs = yaml.safe_load_all((ASSETS.parents[1] / "argo" / "base" / "provisioner" / "rbac.yaml").read_text())
+    [cluster_role] = [d for d in docs if d and d["kind"] == "ClusterRole"]
+    held = {
+        (group, resource, verb)
+        for rule in cluster_role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    granted = {
+        (group, resource, verb)
+        for role in tenants.rbac(SPEC)
+        if role["kind"] == "Role"
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    assert granted - held == set()
