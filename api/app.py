@@ -65,7 +65,14 @@ def create_app(settings: ApiSettings) -> FastAPI:
         hooks_timeout = httpx.Timeout(settings.webhook_timeout_seconds)
         async with (
             httpx.AsyncClient(verify=settings.argo_verify_tls, timeout=timeout) as session,
-            httpx.AsyncClient(timeout=hooks_timeout, follow_redirects=False, trust_env=False) as hooks,
+            # No kept-alive connections: the pool is keyed by the pinned address, and a connection whose certificate
+            # was checked for one host must not carry another host's event.
+            httpx.AsyncClient(
+                timeout=hooks_timeout,
+                follow_redirects=False,
+                trust_env=False,
+                limits=httpx.Limits(max_keepalive_connections=0),
+            ) as hooks,
             aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=30, connect=5),
                 connector=aiohttp.TCPConnector(ssl=settings.argo_verify_tls),

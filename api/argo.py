@@ -117,30 +117,14 @@ class Argo:
         )
         return cast(m.WorkflowList, result)
 
-    async def active(self) -> Sequence[tuple[str, str]]:
-        """Workflows not yet completed, as (creation time, name), oldest first (only those fields are fetched)."""
-        result = await self._call(
-            "list_workflows",
-            label_selector="workflows.argoproj.io/completed!=true",
-            fields="items.metadata.name,items.metadata.creationTimestamp",
-        )
-        found = [
-            (str(getattr(w.metadata.creation_timestamp, "root", "") or ""), w.metadata.name or "")
-            for w in result.items or []
-        ]
-        return sorted(found)
-
-    async def finished_with_pending_webhook(self) -> Sequence[str]:
-        """Names of finished jobs whose completion event is not settled yet (only names are fetched)."""
+    async def finished_with_pending_webhook(self) -> Sequence[tuple[str, str]]:
+        """(name, uid) of finished jobs whose completion event is not settled yet (only those fields are fetched)."""
         result = await self._call(
             "list_workflows",
             label_selector=f"workflows.argoproj.io/completed=true,{LABEL_WEBHOOK}={WebhookMark.PENDING}",
-            fields="items.metadata.name",
+            fields="items.metadata.name,items.metadata.uid",
         )
-        return sorted(w.metadata.name for w in result.items or [] if w.metadata.name)
-
-    async def active_names(self) -> set[str]:
-        return {name for _, name in await self.active()}
+        return sorted((w.metadata.name, w.metadata.uid or "") for w in result.items or [] if w.metadata.name)
 
     async def terminate(self, name: str) -> m.Workflow:
         request = m.WorkflowTerminateRequest(name=name)

@@ -164,7 +164,12 @@ def webhook(
     """Show or register the tenant's webhook; prints its URL and signing secret (whsec_…)."""
     with _client(ctx) as c:
         try:
-            info = c.set_webhook(url, rotate_secret) if url or rotate_secret else c.webhook()
+            if url:
+                info = c.set_webhook(url, rotate_secret)
+            elif rotate_secret:
+                info = c.set_webhook(rotate_secret=True, keep_url=True)
+            else:
+                info = c.webhook()
         except ApiError as exc:
             _fail(exc)
     typer.echo(json.dumps(info, indent=2))

@@ -100,9 +100,15 @@ class Client:
             body["webhook_url"] = webhook_url
         return self._object("POST", "/v1/jobs", json=body, headers=headers)
 
-    def set_webhook(self, url: str | None, rotate_secret: bool = False) -> dict[str, Any]:
-        """Register the tenant's default webhook (None: per-job URLs only); returns it with its signing secret."""
-        return self._object("PUT", "/v1/webhook", json={"url": url, "rotate_secret": rotate_secret})
+    def set_webhook(
+        self, url: str | None = None, rotate_secret: bool = False, keep_url: bool = False
+    ) -> dict[str, Any]:
+        """Register the tenant's default webhook (None: per-job URLs only; ``keep_url``: leave it as it is); returns
+        it with its signing secret."""
+        body: dict[str, Any] = {"rotate_secret": rotate_secret}
+        if not keep_url:
+            body["url"] = url
+        return self._object("PUT", "/v1/webhook", json=body)
 
     def webhook(self) -> dict[str, Any]:
         return self._object("GET", "/v1/webhook")

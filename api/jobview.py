@@ -56,9 +56,10 @@ def job_view(tenant: Tenant, wf: m.Workflow) -> Job:
     )
 
 
-async def settled(tenant: Tenant, wf: m.Workflow, job: Job | None = None) -> Job:
+async def settled(tenant: Tenant, wf: m.Workflow, job: Job | None = None, strict: bool = False) -> Job:
     """The job as Argo reports it, except that a run whose required outputs are missing did not complete: the
-    outputs are checked when they are sealed (Argo collects the output directory, not each output)."""
+    outputs are checked when they are sealed (Argo collects the output directory, not each output). ``strict``: S3
+    being away raises instead of leaving Argo's word standing (for what is said once, like a webhook event)."""
     job = job or job_view(tenant, wf)
     if job.state is not JobState.COMPLETE:
         return job
@@ -69,6 +70,8 @@ async def settled(tenant: Tenant, wf: m.Workflow, job: Job | None = None) -> Job
     try:
         missing = (await seal(tenant.storage, asset, job.id, wf.metadata.uid or "")).required_missing(asset)
     except StorageUnavailable:
+        if strict:
+            raise
         return job  # S3 briefly away: Argo's word stands until the outputs can be sealed
     if missing:
         return job.model_copy(

@@ -92,6 +92,27 @@ class Kube:
         if not response.is_success and response.status_code != 404:
             raise KubeRejected(f"secret {name}: {response.status_code} {_reason(response)}")
 
+    async def running_jobs(self) -> set[str]:
+        """Names of the tenant's Workflows not yet completed, read from the Kubernetes API (a quorum read: Argo
+        Server answers lists from its informer's cache, which can miss a Workflow created a moment ago)."""
+        path = f"/apis/argoproj.io/v1alpha1/namespaces/{self.settings.namespace}/workflows"
+        headers = {
+            "Authorization": f"Bearer {self.settings.argo_bearer()}",
+            # names only: no specs or statuses over the wire
+            "Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json",
+        }
+        try:
+            response = await self.http.get(
+                path, params={"labelSelector": "workflows.argoproj.io/completed!=true"}, headers=headers
+            )
+        except httpx.HTTPError as exc:
+            raise KubeUnavailable(f"Kubernetes API unreachable: {type(exc).__name__}") from exc
+        if response.status_code >= 500 or response.status_code == 429:
+            raise KubeUnavailable(f"Kubernetes API answered {response.status_code}")
+        if not response.is_success:
+            raise KubeRejected(f"workflows: {response.status_code} {_reason(response)}")
+        return {str(item["metadata"]["name"]) for item in response.json().get("items") or []}
+
     def _leases(self, name: str = "") -> str:
         path = f"/apis/coordination.k8s.io/v1/namespaces/{self.settings.namespace}/leases"
         return f"{path}/{name}" if name else path

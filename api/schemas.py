@@ -158,7 +158,9 @@ class WebhookUpdate(Body):
     model_config = ConfigDict(extra="forbid")
 
     url: str | None = Field(
-        default=None, max_length=2048, description="Default target of job events; null: only per-job URLs."
+        default=None,
+        max_length=2048,
+        description="Default target of job events; null: only per-job URLs; left out: unchanged.",
     )
     rotate_secret: bool = Field(
         default=False, description="Issue a new signing secret; the old one keeps signing for a day beside it."

@@ -106,7 +106,7 @@ def _over_quota(tenant: Tenant) -> ApiError:
 
 async def check_quota(tenant: Tenant) -> None:
     try:
-        await tenant.start_lock.precheck(tenant.argo.active_names, tenant.settings.quota_concurrent_jobs)
+        await tenant.start_lock.precheck(tenant.kube.running_jobs, tenant.settings.quota_concurrent_jobs)
     except QuotaFull:
         raise _over_quota(tenant) from None
 
@@ -208,7 +208,7 @@ async def start(tenant: Tenant, body: JobCreate, idempotency_key: str | None) ->
         }
     )
     try:
-        async with tenant.start_lock.slot(job_id, tenant.argo.active_names, tenant.settings.quota_concurrent_jobs):
+        async with tenant.start_lock.slot(job_id, tenant.kube.running_jobs, tenant.settings.quota_concurrent_jobs):
             wf = await tenant.argo.create(manifest)
     except QuotaFull:
         if has_env:

@@ -2,12 +2,15 @@
 quota holds exactly, also under parallel starts.
 
 - One replica (``process``): this process is the only one creating the tenant's Workflows, so it keeps the set of
-  running jobs itself — loaded from Argo, grown by each create, reloaded only when the quota looks full (jobs that
-  finished meanwhile free their places then). A start costs no extra call, and creates run in parallel.
+  running jobs itself — loaded from the Kubernetes API, grown by each create, reloaded only when the quota looks
+  full (jobs that finished meanwhile free their places then). A start costs no extra call; creates run in parallel.
 - Several replicas (``lease``): they share a Kubernetes ``Lease`` in the tenant's namespace as a mutex and count the
-  running jobs from Argo under it. Whoever creates the Lease holds it and deletes it when done; a holder that died is
-  replaced once the lease has not been renewed for ``lease_seconds`` (an optimistic update takes it over). Each
-  replica still takes its process lock first, so at most one request per replica waits on the Lease.
+  running jobs under it. Whoever creates the Lease holds it (renewed while held) and deletes it when done; a holder
+  that died is replaced once the lease has not been renewed for ``lease_seconds`` (an optimistic update takes it
+  over). Each replica still takes its process lock first, so at most one request per replica waits on the Lease.
+
+Running jobs are always read from the Kubernetes API, never from Argo Server, whose lists come from an informer
+cache that can miss a Workflow created a moment ago.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -26,6 +30,7 @@ from api.settings import StartLockMode
 from templates.names import API_START_LEASE
 
 LEASE_NAME = API_START_LEASE
+RECENT_SECONDS = 60.0  # how long a create without an answer keeps its place
 
 
 class LockBusy(KubeUnavailable):
@@ -63,8 +68,11 @@ class StartLock:
         self.now = now
         self.identity = uuid.uuid4().hex
         self._local = asyncio.Lock()
-        self._running: set[str] | None = None  # process mode: None until loaded from Argo
+        self._running: set[str] | None = None  # process mode: None until loaded
         self._reserved: set[str] = set()
+        # Creates as (when answered, whether the answer came): a reload's list may miss a create answered while it
+        # ran, and a create whose answer was lost may still be committed; those count whatever the list says.
+        self._recent: dict[str, tuple[float, bool]] = {}
 
     async def precheck(self, running: Running, quota: int) -> None:
         """Refuse early (before a start copies its inputs) when no place is free; the exact check is :meth:`slot`."""
@@ -79,16 +87,10 @@ class StartLock:
     async def slot(self, job: str, running: Running, quota: int) -> AsyncIterator[None]:
         """Hold a place for ``job`` while its Workflow is created; raises :class:`QuotaFull` when none is free."""
         if self.mode is StartLockMode.LEASE:
-            async with self._local:
-                version = await self._acquire()
-                try:
-                    if len(await running()) >= quota:
-                        raise QuotaFull
-                    yield
-                finally:
-                    # Unreleased, the Lease expires after lease_seconds: a failed delete must not fail the start.
-                    with contextlib.suppress(KubeUnavailable, KubeRejected):
-                        await self.kube.delete_lease(LEASE_NAME, version)
+            async with self._local, self._lease_held():
+                if len(await running()) >= quota:
+                    raise QuotaFull
+                yield
             return
         async with self._local:
             await self._free_place(running, quota)
@@ -98,21 +100,49 @@ class StartLock:
             yield
             created = True
         finally:
-            async with self._local:
-                self._reserved.discard(job)
-                if created and self._running is not None:
-                    self._running.add(job)
-                elif not created:
-                    self._running = None  # the create may have happened after all (a timeout): ask Argo next time
+            # No await here: a second cancellation cannot leave the reservation behind.
+            self._reserved.discard(job)
+            self._recent[job] = (time.monotonic(), created)
+            if self._running is not None:
+                self._running.add(job)  # created, or perhaps created (no answer): it holds its place either way
 
     async def _free_place(self, running: Running, quota: int) -> None:
-        """With the process lock held: there is a free place, reloading the running set from Argo if it looks full.
-        The lock stays held across the reload, so no create finishing meanwhile is lost from the set."""
+        """With the process lock held: there is a free place, reloading the running set if it looks full (finished
+        jobs free their places then). Recent creates and reservations count whatever the reload says."""
         if self._running is not None and len(self._running | self._reserved) < quota:
             return
-        self._running = await running()
+        started = time.monotonic()
+        listed = await running()  # a quorum read: every create answered before it started is in it
+        uncertain_since = started - RECENT_SECONDS
+        self._recent = {name: v for name, v in self._recent.items() if v[0] >= uncertain_since}
+        late = {name for name, (at, answered) in self._recent.items() if at >= started or not answered}
+        self._running = listed | late
         if len(self._running | self._reserved) >= quota:
             raise QuotaFull
+
+    @asynccontextmanager
+    async def _lease_held(self) -> AsyncIterator[None]:
+        """Hold the Lease, renewed every third of its duration while held, and release it afterwards."""
+        version = [await self._acquire()]
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(self.lease_seconds / 3)
+                renewed = await self.kube.replace_lease(LEASE_NAME, self._lease(version[0]))
+                if renewed is None:
+                    return  # lost (taken over): nothing left to renew
+                version[0] = renewed
+
+        renewer = asyncio.create_task(renew())
+        try:
+            yield
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, KubeUnavailable, KubeRejected):
+                await renewer
+            # Unreleased, the Lease expires after lease_seconds: a failed delete must not fail the start.
+            with contextlib.suppress(KubeUnavailable, KubeRejected):
+                await self.kube.delete_lease(LEASE_NAME, version[0])
 
     def _lease(self, version: str | None = None) -> dict[str, Any]:
         now = _stamp(self.now())

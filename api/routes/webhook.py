@@ -54,7 +54,8 @@ async def put_webhook(body: WebhookUpdate, tenant: TenantDep) -> WebhookSettings
             raise ApiError(422, "Unprocessable Content", str(exc)) from None
     cfg = await webhook_config.load(tenant.storage) or WebhookConfig()
     overlap = timedelta(seconds=tenant.settings.webhook_secret_overlap_seconds)
-    cfg = cfg.updated(body.url, body.rotate_secret, utcnow(), overlap)
+    url = body.url if "url" in body.model_fields_set else cfg.url  # a rotation alone keeps the URL
+    cfg = cfg.updated(url, body.rotate_secret, utcnow(), overlap)
     await webhook_config.save(tenant.storage, cfg)
     return _view(cfg)
 

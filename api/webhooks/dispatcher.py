@@ -55,8 +55,8 @@ class Dispatcher:
         self.now = now
         self.settings = tenant.settings
         # Hints only (the records in S3 are the truth): skip reading records that cannot be due yet.
-        self._not_before: dict[str, datetime] = {}
-        self._settled: set[str] = set()
+        self._not_before: dict[tuple[str, str], datetime] = {}
+        self._settled: set[tuple[str, str]] = set()
         self._gate = asyncio.Semaphore(PARALLEL)
 
     async def run(self) -> None:
@@ -71,21 +71,32 @@ class Dispatcher:
 
     async def tick(self) -> int:
         """One round; returns how many events were sent (successfully or not)."""
-        names = await self.tenant.argo.finished_with_pending_webhook()
-        sent = await asyncio.gather(*(self._consider(name) for name in names if name not in self._settled))
-        return sum(sent)
+        listed = dict(await self.tenant.argo.finished_with_pending_webhook())  # name -> uid
+        # Hints are per Workflow (uid): a job id comes back when an Idempotency-Key is reused after a delete.
+        current = {(name, uid) for name, uid in listed.items()}
+        self._settled &= current
+        self._not_before = {k: v for k, v in self._not_before.items() if k in current}
+        results = await asyncio.gather(
+            *(self._consider(name, uid) for name, uid in listed.items() if (name, uid) not in self._settled),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, RETRYABLE):
+                log.error("webhook delivery failed: %s", type(result).__name__, exc_info=result)
+        return sum(1 for r in results if r is True)
 
-    async def _consider(self, job: str) -> bool:
-        hint = self._not_before.get(job)
+    async def _consider(self, job: str, uid: str) -> bool:
+        key = (job, uid)
+        hint = self._not_before.get(key)
         if hint is not None and hint > self.now():
             return False
         async with self._gate:
             delivery = await records.read(self.tenant.storage, job)
             if delivery is None or delivery.state.final:
-                await self._settle(job)
+                await self._settle(key)
                 return False
             if delivery.next_attempt_at is not None and delivery.next_attempt_at > self.now():
-                self._not_before[job] = delivery.next_attempt_at
+                self._not_before[key] = delivery.next_attempt_at
                 return False
             try:
                 delivery = await self.attempt(job, delivery)
@@ -93,9 +104,9 @@ class Dispatcher:
                 return False  # deleted meanwhile: its records went with it
             await records.write(self.tenant.storage, job, delivery)
             if delivery.state.final:
-                await self._settle(job)
+                await self._settle(key)
             elif delivery.next_attempt_at is not None:
-                self._not_before[job] = delivery.next_attempt_at
+                self._not_before[key] = delivery.next_attempt_at
             return True
 
     async def attempt(self, job: str, delivery: Delivery) -> Delivery:
@@ -126,21 +137,27 @@ class Dispatcher:
         answer: str | None = None
         error: str | None = None
         try:
-            target = await self.policy.pin(delivery.url)
-            headers["host"] = target.host_header
-            extensions = {"sni_hostname": target.sni} if target.sni else {}
-            request = self.http.build_request(
-                "POST", target.url, content=payload, headers=headers, extensions=extensions
-            )
-            response = await self.http.send(request, stream=True)
-            try:
-                status, answer = response.status_code, await _answer(response)
-            finally:
-                await response.aclose()
+            # One limit for the whole attempt: a receiver that trickles its answer cannot hold the loop.
+            async with asyncio.timeout(self.settings.webhook_timeout_seconds):
+                target = await self.policy.pin(delivery.url)
+                headers["host"] = target.host_header
+                extensions = {"sni_hostname": target.sni} if target.sni else {}
+                request = self.http.build_request(
+                    "POST", target.url, content=payload, headers=headers, extensions=extensions
+                )
+                response = await self.http.send(request, stream=True)
+                try:
+                    status, answer = response.status_code, await _answer(response)
+                finally:
+                    await response.aclose()
         except TargetRefused as exc:
             error = str(exc)
+        except TimeoutError:
+            error = f"no answer within {self.settings.webhook_timeout_seconds:g} s"
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"[:300] if str(exc) else type(exc).__name__
+        except (ValueError, UnicodeError, httpx.InvalidURL) as exc:  # a URL that cannot be sent: a failed attempt
+            error = f"the webhook URL cannot be requested: {type(exc).__name__}"
         attempts = delivery.attempts + 1
         state, next_at = DeliveryState.PENDING, None
         if status is not None and 200 <= status < 300:
@@ -169,7 +186,7 @@ class Dispatcher:
 
     async def _payload(self, job: str, now: datetime) -> str:
         wf = await self.tenant.argo.get(job)
-        view = await settled(self.tenant, wf)
+        view = await settled(self.tenant, wf, strict=True)  # S3 away: no event yet, rather than a wrong state
         event = {
             "type": EVENT_TYPE,
             "timestamp": (view.finished_at or now).isoformat(),
@@ -177,12 +194,12 @@ class Dispatcher:
         }
         return json.dumps(event, separators=(",", ":"), sort_keys=True)
 
-    async def _settle(self, job: str) -> None:
+    async def _settle(self, key: tuple[str, str]) -> None:
         """Take the job off the list the loop reads (best effort: this process remembers it anyway)."""
-        self._settled.add(job)
-        self._not_before.pop(job, None)
+        self._settled.add(key)
+        self._not_before.pop(key, None)
         with contextlib.suppress(KubeUnavailable, KubeRejected):
-            await self.tenant.kube.settle_webhook(job)
+            await self.tenant.kube.settle_webhook(key[0])
 
 
 async def _answer(response: httpx.Response) -> str:

@@ -16,6 +16,10 @@ from dataclasses import dataclass
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 URL_MAX = 2048
+# Ranges Python's ``is_global`` lets through that lead back into private networks (translation and tunnel prefixes).
+NOT_GLOBAL = tuple(
+    ipaddress.ip_network(n) for n in ("64:ff9b::/96", "64:ff9b:1::/48", "2002::/16", "2001::/32", "::/96", "fec0::/10")
+)
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -46,6 +50,8 @@ class TargetPolicy:
         """Syntax and scheme; an address written in the URL is checked too. Raises :class:`TargetRefused`."""
         if len(url) > URL_MAX:
             raise TargetRefused(f"the webhook URL is longer than {URL_MAX} characters")
+        if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in url):
+            raise TargetRefused("the webhook URL contains whitespace or control characters")
         try:
             parts = urlsplit(url)
             port = parts.port
@@ -60,6 +66,10 @@ class TargetPolicy:
             raise TargetRefused("the webhook URL may not carry credentials")
         if port == 0:
             raise TargetRefused("the webhook URL's port is invalid")
+        try:
+            ascii_host(parts.hostname)
+        except UnicodeError:
+            raise TargetRefused("the webhook URL's host is not a valid domain name") from None
         literal = _literal(parts.hostname)
         if literal is not None:
             self.check_address(literal)
@@ -68,6 +78,10 @@ class TargetPolicy:
     def check_address(self, address: Address) -> None:
         if address.version == 6 and address.ipv4_mapped is not None:
             address = address.ipv4_mapped
+        if any(address in network for network in NOT_GLOBAL) and not any(
+            address in network for network in self.allowed_networks
+        ):
+            raise TargetRefused(f"the webhook URL's host is not a public address ({address})")
         if any(address in network for network in self.allowed_networks):
             return
         if not address.is_global or address.is_multicast:
@@ -91,10 +105,20 @@ class TargetPolicy:
                 raise TargetRefused(f"the webhook host {host!r} does not resolve")
         for address in addresses:
             self.check_address(address)
-        first = addresses[0]
+        # IPv4 first: the tenant API's NetworkPolicy opens IPv4 egress only.
+        first = sorted(addresses, key=lambda a: a.version)[0]
         netloc = f"[{first}]:{port}" if first.version == 6 else f"{first}:{port}"
         url = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
-        return Pinned(url, parts.netloc, None if literal is not None else host)
+        name = host if literal is not None else ascii_host(host)
+        host_header = f"[{name}]" if literal is not None and literal.version == 6 else name
+        if parts.port is not None:
+            host_header += f":{parts.port}"
+        return Pinned(url, host_header, None if literal is not None else name)
+
+
+def ascii_host(host: str) -> str:
+    """The host as it goes on the wire (IDNA for international names); UnicodeError if it cannot."""
+    return host.encode("idna").decode("ascii") if not host.isascii() else host
 
 
 def _literal(host: str) -> Address | None:

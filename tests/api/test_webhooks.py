@@ -231,3 +231,7 @@ def test_targets_that_are_refused(hooks: ApiTenant, receiver: Receiver) -> None:
         assert {j["id"] for j in c.jobs()["items"]} == before  # nothing was started by a refused request
         again = c.set_webhook(None)
         assert again["url"] is None and again["secret"] != receiver.secrets[0]
+        restored = c.set_webhook(f"{receiver.url}/hook/default")
+        rotated = c.set_webhook(rotate_secret=True, keep_url=True)
+        assert rotated["url"] == restored["url"]  # a rotation alone keeps the URL
+        assert rotated["secret"] != restored["secret"] and rotated["secrets_signing"] == 2

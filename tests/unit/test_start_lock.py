@@ -1,9 +1,10 @@
-"""The start lock of one replica: places are exact under parallel starts without asking Argo on every start, finished
-jobs free their places when the quota looks full, and a failed create makes the next start ask Argo again."""
+"""The start lock of one replica: places are exact under parallel starts without a list on every start, finished jobs
+free their places when the quota looks full, and a create whose answer was lost keeps its place."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import cast
 
 import pytest
@@ -76,14 +77,29 @@ def test_no_argo_call_while_places_are_free() -> None:
     asyncio.run(main())
 
 
-def test_a_failed_create_makes_the_next_start_ask_argo() -> None:
+def test_a_create_without_an_answer_keeps_its_place() -> None:
     async def main() -> None:
         gate, argo = lock(), Argo()
         with pytest.raises(RuntimeError):
-            await start(gate, argo, "x", 5, fail=True)
-        argo.running.add("x")  # it was created after all (the answer was lost)
-        before = argo.lists
-        assert await start(gate, argo, "y", 5)
-        assert argo.lists == before + 1
+            await start(gate, argo, "x", 2, fail=True)  # the answer was lost: x may exist, unseen by any list yet
+        assert await start(gate, argo, "a", 2)
+        assert await start(gate, argo, "b", 2) is False  # x and a hold both places, although only a is listed
+        argo.running.discard("a")  # a finished: its place is free, x still holds the other
+        assert await start(gate, argo, "b", 2)
+        assert await start(gate, argo, "c", 2) is False
+
+    asyncio.run(main())
+
+
+def test_a_reservation_never_outlives_a_cancelled_start() -> None:
+    async def main() -> None:
+        gate, argo = lock(), Argo()
+        slow = asyncio.create_task(start(gate, argo, "slow", 1))
+        await asyncio.sleep(0.005)  # inside its create
+        slow.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await slow
+        assert not gate._reserved
+        await asyncio.sleep(0)
 
     asyncio.run(main())

@@ -65,6 +65,10 @@ def test_rotation_signs_with_both_secrets_until_the_old_one_expires() -> None:
         "https://[fd00::1]/hook",
         "https://100.64.0.1/hook",
         "https://example.com:99999/hook",
+        "https://[64:ff9b::a00:1]/hook",  # NAT64 of 10.0.0.1
+        "https://[2002:a00:1::1]/hook",  # 6to4 of 10.0.0.1
+        "https://example.com/a\x01b",
+        "https://example.com/a b",
         "https://" + "a" * 2100 + ".com/",
     ],
 )
@@ -84,6 +88,13 @@ def test_public_and_allowed_addresses() -> None:
 def test_a_name_that_resolves_to_loopback_is_refused_at_delivery() -> None:
     with pytest.raises(TargetRefused, match="not a public address"):
         asyncio.run(TargetPolicy(allow_http=True).pin("http://localhost:9/hook"))
+
+
+def test_international_names_go_on_the_wire_as_idna() -> None:
+    policy = TargetPolicy.of(allow_http=True, networks=["127.0.0.0/8"])
+    policy.check_url("https://bücher.example/hook")
+    with pytest.raises(TargetRefused):  # resolves nowhere here, but is a name the wire can carry
+        asyncio.run(policy.pin("https://bücher.invalid/hook"))
 
 
 def test_pinned_target_calls_the_checked_address_with_the_original_host() -> None:
