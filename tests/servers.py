@@ -3,6 +3,7 @@ The one place where the suite starts its own HTTP servers (the API, the provisio
 
 from __future__ import annotations
 
+import random
 import socket
 import threading
 import time
@@ -12,12 +13,29 @@ from typing import Any
 
 import uvicorn
 
+# Below the kernel's ephemeral range (32768-60999) and Kubernetes' NodePorts (30000-32767): a port handed out here
+# and bound a while later (an EDC connector's five ports) cannot meanwhile become the source port of some outgoing
+# connection, which is what made a connector fail to bind in CI.
+_PORTS = range(20000, 30000)
+_handed_out: set[int] = set()
+_lock = threading.Lock()
+
 
 def free_port() -> int:
-    """A loopback port nothing listens on (for 'server is down' tests)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on, on any address, and not handed out before by this process."""
+    with _lock:
+        for _ in range(200):
+            port = random.choice(_PORTS)
+            if port in _handed_out:
+                continue
+            try:
+                with socket.socket() as probe:
+                    probe.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+            _handed_out.add(port)
+            return port
+    raise RuntimeError("no free port in 20000-29999")
 
 
 class ThreadedServer:

@@ -232,6 +232,9 @@ class Connector:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"EDC {self.participant} exited ({self.process.returncode}):\n{self.tail()}")
+            if "Failed to bind to" in self.tail(200):  # the JVM lives on after Jetty failed: no use waiting
+                self.stop(close=False)
+                raise RuntimeError(f"EDC {self.participant} could not bind its ports:\n{self.tail()}")
             try:
                 response = httpx.get(health, timeout=5, trust_env=False)
                 if response.json().get("isSystemHealthy"):
