@@ -54,12 +54,11 @@ def provisioner_settings(stack: StackInfo) -> ProvisionerSettings:
     )
 
 
-def prepare_namespace(
-    stack: StackInfo, api: k8s.ApiClient, tenant: str, token: str, extra: tuple[WorkflowAsset, ...] = ()
-) -> tuple[tenants.TenantSpec, str]:
-    """Everything the provisioner makes for ``tenant`` but the API Deployment; (its spec, the API account's token)."""
-    settings = provisioner_settings(stack)
-    spec = tenants.TenantSpec(
+def tenant_spec(
+    settings: ProvisionerSettings, tenant: str, token: str, extra: tuple[WorkflowAsset, ...] = ()
+) -> tenants.TenantSpec:
+    """The spec of a tenant with the example assets (and ``extra``), fresh MinIO keys and one token."""
+    return tenants.TenantSpec(
         tenant=tenant,
         namespace=settings.namespace_for(tenant),
         token_digests=(hashlib.sha256(token.encode()).hexdigest(),),
@@ -70,6 +69,14 @@ def prepare_namespace(
         contract_id=f"contract-{tenant}",
         assets=[*load_directory(EXAMPLES).values(), *extra],
     )
+
+
+def prepare_namespace(
+    stack: StackInfo, api: k8s.ApiClient, tenant: str, token: str, extra: tuple[WorkflowAsset, ...] = ()
+) -> tuple[tenants.TenantSpec, str]:
+    """Everything the provisioner makes for ``tenant`` but the API Deployment; (its spec, the API account's token)."""
+    settings = provisioner_settings(stack)
+    spec = tenant_spec(settings, tenant, token, extra)
     storage = Storage(settings)
     prefix = settings.s3_prefix_for(tenant)
     storage.ensure_user(spec.s3_access_key, spec.s3_secret_key, prefix)

@@ -7,7 +7,6 @@ Goals (issue #15): ready ≤ 3 s, idle RSS ≤ 80 MiB. The pod's processes run o
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import statistics
 import time
@@ -18,12 +17,11 @@ from kubernetes import client as k8s
 
 from provisioner import tenants
 from provisioner.storage import Storage
-from templates import load_directory
+from tests.api.tenant import tenant_spec
 from tests.provisioner.helpers import stack_settings
 from tests.stack import host, kube
 from tests.stack.app_image import ensure_app_image
 from tests.stack.launcher import ensure_stack
-from tests.support.examples import EXAMPLES
 
 ROUNDS = 3
 IDLE_SECONDS = 10
@@ -48,17 +46,7 @@ def _one(stack: object, image: str) -> tuple[float, float]:
     settings = stack_settings(stack, "sqlite://", "http://unused", api_image=image)  # type: ignore[arg-type]
     tenant = f"t-pod-{uuid.uuid4().hex[:6]}"
     token = secrets.token_urlsafe(32)
-    spec = tenants.TenantSpec(
-        tenant=tenant,
-        namespace=settings.namespace_for(tenant),
-        token_digests=(hashlib.sha256(token.encode()).hexdigest(),),
-        s3_access_key=f"wml-{tenant}",
-        s3_secret_key=secrets.token_urlsafe(30),
-        exec_access_key=f"wml-{tenant}-exec",
-        exec_secret_key=secrets.token_urlsafe(30),
-        contract_id=f"contract-{tenant}",
-        assets=list(load_directory(EXAMPLES).values()),
-    )
+    spec = tenant_spec(settings, tenant, token)
     api = kube.api_client(stack.kubeconfig)  # type: ignore[attr-defined]
     storage = Storage(settings)
     storage.ensure_user(spec.s3_access_key, spec.s3_secret_key, settings.s3_prefix_for(tenant))
