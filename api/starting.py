@@ -208,7 +208,9 @@ async def start(tenant: Tenant, body: JobCreate, idempotency_key: str | None) ->
         }
     )
     try:
-        async with tenant.start_lock.slot(job_id, tenant.kube.running_jobs, tenant.settings.quota_concurrent_jobs):
+        async with tenant.start_lock.slot(
+            job_id, tenant.kube.running_jobs, tenant.settings.quota_concurrent_jobs, refused=(ArgoRejected,)
+        ):
             wf = await tenant.argo.create(manifest)
     except QuotaFull:
         if has_env:

@@ -41,7 +41,7 @@ class QuotaFull(Exception):
     """As many jobs run as the contract allows."""
 
 
-Running = Callable[[], Awaitable[set[str]]]  # the names of the tenant's running jobs, from Argo
+Running = Callable[[], Awaitable[set[str]]]  # the names of the tenant's running jobs (Kubernetes API)
 
 
 def _now() -> datetime:
@@ -84,8 +84,11 @@ class StartLock:
             await self._free_place(running, quota)
 
     @asynccontextmanager
-    async def slot(self, job: str, running: Running, quota: int) -> AsyncIterator[None]:
-        """Hold a place for ``job`` while its Workflow is created; raises :class:`QuotaFull` when none is free."""
+    async def slot(
+        self, job: str, running: Running, quota: int, refused: tuple[type[BaseException], ...] = ()
+    ) -> AsyncIterator[None]:
+        """Hold a place for ``job`` while its Workflow is created; raises :class:`QuotaFull` when none is free.
+        ``refused``: errors that mean the create certainly did not happen (its place is freed at once)."""
         if self.mode is StartLockMode.LEASE:
             async with self._local, self._lease_held():
                 if len(await running()) >= quota:
@@ -95,16 +98,20 @@ class StartLock:
         async with self._local:
             await self._free_place(running, quota)
             self._reserved.add(job)
-        created = False
+        created = certainly_not = False
         try:
             yield
             created = True
+        except refused:
+            certainly_not = True
+            raise
         finally:
             # No await here: a second cancellation cannot leave the reservation behind.
             self._reserved.discard(job)
-            self._recent[job] = (time.monotonic(), created)
-            if self._running is not None:
-                self._running.add(job)  # created, or perhaps created (no answer): it holds its place either way
+            if not certainly_not:
+                self._recent[job] = (time.monotonic(), created)
+                if self._running is not None:
+                    self._running.add(job)  # created, or perhaps created (no answer): it holds its place
 
     async def _free_place(self, running: Running, quota: int) -> None:
         """With the process lock held: there is a free place, reloading the running set if it looks full (finished

@@ -31,12 +31,18 @@ def lock() -> StartLock:
     return StartLock(StartLockMode.PROCESS, cast(Kube, None))
 
 
-async def start(gate: StartLock, argo: Argo, job: str, quota: int, fail: bool = False) -> bool:
+class Refused(Exception):
+    """The create was answered with a refusal: it certainly did not happen."""
+
+
+async def start(gate: StartLock, argo: Argo, job: str, quota: int, fail: bool = False, refuse: bool = False) -> bool:
     try:
-        async with gate.slot(job, argo.names, quota):
+        async with gate.slot(job, argo.names, quota, refused=(Refused,)):
             await asyncio.sleep(0.01)  # the create
             if fail:
                 raise RuntimeError("create failed")
+            if refuse:
+                raise Refused
             argo.running.add(job)
     except QuotaFull:
         return False
@@ -87,6 +93,16 @@ def test_a_create_without_an_answer_keeps_its_place() -> None:
         argo.running.discard("a")  # a finished: its place is free, x still holds the other
         assert await start(gate, argo, "b", 2)
         assert await start(gate, argo, "c", 2) is False
+
+    asyncio.run(main())
+
+
+def test_a_refused_create_frees_its_place() -> None:
+    async def main() -> None:
+        gate, argo = lock(), Argo()
+        with pytest.raises(Refused):
+            await start(gate, argo, "x", 1, refuse=True)
+        assert await start(gate, argo, "a", 1)
 
     asyncio.run(main())
 
