@@ -33,7 +33,7 @@ lock:
 venv: $(STAMP)
 
 stack-build:
-	tests/stack/build.sh all
+	devstack/stack/build.sh all
 
 test: check stack-build
 	$(BIN)/python -m pytest -q
@@ -55,17 +55,17 @@ bench: venv stack-build
 	$(BIN)/python -m tests.bench
 
 run: venv stack-build
-	$(BIN)/python -m tests.stack up
-	$(BIN)/python -m tests.e2e
+	$(BIN)/python -m devstack.stack up
+	$(BIN)/python -m devstack.demo
 
 stack-up: venv stack-build
-	$(BIN)/python -m tests.stack up
+	$(BIN)/python -m devstack.stack up
 
 stack-down: venv
-	$(BIN)/python -m tests.stack down
+	$(BIN)/python -m devstack.stack down
 
 stack-status: venv
-	$(BIN)/python -m tests.stack status
+	$(BIN)/python -m devstack.stack status
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,6 +1,6 @@
 """Fixtures shared by the whole suite, and its tiers.
 
-Servers are started in one place each: the local stack (Kubernetes + Argo + MinIO) in tests/stack/fixture.py, the
+Servers are started in one place each: the local stack (Kubernetes + Argo + MinIO) in devstack/stack/fixture.py, the
 consumer API in tests/servers.py. Tiers are derived, not hand-kept: a test whose fixtures reach ``stack`` is marked
 ``stack``; one whose fixtures reach ``argo_schema`` (Argo's schema from its Go module) is marked ``go``.
 ``make test-fast`` runs the rest: no stack, no Go.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.stack.fixture import stack  # noqa: F401
+from devstack.stack.fixture import stack  # noqa: F401
 
 # fixture name -> the marker every test that (transitively) uses it gets
 TIER_FIXTURES = {"stack": "stack", "argo_schema": "go"}

@@ -2,7 +2,7 @@
 # Builds the root filesystem of the API/provisioner image for the local stack, without a registry or a
 # Docker engine: a minimal Debian bookworm (Python 3.11) by debootstrap, plus a virtual environment with
 # the project's dependencies. Our own packages are added as a separate layer at import time
-# (tests/stack/app_image.py), so code changes do not rebuild this.
+# (devstack/stack/app_image.py), so code changes do not rebuild this.
 #
 #   argo/images/build-local.sh            -> prints the rootfs directory
 # Cached by the hash of pyproject.toml under $WML_CACHE (default ~/.cache/workflow-middlelayer).

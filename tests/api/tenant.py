@@ -17,13 +17,13 @@ from kubernetes import client as k8s
 from api.app import create_app
 from api.client import Client
 from api.settings import ApiSettings
+from devstack.servers import serve
+from devstack.stack import kube
+from devstack.stack.launcher import StackInfo
 from provisioner import tenants
 from provisioner.settings import ProvisionerSettings
 from provisioner.storage import Storage, StorageError
 from templates import WorkflowAsset, load_directory
-from tests.servers import serve
-from tests.stack import kube
-from tests.stack.launcher import StackInfo
 from tests.support.examples import EXAMPLES
 
 QUOTA_CONCURRENT_JOBS = 3

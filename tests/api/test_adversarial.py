@@ -19,9 +19,9 @@ import s3fs
 from kubernetes import client as k8s
 
 from api.client import Client
+from devstack.stack import kube
+from devstack.stack.launcher import StackInfo
 from tests.api.tenant import ApiTenant
-from tests.stack import kube
-from tests.stack.launcher import StackInfo
 
 PAYLOADS = {
     "P0": "{{workflow.name}}",

@@ -6,8 +6,8 @@ import httpx
 import pytest
 
 from api.app import create_app
+from devstack.servers import free_port, serve
 from tests.api.tenant import ApiTenant
-from tests.servers import free_port, serve
 
 pytestmark = pytest.mark.stack
 

@@ -12,9 +12,9 @@ import pytest
 
 from api.app import create_app
 from api.settings import StartLockMode
+from devstack.servers import serve
+from devstack.stack.launcher import StackInfo
 from tests.api.tenant import QUOTA_CONCURRENT_JOBS, api_tenant
-from tests.servers import serve
-from tests.stack.launcher import StackInfo
 
 pytestmark = pytest.mark.stack
 

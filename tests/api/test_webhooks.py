@@ -19,10 +19,10 @@ from fastapi.responses import PlainTextResponse
 
 from api.app import create_app
 from api.client import ApiError, Client
+from devstack.servers import ThreadedServer, serve
+from devstack.stack import kube
 from templates.compiler import LABEL_WEBHOOK
 from tests.api.tenant import ApiTenant, api_tenant
-from tests.servers import ThreadedServer, serve
-from tests.stack import kube
 
 pytestmark = pytest.mark.stack
 

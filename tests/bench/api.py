@@ -25,10 +25,10 @@ import psutil
 
 from api.client import Client
 from api.storage import make_filesystem
+from devstack.servers import free_port
+from devstack.stack.launcher import ensure_stack
 from templates import parse_document
 from tests.api.tenant import api_tenant
-from tests.servers import free_port
-from tests.stack.launcher import ensure_stack
 
 BENCH_ASSET = parse_document(
     {

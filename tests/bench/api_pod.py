@@ -15,13 +15,13 @@ from pathlib import Path
 
 from kubernetes import client as k8s
 
+from devstack.stack import host, kube
+from devstack.stack.app_image import ensure_app_image
+from devstack.stack.launcher import ensure_stack
 from provisioner import tenants
 from provisioner.storage import Storage
 from tests.api.tenant import tenant_spec
 from tests.provisioner.helpers import stack_settings
-from tests.stack import host, kube
-from tests.stack.app_image import ensure_app_image
-from tests.stack.launcher import ensure_stack
 
 ROUNDS = 3
 IDLE_SECONDS = 10

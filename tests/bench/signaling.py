@@ -17,17 +17,17 @@ from pathlib import Path
 
 import httpx
 
+from devstack.demo.contract import _cluster_url, _registered
+from devstack.demo.events import Events
+from devstack.edc.connector import CONTEXT, EDC, V0_15, Connector, ensure_runtime
+from devstack.servers import ThreadedServer, free_port
+from devstack.stack import kube
+from devstack.stack.app_image import ensure_app_image
+from devstack.stack.launcher import ensure_stack
 from provisioner.app import create_app
 from provisioner.services import Services
-from tests.e2e.contract import _cluster_url, _registered
-from tests.e2e.events import Events
-from tests.edc.connector import CONTEXT, EDC, V0_15, Connector, ensure_runtime
 from tests.provisioner.helpers import db_grants, stack_settings
 from tests.provisioner.servers import wait_for
-from tests.servers import ThreadedServer, free_port
-from tests.stack import kube
-from tests.stack.app_image import ensure_app_image
-from tests.stack.launcher import ensure_stack
 from tests.support.edc import cleanup
 
 GOALS = {"new consumer": 2.0, "existing tenant": 0.5}

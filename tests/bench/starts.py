@@ -26,12 +26,12 @@ import httpx
 from kubernetes import client as k8s
 
 from api.settings import StartLockMode
+from devstack.stack import kube
+from devstack.stack.launcher import StackInfo, ensure_stack, stack_status
 from templates import new_job_id, parse_document
 from templates.jobs import job_workflow
 from tests.api.tenant import ApiTenant, api_tenant
 from tests.bench.api import _env_of, _serve_process
-from tests.stack import kube
-from tests.stack.launcher import StackInfo, ensure_stack, stack_status
 
 NOOP = parse_document(
     {"name": "noop", "worker": {"image": "imlahso/dummy-job", "command": ["/bin/true"], "outputDir": "/output"}}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.contract import play
+from devstack.demo.contract import play
 
 pytestmark = pytest.mark.stack
 

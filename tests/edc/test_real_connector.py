@@ -29,17 +29,17 @@ from typer.testing import CliRunner
 
 from api.cli import app as cli
 from api.client import Client
+from devstack.demo.contract import DUMMY_ENV, api_ready, map_service, wait_namespace_gone
+from devstack.edc.connector import EDC_VERSION, Connector, ensure_runtime
+from devstack.servers import ThreadedServer
+from devstack.stack import kube
+from devstack.stack.app_image import ensure_app_image
+from devstack.stack.launcher import StackInfo
 from provisioner.app import PROVISION_PATH, create_app
 from provisioner.services import Services
 from provisioner.wire.http_provisioner import EDC_NAMESPACE, ContentDataAddress
-from tests.e2e.contract import DUMMY_ENV, api_ready, map_service, wait_namespace_gone
-from tests.edc.connector import EDC_VERSION, Connector, ensure_runtime
 from tests.provisioner.helpers import INBOUND_KEY, db_grants, stack_settings
 from tests.provisioner.servers import wait_for
-from tests.servers import ThreadedServer
-from tests.stack import kube
-from tests.stack.app_image import ensure_app_image
-from tests.stack.launcher import StackInfo
 
 pytestmark = pytest.mark.stack
 

@@ -24,18 +24,18 @@ import httpx
 import pytest
 
 from api.client import ApiError, Client
+from devstack.demo.contract import _cluster_url, _registered, api_ready, wait_namespace_gone
+from devstack.demo.events import Events
+from devstack.edc.connector import CONTEXT, EDC, V0_15, Connector, ensure_runtime
+from devstack.servers import ThreadedServer, free_port
+from devstack.stack import kube
+from devstack.stack.app_image import ensure_app_image
+from devstack.stack.launcher import StackInfo
 from provisioner.app import create_app
 from provisioner.services import Services
-from tests.e2e.contract import _cluster_url, _registered, api_ready, wait_namespace_gone
-from tests.e2e.events import Events
-from tests.edc.connector import CONTEXT, EDC, V0_15, Connector, ensure_runtime
 from tests.edc.test_real_connector import Recorder, _shape
 from tests.provisioner.helpers import SIGNALING_KEY, db_grants, stack_settings
 from tests.provisioner.servers import wait_for
-from tests.servers import ThreadedServer, free_port
-from tests.stack import kube
-from tests.stack.app_image import ensure_app_image
-from tests.stack.launcher import StackInfo
 from tests.support.examples import EXAMPLES
 
 pytestmark = pytest.mark.stack

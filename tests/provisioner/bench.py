@@ -12,12 +12,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from devstack.stack.launcher import ensure_stack
 from provisioner import db
 from provisioner.app import create_app
 from provisioner.services import Services
 from tests.provisioner.helpers import stack_settings
 from tests.provisioner.servers import EdcStub, ThreadedServer, wait_for
-from tests.stack.launcher import ensure_stack
 from tests.support.edc import cleanup, edc_request, new_consumer, post
 
 GOAL_SECONDS = 2.0

@@ -13,12 +13,12 @@ from minio import Minio
 from minio.error import S3Error
 from sqlalchemy import func, select
 
+from devstack.stack.launcher import StackInfo
 from provisioner import tenants
 from provisioner.models import Grant, Tenant
 from provisioner.services import Services
 from provisioner.settings import ProvisionerSettings
 from tests.provisioner.servers import API_KEY
-from tests.stack.launcher import StackInfo
 
 ASSETS = Path(__file__).resolve().parents[2] / "templates" / "examples"
 ADMIN_TOKEN = "test-admin-token"

@@ -1,5 +1,5 @@
 """A stand-in for the EDC connector over real HTTP (callback receiver + the management API's consumer
-lookup). Servers are started with tests.servers.ThreadedServer."""
+lookup). Servers are started with devstack.servers.ThreadedServer."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from tests.servers import ThreadedServer
-from tests.support.wait import wait_for  # re-exported for the EDC tests
+from devstack.servers import ThreadedServer
+from devstack.wait import wait_for  # re-exported for the EDC tests
 
 __all__ = ["API_KEY", "Call", "EdcStub", "ThreadedServer", "wait_for"]
 

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from referencing import Registry, Resource
 
+from devstack.servers import ThreadedServer, free_port
 from provisioner.app import create_app
 from provisioner.scheduler import Worker
 from provisioner.services import Services
@@ -34,7 +35,6 @@ from provisioner.settings import ProvisionerSettings
 from provisioner.tenants import tenant_id_for
 from tests.provisioner.helpers import SIGNALING_KEY, db_grants, db_tenant, secret_data
 from tests.provisioner.servers import EdcStub, wait_for
-from tests.servers import ThreadedServer, free_port
 from tests.support.edc import cleanup, new_consumer
 
 pytestmark = pytest.mark.stack

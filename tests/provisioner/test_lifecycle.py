@@ -13,6 +13,7 @@ import pytest
 
 from api.app import create_app as create_api
 from api.settings import ApiSettings
+from devstack.servers import serve
 from provisioner import access, tenants
 from provisioner.models import GrantState, TenantState
 from provisioner.services import Services
@@ -29,7 +30,6 @@ from tests.provisioner.helpers import (
     tenant_s3,
 )
 from tests.provisioner.servers import EdcStub, wait_for
-from tests.servers import serve
 from tests.support.edc import edc_request, new_consumer, post, tenant_of
 
 EDC_NS = "https://w3id.org/edc/v0.0.1/ns/"  # spelt out here on purpose: the wire format, not our constant

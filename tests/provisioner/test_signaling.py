@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from devstack.servers import ThreadedServer
 from provisioner import flows, lifecycle, store
 from provisioner.app import create_app
 from provisioner.identity import Identity, IdentitySource
@@ -29,7 +30,6 @@ from provisioner.states import Protocol
 from provisioner.tenants import tenant_id_for
 from tests.provisioner.helpers import SIGNALING_KEY, db_grants, db_tenant, secret_data
 from tests.provisioner.servers import EdcStub, wait_for
-from tests.servers import ThreadedServer
 from tests.support.edc import cleanup, new_consumer
 
 pytestmark = pytest.mark.stack

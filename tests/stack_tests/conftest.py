@@ -1,1 +1,1 @@
-from tests.stack.fixture import stack  # noqa: F401 - session fixture used by these tests
+from devstack.stack.fixture import stack  # noqa: F401 - session fixture used by these tests

@@ -22,14 +22,14 @@ import pytest
 import yaml
 from kubernetes import client as k8s
 
+from devstack.stack import StackInfo, ensure_stack, kube, s3
+from devstack.stack.config import Layout
+from devstack.wait import wait_for
 from templates import CompileOptions, StorageTarget, compile_asset, job_workflow, load_file, new_job_id
 from templates.compiler import to_yaml
 from templates.jobs import env_secret
 from tests.api.tenant import EXAMPLES, prepare_namespace, remove_tenant
-from tests.stack import StackInfo, ensure_stack, kube, s3
-from tests.stack.config import Layout
 from tests.support.examples import EXAMPLE_FILES
-from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.stack
 

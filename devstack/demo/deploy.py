@@ -16,8 +16,8 @@ from typing import Any
 import yaml
 from kubernetes import client as k8s
 
-from tests.stack import kube
-from tests.stack.launcher import StackInfo
+from devstack.stack import kube
+from devstack.stack.launcher import StackInfo
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = ROOT / "argo" / "base"

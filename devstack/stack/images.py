@@ -178,7 +178,7 @@ def write_oci_archive(name: str, layers: list[Path], container_config: dict[str,
             "created": "2023-11-14T22:13:20Z",
             "config": container_config,
             "rootfs": {"type": "layers", "diff_ids": [f"sha256:{d}" for d in digests]},
-            "history": [{"created": "2023-11-14T22:13:20Z", "created_by": "tests/stack/images.py"} for _ in layers],
+            "history": [{"created": "2023-11-14T22:13:20Z", "created_by": "devstack/stack/images.py"} for _ in layers],
         },
         sort_keys=True,
     ).encode()

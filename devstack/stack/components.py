@@ -66,7 +66,7 @@ def _write(path: Path, text: str) -> Path:
 def write_containerd_config(layout: Layout) -> Path:
     d = layout.containerd_dir
     cri = 'plugins."io.containerd.grpc.v1.cri"'
-    text = f"""# Written by tests/stack; containerd for the local stack only (own root, state and socket).
+    text = f"""# Written by devstack/stack; containerd for the local stack only (own root, state and socket).
 version = 2
 root = "{d / "root"}"
 state = "{d / "state"}"

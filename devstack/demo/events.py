@@ -11,7 +11,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 
-from tests.servers import ThreadedServer
+from devstack.servers import ThreadedServer
 
 
 @dataclass

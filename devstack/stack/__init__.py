@@ -1,6 +1,6 @@
 """The local real stack (Kubernetes, containerd, Argo Workflows, MinIO) used by tests and `make run`.
 
-python -m tests.stack up|down|status|env|build
+python -m devstack.stack up|down|status|env|build
 """
 
 from .launcher import StackInfo, ensure_stack, is_healthy, stack_status, stop_stack

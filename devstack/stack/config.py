@@ -2,7 +2,7 @@
 
 Everything the launcher creates lives under one state directory (default
 ``~/.cache/workflow-middlelayer/stack``); built binaries live next to it in the version-keyed
-cache that ``tests/stack/build.sh`` fills. Nothing listens outside loopback or the stack's own
+cache that ``devstack/stack/build.sh`` fills. Nothing listens outside loopback or the stack's own
 bridge (``cni0``, 10.88.0.1/16).
 """
 
@@ -115,7 +115,7 @@ class Layout:
     def argoexec_image(self) -> str:
         return ARGOEXEC_IMAGE.format(argo=self.argo_version)
 
-    # --- built binaries (tests/stack/build.sh) --------------------------------------------
+    # --- built binaries (devstack/stack/build.sh) --------------------------------------------
     def _bin(self, component: str, version_key: str) -> Path:
         return cache_dir() / "bin" / f"{component}-{self.versions[version_key]}"
 

@@ -1,4 +1,4 @@
-"""Command line: python -m tests.stack up|down|status|env|build|import."""
+"""Command line: python -m devstack.stack up|down|status|env|build|import."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def _print_status(layout: Layout) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.stack", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m devstack.stack", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="start the stack (reuses a healthy one)")
     down = sub.add_parser("down", help="stop the stack and clean the host")

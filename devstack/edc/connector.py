@@ -4,12 +4,12 @@ Two releases, each a pom that the shade plugin merges into one runnable jar (not
 lands in the repository; jars live in ``$WML_EDC_CACHE`` or ``~/.cache/workflow-middlelayer/edc-<version>/``,
 rebuilt only when the pom changes):
 
-- **0.10.0** (``tests/edc/pom.xml``): the newest release whose control-plane HTTP provisioner
+- **0.10.0** (``devstack/edc/pom.xml``): the newest release whose control-plane HTTP provisioner
   (``provision-http``) is published; a control plane with an embedded HTTP data plane.
-- **0.15.1** (``tests/edc/v0_15/pom.xml``): the newest release served here; ``controlplane-base-bom`` +
+- **0.15.1** (``devstack/edc/v0_15/pom.xml``): the newest release served here; ``controlplane-base-bom`` +
   ``iam-mock``, no data plane of its own, so the control plane signals transfers to ours (dialect A).
 
-``python -m tests.edc.connector [version]`` builds one (about a minute with a cold Maven cache) and prints its jar.
+``python -m devstack.edc.connector [version]`` builds one (about a minute with a cold Maven cache) and prints its jar.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from typing import Any
 
 import httpx
 
+from devstack.servers import free_port
 from provisioner.wire.http_provisioner import EDC_NAMESPACE
-from tests.servers import free_port
 
 HERE = Path(__file__).resolve().parent
 

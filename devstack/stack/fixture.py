@@ -1,6 +1,6 @@
 """Session-scoped pytest fixture for the local stack.
 
-Use from a conftest: ``from tests.stack.fixture import stack  # noqa: F401``.
+Use from a conftest: ``from devstack.stack.fixture import stack  # noqa: F401``.
 It starts the stack once per session, or reuses a healthy running one, and at the end stops only
 the components it started itself — unless ``WML_KEEP_STACK=1`` or another test session is still
 using the stack (sessions register themselves under the state dir's ``run/users/``).

@@ -5,7 +5,7 @@ The current path: EDC 0.15.1 with our provisioner as its data plane (data plane 
 1. bring up (or reuse) the local stack and import our image into its containerd;
 2. deploy the provisioner from `argo/base` (a Deployment in namespace workflow-middlelayer, with the
    example assets), serving data plane signaling;
-3. start two real EDC 0.15.1 control planes (built once from Maven Central, see tests/edc/connector.py): the
+3. start two real EDC 0.15.1 control planes (built once from Maven Central, see devstack/edc/connector.py): the
    provider, which listens on the node bridge so that the provisioner pod registers with it and calls back,
    and a consumer; our provisioner registers as the provider's data plane;
 4. as the consumer: negotiate a contract for `dummy` over DSP, start an HttpData-PULL transfer; the provider
@@ -19,6 +19,7 @@ EDC 0.10.0's HTTP provisioner path is played by tests/edc/test_real_connector.py
 
 from __future__ import annotations
 
+import secrets
 import tempfile
 import time
 import uuid
@@ -32,14 +33,13 @@ import httpx
 from kubernetes import client as k8s
 
 from api.client import Client
-from tests.e2e.deploy import deploy_provisioner
-from tests.e2e.events import Events
-from tests.edc.connector import CONTEXT, EDC, V0_15, Connector, ensure_runtime
-from tests.provisioner.helpers import ADMIN_TOKEN
-from tests.provisioner.servers import wait_for
-from tests.stack import config, kube
-from tests.stack.app_image import ensure_app_image
-from tests.stack.launcher import StackInfo, ensure_stack
+from devstack.demo.deploy import deploy_provisioner
+from devstack.demo.events import Events
+from devstack.edc.connector import CONTEXT, EDC, V0_15, Connector, ensure_runtime
+from devstack.stack import config, kube
+from devstack.stack.app_image import ensure_app_image
+from devstack.stack.launcher import StackInfo, ensure_stack
+from devstack.wait import wait_for
 
 # EDC 0.10's data plane forwards a body as text lines joined by "\n": no trailing newline, or it is dropped.
 DUMMY_ENV = b"SOURCE=/etc/os-release\nDESTINATION=/output/result\nSLEEPTIME=5"
@@ -90,9 +90,9 @@ def api_ready(url: str) -> bool:
         return False
 
 
-def _grant(provisioner: str, transfer_process_id: str) -> dict[str, Any] | None:
+def _grant(provisioner: str, admin_token: str, transfer_process_id: str) -> dict[str, Any] | None:
     """The provisioner's record of this transfer, from its admin API."""
-    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    headers = {"Authorization": f"Bearer {admin_token}"}
     grants = httpx.get(f"{provisioner}/admin/grants", headers=headers, timeout=10).json()
     return next((g for g in grants if g["transfer_process_id"] == transfer_process_id), None)
 
@@ -105,6 +105,7 @@ def play(stack: StackInfo | None = None, echo: Callable[[str], None] = _say) -> 
     runtime = ensure_runtime(echo=lambda line: echo(f"EDC: {line}"), release=V0_15)
     api = kube.api_client(stack.kubeconfig)
     key = f"edc-{uuid.uuid4().hex}"
+    admin_token = secrets.token_urlsafe(24)  # this run's provisioner admin token
     events = Events()
     with tempfile.TemporaryDirectory(prefix="wml-edc-") as tmp, events.serve() as events_url:
         work = Path(tmp)
@@ -117,7 +118,7 @@ def play(stack: StackInfo | None = None, echo: Callable[[str], None] = _say) -> 
                 image,
                 provider.management.removesuffix("/management"),
                 key,
-                ADMIN_TOKEN,
+                admin_token,
                 control_url=provider.control,
                 control_key=provider.control_key,
             )
@@ -138,7 +139,7 @@ def play(stack: StackInfo | None = None, echo: Callable[[str], None] = _say) -> 
             endpoint, token = properties[f"{EDC}endpoint"], properties[f"{EDC}authorization"]
             process = wait_for(lambda: provider.provider_transfer(consumer_tp), 60, 0.5, "provider transfer")
             states = [provider.call("GET", f"/v3/transferprocesses/{process['@id']}")["state"]]
-            grant = _grant(provisioner, process["@id"]) or {}
+            grant = _grant(provisioner, admin_token, process["@id"]) or {}
             tenant = grant.get("tenant_id") or ""
             namespace = f"wml-{tenant}"
             echo(

@@ -2,7 +2,7 @@
 # Builds the real third-party parts of the local stack from their published Go modules into a
 # version-keyed cache outside the repository. Each component is built once per version and reused.
 #
-#   tests/stack/build.sh [etcd|kubernetes|argo|minio|pause|all]...
+#   devstack/stack/build.sh [etcd|kubernetes|argo|minio|pause|coredns|netpol|kustomize|traefik|all]...
 #
 # Nothing built here is committed; the cache lives in $WML_CACHE (default ~/.cache/workflow-middlelayer).
 set -euo pipefail
@@ -140,12 +140,64 @@ build_pause() {
   complete pause "$v"
 }
 
+build_coredns() {
+  local v="$COREDNS_VERSION" out; out="$(outdir coredns "$v")"
+  finished coredns "$v" && return 0
+  say "building coredns $v — first run only (~5 min)"
+  mkdir -p "$out"
+  GOBIN="$out" go install "github.com/coredns/coredns@$v"
+  complete coredns "$v"
+}
+
+# The NetworkPolicy engine: kube-network-policies (kubernetes-sigs; what kind ships), nftables + NFQUEUE,
+# independent of the CNI, so it enforces policies on our plain bridge network.
+build_netpol() {
+  local v="$NETPOL_VERSION" out; out="$(outdir netpol "$v")"
+  finished netpol "$v" && return 0
+  say "building kube-network-policies $v — first run only (~3 min)"
+  mkdir -p "$out"
+  local mod="$cache/build/netpol-$v"; mkdir -p "$mod"
+  (cd "$mod" && { [ -f go.mod ] || go mod init wml/netpol >/dev/null 2>&1; } \
+    && go get "sigs.k8s.io/kube-network-policies/cmd@$v" >/dev/null 2>&1 \
+    && go build -o "$out/kube-network-policies" sigs.k8s.io/kube-network-policies/cmd)
+  complete netpol "$v"
+}
+
+build_kustomize() {
+  local v="$KUSTOMIZE_VERSION" out; out="$(outdir kustomize "$v")"
+  finished kustomize "$v" && return 0
+  say "building kustomize $v — first run only (~2 min)"
+  mkdir -p "$out"
+  GOBIN="$out" go install "sigs.k8s.io/kustomize/kustomize/v5@$v"
+  complete kustomize "$v"
+}
+
+# The ingress controller. Traefik's go.mod replaces modules with local paths, so it is built inside a
+# writable copy of its module (as Argo is); its web UI ships in the module.
+build_traefik() {
+  local v="$TRAEFIK_VERSION" out; out="$(outdir traefik "$v")"
+  finished traefik "$v" && return 0
+  say "building traefik $v — first run only (~10 min)"
+  mkdir -p "$out"
+  local src work="$cache/build/traefik-$v"
+  src="$(cd "$cache/build" && go mod download -json "github.com/traefik/traefik/v3@$v" | sed -n 's/.*"Dir": "\(.*\)",/\1/p')"
+  if [ ! -f "$work/go.mod" ]; then
+    rm -rf "$work"; cp -r "$src" "$work"; chmod -R u+w "$work"
+  fi
+  (cd "$work" && go build -ldflags "-s -w -X github.com/traefik/traefik/v3/pkg/version.Version=$v" -o "$out/traefik" ./cmd/traefik)
+  complete traefik "$v"
+}
+
 print_paths() {
   echo "ETCD_BIN=$(outdir etcd "$ETCD_VERSION")"
   echo "KUBERNETES_BIN=$(outdir kubernetes "$KUBERNETES_VERSION")"
   echo "ARGO_BIN=$(outdir argo "$ARGO_VERSION")"
   echo "MINIO_BIN=$(outdir minio "$MINIO_VERSION")"
   echo "PAUSE_BIN=$(outdir pause "$KUBERNETES_VERSION")"
+  echo "COREDNS_BIN=$(outdir coredns "$COREDNS_VERSION")"
+  echo "NETPOL_BIN=$(outdir netpol "$NETPOL_VERSION")"
+  echo "KUSTOMIZE_BIN=$(outdir kustomize "$KUSTOMIZE_VERSION")"
+  echo "TRAEFIK_BIN=$(outdir traefik "$TRAEFIK_VERSION")"
   echo "ARGO_SRC=$(argo_src)"
 }
 
@@ -165,8 +217,8 @@ timed_build() {
 
 for t in "${targets[@]}"; do
   case "$t" in
-    all) for c in pause etcd minio argo kubernetes; do timed_build "$c"; done ;;
-    etcd|kubernetes|argo|minio|pause) timed_build "$t" ;;
+    all) for c in pause etcd minio argo kubernetes coredns netpol kustomize traefik; do timed_build "$c"; done ;;
+    etcd|kubernetes|argo|minio|pause|coredns|netpol|kustomize|traefik) timed_build "$t" ;;
     paths) print_paths ;;
     *) echo "unknown target: $t" >&2; exit 2 ;;
   esac

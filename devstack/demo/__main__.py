@@ -2,7 +2,7 @@
 
 import sys
 
-from tests.e2e.contract import play
+from devstack.demo.contract import play
 
 if __name__ == "__main__":
     outcome = play()

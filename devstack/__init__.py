@@ -1,0 +1,1 @@
+"""Local development stack, EDC connector launcher and demo of Workflow Middle-Layer (not shipped in the image)."""

@@ -1,0 +1,1 @@
+"""The demo `make run` plays: one EDC contract end to end on the local stack."""

@@ -1,0 +1,1 @@
+"""Real EDC connectors assembled by Maven from Maven Central, launched as local processes."""
