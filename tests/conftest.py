@@ -1,19 +1,30 @@
 """Fixtures shared by the whole suite, and its tiers.
 
 Servers are started in one place each: the local stack (Kubernetes + Argo + MinIO) in devstack/stack/fixture.py, the
-consumer API in tests/servers.py. Tiers are derived, not hand-kept: a test whose fixtures reach ``stack`` is marked
+consumer API in devstack/servers.py. Tiers are derived, not hand-kept: a test whose fixtures reach ``stack`` is marked
 ``stack``; one whose fixtures reach ``argo_schema`` (Argo's schema from its Go module) is marked ``go``.
 ``make test-fast`` runs the rest: no stack, no Go.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from devstack.stack.config import Layout
 from devstack.stack.fixture import stack  # noqa: F401
 
 # fixture name -> the marker every test that (transitively) uses it gets
-TIER_FIXTURES = {"stack": "stack", "argo_schema": "go"}
+TIER_FIXTURES = {"stack": "stack", "argo_schema": "go", "kustomize": "go"}
+
+
+@pytest.fixture(scope="session")
+def kustomize() -> Path:
+    """The real kustomize, built from its Go module by ``devstack/stack/build.sh`` (``make test`` builds it)."""
+    path = Layout().kustomize_bin
+    assert path.is_file(), f"{path} missing: run devstack/stack/build.sh kustomize"
+    return path
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

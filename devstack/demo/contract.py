@@ -27,7 +27,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from kubernetes import client as k8s
@@ -61,26 +60,6 @@ class Outcome:
 
 def _say(text: str) -> None:
     print(f"\033[1m==>\033[0m {text}", flush=True)
-
-
-def _cluster_url(api: k8s.ApiClient, base_url: str) -> str:
-    """The local stack has no cluster DNS: resolve `<service>.<namespace>.svc` to the Service's ClusterIP."""
-    parts = urlsplit(base_url)
-    host = parts.hostname or ""
-    if not host.endswith(".svc"):
-        return base_url
-    service, namespace = host.split(".")[:2]
-    ip = k8s.CoreV1Api(api).read_namespaced_service(service, namespace).spec.cluster_ip
-    return urlunsplit(parts._replace(netloc=f"{ip}:{parts.port or 80}"))
-
-
-def map_service(api: k8s.ApiClient, base_url: str, hosts: Path) -> str:
-    """Cluster DNS for a JVM started with ``-Djdk.net.hosts.file=hosts`` (EDC's data plane): the URL's
-    `<service>.<namespace>.svc` -> its ClusterIP. Returns the URL with the ClusterIP, for direct use here."""
-    direct = _cluster_url(api, base_url)
-    with hosts.open("a") as out:
-        out.write(f"{urlsplit(direct).hostname} {urlsplit(base_url).hostname}\n")
-    return direct
 
 
 def api_ready(url: str) -> bool:
@@ -147,9 +126,9 @@ def play(stack: StackInfo | None = None, echo: Callable[[str], None] = _say) -> 
                 f" (namespace {namespace}) for `{grant.get('consumer_id')}`"
             )
             echo(f"consumer's started event: endpoint {endpoint} + a bearer token of this transfer")
-            direct = _cluster_url(api, endpoint)  # the local stack has no cluster DNS (issue #12)
-            wait_for(lambda: api_ready(direct), 180, 1.0, "the tenant API pod")
-            with Client(direct, token) as client:
+            # the endpoint is the ingress URL of the tenant's API, as in production
+            wait_for(lambda: api_ready(endpoint), 180, 1.0, "the tenant API pod, through the ingress")
+            with Client(endpoint, token) as client:
                 job, state, log, result = _consume(client, work, echo)
             consumer.terminate(consumer_tp, reason="contract work done")
             echo("consumer terminated the transfer → the provider signals terminate to our data plane")

@@ -1,14 +1,15 @@
-"""Deploy the provisioner onto the local stack from `argo/base`, as an operator would with `kubectl apply -k`.
+"""Deploy the provisioner onto the local stack as an operator does: ``kustomize build argo/overlays/local`` (the
+real kustomize, built from its Go module like the other parts), applied with server-side apply.
 
-The manifests are read from `argo/base` (its kustomization's resources) and applied with server-side
-apply; the few values that differ on the local stack — what `argo/overlays/local` patches, plus the image
-imported into containerd, the asset files and the Secret an operator creates by hand — are set here.
-Argo's own configuration is left to the stack launcher, which owns it on the local stack.
+Only what differs per run is set here on the rendered objects: the image imported from this checkout, the EDC
+connector's URLs, the asset files and the Secret an operator creates by hand. Argo's own configuration is left
+to the stack launcher, which owns it on the local stack.
 """
 
 from __future__ import annotations
 
 import hashlib
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -16,22 +17,24 @@ from typing import Any
 import yaml
 from kubernetes import client as k8s
 
-from devstack.stack import kube
+from devstack.stack import config, kube
+from devstack.stack.config import Layout
 from devstack.stack.launcher import StackInfo
 
 ROOT = Path(__file__).resolve().parents[2]
-BASE = ROOT / "argo" / "base"
+OVERLAY = ROOT / "argo" / "overlays" / "local"
 EXAMPLES = ROOT / "templates" / "examples"
 NAMESPACE = "workflow-middlelayer"
 NAME = "workflow-provisioner"
+NODE_PORT = 30880  # the local overlay's NodePort of the provisioner's Service
 
 
-def base_manifests() -> list[dict[str, Any]]:
-    kustomization = yaml.safe_load((BASE / "kustomization.yaml").read_text())
-    docs: list[dict[str, Any]] = []
-    for resource in kustomization["resources"]:
-        docs.extend(d for d in yaml.safe_load_all((BASE / resource).read_text()) if d)
-    return docs
+def render(overlay: Path = OVERLAY) -> list[dict[str, Any]]:
+    """``kustomize build`` of an overlay, as objects."""
+    out = subprocess.run(
+        [str(Layout().kustomize_bin), "build", str(overlay)], check=True, capture_output=True, text=True
+    ).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
 
 
 def local_manifests(
@@ -43,22 +46,16 @@ def local_manifests(
     signaling: dict[str, str] | None = None,
     control_key: str | None = None,
 ) -> list[dict[str, Any]]:
-    """``signaling``: the settings of a provisioner serving data plane signaling (control URL, its own URL)."""
+    """``signaling``: the settings of a provisioner serving data plane signaling (control URL, enabled)."""
     out = []
-    for doc in base_manifests():
+    for doc in render():
         kind, name = doc["kind"], doc["metadata"]["name"]
         if doc["metadata"].get("namespace") == stack.argo_namespace:
             continue  # Argo's configuration belongs to the stack launcher here
         if kind == "ConfigMap" and name == NAME:
             doc["data"].update(
                 {
-                    "WML_PROVISIONER_S3_ENDPOINT": stack.s3_host,
-                    "WML_PROVISIONER_ARGO_SERVER_URL": stack.argo_server_url,
-                    "WML_PROVISIONER_ARGO_VERIFY_TLS": "false",
                     "WML_PROVISIONER_API_IMAGE": image,
-                    "WML_PROVISIONER_API_URL_TEMPLATE": "http://wml-api.{namespace}.svc:8080/",
-                    "WML_PROVISIONER_INGRESS_ENABLED": "false",
-                    "WML_PROVISIONER_DATABASE_URL": "sqlite:////var/lib/workflow-middlelayer/provisioner.db",
                     "WML_PROVISIONER_EDC_MANAGEMENT_URL": f"{edc_url}/management",
                     **(signaling or {}),
                 }
@@ -104,22 +101,17 @@ def deploy_provisioner(
     control_url: str | None = None,
     control_key: str | None = None,
 ) -> str:
-    """Apply, wait for the rollout, and return the provisioner's in-cluster URL (its Service ClusterIP).
+    """Apply, wait for the rollout, and return the provisioner's URL from the node (its NodePort).
     With ``control_url`` it serves data plane signaling and registers with that control API."""
     api = kube.api_client(stack.kubeconfig)
-    apps, core = k8s.AppsV1Api(api), k8s.CoreV1Api(api)
-    manifests = local_manifests(stack, image, edc_url, edc_api_key, admin_token, control_key=control_key)
+    apps = k8s.AppsV1Api(api)
+    signaling = (
+        {"WML_PROVISIONER_SIGNALING_ENABLED": "true", "WML_PROVISIONER_SIGNALING_CONTROL_URL": control_url}
+        if control_url
+        else None
+    )
+    manifests = local_manifests(stack, image, edc_url, edc_api_key, admin_token, signaling, control_key)
     kube.apply(kube.dynamic(api), manifests)
-    if control_url:
-        # The URL the control plane calls us on is the Service's: known once the Service exists.
-        ip = core.read_namespaced_service(NAME, NAMESPACE).spec.cluster_ip
-        signaling = {
-            "WML_PROVISIONER_SIGNALING_ENABLED": "true",
-            "WML_PROVISIONER_SIGNALING_CONTROL_URL": control_url,
-            "WML_PROVISIONER_SIGNALING_SELF_URL": f"http://{ip}:8080",
-        }
-        manifests = local_manifests(stack, image, edc_url, edc_api_key, admin_token, signaling, control_key)
-        kube.apply(kube.dynamic(api), manifests)
     # A changed Secret or ConfigMap does not roll pods by itself: restart so the settings apply.
     apps.patch_namespaced_deployment(
         NAME,
@@ -136,8 +128,7 @@ def deploy_provisioner(
             and (st.ready_replicas or 0) == dep.spec.replicas
             and (st.replicas or 0) == dep.spec.replicas
         ):
-            ip = core.read_namespaced_service(NAME, NAMESPACE).spec.cluster_ip
-            return f"http://{ip}:8080"
+            return f"http://{config.BRIDGE_IP}:{NODE_PORT}"
         time.sleep(1)
     raise TimeoutError(f"deployment {NAMESPACE}/{NAME} did not become ready in {timeout}s")
 

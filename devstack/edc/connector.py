@@ -138,10 +138,7 @@ def _token_keys(workdir: Path) -> tuple[str, Path]:
 
 class Connector:
     """One EDC runtime (control plane + embedded data plane) as a Java process (EDC listens on all addresses).
-
-    ``hosts_file`` replaces DNS for the JVM (``jdk.net.hosts.file``): the local stack has no cluster DNS, so a
-    test maps the tenant API's ``<service>.<namespace>.svc`` name there for the data plane to proxy to.
-    """
+    It runs on the node, outside the cluster: it reaches tenant APIs through the ingress, as a remote one would."""
 
     def __init__(
         self,
@@ -149,7 +146,6 @@ class Connector:
         api_key: str,
         workdir: Path,
         provisioner_endpoint: str | None = None,
-        hosts_file: Path | None = None,
         host: str = "127.0.0.1",
         release: Release = V0_10,
         control_key: str = "",
@@ -162,7 +158,6 @@ class Connector:
         self.workdir = workdir / participant
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.provisioner_endpoint = provisioner_endpoint
-        self.hosts_file = hosts_file
         self.ports = {name: free_port() for name in release.ports}
         self.process: subprocess.Popen[bytes] | None = None
         self.log = self.workdir / "connector.log"
@@ -221,8 +216,6 @@ class Connector:
     def _launch(self, jar: Path, timeout: float) -> str:
         """Run the JVM; '' once healthy, else what the last health probe saw."""
         cmd = [_java(), "-Xmx384m", f"-Dedc.fs.config={self._config()}"]
-        if self.hosts_file:
-            cmd.append(f"-Djdk.net.hosts.file={self.hosts_file}")
         cmd += ["-jar", str(jar)]
         with open(self.log, "ab") as out:
             self.process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=self.workdir)

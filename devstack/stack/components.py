@@ -177,6 +177,8 @@ def write_kubelet_config(layout: Layout) -> Path:
         "containerRuntimeEndpoint": f"unix://{layout.containerd_socket}",
         "podLogsDir": str(layout.pod_logs),
         "resolvConf": "",
+        "clusterDNS": [config.DNS_SERVICE_IP],
+        "clusterDomain": config.CLUSTER_DOMAIN,
         "maxPods": 110,
         "serializeImagePulls": False,
         # Images are imported, never pulled: never garbage-collect them, never evict for disk.

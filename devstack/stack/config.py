@@ -44,6 +44,13 @@ MINIO_PORT = 9000
 MINIO_CONSOLE_PORT = 9001
 ARGO_SERVER_PORT = 2746
 ARGO_CONTROLLER_HEALTH_PORT = 6060
+# Cluster add-ons (pods, as on a production cluster): DNS at the conventional ClusterIP, the ingress
+# controller on the node's port 80 (hostPort), the NetworkPolicy engine on every node (host network).
+CLUSTER_DOMAIN = "cluster.local"
+DNS_SERVICE_IP = "10.96.0.10"
+INGRESS_NAMESPACE = "ingress"
+INGRESS_PORT = 80
+INGRESS_CLASS = "traefik"
 
 NODE_NAME = "wml-node"
 ARGO_NAMESPACE = "argo"
@@ -139,6 +146,26 @@ class Layout:
     def pause_bin(self) -> Path:
         return self._bin("pause", "KUBERNETES_VERSION") / "pause"
 
+    @property
+    def coredns_bin(self) -> Path:
+        return self._bin("coredns", "COREDNS_VERSION") / "coredns"
+
+    @property
+    def netpol_bin(self) -> Path:
+        return self._bin("netpol", "NETPOL_VERSION") / "kube-network-policies"
+
+    @property
+    def kustomize_bin(self) -> Path:
+        return self._bin("kustomize", "KUSTOMIZE_VERSION") / "kustomize"
+
+    @property
+    def traefik_bin(self) -> Path:
+        return self._bin("traefik", "TRAEFIK_VERSION") / "traefik"
+
+    def addon_image(self, name: str, version_key: str) -> str:
+        """Name of a cluster add-on's image (its Go binary on busybox), e.g. localhost/wml/coredns:v1.15.0."""
+        return f"localhost/wml/{name}:{self.versions[version_key]}"
+
     def missing_builds(self) -> list[str]:
         dirs = {
             "etcd": self.etcd_bin.parent,
@@ -146,6 +173,10 @@ class Layout:
             "argo": self.argo_bin,
             "minio": self.minio_bin.parent,
             "pause": self.pause_bin.parent,
+            "coredns": self.coredns_bin.parent,
+            "netpol": self.netpol_bin.parent,
+            "kustomize": self.kustomize_bin.parent,
+            "traefik": self.traefik_bin.parent,
         }
         return [name for name, d in dirs.items() if not (d / ".complete").exists()]
 

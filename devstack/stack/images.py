@@ -112,6 +112,22 @@ def stack_images(layout: Layout) -> list[Image]:
             cmd=["/bin/sh", "entrypoint.sh"],
             workdir="/app",
         ),
+        # Cluster add-ons (devstack/stack/addons.py): each one static Go binary on busybox.
+        Image(
+            layout.addon_image("coredns", "COREDNS_VERSION"),
+            [*busybox_rootfs(), Entry("bin/coredns", source=layout.coredns_bin)],
+            entrypoint=["/bin/coredns"],
+        ),
+        Image(
+            layout.addon_image("kube-network-policies", "NETPOL_VERSION"),
+            [*busybox_rootfs(), Entry("bin/kube-network-policies", source=layout.netpol_bin)],
+            entrypoint=["/bin/kube-network-policies"],
+        ),
+        Image(
+            layout.addon_image("traefik", "TRAEFIK_VERSION"),
+            [*busybox_rootfs(), Entry("bin/traefik", source=layout.traefik_bin)],
+            entrypoint=["/bin/traefik"],
+        ),
     ]
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from . import certs, components, config, host, images, kube, s3
+from . import addons, certs, components, config, host, images, kube, s3
 from .config import Layout
 from .host import Process, log
 
@@ -47,6 +47,9 @@ class StackInfo(BaseModel):
     minio_console_url: str
     executor_image: str
     worker_image: str
+    ingress_url: str = Field(description="the ingress controller on the node, e.g. http://10.88.0.1")
+    ingress_namespace: str
+    ingress_class: str
     started: tuple[str, ...] = Field(default=(), description="components this call started")
 
 
@@ -84,6 +87,9 @@ def info(layout: Layout, started: Iterable[str] = ()) -> StackInfo:
         minio_console_url=f"http://127.0.0.1:{config.MINIO_CONSOLE_PORT}",
         executor_image=layout.argoexec_image,
         worker_image=config.DUMMY_JOB_IMAGE,
+        ingress_url=f"http://{config.BRIDGE_IP}" + ("" if config.INGRESS_PORT == 80 else f":{config.INGRESS_PORT}"),
+        ingress_namespace=config.INGRESS_NAMESPACE,
+        ingress_class=config.INGRESS_CLASS,
         started=tuple(started),
     )
 
@@ -166,6 +172,7 @@ def ensure_stack(layout: Layout | None = None) -> StackInfo:
         kube.install_argo(layout, api)
         kube.wait_node_ready(api, config.NODE_NAME)
         _start(layout, [procs["workflow-controller"], procs["argo-server"]], started)
+        addons.ensure_addons(layout, api)
     log(f"stack up in {time.monotonic() - t0:.1f}s" + (f" (started {', '.join(started)})" if started else ""))
     return info(layout, started)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from devstack.demo.contract import _cluster_url, _registered
+from devstack.demo.contract import _registered
 from devstack.demo.events import Events
 from devstack.edc.connector import CONTEXT, EDC, V0_15, Connector, ensure_runtime
 from devstack.servers import ThreadedServer, free_port
@@ -36,9 +36,9 @@ OURS: list[float] = []  # the provisioner's share: start received -> answered wi
 ROUNDS = 3
 
 
-def _working(api: object, endpoint: str, token: str) -> bool:
+def _working(endpoint: str, token: str) -> bool:
     try:
-        url = _cluster_url(api, endpoint)  # type: ignore[arg-type]
+        url = endpoint  # the ingress URL
         return (
             httpx.get(
                 f"{url.rstrip('/')}/v1/assets", headers={"Authorization": f"Bearer {token}"}, timeout=2
@@ -71,7 +71,7 @@ def _transfer(
     [grant] = [g for g in db_grants(svc) if g.transfer_process_id == provider_process]
     assert grant.called_back_at is not None
     OURS.append((grant.called_back_at - grant.created_at).total_seconds())
-    wait_for(lambda: _working(api, props[f"{EDC}endpoint"], props[f"{EDC}authorization"]), 300, 0.05, "a working API")
+    wait_for(lambda: _working(props[f"{EDC}endpoint"], props[f"{EDC}authorization"]), 300, 0.05, "a working API")
     ANSWERED.append(answered)
     return time.monotonic() - started
 

@@ -13,7 +13,8 @@ pytestmark = pytest.mark.stack
 def test_contract_end_to_end(stack) -> None:
     outcome = play(stack, echo=lambda _: None)
     assert outcome.tenant and outcome.namespace == f"wml-{outcome.tenant}"
-    assert outcome.edr_endpoint == f"http://wml-api.{outcome.namespace}.svc:8080/"  # our tenant API, directly
+    # our tenant API, through the stack's ingress controller (the local overlay's URL template)
+    assert outcome.edr_endpoint == f"{stack.ingress_url}/tenants/{outcome.tenant}/"
     assert outcome.state == "COMPLETE"
     assert any("sleeping" in line for line in outcome.log), outcome.log
     assert "ID=" in outcome.result

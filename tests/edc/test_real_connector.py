@@ -29,7 +29,7 @@ from typer.testing import CliRunner
 
 from api.cli import app as cli
 from api.client import Client
-from devstack.demo.contract import DUMMY_ENV, api_ready, map_service, wait_namespace_gone
+from devstack.demo.contract import DUMMY_ENV, api_ready, wait_namespace_gone
 from devstack.edc.connector import EDC_VERSION, Connector, ensure_runtime
 from devstack.servers import ThreadedServer
 from devstack.stack import kube
@@ -94,7 +94,6 @@ class World:
     consumer: Connector
     recorder: Recorder
     services: Services
-    hosts: Path
     callbacks: list[tuple[str, dict[str, Any], int]]
 
 
@@ -126,9 +125,7 @@ def world(stack: StackInfo, runtime: Path, tmp_path_factory: pytest.TempPathFact
     image = ensure_app_image()
     key = f"edc-key-{uuid.uuid4().hex[:8]}"
     work = tmp_path_factory.mktemp("edc")  # kept by pytest for a while: the connectors' logs are there
-    hosts = work / "hosts"
-    hosts.write_text("127.0.0.1 localhost\n")
-    provider = Connector("provider", key, work, hosts_file=hosts)
+    provider = Connector("provider", key, work)
     consumer = Connector("consumer", key, work)
     settings = stack_settings(
         stack,
@@ -154,7 +151,7 @@ def world(stack: StackInfo, runtime: Path, tmp_path_factory: pytest.TempPathFact
             provider.provisioner_endpoint = f"{server.url}{PROVISION_PATH}/{INBOUND_KEY}"
             with provider.start(runtime), consumer.start(runtime):
                 provider.offer_asset("dummy", f"{server.url}{PROVISION_PATH}")
-                yield World(provider, consumer, recorder, services, hosts, callbacks)
+                yield World(provider, consumer, recorder, services, callbacks)
     finally:
         services.close()
 
@@ -204,9 +201,8 @@ def test_real_edc_contract_transfer_job_and_deprovision(stack: StackInfo, world:
     assert sent["apiKeyJwt"] not in json.dumps(edr)
     _check_fixture("consumer-edr.json", {**edr, "authorization": "<token>"})
 
-    # the tenant API pod is up; EDC's data plane reaches it by its Service name
-    direct = map_service(kube.api_client(stack.kubeconfig), address.get("baseUrl"), world.hosts)
-    wait_for(lambda: api_ready(direct), 180, 1.0, "the tenant API pod")
+    # the tenant API pod is up; EDC's data plane reaches it through the ingress, as consumers do
+    wait_for(lambda: api_ready(address.get("baseUrl")), 180, 1.0, "the tenant API pod, through the ingress")
 
     # the consumer runs `dummy` through EDC: upload the input, start, wait, download `result`
     with Client.through_edc(edr) as client:
@@ -228,7 +224,7 @@ def test_real_edc_contract_transfer_job_and_deprovision(stack: StackInfo, world:
     env_file.write_bytes(DUMMY_ENV + b"\n")
     changed = CliRunner().invoke(cli, ["client", "--edr", str(edr_file), "upload", "dummy", "env", str(env_file)])
     assert changed.exit_code == 1 and "stored bytes differ" in changed.output, changed.output
-    with Client(direct, sent["apiKeyJwt"]) as tenant:  # the same job, seen directly with the tenant token
+    with Client(address.get("baseUrl"), sent["apiKeyJwt"]) as tenant:  # the same job, with the tenant token
         assert tenant.job(job)["state"] == "COMPLETE"
     namespace = services.settings.namespace_for(grant.tenant_id)
 

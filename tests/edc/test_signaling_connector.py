@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from api.client import ApiError, Client
-from devstack.demo.contract import _cluster_url, _registered, api_ready, wait_namespace_gone
+from devstack.demo.contract import _registered, api_ready, wait_namespace_gone
 from devstack.demo.events import Events
 from devstack.edc.connector import CONTEXT, EDC, V0_15, Connector, ensure_runtime
 from devstack.servers import ThreadedServer, free_port
@@ -172,9 +172,9 @@ def test_edc_015_signaling_contract_job_and_terminate(stack: StackInfo, world: W
     assert grant.delivery == ("callback" if asynchronous else "response")
     assert endpoint == services.settings.api_url_for(grant.tenant_id)
 
-    # with that token alone, straight to the tenant API
-    direct = _cluster_url(kube.api_client(stack.kubeconfig), endpoint)
-    wait_for(lambda: api_ready(direct), 180, 1.0, "the tenant API pod")
+    # with that token alone, to the tenant API through the ingress
+    direct = endpoint
+    wait_for(lambda: api_ready(direct), 180, 1.0, "the tenant API pod, through the ingress")
     folder = INPUTS / "input-dummy"
     with Client(direct, token) as client:
         assert [a["name"] for a in client.assets()] == ["input-dummy"]

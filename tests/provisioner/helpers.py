@@ -40,6 +40,10 @@ def stack_settings(stack: StackInfo, database_url: str, edc_url: str, **override
         "s3_bucket": stack.bucket,
         "argo_server_url": stack.argo_server_url,
         "argo_verify_tls": False,
+        # Tenant APIs are handed out as ingress URLs and routed by the stack's ingress controller, as in production.
+        "api_url_template": f"{stack.ingress_url}/tenants/{{tenant}}/",
+        "ingress_class": stack.ingress_class,
+        "ingress_namespace": stack.ingress_namespace,
         "edc_api_key": API_KEY,
         "edc_inbound_key": INBOUND_KEY,
         "edc_management_url": f"{edc_url}/management",

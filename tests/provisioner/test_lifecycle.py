@@ -71,7 +71,7 @@ def test_provision_creates_every_object_and_calls_back(
         "contentDataAddress": {
             "properties": {  # under EDC's vocabulary, as EDC's own HttpData addresses are
                 f"{EDC_NS}type": "HttpData",
-                f"{EDC_NS}baseUrl": f"http://wml-api.{namespace}.svc:8080/",
+                f"{EDC_NS}baseUrl": services.settings.api_url_for(tenant),
                 f"{EDC_NS}authKey": "Authorization",
                 f"{EDC_NS}authCode": f"Bearer {token}",
                 f"{EDC_NS}proxyPath": "true",

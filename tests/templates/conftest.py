@@ -27,7 +27,7 @@ def _strict(node: Any) -> Any:
 def argo_schema() -> dict[str, Any]:
     """Argo's published JSON schema for the pinned version, from its Go module (never committed)."""
     out = subprocess.run(
-        [str(ROOT / "tests" / "stack" / "build.sh"), "paths"], check=True, capture_output=True, text=True
+        [str(ROOT / "devstack" / "stack" / "build.sh"), "paths"], check=True, capture_output=True, text=True
     ).stdout
     src = next(line.split("=", 1)[1] for line in out.splitlines() if line.startswith("ARGO_SRC="))
     schema = json.loads((Path(src) / "api" / "jsonschema" / "schema.json").read_text())

@@ -1,0 +1,105 @@
+"""Cluster add-ons that make the local stack behave like a production cluster, run as pods as they are there.
+
+- **DNS**: CoreDNS as the ``kube-dns`` Service (``config.DNS_SERVICE_IP``); pods resolve ``*.svc.cluster.local``.
+- **NetworkPolicy enforcement**: kube-network-policies (a DaemonSet on the host network), so the tenants'
+  policies are really applied between pods.
+- **Ingress**: Traefik serving ``Ingress`` objects of class ``config.INGRESS_CLASS`` on the node's port
+  ``config.INGRESS_PORT``; tenant APIs (and the provisioner) are reached through it.
+
+Each is a static binary built from its Go module (``build.sh``) in a busybox image (``images.py``); the manifests
+are the YAML files next to this module, with ``${NAME}`` placeholders filled in here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+from string import Template
+from typing import Any
+
+import yaml
+from kubernetes import client as k8s
+
+from . import config
+from .config import Layout
+from .host import log
+from .kube import apply, dynamic
+
+MANIFESTS = Path(__file__).resolve().parent / "addons"
+# (namespace, kind, name) of the workloads that must be ready before the stack counts as up.
+WORKLOADS = (
+    ("kube-system", "Deployment", "coredns"),
+    ("kube-system", "DaemonSet", "kube-network-policies"),
+    (config.INGRESS_NAMESPACE, "Deployment", "traefik"),
+)
+
+
+def values(layout: Layout) -> dict[str, str]:
+    return {
+        "CLUSTER_DOMAIN": config.CLUSTER_DOMAIN,
+        "DNS_SERVICE_IP": config.DNS_SERVICE_IP,
+        "INGRESS_NAMESPACE": config.INGRESS_NAMESPACE,
+        "INGRESS_CLASS": config.INGRESS_CLASS,
+        "INGRESS_PORT": str(config.INGRESS_PORT),
+        "NODE_IP": config.BRIDGE_IP,
+        "COREDNS_IMAGE": layout.addon_image("coredns", "COREDNS_VERSION"),
+        "NETPOL_IMAGE": layout.addon_image("kube-network-policies", "NETPOL_VERSION"),
+        "TRAEFIK_IMAGE": layout.addon_image("traefik", "TRAEFIK_VERSION"),
+        # A changed Corefile rolls the DNS pod (CoreDNS's reload plugin would too, but only after a minute).
+        "COREFILE_DIGEST": hashlib.sha256((MANIFESTS / "coredns.yaml").read_bytes()).hexdigest()[:12],
+    }
+
+
+def manifests(layout: Layout) -> list[dict[str, Any]]:
+    """Every add-on object, placeholders filled (a missing value raises KeyError)."""
+    subst = values(layout)
+    docs: list[dict[str, Any]] = []
+    for path in sorted(MANIFESTS.glob("*.yaml")):
+        text = Template(path.read_text()).substitute(subst)
+        docs.extend(d for d in yaml.safe_load_all(text) if d)
+    return docs
+
+
+def _ready(api: k8s.ApiClient, namespace: str, kind: str, name: str) -> bool:
+    apps = k8s.AppsV1Api(api)
+    try:
+        if kind == "DaemonSet":
+            ds = apps.read_namespaced_daemon_set(name, namespace)
+            st = ds.status
+            return bool(
+                st
+                and st.observed_generation == ds.metadata.generation
+                and st.desired_number_scheduled > 0
+                and (st.number_ready or 0) == st.desired_number_scheduled
+                and (st.updated_number_scheduled or 0) == st.desired_number_scheduled
+            )
+        dep = apps.read_namespaced_deployment(name, namespace)
+        st = dep.status
+        want = dep.spec.replicas or 0
+        return bool(
+            st
+            and st.observed_generation == dep.metadata.generation
+            and (st.ready_replicas or 0) == want
+            and (st.updated_replicas or 0) == want
+            and (st.replicas or 0) == want
+        )
+    except k8s.ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+
+
+def ensure_addons(layout: Layout, api: k8s.ApiClient, timeout: float = 180) -> None:
+    """Apply the add-ons (idempotent: server-side apply) and wait until each is ready."""
+    apply(dynamic(api, layout), manifests(layout))
+    deadline = time.monotonic() + timeout
+    pending = list(WORKLOADS)
+    while pending:
+        pending = [w for w in pending if not _ready(api, *w)]
+        if pending and time.monotonic() > deadline:
+            names = ", ".join(f"{ns}/{name}" for ns, _, name in pending)
+            raise TimeoutError(f"cluster add-ons not ready after {timeout:.0f}s: {names}")
+        if pending:
+            time.sleep(1)
+    log("cluster add-ons ready: DNS, NetworkPolicy enforcement, ingress")
