@@ -12,6 +12,7 @@ from api.context import Tenant
 from api.errors import ApiError, not_found
 from api.outputs import seal
 from api.schemas import Job, StepInfo
+from api.settings import ApiSettings
 from api.states import JobState, job_state
 from api.storage import StorageUnavailable
 from templates import OutputKind, WorkflowAsset
@@ -19,9 +20,10 @@ from templates.compiler import ANNOTATION_ASSET_NAME, LABEL_ASSET, LABEL_MANAGED
 from templates.jobs import JOB_ID
 
 
-def _ui_url(tenant: Tenant, name: str) -> str | None:
-    base = tenant.settings.argo_ui_url
-    return f"{base.rstrip('/')}/workflows/{tenant.settings.namespace}/{name}" if base else None
+def ui_url(settings: ApiSettings, name: str) -> str | None:
+    """The job's page in the Argo UI (its route ``/workflows/:namespace/:name``), when a UI is configured."""
+    base = settings.argo_ui_url
+    return f"{base.rstrip('/')}/workflows/{settings.namespace}/{name}" if base else None
 
 
 def job_view(tenant: Tenant, wf: m.Workflow) -> Job:
@@ -52,7 +54,7 @@ def job_view(tenant: Tenant, wf: m.Workflow) -> Job:
         started_at=_ts(st.started_at) if st else None,
         finished_at=_ts(st.finished_at) if st else None,
         steps=steps,
-        ui_url=_ui_url(tenant, name),
+        ui_url=ui_url(tenant.settings, name),
     )
 
 

@@ -36,7 +36,7 @@ from devstack.demo.deploy import deploy_provisioner
 from devstack.demo.events import Events
 from devstack.edc.connector import CONTEXT, EDC, V0_15, Connector, ensure_runtime
 from devstack.stack import config, kube
-from devstack.stack.app_image import ensure_app_image
+from devstack.stack.app_image import Target, ensure_app_image
 from devstack.stack.launcher import StackInfo, ensure_stack
 from devstack.wait import wait_for
 
@@ -79,8 +79,8 @@ def _grant(provisioner: str, admin_token: str, transfer_process_id: str) -> dict
 def play(stack: StackInfo | None = None, echo: Callable[[str], None] = _say) -> Outcome:
     stack = stack or ensure_stack()
     echo(f"local stack up — Argo Server: {stack.argo_server_url}   MinIO: {stack.s3_endpoint}")
-    image = ensure_app_image()
-    echo(f"our image {image} imported into containerd (no registry)")
+    image, api_image = ensure_app_image(Target.PROVISIONER), ensure_app_image(Target.API)
+    echo(f"our images {image}, {api_image} built from argo/images/Dockerfile (podman), imported into containerd")
     runtime = ensure_runtime(echo=lambda line: echo(f"EDC: {line}"), release=V0_15)
     api = kube.api_client(stack.kubeconfig)
     key = f"edc-{uuid.uuid4().hex}"
@@ -100,8 +100,9 @@ def play(stack: StackInfo | None = None, echo: Callable[[str], None] = _say) -> 
                 admin_token,
                 control_url=provider.control,
                 control_key=provider.control_key,
+                api_image=api_image,
             )
-            echo(f"provisioner deployed from argo/base at {provisioner} (assets: dummy, input-dummy)")
+            echo(f"provisioner deployed (kustomize build of argo/overlays/local) at {provisioner}")
             wait_for(lambda: _registered(provider), 120, 1.0, "the provisioner's data plane registration")
             echo("provisioner registered as the provider's data plane (POST {control}/v1/dataplanes), AVAILABLE")
             asset = {"@context": CONTEXT, "@id": "dummy", "properties": {}, "dataAddress": {"type": SOURCE_TYPE}}

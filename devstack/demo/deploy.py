@@ -45,8 +45,10 @@ def local_manifests(
     admin_token: str,
     signaling: dict[str, str] | None = None,
     control_key: str | None = None,
+    api_image: str | None = None,
 ) -> list[dict[str, Any]]:
-    """``signaling``: the settings of a provisioner serving data plane signaling (control URL, enabled)."""
+    """``signaling``: the settings of a provisioner serving data plane signaling (control URL, enabled);
+    ``api_image``: the tenant APIs' image (the Dockerfile's ``api`` target), ``image`` when not given."""
     out = []
     for doc in render():
         kind, name = doc["kind"], doc["metadata"]["name"]
@@ -55,7 +57,7 @@ def local_manifests(
         if kind == "ConfigMap" and name == NAME:
             doc["data"].update(
                 {
-                    "WML_PROVISIONER_API_IMAGE": image,
+                    "WML_PROVISIONER_API_IMAGE": api_image or image,
                     "WML_PROVISIONER_EDC_MANAGEMENT_URL": f"{edc_url}/management",
                     **(signaling or {}),
                 }
@@ -100,6 +102,7 @@ def deploy_provisioner(
     timeout: float = 180,
     control_url: str | None = None,
     control_key: str | None = None,
+    api_image: str | None = None,
 ) -> str:
     """Apply, wait for the rollout, and return the provisioner's URL from the node (its NodePort).
     With ``control_url`` it serves data plane signaling and registers with that control API."""
@@ -110,7 +113,7 @@ def deploy_provisioner(
         if control_url
         else None
     )
-    manifests = local_manifests(stack, image, edc_url, edc_api_key, admin_token, signaling, control_key)
+    manifests = local_manifests(stack, image, edc_url, edc_api_key, admin_token, signaling, control_key, api_image)
     kube.apply(kube.dynamic(api), manifests)
     # A changed Secret or ConfigMap does not roll pods by itself: restart so the settings apply.
     apps.patch_namespaced_deployment(

@@ -29,10 +29,13 @@ def _print_info(layout: Layout, *, show_secrets: bool) -> None:
 
 
 def _print_status(layout: Layout) -> None:
-    for name, st in stack_status(layout).items():
+    components = stack_status(layout)
+    for name, st in components.items():
         state = "healthy" if st["healthy"] else ("UNHEALTHY" if st["pid"] else "stopped")
         pid = st["pid"] or "-"
-        print(f"  {name:24} {state:10} pid {pid!s:8} rss {st['rss_mib']:7.1f} MiB")
+        print(f"  {name:28} {state:10} pid {pid!s:8} rss {st['rss_mib']:7.1f} MiB")
+    total = sum(float(str(st["rss_mib"])) for st in components.values())
+    print(f"  {'total (idle: no tenants)':28} {'':10} {'':12} rss {total:7.1f} MiB")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,7 +23,7 @@ from kubernetes import client as k8s
 
 from . import config
 from .config import Layout
-from .host import log
+from .host import log, rss_mib
 from .kube import apply, dynamic
 
 MANIFESTS = Path(__file__).resolve().parent / "addons"
@@ -33,6 +33,8 @@ WORKLOADS = (
     ("kube-system", "DaemonSet", "kube-network-policies"),
     (config.INGRESS_NAMESPACE, "Deployment", "traefik"),
 )
+# workload name -> its process name on the node (/proc/<pid>/comm, at most 15 characters)
+PROCESS_NAMES = {"coredns": "coredns", "kube-network-policies": "kube-network-po", "traefik": "traefik"}
 
 
 def values(layout: Layout) -> dict[str, str]:
@@ -103,3 +105,32 @@ def ensure_addons(layout: Layout, api: k8s.ApiClient, timeout: float = 180) -> N
         if pending:
             time.sleep(1)
     log("cluster add-ons ready: DNS, NetworkPolicy enforcement, ingress")
+
+
+def _pids_named(comm: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == comm:
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def status(api: k8s.ApiClient | None) -> dict[str, dict[str, object]]:
+    """Per add-on: its process on the node, whether its workload is ready, resident memory (MiB)."""
+    out: dict[str, dict[str, object]] = {}
+    for namespace, kind, name in WORKLOADS:
+        pids = _pids_named(PROCESS_NAMES[name])
+        try:
+            ready = api is not None and _ready(api, namespace, kind, name)
+        except Exception:  # status must answer while the API server is down, too
+            ready = False
+        out[f"{name} (pod)"] = {
+            "pid": pids[0] if pids else None,
+            "healthy": ready,
+            "rss_mib": round(sum(rss_mib(p) for p in pids), 1),
+        }
+    return out

@@ -77,6 +77,9 @@ HOST_TOOLS: dict[str, str] = {
     "/usr/sbin/ip": "iproute2",
     "/usr/bin/mount": "mount",
     "/usr/bin/flock": "util-linux",
+    # app_image.py: argo/images/Dockerfile built by podman on a debootstrap base
+    "/usr/bin/podman": "podman",
+    "/usr/sbin/debootstrap": "debootstrap",
     # build.sh: the pause binary is a static C program
     "/usr/bin/gcc": "gcc",
     "/usr/lib/x86_64-linux-gnu/libc.a": "libc6-dev",

@@ -260,6 +260,10 @@ def stack_status(layout: Layout | None = None) -> dict[str, dict[str, object]]:
             "healthy": bool(pid) and p.healthy(),
             "rss_mib": round(host.rss_mib(pid), 1) if pid else 0.0,
         }
+    api = (
+        kube.api_client(layout.kubeconfig) if layout.kubeconfig.exists() and out["kube-apiserver"]["healthy"] else None
+    )
+    out.update(addons.status(api))
     return out
 
 

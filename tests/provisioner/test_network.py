@@ -24,7 +24,7 @@ from kubernetes.stream import stream
 from devstack.demo import deploy
 from devstack.servers import ThreadedServer
 from devstack.stack import config, kube
-from devstack.stack.app_image import ensure_app_image
+from devstack.stack.app_image import Target, ensure_app_image
 from devstack.stack.launcher import StackInfo
 from provisioner import db, tenants
 from provisioner.app import create_app
@@ -94,7 +94,14 @@ def world(stack: StackInfo, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                     tenant = tenant_of(consumer)
                     ns = settings.namespace_for(tenant)
                     made.append(wait_for(lambda n=ns, t=tenant: _quiet(_api_of, core, n, t), 180, what="API pod"))
-                deploy.deploy_provisioner(stack, image, "http://127.0.0.1:9", "unused-key", "unused-admin-token")
+                deploy.deploy_provisioner(
+                    stack,
+                    ensure_app_image(Target.PROVISIONER),
+                    "http://127.0.0.1:9",
+                    "unused-key",
+                    "unused-admin-token",
+                    api_image=image,
+                )
                 prov_pods = core.list_namespaced_pod(
                     deploy.NAMESPACE, label_selector="app.kubernetes.io/name=workflow-provisioner"
                 ).items
