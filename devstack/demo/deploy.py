@@ -123,14 +123,7 @@ def deploy_provisioner(
     )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        dep = apps.read_namespaced_deployment(NAME, NAMESPACE)
-        st = dep.status
-        if (
-            st.observed_generation == dep.metadata.generation
-            and (st.updated_replicas or 0) == dep.spec.replicas
-            and (st.ready_replicas or 0) == dep.spec.replicas
-            and (st.replicas or 0) == dep.spec.replicas
-        ):
+        if kube.rolled_out(apps.read_namespaced_deployment(NAME, NAMESPACE)):
             return f"http://{config.BRIDGE_IP}:{NODE_PORT}"
         time.sleep(1)
     raise TimeoutError(f"deployment {NAMESPACE}/{NAME} did not become ready in {timeout}s")

@@ -305,7 +305,7 @@ class Connector:
             if asset_id in (dataset.get("@id"), dataset.get("id")):
                 policies = dataset.get("odrl:hasPolicy") or dataset.get("hasPolicy")
                 policy = policies[0] if isinstance(policies, list) else policies
-                return policy["@id"]
+                return str(policy["@id"])
         raise AssertionError(f"asset {asset_id} not in {provider.participant}'s catalogue: {catalog}")
 
     def negotiate(self, provider: Connector, asset_id: str, timeout: float = 60) -> str:
@@ -325,7 +325,7 @@ class Connector:
         }
         negotiation = self.call("POST", "/v3/contractnegotiations", request)["@id"]
         state = self.wait_state(f"/v3/contractnegotiations/{negotiation}", {"FINALIZED"}, timeout, {"TERMINATED"})
-        return state["contractAgreementId"]
+        return str(state["contractAgreementId"])
 
     def transfer(self, provider: Connector, agreement: str, callbacks: list[str] | None = None) -> str:
         """An HttpData-PULL transfer; ``callbacks`` get the transfer's events (the EDR is in the started one)."""
@@ -341,10 +341,13 @@ class Connector:
             request["callbackAddresses"] = [
                 {"uri": uri, "events": ["transfer.process"], "transactional": False} for uri in callbacks
             ]
-        return self.call("POST", "/v3/transferprocesses", request)["@id"]
+        return str(self.call("POST", "/v3/transferprocesses", request)["@id"])
 
     def transfers(self) -> list[dict[str, Any]]:
-        return self.call("POST", "/v3/transferprocesses/request", {"@context": CONTEXT, "@type": "QuerySpec"})
+        found: list[dict[str, Any]] = self.call(
+            "POST", "/v3/transferprocesses/request", {"@context": CONTEXT, "@type": "QuerySpec"}
+        )
+        return found
 
     def provider_transfer(self, consumer_transfer_id: str) -> dict[str, Any] | None:
         """The provider's transfer process for a consumer's (DSP correlates them by the consumer's id)."""
@@ -362,9 +365,11 @@ class Connector:
         body = {"@context": CONTEXT, "@type": "TerminateTransfer", "reason": reason}
         self.call("POST", f"/v3/transferprocesses/{transfer_id}/terminate", body)
 
-    def wait_state(self, path: str, states: set[str], timeout: float = 60, fail: set[str] | None = None) -> dict:
+    def wait_state(
+        self, path: str, states: set[str], timeout: float = 60, fail: set[str] | None = None
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
-        current: dict = {}
+        current: dict[str, Any] = {}
         while time.monotonic() < deadline:
             current = self.call("GET", path)
             if current.get("state") in states:

@@ -24,7 +24,7 @@ from kubernetes import client as k8s
 from . import config
 from .config import Layout
 from .host import log, rss_mib
-from .kube import apply, dynamic
+from .kube import apply, dynamic, rolled_out
 
 MANIFESTS = Path(__file__).resolve().parent / "addons"
 # (namespace, kind, name) of the workloads that must be ready before the stack counts as up.
@@ -33,6 +33,8 @@ WORKLOADS = (
     ("kube-system", "DaemonSet", "kube-network-policies"),
     (config.INGRESS_NAMESPACE, "Deployment", "traefik"),
 )
+# nftables tables kube-network-policies owns (inet family)
+NFTABLES_TABLES = ("kube-network-policies", "kube-network-policies-dnscache")
 # workload name -> its process name on the node (/proc/<pid>/comm, at most 15 characters)
 PROCESS_NAMES = {"coredns": "coredns", "kube-network-policies": "kube-network-po", "traefik": "traefik"}
 
@@ -67,25 +69,8 @@ def _ready(api: k8s.ApiClient, namespace: str, kind: str, name: str) -> bool:
     apps = k8s.AppsV1Api(api)
     try:
         if kind == "DaemonSet":
-            ds = apps.read_namespaced_daemon_set(name, namespace)
-            st = ds.status
-            return bool(
-                st
-                and st.observed_generation == ds.metadata.generation
-                and st.desired_number_scheduled > 0
-                and (st.number_ready or 0) == st.desired_number_scheduled
-                and (st.updated_number_scheduled or 0) == st.desired_number_scheduled
-            )
-        dep = apps.read_namespaced_deployment(name, namespace)
-        st = dep.status
-        want = dep.spec.replicas or 0
-        return bool(
-            st
-            and st.observed_generation == dep.metadata.generation
-            and (st.ready_replicas or 0) == want
-            and (st.updated_replicas or 0) == want
-            and (st.replicas or 0) == want
-        )
+            return rolled_out(apps.read_namespaced_daemon_set(name, namespace))
+        return rolled_out(apps.read_namespaced_deployment(name, namespace))
     except k8s.ApiException as exc:
         if exc.status == 404:
             return False

@@ -19,7 +19,7 @@ from .host import Process
 # --- probes --------------------------------------------------------------------------------
 def _http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
     with urllib.request.urlopen(url, timeout=3, context=context) as resp:  # local URLs only
-        return 200 <= resp.status < 300
+        return bool(200 <= resp.status < 300)
 
 
 def _insecure() -> ssl.SSLContext:

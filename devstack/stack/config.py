@@ -71,6 +71,7 @@ HOST_TOOLS: dict[str, str] = {
     "/usr/lib/cni/portmap": "containernetworking-plugins",
     "/bin/busybox": "busybox-static",
     "/usr/sbin/iptables": "iptables",
+    "/usr/sbin/nft": "nftables",
     "/usr/sbin/conntrack": "conntrack",
     "/usr/bin/socat": "socat",
     "/usr/bin/openssl": "openssl",

@@ -23,12 +23,13 @@ EXECUTOR_ROLE = "wml-argo-executor"
 
 
 def api_client(kubeconfig: Path) -> k8s.ApiClient:
-    return k8s_config.new_client_from_config(config_file=str(kubeconfig))
+    client: k8s.ApiClient = k8s_config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
+    return client
 
 
 def dynamic(api: k8s.ApiClient, layout: Layout | None = None) -> DynamicClient:
     cache = str(layout.state / "discovery-cache.json") if layout else None
-    return DynamicClient(api, cache_file=cache)
+    return DynamicClient(api, cache_file=cache)  # type: ignore[no-untyped-call]
 
 
 def apply(dyn: DynamicClient, manifests: Iterable[dict[str, Any]]) -> None:
@@ -36,7 +37,7 @@ def apply(dyn: DynamicClient, manifests: Iterable[dict[str, Any]]) -> None:
     for m in manifests:
         resource = dyn.resources.get(api_version=m["apiVersion"], kind=m["kind"])
         meta = m["metadata"]
-        dyn.server_side_apply(
+        dyn.server_side_apply(  # type: ignore[no-untyped-call]
             resource,
             body=m,
             name=meta["name"],
@@ -44,6 +45,20 @@ def apply(dyn: DynamicClient, manifests: Iterable[dict[str, Any]]) -> None:
             field_manager=FIELD_MANAGER,
             force_conflicts=True,
         )
+
+
+def rolled_out(obj: k8s.V1Deployment | k8s.V1DaemonSet) -> bool:
+    """A Deployment or DaemonSet whose current spec runs everywhere it should, every pod ready."""
+    st, meta = obj.status, obj.metadata
+    if st is None or meta is None or st.observed_generation != meta.generation:
+        return False
+    if isinstance(obj, k8s.V1DaemonSet):
+        assert isinstance(st, k8s.V1DaemonSetStatus)
+        want = st.desired_number_scheduled
+        return want > 0 and (st.number_ready or 0) == want and (st.updated_number_scheduled or 0) == want
+    assert isinstance(st, k8s.V1DeploymentStatus)
+    want = (obj.spec.replicas if obj.spec else None) or 0
+    return (st.ready_replicas or 0) == want and (st.updated_replicas or 0) == want and (st.replicas or 0) == want
 
 
 _YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: the CRDs are 11 MB of YAML

@@ -239,6 +239,10 @@ def stop_stack(layout: Layout | None = None, *, only: Iterable[str] | None = Non
             if name in names:
                 procs[name].stop(layout)
         if full:
+            # The policy engine removes its nftables table when it stops cleanly; after a kill it stays, and its
+            # NFQUEUE rule would hold back pod traffic with nobody to answer.
+            for table in addons.NFTABLES_TABLES:
+                subprocess.run(["nft", "delete", "table", "inet", table], capture_output=True)
             host.unmount_under(layout.state)
             host.remove_pod_netns()
             host.remove_network()

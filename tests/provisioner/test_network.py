@@ -37,8 +37,8 @@ from tests.support.edc import cleanup, new_consumer, tenant_of
 pytestmark = pytest.mark.stack
 
 OPEN, CLOSED = "open", "closed"
-# A private address nothing on the stack owns. Where the policy let it through, the sandbox's own network would
-# answer on port 80 (it does for the node), so "closed" from a pod is the policy's doing.
+# An address off the cluster: denied by the policies (and, on the local stack, by its host firewall as well: pods
+# have no route out), so this row shows that nothing unlisted is reachable, not which wall stopped it.
 ELSEWHERE = ("10.255.255.1", 80)
 PROBE_IMAGE = config.DUMMY_JOB_IMAGE  # busybox: nc, nslookup
 
