@@ -94,6 +94,8 @@ def world(stack: StackInfo, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                     tenant = tenant_of(consumer)
                     ns = settings.namespace_for(tenant)
                     made.append(wait_for(lambda n=ns, t=tenant: _quiet(_api_of, core, n, t), 180, what="API pod"))
+                for t in made:  # the tenant APIs run argo/images/Dockerfile's api target
+                    assert core.read_namespaced_pod(t.api_pod, t.namespace).spec.containers[0].image == image
                 deploy.deploy_provisioner(
                     stack,
                     ensure_app_image(Target.PROVISIONER),

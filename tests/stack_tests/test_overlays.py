@@ -7,6 +7,7 @@ serves GitHub, so it is checked for its pin and left out of the render; everythi
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -42,7 +43,10 @@ def production_without_remote(tmp_path: Path) -> tuple[Path, list[str]]:
     """A copy of the production kustomization without its remote resources (which it returns)."""
     spec = yaml.safe_load((OVERLAYS / "production" / "kustomization.yaml").read_text())
     remote = [r for r in spec["resources"] if "://" in r]
-    spec["resources"] = [str((OVERLAYS / "production" / r).resolve()) for r in spec["resources"] if "://" not in r]
+    # kustomize takes bases by relative path only
+    spec["resources"] = [
+        os.path.relpath((OVERLAYS / "production" / r).resolve(), tmp_path) for r in spec["resources"] if "://" not in r
+    ]
     (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump(spec))
     return tmp_path, remote
 
