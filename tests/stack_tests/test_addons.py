@@ -45,8 +45,11 @@ def test_cluster_dns_answers_for_services(stack: StackInfo) -> None:
                         "name": "lookup",
                         "image": config.DUMMY_JOB_IMAGE,
                         "imagePullPolicy": "IfNotPresent",
-                        # short names too: the search path the kubelet writes
-                        "command": ["/bin/sh", "-c", f"nslookup {fqdn}; nslookup kube-dns.kube-system"],
+                        "command": [
+                            "/bin/sh",
+                            "-c",
+                            f"nslookup {fqdn}; nslookup kube-dns.kube-system.svc.{config.CLUSTER_DOMAIN}",
+                        ],
                     }
                 ],
             },
