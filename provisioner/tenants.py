@@ -277,7 +277,8 @@ def api_env(settings: ProvisionerSettings, spec: TenantSpec) -> tuple[dict[str, 
         plain["WML_API_WEBHOOK_ALLOW_HTTP"] = "true"
     if settings.webhook_allowed_networks:
         plain["WML_API_WEBHOOK_ALLOWED_NETWORKS"] = json.dumps(settings.webhook_allowed_networks)
-    if settings.ingress_enabled and settings.api_url_template.rstrip("/").endswith(
+    # Behind the ingress path the API sees the full path: tell it its prefix (from the URL actually handed out).
+    if settings.ingress_enabled and settings.api_url_for(spec.tenant).rstrip("/").endswith(
         settings.ingress_path_template.format(tenant=spec.tenant).rstrip("/")
     ):
         plain["WML_API_ROOT_PATH"] = settings.ingress_path_template.format(tenant=spec.tenant).rstrip("/")

@@ -1,8 +1,6 @@
 """Cluster add-ons that make the local stack behave like a production cluster, run as pods as they are there.
 
 - **DNS**: CoreDNS as the ``kube-dns`` Service (``config.DNS_SERVICE_IP``); pods resolve ``*.svc.cluster.local``.
-- **NetworkPolicy enforcement**: kube-network-policies (a DaemonSet on the host network), so the tenants'
-  policies are really applied between pods.
 - **Ingress**: Traefik serving ``Ingress`` objects of class ``config.INGRESS_CLASS`` on the node's port
   ``config.INGRESS_PORT``; tenant APIs (and the provisioner) are reached through it.
 
@@ -30,13 +28,10 @@ MANIFESTS = Path(__file__).resolve().parent / "addons"
 # (namespace, kind, name) of the workloads that must be ready before the stack counts as up.
 WORKLOADS = (
     ("kube-system", "Deployment", "coredns"),
-    ("kube-system", "DaemonSet", "kube-network-policies"),
     (config.INGRESS_NAMESPACE, "Deployment", "traefik"),
 )
-# nftables tables kube-network-policies owns (inet family)
-NFTABLES_TABLES = ("kube-network-policies", "kube-network-policies-dnscache")
 # workload name -> its process name on the node (/proc/<pid>/comm, at most 15 characters)
-PROCESS_NAMES = {"coredns": "coredns", "kube-network-policies": "kube-network-po", "traefik": "traefik"}
+PROCESS_NAMES = {"coredns": "coredns", "traefik": "traefik"}
 
 
 def values(layout: Layout) -> dict[str, str]:
@@ -48,7 +43,6 @@ def values(layout: Layout) -> dict[str, str]:
         "INGRESS_PORT": str(config.INGRESS_PORT),
         "NODE_IP": config.BRIDGE_IP,
         "COREDNS_IMAGE": layout.addon_image("coredns", "COREDNS_VERSION"),
-        "NETPOL_IMAGE": layout.addon_image("kube-network-policies", "NETPOL_VERSION"),
         "TRAEFIK_IMAGE": layout.addon_image("traefik", "TRAEFIK_VERSION"),
         # A changed Corefile rolls the DNS pod (CoreDNS's reload plugin would too, but only after a minute).
         "COREFILE_DIGEST": hashlib.sha256((MANIFESTS / "coredns.yaml").read_bytes()).hexdigest()[:12],

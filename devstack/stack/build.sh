@@ -149,19 +149,17 @@ build_coredns() {
   complete coredns "$v"
 }
 
-# The NetworkPolicy engine: kube-network-policies (kubernetes-sigs; what kind ships), nftables + NFQUEUE,
-# independent of the CNI, so it enforces policies on our plain bridge network.
+# The NetworkPolicy engine: kube-router's network policy controller (firewall-only mode: iptables + ipset), the
+# one engine that works on this kernel (kube-network-policies needs nftables' queue expression, which it lacks).
 build_netpol() {
   local v="$NETPOL_VERSION" out; out="$(outdir netpol "$v")"
   finished netpol "$v" && return 0
-  say "building kube-network-policies $v — first run only (~3 min)"
+  say "building kube-router $v — first run only (~2 min)"
   mkdir -p "$out"
-  local mod="$cache/build/netpol-$v"; mkdir -p "$mod"
-  (cd "$mod" && { [ -f go.mod ] || go mod init wml/netpol >/dev/null 2>&1; } \
-    && go get "sigs.k8s.io/kube-network-policies/cmd@$v" >/dev/null 2>&1 \
-    && go build -o "$out/kube-network-policies" sigs.k8s.io/kube-network-policies/cmd)
+  GOBIN="$out" go install "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@$v"
   complete netpol "$v"
 }
+
 
 build_kustomize() {
   local v="$KUSTOMIZE_VERSION" out; out="$(outdir kustomize "$v")"

@@ -373,6 +373,25 @@ def kube_proxy(layout: Layout) -> Process:
     )
 
 
+def kube_router(layout: Layout) -> Process:
+    """NetworkPolicy enforcement: kube-router's policy controller alone (no routing, no service proxy)."""
+    return Process(
+        "kube-router",
+        [
+            str(layout.netpol_bin),
+            f"--kubeconfig={layout.kubeconfig}",
+            "--run-firewall=true",
+            "--run-router=false",
+            "--run-service-proxy=false",
+            f"--hostname-override={config.NODE_NAME}",
+            f"--service-cluster-ip-range={config.SERVICE_CIDR}",
+            f"--health-port={config.KUBE_ROUTER_HEALTH_PORT}",
+            "--metrics-port=0",
+        ],
+        health=lambda: _http_ok(f"http://127.0.0.1:{config.KUBE_ROUTER_HEALTH_PORT}/healthz"),
+    )
+
+
 def minio(layout: Layout) -> Process:
     user, password = minio_credentials(layout)
     return Process(

@@ -39,6 +39,7 @@ SCHEDULER_PORT = 10259
 KUBELET_PORT = 10250
 KUBELET_HEALTHZ_PORT = 10248
 KUBE_PROXY_HEALTHZ_PORT = 10256
+KUBE_ROUTER_HEALTH_PORT = 20244
 KUBE_PROXY_METRICS_PORT = 10249
 MINIO_PORT = 9000
 MINIO_CONSOLE_PORT = 9001
@@ -71,7 +72,7 @@ HOST_TOOLS: dict[str, str] = {
     "/usr/lib/cni/portmap": "containernetworking-plugins",
     "/bin/busybox": "busybox-static",
     "/usr/sbin/iptables": "iptables",
-    "/usr/sbin/nft": "nftables",
+    "/usr/sbin/ipset": "ipset",  # kube-router
     "/usr/sbin/conntrack": "conntrack",
     "/usr/bin/socat": "socat",
     "/usr/bin/openssl": "openssl",
@@ -156,7 +157,7 @@ class Layout:
 
     @property
     def netpol_bin(self) -> Path:
-        return self._bin("netpol", "NETPOL_VERSION") / "kube-network-policies"
+        return self._bin("netpol", "NETPOL_VERSION") / "kube-router"
 
     @property
     def kustomize_bin(self) -> Path:

@@ -342,3 +342,25 @@ def rss_mib(pid: int) -> float:
         except OSError:
             continue
     return total / 1024
+
+
+KUBE_ROUTER_PREFIXES = ("KUBE-ROUTER-", "KUBE-NWPLCY-", "KUBE-POD-FW-", "KUBE-SRC-", "KUBE-DST-")
+
+
+def remove_kube_router_rules() -> None:
+    """Delete kube-router's iptables chains (and the jumps to them) and its ipsets."""
+    saved = run(["iptables-save", "-t", "filter"], check=False, quiet=True).stdout
+    chains = [line[1:].split()[0] for line in saved.splitlines() if line.startswith(":")]
+    ours = [c for c in chains if c.startswith(KUBE_ROUTER_PREFIXES)]
+    for chain in ("INPUT", "FORWARD", "OUTPUT"):
+        for line in saved.splitlines():
+            if line.startswith(f"-A {chain} ") and any(f"-j {c}" in line for c in ours):
+                run(["iptables", "-w", *line.replace("-A", "-D", 1).split()], check=False, quiet=True)
+    for chain in ours:
+        run(["iptables", "-w", "-F", chain], check=False, quiet=True)
+    for chain in ours:
+        run(["iptables", "-w", "-X", chain], check=False, quiet=True)
+    sets = run(["ipset", "list", "-n"], check=False, quiet=True).stdout.split()
+    for name in sets:
+        if name.startswith(("KUBE-", "kube-router", "inet6:KUBE-")):
+            run(["ipset", "destroy", name], check=False, quiet=True)

@@ -119,11 +119,6 @@ def stack_images(layout: Layout) -> list[Image]:
             entrypoint=["/bin/coredns"],
         ),
         Image(
-            layout.addon_image("kube-network-policies", "NETPOL_VERSION"),
-            [*busybox_rootfs(), Entry("bin/kube-network-policies", source=layout.netpol_bin)],
-            entrypoint=["/bin/kube-network-policies"],
-        ),
-        Image(
             layout.addon_image("traefik", "TRAEFIK_VERSION"),
             [*busybox_rootfs(), Entry("bin/traefik", source=layout.traefik_bin)],
             entrypoint=["/bin/traefik"],

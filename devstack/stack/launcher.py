@@ -64,6 +64,7 @@ def processes(layout: Layout) -> dict[str, Process]:
         components.kube_scheduler(layout),
         components.kubelet(layout),
         components.kube_proxy(layout),
+        components.kube_router(layout),
         components.workflow_controller(layout),
         components.argo_server(layout),
     ]
@@ -165,7 +166,7 @@ def ensure_stack(layout: Layout | None = None) -> StackInfo:
         _start(layout, [procs["kube-apiserver"]], started)
         _start(
             layout,
-            [procs[n] for n in ("kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy")],
+            [procs[n] for n in ("kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kube-router")],
             started,
         )
         api = kube.api_client(layout.kubeconfig)
@@ -224,7 +225,7 @@ def stop_stack(layout: Layout | None = None, *, only: Iterable[str] | None = Non
                 kube.delete_all_pods(kube.api_client(layout.kubeconfig))
             except Exception as exc:  # best effort; leftovers are removed below
                 log(f"could not delete pods through the API: {exc}")
-        for name in ("kubelet", "kube-proxy"):
+        for name in ("kubelet", "kube-proxy", "kube-router"):
             if name in names:
                 procs[name].stop(layout)
         if "kube-proxy" in names:
@@ -239,10 +240,8 @@ def stop_stack(layout: Layout | None = None, *, only: Iterable[str] | None = Non
             if name in names:
                 procs[name].stop(layout)
         if full:
-            # The policy engine removes its nftables table when it stops cleanly; after a kill it stays, and its
-            # NFQUEUE rule would hold back pod traffic with nobody to answer.
-            for table in addons.NFTABLES_TABLES:
-                subprocess.run(["nft", "delete", "table", "inet", table], capture_output=True)
+            # kube-router's rules outlive it (and its --cleanup-config removes nothing in v2.1.0)
+            host.remove_kube_router_rules()
             host.unmount_under(layout.state)
             host.remove_pod_netns()
             host.remove_network()
