@@ -99,6 +99,20 @@ def _wait_active(core: k8s.CoreV1Api, name: str) -> None:
         time.sleep(1)
 
 
+def dry_run_apply(dyn: Any, doc: dict[str, Any]) -> Any:
+    """Server-side apply with ``dryRun=All``: validated and admitted, never stored."""
+    resource = dyn.resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
+    return dyn.server_side_apply(
+        resource,
+        body=doc,
+        name=doc["metadata"]["name"],
+        namespace=doc["metadata"].get("namespace"),
+        field_manager="wml-overlay-test",
+        force_conflicts=True,
+        dry_run="All",
+    )
+
+
 def test_production_overlay_is_accepted_by_the_api_server(kustomize: Path, stack: StackInfo, tmp_path: Path) -> None:
     directory, _ = production_without_remote(tmp_path)
     docs = build(kustomize, directory)
@@ -110,33 +124,15 @@ def test_production_overlay_is_accepted_by_the_api_server(kustomize: Path, stack
     dyn = kube.dynamic(api)
     accepted = []
     for doc in docs:
-        resource = dyn.resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
-        answer = dyn.server_side_apply(
-            resource,
-            body=doc,
-            name=doc["metadata"]["name"],
-            namespace=doc["metadata"].get("namespace"),
-            field_manager="wml-overlay-test",
-            force_conflicts=True,
-            dry_run="All",
-        )
+        answer = dry_run_apply(dyn, doc)
         assert answer.metadata.name == doc["metadata"]["name"]
         accepted.append(doc["kind"])
     assert {"Namespace", "Deployment", "Service", "NetworkPolicy", "ValidatingAdmissionPolicy"} <= set(accepted)
     # and a broken object is refused by the same path, so the acceptance above means something
     broken = dict(docs[0]) if docs[0]["kind"] != "Namespace" else dict(docs[1])
     broken = {**broken, "spec": {"no-such-field": True}} if "spec" in broken else {**broken, "data": [1]}
-    resource = dyn.resources.get(api_version=broken["apiVersion"], kind=broken["kind"])
     try:
-        dyn.server_side_apply(
-            resource,
-            body=broken,
-            name=broken["metadata"]["name"],
-            namespace=broken["metadata"].get("namespace"),
-            field_manager="wml-overlay-test",
-            force_conflicts=True,
-            dry_run="All",
-        )
+        dry_run_apply(dyn, broken)
     except Exception as exc:  # the dynamic client raises its own ApiException subclasses
         # (the API server answers a typed-apply schema error with 500, naming the field)
         assert "field not declared in schema" in str(getattr(exc, "body", exc)), exc
