@@ -25,11 +25,8 @@ from .host import log, rss_mib
 from .kube import apply, dynamic, rolled_out
 
 MANIFESTS = Path(__file__).resolve().parent / "addons"
-# (namespace, kind, name) of the workloads that must be ready before the stack counts as up.
-WORKLOADS = (
-    ("kube-system", "Deployment", "coredns"),
-    (config.INGRESS_NAMESPACE, "Deployment", "traefik"),
-)
+# (namespace, name) of the Deployments that must be ready before the stack counts as up.
+WORKLOADS = (("kube-system", "coredns"), (config.INGRESS_NAMESPACE, "traefik"))
 # workload name -> its process name on the node (/proc/<pid>/comm, at most 15 characters)
 PROCESS_NAMES = {"coredns": "coredns", "traefik": "traefik"}
 
@@ -59,12 +56,9 @@ def manifests(layout: Layout) -> list[dict[str, Any]]:
     return docs
 
 
-def _ready(api: k8s.ApiClient, namespace: str, kind: str, name: str) -> bool:
-    apps = k8s.AppsV1Api(api)
+def _ready(api: k8s.ApiClient, namespace: str, name: str) -> bool:
     try:
-        if kind == "DaemonSet":
-            return rolled_out(apps.read_namespaced_daemon_set(name, namespace))
-        return rolled_out(apps.read_namespaced_deployment(name, namespace))
+        return rolled_out(k8s.AppsV1Api(api).read_namespaced_deployment(name, namespace))
     except k8s.ApiException as exc:
         if exc.status == 404:
             return False
@@ -79,11 +73,11 @@ def ensure_addons(layout: Layout, api: k8s.ApiClient, timeout: float = 180) -> N
     while pending:
         pending = [w for w in pending if not _ready(api, *w)]
         if pending and time.monotonic() > deadline:
-            names = ", ".join(f"{ns}/{name}" for ns, _, name in pending)
+            names = ", ".join(f"{ns}/{name}" for ns, name in pending)
             raise TimeoutError(f"cluster add-ons not ready after {timeout:.0f}s: {names}")
         if pending:
             time.sleep(1)
-    log("cluster add-ons ready: DNS, NetworkPolicy enforcement, ingress")
+    log("cluster add-ons ready: DNS, ingress")
 
 
 def _pids_named(comm: str) -> list[int]:
@@ -101,10 +95,10 @@ def _pids_named(comm: str) -> list[int]:
 def status(api: k8s.ApiClient | None) -> dict[str, dict[str, object]]:
     """Per add-on: its process on the node, whether its workload is ready, resident memory (MiB)."""
     out: dict[str, dict[str, object]] = {}
-    for namespace, kind, name in WORKLOADS:
+    for namespace, name in WORKLOADS:
         pids = _pids_named(PROCESS_NAMES[name])
         try:
-            ready = api is not None and _ready(api, namespace, kind, name)
+            ready = api is not None and _ready(api, namespace, name)
         except Exception:  # status must answer while the API server is down, too
             ready = False
         out[f"{name} (pod)"] = {

@@ -46,7 +46,7 @@ MINIO_CONSOLE_PORT = 9001
 ARGO_SERVER_PORT = 2746
 ARGO_CONTROLLER_HEALTH_PORT = 6060
 # Cluster add-ons (pods, as on a production cluster): DNS at the conventional ClusterIP, the ingress
-# controller on the node's port 80 (hostPort), the NetworkPolicy engine on every node (host network).
+# controller on the node's port 80 (hostPort). NetworkPolicies are enforced by kube-router, a host process.
 CLUSTER_DOMAIN = "cluster.local"
 DNS_SERVICE_IP = "10.96.0.10"
 INGRESS_NAMESPACE = "ingress"

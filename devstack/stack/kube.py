@@ -47,16 +47,11 @@ def apply(dyn: DynamicClient, manifests: Iterable[dict[str, Any]]) -> None:
         )
 
 
-def rolled_out(obj: k8s.V1Deployment | k8s.V1DaemonSet) -> bool:
-    """A Deployment or DaemonSet whose current spec runs everywhere it should, every pod ready."""
+def rolled_out(obj: k8s.V1Deployment) -> bool:
+    """A Deployment whose current spec runs with every replica updated and ready."""
     st, meta = obj.status, obj.metadata
     if st is None or meta is None or st.observed_generation != meta.generation:
         return False
-    if isinstance(obj, k8s.V1DaemonSet):
-        assert isinstance(st, k8s.V1DaemonSetStatus)
-        want = st.desired_number_scheduled
-        return want > 0 and (st.number_ready or 0) == want and (st.updated_number_scheduled or 0) == want
-    assert isinstance(st, k8s.V1DeploymentStatus)
     want = (obj.spec.replicas if obj.spec else None) or 0
     return (st.ready_replicas or 0) == want and (st.updated_replicas or 0) == want and (st.replicas or 0) == want
 

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.stack
 
 def test_addons_are_ready_and_listed_with_their_memory(stack: StackInfo) -> None:
     status = stack_status()
-    for _, _, name in addons.WORKLOADS:
+    for _, name in addons.WORKLOADS:
         entry = status[f"{name} (pod)"]
         assert entry["healthy"] is True, (name, entry)
         assert float(str(entry["rss_mib"])) > 1, (name, entry)

@@ -9,8 +9,8 @@ from devstack.stack.config import Layout
 def test_addon_manifests_render_with_every_workload() -> None:
     docs = addons.manifests(Layout())
     kinds = {(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]) for d in docs}
-    for namespace, kind, name in addons.WORKLOADS:
-        assert (kind, namespace, name) in kinds
+    for namespace, name in addons.WORKLOADS:
+        assert ("Deployment", namespace, name) in kinds
     dns = next(d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "kube-dns")
     assert dns["spec"]["clusterIP"] == config.DNS_SERVICE_IP
     assert all("${" not in str(d) for d in docs)
