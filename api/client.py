@@ -1,17 +1,46 @@
-"""A small synchronous client of the consumer API (used by the CLI, the demo and the tests)."""
+"""A small synchronous client of the consumer API (used by the CLI, the demo and the tests).
+
+Outages are retried, as the API asks (503 + Retry-After) and when no connection could be made (a restarting API
+pod, an ingress without endpoints for a moment): reads, uploads (PUT replaces), deletes and cancels always; a job
+start only with an ``Idempotency-Key`` that reaches the API (the client makes one when none is given), so a
+retried start never runs a second job. ``transport`` and ``sleep`` are test seams.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import time
+import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 import httpx
 
 Progress = Callable[[int], None]
+Body = bytes | Callable[[], Iterator[bytes]] | None  # a callable makes the stream anew for each attempt
 FINISHED = {"COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELED"}
 CHUNK = 1024 * 1024
+RETRYABLE_STATUS = frozenset({502, 503, 504})
+# Nothing reached the server: safe to repeat whatever the request was.
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# The request may have been processed: repeated only when repeating it is harmless.
+MAYBE_SENT = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError, httpx.ReadTimeout)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 8
+    base_seconds: float = 0.5
+    cap_seconds: float = 15.0
+
+    def delay(self, attempt: int, retry_after: str | None) -> float:
+        """Seconds before attempt ``attempt + 1``: the server's Retry-After (capped) or exponential backoff."""
+        if retry_after:
+            with contextlib.suppress(ValueError):
+                return min(max(float(retry_after), 0.0), self.cap_seconds)
+        return float(min(self.base_seconds * 2.0 ** (attempt - 1), self.cap_seconds))
 
 
 class ApiError(RuntimeError):
@@ -29,12 +58,26 @@ class Client:
     """The consumer API, either directly (``base_url`` and the tenant token from the provision callback) or
     through the provider's EDC data plane (``Client.through_edc`` with the consumer's EDR)."""
 
-    def __init__(self, base_url: str, token: str, timeout: float = 60.0, scheme: str | None = "Bearer") -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        timeout: float = 60.0,
+        scheme: str | None = "Bearer",
+        retry: RetryPolicy | None = None,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.http = httpx.Client(
             base_url=base_url.rstrip("/"),
             headers={"Authorization": f"{scheme} {token}" if scheme else token},
             timeout=httpx.Timeout(timeout, connect=10.0),
+            transport=transport,
         )
+        self.retry = retry or RetryPolicy()
+        self.sleep = sleep
+        # EDC's data plane drops Idempotency-Key: through it, a start is never repeated.
+        self.keys_reach_api = scheme is not None
 
     @classmethod
     def through_edc(cls, edr: dict[str, Any], timeout: float = 60.0) -> Client:
@@ -48,8 +91,55 @@ class Client:
     def __exit__(self, *_: object) -> None:
         self.http.close()
 
-    def _json(self, method: str, url: str, **kwargs: Any) -> Any:
-        response = self.http.request(method, url, **kwargs)
+    def _send(self, method: str, url: str, body: Body = None, retry_safe: bool = True, **kwargs: Any) -> httpx.Response:
+        attempt = 0
+        while True:
+            attempt += 1
+            last = attempt >= self.retry.attempts
+            content = body() if callable(body) else body
+            try:
+                response = self.http.request(method, url, content=content, **kwargs)
+            except NOT_SENT:
+                if last:
+                    raise
+                self.sleep(self.retry.delay(attempt, None))
+                continue
+            except MAYBE_SENT:
+                if last or not retry_safe:
+                    raise
+                self.sleep(self.retry.delay(attempt, None))
+                continue
+            if response.status_code in RETRYABLE_STATUS and retry_safe and not last:
+                self.sleep(self.retry.delay(attempt, response.headers.get("retry-after")))
+                continue
+            return response
+
+    @contextlib.contextmanager
+    def _stream(self, url: str, **kwargs: Any) -> Iterator[httpx.Response]:
+        """A GET whose body is read as it comes; retried until its answer begins (not midway through a body)."""
+        attempt, started = 0, False
+        while True:
+            attempt += 1
+            last = attempt >= self.retry.attempts
+            try:
+                with self.http.stream("GET", url, **kwargs) as response:
+                    if response.status_code in RETRYABLE_STATUS and not last:
+                        retry_after = response.headers.get("retry-after")
+                    else:
+                        if response.status_code >= 400:
+                            response.read()
+                            raise ApiError(response)
+                        started = True
+                        yield response
+                        return
+            except (*NOT_SENT, *MAYBE_SENT):
+                if last or started:  # a body cut midway is the caller's to handle
+                    raise
+                retry_after = None
+            self.sleep(self.retry.delay(attempt, retry_after))
+
+    def _json(self, method: str, url: str, body: Body = None, retry_safe: bool = True, **kwargs: Any) -> Any:
+        response = self._send(method, url, body, retry_safe, **kwargs)
         if response.status_code >= 400:
             raise ApiError(response)
         return response.json() if response.content else None
@@ -77,12 +167,12 @@ class Client:
                     yield data
 
         headers = {"Content-Length": str(source.stat().st_size), "Content-Type": "application/octet-stream"}
-        return self._object("PUT", f"/v1/assets/{asset}/inputs/{name}", content=chunks(), headers=headers)
+        return self._object("PUT", f"/v1/assets/{asset}/inputs/{name}", body=chunks, headers=headers)
 
     def upload_bytes(self, asset: str, name: str, data: bytes) -> dict[str, Any]:
         # a content type also tells EDC's data plane (when calling through it) to forward the body
         headers = {"Content-Type": "application/octet-stream"}
-        return self._object("PUT", f"/v1/assets/{asset}/inputs/{name}", content=data, headers=headers)
+        return self._object("PUT", f"/v1/assets/{asset}/inputs/{name}", body=data, headers=headers)
 
     def staged(self, asset: str) -> list[dict[str, Any]]:
         return self._items(f"/v1/assets/{asset}/inputs")
@@ -94,11 +184,14 @@ class Client:
         idempotency_key: str | None = None,
         webhook_url: str | None = None,
     ) -> dict[str, Any]:
+        if idempotency_key is None and self.keys_reach_api:
+            idempotency_key = uuid.uuid4().hex  # makes the start safe to retry
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        body: dict[str, Any] = {"asset": asset, "parameters": parameters or {}}
+        request: dict[str, Any] = {"asset": asset, "parameters": parameters or {}}
         if webhook_url is not None:
-            body["webhook_url"] = webhook_url
-        return self._object("POST", "/v1/jobs", json=body, headers=headers)
+            request["webhook_url"] = webhook_url
+        safe = bool(idempotency_key) and self.keys_reach_api
+        return self._object("POST", "/v1/jobs", json=request, headers=headers, retry_safe=safe)
 
     def set_webhook(
         self, url: str | None = None, rotate_secret: bool = False, keep_url: bool = False
@@ -138,10 +231,7 @@ class Client:
 
     def logs(self, job: str, follow: bool = False) -> Iterator[str]:
         params = {"follow": "true" if follow else "false"}
-        with self.http.stream("GET", f"/v1/jobs/{job}/logs", params=params, timeout=None) as response:
-            if response.status_code >= 400:
-                response.read()
-                raise ApiError(response)
+        with self._stream(f"/v1/jobs/{job}/logs", params=params, timeout=None) as response:
             yield from response.iter_lines()
 
     def cancel(self, job: str) -> dict[str, Any]:
@@ -157,10 +247,7 @@ class Client:
         return self._object("GET", f"/v1/jobs/{job}/receipt")
 
     def download(self, job: str, name: str, dest: Path, progress: Callable[[int, int], None] | None = None) -> Path:
-        with self.http.stream("GET", f"/v1/jobs/{job}/outputs/{name}", timeout=None) as response:
-            if response.status_code >= 400:
-                response.read()
-                raise ApiError(response)
+        with self._stream(f"/v1/jobs/{job}/outputs/{name}", timeout=None) as response:
             total = int(response.headers.get("content-length", 0))
             tmp = dest.with_name(dest.name + ".part")
             with tmp.open("wb") as handle:

@@ -43,6 +43,9 @@ KINDS: dict[tuple[str, str], Kind] = {
     ("networking.k8s.io/v1", "NetworkPolicy"): Kind("/apis/networking.k8s.io/v1", "networkpolicies"),
     ("networking.k8s.io/v1", "Ingress"): Kind("/apis/networking.k8s.io/v1", "ingresses"),
     ("apps/v1", "Deployment"): Kind("/apis/apps/v1", "deployments"),
+    ("v1", "Pod"): Kind("/api/v1", "pods"),
+    ("policy/v1", "PodDisruptionBudget"): Kind("/apis/policy/v1", "poddisruptionbudgets"),
+    ("coordination.k8s.io/v1", "Lease"): Kind("/apis/coordination.k8s.io/v1", "leases"),
     ("argoproj.io/v1alpha1", "WorkflowTemplate"): Kind("/apis/argoproj.io/v1alpha1", "workflowtemplates"),
 }
 

@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from provisioner.apiprobe import ApiProbe
 from provisioner.catalogue import Catalogue
 from provisioner.db import make_engine, session_factory
 from provisioner.edc_client import EdcClient, HttpProvisionerNotifier
@@ -37,6 +38,7 @@ class Services:
     catalogue: Catalogue
     signaling: SignalingClient
     dps: DpsClient
+    probe: ApiProbe
     metrics: Metrics = field(default_factory=Metrics)
     clock: Callable[[], datetime] = utcnow
     # Called with each step's name before it runs; tests use it to simulate a crash between steps.
@@ -55,6 +57,7 @@ class Services:
             "catalogue": Catalogue.load(settings.assets_dir, settings.asset_map),
             "signaling": SignalingClient(settings),
             "dps": DpsClient(settings),
+            "probe": ApiProbe(settings),
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
@@ -72,6 +75,7 @@ class Services:
         self.edc.close()
         self.signaling.close()
         self.dps.close()
+        self.probe.close()
         # kubernetes ships py.typed but leaves ApiClient.close() unannotated.
         self.kube.api.close()  # type: ignore[no-untyped-call]
         self.engine.dispose()

@@ -56,7 +56,26 @@ class ProvisionerSettings(BaseSettings):
         default_factory=lambda: ["workflow-api", "serve", "--host", "0.0.0.0", "--port", "8080"]
     )
     api_port: int = 8080
-    api_replicas: int = 1
+    api_replicas: int = Field(
+        default=2, ge=1, description="API pods per tenant; with 2 or more a PodDisruptionBudget keeps one serving."
+    )
+    api_requests_cpu: str = "50m"
+    api_requests_memory: str = "96Mi"
+    api_limits_cpu: str = "1"
+    api_limits_memory: str = "512Mi"
+    api_start_timeout_seconds: int = Field(
+        default=120,
+        ge=5,
+        description="A tenant API not available this long after its rollout began (its Deployment's progress "
+        "deadline), or available but not answering its token this long, counts as a failed attempt; after "
+        "work_max_attempts the tenant fails and its connectors are told. Nothing is handed out before it answers.",
+    )
+    api_probe_url_template: str | None = Field(
+        default=None,
+        description="Where the provisioner checks that a tenant API answers with the token it is about to hand "
+        "out; {namespace} and {tenant} are replaced. Default: the handed-out URL (api_url_template).",
+    )
+    api_probe_verify_tls: bool = Field(default=True, description="Verify TLS of the probed tenant API URL.")
     api_token_refresh_seconds: float = Field(
         default=2.0, gt=0, description="How often tenant APIs re-read their token set: a revoked token's last seconds."
     )
@@ -212,6 +231,10 @@ class ProvisionerSettings(BaseSettings):
 
     def api_url_for(self, tenant: str) -> str:
         return self.api_url_template.format(namespace=self.namespace_for(tenant), tenant=tenant)
+
+    def api_probe_url_for(self, tenant: str) -> str:
+        template = self.api_probe_url_template or self.api_url_template
+        return template.format(namespace=self.namespace_for(tenant), tenant=tenant)
 
     def callback_base(self) -> str | None:
         """Where callbacks go: the configured callback URL, else the management API's ``/callback``."""

@@ -18,12 +18,14 @@ import base64
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 
 from provisioner import audit, tenants
-from provisioner.errors import NotYet
+from provisioner.apiprobe import Answer
+from provisioner.errors import NotYet, TemporaryError
 from provisioner.models import Grant, Tenant
 from provisioner.services import Services
 from provisioner.states import EndedBy, EndNotice, GrantState, Protocol, TenantState, move
@@ -204,6 +206,56 @@ def api_rolled_out(svc: Services, namespace: str) -> bool:
     )
 
 
+def _condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
+    return next((c for c in status.get("conditions") or [] if c.get("type") == kind), {})
+
+
+def api_trouble(svc: Services, namespace: str) -> str:
+    """Why the API's pods do not serve, as Kubernetes says it (unschedulable, crashing, image missing)."""
+    seen: list[str] = []
+    for pod in svc.kube.list("v1", "Pod", namespace, f"app.kubernetes.io/name={tenants.API}"):
+        status = pod.get("status") or {}
+        scheduled = _condition(status, "PodScheduled")
+        if scheduled.get("status") == "False":
+            seen.append(f"{scheduled.get('reason')}: {scheduled.get('message', '')}")
+        for container in status.get("containerStatuses") or []:
+            waiting = (container.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") and waiting["reason"] != "ContainerCreating":
+                seen.append(f"{waiting['reason']}: {waiting.get('message', '')}")
+    return "; ".join(sorted(set(seen)))[:500] or "no pod reported a reason"
+
+
+def api_answers(ctx: StepContext) -> None:
+    """Ready means working: nothing is handed out until the tenant API answers, at the URL the provisioner
+    checks, to the token of every grant this run makes ready. An API whose rollout Kubernetes gives up on
+    (``progressDeadlineSeconds``), or that is available but does not answer for ``api_start_timeout_seconds``,
+    is a failed attempt (retried with backoff, then the tenant fails and its connectors are told)."""
+    svc, snap = ctx.svc, ctx.snap
+    timeout = svc.settings.api_start_timeout_seconds
+    deployment = svc.kube.get("apps/v1", "Deployment", tenants.API, snap.namespace)
+    status = (deployment or {}).get("status") or {}
+    progressing = _condition(status, "Progressing")
+    if progressing.get("status") == "False" and progressing.get("reason") == "ProgressDeadlineExceeded":
+        raise TemporaryError(
+            f"the tenant API did not start within {timeout}s: {api_trouble(svc, snap.namespace)}", delay=None
+        )
+    if not int(status.get("availableReplicas") or 0):
+        raise NotYet("the tenant API is starting", delay=0.5)
+    states = dict(snap.grant_states)
+    readying = [g for g in snap.active_grant_ids if states.get(g) == GrantState.PROVISIONING]
+    for grant_id in readying:
+        token = grant_token(svc, snap.namespace, grant_id)
+        if token is None:
+            raise NotYet("the grant's token is being written", delay=0.5)
+        answer, seen = svc.probe.check(snap.tenant_id, token)
+        if answer is Answer.OK:
+            continue
+        since = _condition(status, "Available").get("lastTransitionTime")
+        if since and svc.clock() - datetime.fromisoformat(since) > timedelta(seconds=timeout):
+            raise TemporaryError(f"the tenant API is available but does not answer ({answer}): {seen}")
+        raise NotYet(f"the tenant API does not answer yet ({answer}): {seen}", delay=0.5)
+
+
 def mark_ready(ctx: StepContext) -> None:
     """No endpoint is handed out (and no grant counts as ended) until the serving pods know the token set.
 
@@ -275,6 +327,7 @@ APPLY: tuple[Step, ...] = (
     Step("api", _applier(lambda c: tenants.api_objects(c.svc.settings, c.spec))),
     Step("templates", apply_templates),
     Step("revoke", revoke_ended_grants),
+    Step("answers", api_answers),
     Step("ready", mark_ready),
 )
 

@@ -375,9 +375,17 @@ def api_objects(settings: ProvisionerSettings, spec: TenantSpec) -> list[dict[st
         # Probed every second: a new tenant's endpoint works as soon as its API does (the Service waits for Ready).
         "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 1, "failureThreshold": 3},
         "resources": {
-            "requests": {"cpu": "100m", "memory": "128Mi", "ephemeral-storage": "64Mi"},
+            "requests": {
+                "cpu": settings.api_requests_cpu,
+                "memory": settings.api_requests_memory,
+                "ephemeral-storage": "64Mi",
+            },
             # Uploads stream to S3 and are never spooled, so the API needs almost no disk; a cap keeps it so.
-            "limits": {"cpu": "1", "memory": "512Mi", "ephemeral-storage": "256Mi"},
+            "limits": {
+                "cpu": settings.api_limits_cpu,
+                "memory": settings.api_limits_memory,
+                "ephemeral-storage": "256Mi",
+            },
         },
         "securityContext": {
             "allowPrivilegeEscalation": False,
@@ -397,6 +405,9 @@ def api_objects(settings: ProvisionerSettings, spec: TenantSpec) -> list[dict[st
             "replicas": settings.api_replicas,
             # Changed settings or credentials roll the pods: new ones serve before old ones stop.
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            # A rollout that cannot finish (no room on any node, a crashing image) is reported by Kubernetes as
+            # ProgressDeadlineExceeded: the provisioner counts that as a failed attempt, never hands it out.
+            "progressDeadlineSeconds": settings.api_start_timeout_seconds,
             "selector": {"matchLabels": {"app.kubernetes.io/name": API}},
             "template": {
                 "metadata": {
@@ -406,6 +417,15 @@ def api_objects(settings: ProvisionerSettings, spec: TenantSpec) -> list[dict[st
                 "spec": {
                     "serviceAccountName": API,
                     "automountServiceAccountToken": True,
+                    # Replicas on different nodes where there are several: one node's loss is no outage.
+                    "topologySpreadConstraints": [
+                        {
+                            "maxSkew": 1,
+                            "topologyKey": "kubernetes.io/hostname",
+                            "whenUnsatisfiable": "ScheduleAnyway",
+                            "labelSelector": {"matchLabels": labels},
+                        }
+                    ],
                     "containers": [container],
                     "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "128Mi"}}],
                 },
@@ -422,6 +442,16 @@ def api_objects(settings: ProvisionerSettings, spec: TenantSpec) -> list[dict[st
         },
     )
     objects = [deployment, service]
+    if settings.api_replicas > 1:
+        # A drain or an eviction takes one API pod at a time: the other keeps serving.
+        objects.append(
+            _obj(
+                "policy/v1",
+                "PodDisruptionBudget",
+                _meta(spec, API, labels=labels),
+                spec={"maxUnavailable": 1, "selector": {"matchLabels": {"app.kubernetes.io/name": API}}},
+            )
+        )
     if settings.ingress_enabled:
         rule: dict[str, Any] = {
             "http": {

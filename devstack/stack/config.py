@@ -17,6 +17,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 STACK_DIR = Path(__file__).resolve().parent
 BUILD_SCRIPT = STACK_DIR / "build.sh"
 VERSIONS_FILE = REPO_ROOT / "argo" / "versions.env"
+CONTROLLER_CONFIGMAP = REPO_ROOT / "argo" / "base" / "argo-config" / "workflow-controller-configmap.yaml"
 
 # Network: one Linux bridge owned by the stack. The host (API server, kubelet, MinIO) is .1,
 # the Argo network namespace (workflow-controller, Argo Server) is .2, pods get 10.88.1.1 and up.

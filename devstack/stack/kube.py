@@ -109,8 +109,11 @@ def wait_crds_established(api: k8s.ApiClient, names: list[str], timeout: float =
 def controller_configmap(layout: Layout) -> dict[str, Any]:
     """Argo's controller configuration for this stack (no default artifact repository on purpose:
     templates must carry their own S3 location)."""
+    # The executor's settings (its S3 retry window) as argo/base ships them, plus the local image policy.
+    base = yaml.safe_load(config.CONTROLLER_CONFIGMAP.read_text())
+    executor = {**yaml.safe_load(base["data"]["executor"]), "imagePullPolicy": "IfNotPresent"}
     data = {
-        "executor": yaml.safe_dump({"imagePullPolicy": "IfNotPresent"}),
+        "executor": yaml.safe_dump(executor),
         # As argo/base configures it: Workflows may only run WorkflowTemplates, with no spec overrides.
         "workflowRestrictions": yaml.safe_dump({"templateReferencing": "Strict"}),
         # Known entrypoints, so the controller never asks a registry for an image's command.

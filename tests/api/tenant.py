@@ -51,6 +51,8 @@ def provisioner_settings(stack: StackInfo) -> ProvisionerSettings:
         argo_server_url=stack.argo_server_url,
         argo_verify_tls=False,
         quota_concurrent_jobs=QUOTA_CONCURRENT_JOBS,
+        # One API process serves these tests: a one-replica tenant's shape (test_quota also plays two).
+        api_replicas=1,
     )
 
 

@@ -56,6 +56,8 @@ def stack_settings(stack: StackInfo, database_url: str, edc_url: str, **override
         "retry_max_seconds": 2.0,
         "callback_max_attempts": 4,
         "http_timeout_seconds": 5.0,
+        # as the local overlay: one 2-core node holds many tenants of two API pods each
+        "api_requests_cpu": "10m",
     }
     values.update(overrides)
     return ProvisionerSettings(**values)
@@ -83,6 +85,7 @@ TENANT_OBJECTS = [
     ("apps/v1", "Deployment", "wml-api"),
     ("v1", "Service", "wml-api"),
     ("networking.k8s.io/v1", "Ingress", "wml-api"),
+    ("policy/v1", "PodDisruptionBudget", "wml-api"),  # two API replicas by default
 ]
 LABELLED_KINDS = sorted({(v, k) for v, k, _ in TENANT_OBJECTS} | {("argoproj.io/v1alpha1", "WorkflowTemplate")})
 

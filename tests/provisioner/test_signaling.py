@@ -224,3 +224,29 @@ def test_a_suspend_during_a_run_is_applied_by_the_next(services: Services, edc: 
     assert sha(token) not in live_digests(services, tenant)
     states = {g.transfer_process_id: g.state for g in db_grants(services, tenant)}
     assert states == {first: "suspended", second: "callback"}  # the second is ready, its answer due
+
+
+def test_an_api_that_cannot_start_is_retried_then_failed_never_handed_out(
+    dataplane: Callable[..., tuple[str, Services]], edc: tuple[EdcStub, str]
+) -> None:
+    """Ready means working: an API pod that no node can take (it asks for 64 CPUs) is never handed out; the
+    attempts are counted, then the tenant fails and EDC hears ``fail`` (no ``provisioned``, no token)."""
+    stub, edc_url = edc
+    base, svc = dataplane(
+        signaling_start_wait_seconds=0.0, api_requests_cpu="64", api_start_timeout_seconds=5, work_max_attempts=2
+    )
+    process, consumer = str(uuid.uuid4()), new_consumer()
+    tenant = tenant_id_for(consumer)
+    message = start_message(process, consumer, f"{edc_url}/control")
+    first = httpx.post(f"{base}/start", json=message, timeout=30)
+    assert first.status_code == 200 and first.json()["provisioning"] is True, first.text
+    [call] = wait_for(lambda: stub.signals("fail", process), 180, what="the fail callback")
+    assert "(answers)" in call.body["errorMessage"], call.body  # the step, not the cluster's internals
+    assert stub.signals("provisioned", process) == []
+    row = db_tenant(svc, tenant)
+    assert row.state == "failed" and row.attempts == 2, (row.state, row.attempts, row.error)
+    assert "did not start within 5s" in (row.error or "") and "Insufficient cpu" in (row.error or ""), row.error
+    # a start of the failed flow is refused in the dialect's shape, with no endpoint in it
+    again = httpx.post(f"{base}/start", json=message, timeout=30)
+    assert again.status_code >= 400 and again.json()["@type"] == "DataFlowError", again.text
+    assert "authorization" not in again.text

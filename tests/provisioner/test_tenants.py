@@ -166,3 +166,33 @@ def test_the_provisioner_holds_every_right_it_grants() -> None:
         for verb in rule["verbs"]
     }
     assert granted - held == set()
+
+
+def test_the_provisioner_may_apply_every_kind_a_tenant_is_made_of() -> None:
+    """Server-side apply is a patch: the ClusterRole holds it for every kind the builders make (a new kind,
+    like the API's PodDisruptionBudget, without its rule would fail on a real cluster only)."""
+    from provisioner.kube import KINDS
+
+    docs = yaml.safe_load_all((ASSETS.parents[1] / "argo" / "base" / "provisioner" / "rbac.yaml").read_text())
+    [cluster_role] = [d for d in docs if d and d["kind"] == "ClusterRole"]
+    held = {
+        (group, resource)
+        for rule in cluster_role["rules"]
+        if {"create", "patch"} <= set(rule["verbs"]) and "resourceNames" not in rule
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
+    settings = SETTINGS.model_copy(update={"api_replicas": 2})
+    made = [
+        tenants.namespace(settings, SPEC),
+        *tenants.rbac(SPEC),
+        *tenants.quota(settings, SPEC),
+        *tenants.network_policies(settings, SPEC),
+        *tenants.config_objects(settings, SPEC),
+        *tenants.api_objects(settings, SPEC),
+    ]
+    assert "PodDisruptionBudget" in {m["kind"] for m in made}
+    for manifest in made:
+        group = manifest["apiVersion"].rpartition("/")[0]
+        plural = KINDS[(manifest["apiVersion"], manifest["kind"])].plural
+        assert (group, plural) in held, manifest["kind"]
