@@ -16,7 +16,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from api import errors, observability
+from api import errors, observability, sweeper
 from api.argo import Argo
 from api.catalogue import Catalogue
 from api.context import Tenant, TenantDep, TokenGate
@@ -91,13 +91,18 @@ def create_app(settings: ApiSettings) -> FastAPI:
                 webhook_policy=TargetPolicy.of(settings.webhook_allow_http, settings.webhook_allowed_networks),
                 start_lock=StartLock(settings.start_lock, kube),
             )
-            dispatcher = asyncio.create_task(Dispatcher(app.state.tenant, hooks, app.state.tenant.webhook_policy).run())
+            background = [
+                asyncio.create_task(Dispatcher(app.state.tenant, hooks, app.state.tenant.webhook_policy).run()),
+                asyncio.create_task(sweeper.sweep_forever(app.state.tenant)),
+            ]
             try:
                 yield
             finally:
-                dispatcher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await dispatcher
+                for task in background:
+                    task.cancel()
+                for task in background:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
                 await kube.aclose()
 
     app = FastAPI(

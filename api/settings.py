@@ -75,6 +75,12 @@ class ApiSettings(BaseSettings):
         description="Delay before each retry of a failed delivery (the last retry fails the event for good).",
     )
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, description="One attempt's time limit.")
+    orphan_sweep_interval_seconds: float = Field(
+        default=900.0, gt=0, description="How often leftovers of job starts that never became a Workflow are removed."
+    )
+    orphan_grace_seconds: float = Field(
+        default=900.0, ge=0, description="A start's objects younger than this may belong to a start still in flight."
+    )
     webhook_secret_overlap_seconds: float = Field(
         default=86400, ge=0, description="How long a rotated signing secret keeps signing beside its successor."
     )

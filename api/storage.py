@@ -15,6 +15,7 @@ import json
 import posixpath
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import anyio
@@ -267,6 +268,24 @@ class Storage:
             {"key": k.removeprefix(f"{self.bucket}/"), "size": int(v.get("size") or 0)}
             for k, v in sorted(entries.items())
         ]
+
+    async def job_ids(self) -> list[str]:
+        """Every job that has objects under ``jobs/`` (one delimited listing)."""
+        base = self._path(self.keys.job("")).rstrip("/")
+        try:
+            entries = await self._run(self.fs.ls, base, detail=False, refresh=True)
+        except FileNotFoundError:
+            return []
+        return sorted(str(e).rstrip("/").rsplit("/", 1)[-1] for e in entries if str(e).rstrip("/") != base)
+
+    async def newest(self, prefix: str) -> datetime | None:
+        """When the newest object under ``prefix`` was written (None: there is none)."""
+        try:
+            entries = await self._run(self.fs.find, self._path(prefix), detail=True, withdirs=False)
+        except FileNotFoundError:
+            return None
+        stamps = [v["LastModified"] for v in entries.values() if isinstance(v.get("LastModified"), datetime)]
+        return max(stamps, default=None)
 
     async def size(self, key: str) -> int:
         info = await self._run(self.fs.info, self._path(key), refresh=True)

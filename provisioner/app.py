@@ -46,6 +46,7 @@ def create_app(
         tasks = []
         if settings.reconciler_enabled:
             tasks.append(asyncio.create_task(worker.reconcile_forever()))
+            tasks.append(asyncio.create_task(worker.sweep_forever()))
         registrar = Registrar(svc)
         if registrar.wanted:
             tasks.append(asyncio.create_task(registrar.run_forever()))

@@ -14,8 +14,9 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from provisioner import lifecycle, store
+from provisioner import lifecycle, store, sweeper
 from provisioner.services import Services
+from provisioner.storage import StorageError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -124,3 +125,20 @@ class Worker:
             except Exception:
                 log.exception("reconciler pass failed")
             await asyncio.sleep(self.svc.settings.reconcile_interval_seconds)
+
+    async def sweep_forever(self) -> None:
+        """The storage safety net (:mod:`provisioner.sweeper`): the bucket's abort rule once, then a sweep per
+        ``sweep_interval_seconds``. A store that is down is tried again at the next pass."""
+        try:
+            kept = await asyncio.to_thread(self.svc.storage.ensure_lifecycle, self.svc.settings.multipart_abort_days)
+            if not kept:
+                # MinIO accepts the rule and drops it; it aborts stale uploads itself (api stale_uploads_expiry).
+                log.info("the store keeps no abort-incomplete-multipart rule: its own expiry of stale uploads applies")
+        except StorageError as exc:
+            log.warning("bucket lifecycle rule not set: %s", exc)
+        while True:
+            try:
+                await asyncio.to_thread(sweeper.sweep, self.svc)
+            except Exception:
+                log.exception("sweep failed")
+            await asyncio.sleep(self.svc.settings.sweep_interval_seconds)

@@ -218,6 +218,20 @@ class ProvisionerSettings(BaseSettings):
 
     # --- reconciler, admin
     reconcile_interval_seconds: float = 10.0
+    sweep_interval_seconds: float = Field(
+        default=3600.0, gt=0, description="How often objects of deleted tenants are looked for (retention=delete)."
+    )
+    sweep_grace_seconds: float = Field(
+        default=600.0, ge=0, description="A tenant deleted this long ago may still have writers finishing."
+    )
+    sweep_unknown_tenants: bool = Field(
+        default=False,
+        description="Also delete prefixes of tenants this database has never heard of. Off by default: a provisioner "
+        "pointed at the wrong (or an empty) database must not wipe the bucket.",
+    )
+    multipart_abort_days: int = Field(
+        default=1, ge=1, description="The bucket rule aborting multipart uploads left incomplete this many days."
+    )
     worker_threads: int = Field(default=4, ge=1, description="Threads for tenant work (Kubernetes, MinIO, EDC).")
     work_max_attempts: int = Field(default=20, ge=1, description="Failed provisioning steps before 'failed'.")
     admin_token: SecretStr | None = Field(default=None, description="Bearer token for /admin; unset disables it.")

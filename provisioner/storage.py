@@ -6,9 +6,11 @@ import json
 from typing import Any
 
 from minio import Minio, MinioAdmin
+from minio.commonconfig import ENABLED, Filter
 from minio.credentials.providers import StaticProvider
 from minio.deleteobjects import DeleteObject
 from minio.error import MinioAdminException, MinioException, S3Error
+from minio.lifecycleconfig import AbortIncompleteMultipartUpload, LifecycleConfig, Rule
 from urllib3.exceptions import HTTPError
 
 from provisioner.settings import ProvisionerSettings
@@ -176,6 +178,36 @@ class Storage:
         if errors:
             raise StorageError(f"delete {prefix}: {errors[0]}")
         return len(names)
+
+    def children(self, parent: str) -> list[str]:
+        """Names of the "folders" directly under ``parent/`` (one delimited LIST, paginated by the client)."""
+        try:
+            found = self.s3.list_objects(self.bucket, prefix=f"{parent}/", recursive=False)
+            return sorted({o.object_name[len(parent) + 1 :].rstrip("/") for o in found if o.is_dir and o.object_name})
+        except (MinioException, HTTPError, OSError) as exc:
+            raise StorageError(f"list {parent}: {exc}") from None
+
+    def ensure_lifecycle(self, days: int) -> bool:
+        """The bucket rule that aborts multipart uploads left incomplete for ``days`` (AWS S3, Ceph, ...).
+        Returns whether the store kept it: MinIO accepts the rule and drops it, and aborts stale uploads by its
+        own ``api stale_uploads_expiry`` setting instead (the local stack sets it)."""
+        rule = Rule(
+            ENABLED,
+            rule_filter=Filter(prefix=""),
+            rule_id="wml-abort-incomplete-multipart",
+            abort_incomplete_multipart_upload=AbortIncompleteMultipartUpload(days),
+        )
+        try:
+            current = self.s3.get_bucket_lifecycle(self.bucket)
+            others = [r for r in (current.rules if current else []) if r.rule_id != rule.rule_id]
+            self.s3.set_bucket_lifecycle(self.bucket, LifecycleConfig([*others, rule]))
+            kept = self.s3.get_bucket_lifecycle(self.bucket)
+        except (MinioException, HTTPError, OSError) as exc:
+            raise StorageError(f"lifecycle of {self.bucket}: {exc}") from None
+        return any(
+            r.rule_id == rule.rule_id and r.abort_incomplete_multipart_upload is not None
+            for r in (kept.rules if kept else [])
+        )
 
     def ping(self) -> None:
         try:

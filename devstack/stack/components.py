@@ -411,6 +411,9 @@ def minio(layout: Layout) -> Process:
             "MINIO_ROOT_PASSWORD": password,
             "MINIO_UPDATE": "off",
             "MINIO_BROWSER_REDIRECT": "off",
+            # MinIO ignores lifecycle rules that abort incomplete multipart uploads; this is its own net for them.
+            "MINIO_API_STALE_UPLOADS_EXPIRY": "24h",
+            "MINIO_API_STALE_UPLOADS_CLEANUP_INTERVAL": "1h",
         },
         health=lambda: _http_ok(f"{layout.s3_endpoint}/minio/health/ready"),
     )
