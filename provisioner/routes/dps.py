@@ -32,6 +32,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from provisioner import flows, store
 from provisioner.edc_client import same_url
 from provisioner.models import Grant
+from provisioner.routes.bodies import json_body
 from provisioner.routes.deps import (
     RETRY_AFTER,
     ServicesDep,
@@ -224,11 +225,16 @@ async def prepare() -> Response:
 
 def router() -> APIRouter:
     api = APIRouter(tags=["dps"], dependencies=[Depends(control_plane)])
-    api.add_api_route(f"{BASE}/start", start, methods=["POST"])
-    api.add_api_route(f"{BASE}/prepare", prepare, methods=["POST"])
-    api.add_api_route(f"{BASE}/{{flow_id}}/suspend", _ender(None), methods=["POST"])
-    api.add_api_route(f"{BASE}/{{flow_id}}/resume", resume, methods=["POST"])
-    api.add_api_route(f"{BASE}/{{flow_id}}/terminate", _ender(EndedBy.TERMINATE), methods=["POST"])
-    api.add_api_route(f"{BASE}/{{flow_id}}/completed", _ender(EndedBy.COMPLETED), methods=["POST"])
+    start_body, flow_body = json_body(wire.StartMessage), json_body(wire.FlowMessage, required=False)
+    api.add_api_route(f"{BASE}/start", start, methods=["POST"], openapi_extra=start_body)
+    api.add_api_route(f"{BASE}/prepare", prepare, methods=["POST"], openapi_extra=start_body)
+    api.add_api_route(f"{BASE}/{{flow_id}}/suspend", _ender(None), methods=["POST"], openapi_extra=flow_body)
+    api.add_api_route(f"{BASE}/{{flow_id}}/resume", resume, methods=["POST"], openapi_extra=flow_body)
+    api.add_api_route(
+        f"{BASE}/{{flow_id}}/terminate", _ender(EndedBy.TERMINATE), methods=["POST"], openapi_extra=flow_body
+    )
+    api.add_api_route(
+        f"{BASE}/{{flow_id}}/completed", _ender(EndedBy.COMPLETED), methods=["POST"], openapi_extra=flow_body
+    )
     api.add_api_route(f"{BASE}/{{flow_id}}/status", status, methods=["GET"])
     return api

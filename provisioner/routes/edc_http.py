@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from provisioner import identity, store
 from provisioner.edc_client import ENDING_STATES, EdcLookupError, EdcRejected, same_url
+from provisioner.routes.bodies import json_body
 from provisioner.routes.deps import RETRY_AFTER, ServicesDep, WorkerDep, shared_key
 from provisioner.scheduler import Worker
 from provisioner.services import Services
@@ -57,8 +58,15 @@ def router() -> APIRouter:
     summary = "EDC HttpProvisionerRequest (provision and deprovision, by `type`)"
     codes: dict[int | str, dict[str, Any]] = {c: {} for c in (200, 201, 400, 401, 403, 404, 422, 503)}
     caller = [Depends(shared_key(lambda s: s.edc_inbound_key, "EDC"))]
+    body = json_body(ProvisionRequest)
     api.add_api_route(
-        PROVISION_PATH, provision, methods=["POST"], summary=summary, responses=codes, dependencies=caller
+        PROVISION_PATH,
+        provision,
+        methods=["POST"],
+        summary=summary,
+        responses=codes,
+        dependencies=caller,
+        openapi_extra=body,
     )
     # For connectors that cannot add a header to the provisioner call (EDC's HTTP provisioner): the key as the
     # last path segment. The access log is off (cli.serve), so the key is never written anywhere.
@@ -69,6 +77,7 @@ def router() -> APIRouter:
         summary=summary + "; key in the path",
         responses=codes,
         dependencies=caller,
+        openapi_extra=body,
     )
     return api
 

@@ -30,6 +30,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from provisioner import flows
 from provisioner.edc_client import same_url
+from provisioner.routes.bodies import json_body
 from provisioner.routes.deps import RETRY_AFTER, ServicesDep, WorkerDep, json_object, shared_key
 from provisioner.states import EndedBy, Protocol
 from provisioner.wire import signaling as wire
@@ -111,9 +112,20 @@ def router() -> APIRouter:
     caller = [Depends(shared_key(lambda s: s.signaling_inbound_key, "signaling"))]
     for base in ("/signaling/dataflows", "/signaling/{path_key}/dataflows"):
         api.add_api_route(f"{base}/check", check, methods=["GET"], dependencies=caller)
-        api.add_api_route(f"{base}/start", start, methods=["POST"], dependencies=caller)
-        api.add_api_route(f"{base}/{{process_id}}/suspend", _ender(None), methods=["POST"], dependencies=caller)
+        start_body, flow_body = json_body(wire.StartMessage), json_body(wire.FlowMessage, required=False)
+        api.add_api_route(f"{base}/start", start, methods=["POST"], dependencies=caller, openapi_extra=start_body)
         api.add_api_route(
-            f"{base}/{{process_id}}/terminate", _ender(EndedBy.TERMINATE), methods=["POST"], dependencies=caller
+            f"{base}/{{process_id}}/suspend",
+            _ender(None),
+            methods=["POST"],
+            dependencies=caller,
+            openapi_extra=flow_body,
+        )
+        api.add_api_route(
+            f"{base}/{{process_id}}/terminate",
+            _ender(EndedBy.TERMINATE),
+            methods=["POST"],
+            dependencies=caller,
+            openapi_extra=flow_body,
         )
     return api
