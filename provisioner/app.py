@@ -45,6 +45,7 @@ def create_app(
         app.state.worker = worker
         tasks = []
         if settings.reconciler_enabled:
+            tasks.append(asyncio.create_task(worker.lead_forever()))
             tasks.append(asyncio.create_task(worker.reconcile_forever()))
             tasks.append(asyncio.create_task(worker.sweep_forever()))
         registrar = Registrar(svc)

@@ -125,6 +125,18 @@ class Kube:
         )
         return cast(dict[str, Any], applied)
 
+    def create(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Create; a KubeError with status 409 when the name is taken."""
+        meta = manifest["metadata"]
+        path = self._path(manifest["apiVersion"], manifest["kind"], None, meta.get("namespace"))
+        return cast(dict[str, Any], self._call("POST", path, body=manifest))
+
+    def replace(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Replace, conditional on the ``resourceVersion`` in ``manifest``: 409 when someone wrote in between."""
+        meta = manifest["metadata"]
+        path = self._path(manifest["apiVersion"], manifest["kind"], meta["name"], meta.get("namespace"))
+        return cast(dict[str, Any], self._call("PUT", path, body=manifest))
+
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
         try:
             return cast(dict[str, Any], self._call("GET", self._path(api_version, kind, name, namespace)))

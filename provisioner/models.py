@@ -76,6 +76,9 @@ class Tenant(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
+    # Which replica works on the tenant, until when (renewed while it works): one run at a time across replicas.
+    claimed_by: Mapped[str | None] = mapped_column(String(128), default=None)
+    claim_until: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

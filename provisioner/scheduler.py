@@ -1,9 +1,11 @@
 """Background work: one coalescing task per tenant, and the reconciler loop that finds due work.
 
 Work for one tenant never runs twice at once in a process: a kick while it runs marks it dirty and it
-runs once more afterwards. The blocking work (SQLAlchemy, Kubernetes, MinIO, callbacks) runs in threads.
-A tenant that reports it must wait (``run_tenant`` returns seconds) is re-queued with a timer, never slept on.
-Run one provisioner replica per database (the per-tenant serialization is in-process).
+runs once more afterwards. Across replicas, a run first claims the tenant's row (renewed while it runs,
+:func:`provisioner.store.claim_tenant`); a tenant another replica holds is looked at again a moment later, and a
+claim of a replica that died lapses after ``leader_lease_seconds``. The blocking work (SQLAlchemy, Kubernetes,
+MinIO, callbacks) runs in threads. A tenant that reports it must wait (``run_tenant`` returns seconds) is
+re-queued with a timer, never slept on. Only the leader (:mod:`provisioner.leader`) looks for due work and sweeps.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from provisioner import lifecycle, store, sweeper
+from provisioner.leader import LeaderElector
 from provisioner.services import Services
 from provisioner.storage import StorageError
 
@@ -71,6 +74,25 @@ class Worker:
         self.pool = ThreadPoolExecutor(max_workers=svc.settings.worker_threads, thread_name_prefix="tenant")
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._flags: dict[str, list[bool]] = {}  # tenant -> [force, due] of kicks not yet run
+        settings = svc.settings
+        self.replica = settings.replica_id
+        self.claim_seconds = float(settings.leader_lease_seconds)
+        self.elector = (
+            LeaderElector(
+                svc.kube,
+                settings.leader_lease_namespace,
+                settings.leader_lease_name,
+                self.replica,
+                settings.leader_lease_seconds,
+                svc.clock,
+            )
+            if settings.leader_election
+            else None
+        )
+
+    @property
+    def leading(self) -> bool:
+        return self.elector is None or self.elector.leading
 
     async def _in_pool(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
@@ -79,7 +101,24 @@ class Worker:
         for handle in self._timers.values():
             handle.cancel()
         await self.runner.cancel()
+        if self.elector is not None:
+            await asyncio.to_thread(self.elector.release)
         self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def _later(self, tenant_id: str, seconds: float, force: bool = False) -> None:
+        previous = self._timers.pop(tenant_id, None)
+        if previous is not None:
+            previous.cancel()
+        self._timers[tenant_id] = asyncio.get_running_loop().call_later(
+            seconds, lambda: self.kick_tenant(tenant_id, force=force, due=True)
+        )
+
+    async def _renew(self, tenant_id: str) -> None:
+        while True:
+            await asyncio.sleep(self.claim_seconds / 3)
+            await self._in_pool(
+                store.claim_tenant, self.svc.sessions, tenant_id, self.replica, self.svc.clock(), self.claim_seconds
+            )
 
     def kick_tenant(self, tenant_id: str, force: bool = False, due: bool = False) -> None:
         """Run the tenant's work (once more, if it is running). Flags of kicks that meet are merged, so a forced
@@ -90,15 +129,24 @@ class Worker:
 
         async def work() -> None:
             forced, now = self._flags.pop(tenant_id, [False, False])
-            again = await self._in_pool(lifecycle.run_tenant, self.svc, tenant_id, forced, now)
+            svc = self.svc
+            claim = await self._in_pool(
+                store.claim_tenant, svc.sessions, tenant_id, self.replica, svc.clock(), self.claim_seconds
+            )
+            if claim is store.TenantClaim.GONE:
+                return
+            if claim is store.TenantClaim.HELD:
+                self._later(tenant_id, 1.0, force=forced)  # another replica works on it: look again shortly
+                return
+            renewer = asyncio.create_task(self._renew(tenant_id))
+            try:
+                again = await self._in_pool(lifecycle.run_tenant, svc, tenant_id, forced, now)
+            finally:
+                renewer.cancel()
+                await self._in_pool(store.release_tenant, svc.sessions, tenant_id, self.replica)
             if again is not None:
                 # Re-queued, not slept on: the thread is free for other tenants meanwhile.
-                previous = self._timers.pop(tenant_id, None)
-                if previous is not None:
-                    previous.cancel()
-                self._timers[tenant_id] = asyncio.get_running_loop().call_later(
-                    again, lambda: self.kick_tenant(tenant_id, due=True)
-                )
+                self._later(tenant_id, again)
 
         self.runner.kick(f"tenant:{tenant_id}", work)
 
@@ -118,17 +166,28 @@ class Worker:
             self.kick_tenant(tenant_id)
         return received, tenant_ids
 
+    async def lead_forever(self) -> None:
+        """Take or renew the leader Lease every third of its duration."""
+        if self.elector is None:
+            return
+        while True:
+            await asyncio.to_thread(self.elector.step)
+            await asyncio.sleep(self.svc.settings.leader_lease_seconds / 3)
+
     async def reconcile_forever(self) -> None:
         while True:
-            try:
-                await self.reconcile_once()
-            except Exception:
-                log.exception("reconciler pass failed")
+            if self.leading:
+                try:
+                    await self.reconcile_once()
+                except Exception:
+                    log.exception("reconciler pass failed")
             await asyncio.sleep(self.svc.settings.reconcile_interval_seconds)
 
     async def sweep_forever(self) -> None:
         """The storage safety net (:mod:`provisioner.sweeper`): the bucket's abort rule once, then a sweep per
         ``sweep_interval_seconds``. A store that is down is tried again at the next pass."""
+        while not self.leading:
+            await asyncio.sleep(1.0)
         try:
             kept = await asyncio.to_thread(self.svc.storage.ensure_lifecycle, self.svc.settings.multipart_abort_days)
             if not kept:
@@ -137,8 +196,9 @@ class Worker:
         except StorageError as exc:
             log.warning("bucket lifecycle rule not set: %s", exc)
         while True:
-            try:
-                await asyncio.to_thread(sweeper.sweep, self.svc)
-            except Exception:
-                log.exception("sweep failed")
+            if self.leading:
+                try:
+                    await asyncio.to_thread(sweeper.sweep, self.svc)
+                except Exception:
+                    log.exception("sweep failed")
             await asyncio.sleep(self.svc.settings.sweep_interval_seconds)

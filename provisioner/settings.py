@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import uuid
 from pathlib import Path
 from typing import Literal
 
@@ -218,6 +220,19 @@ class ProvisionerSettings(BaseSettings):
 
     # --- reconciler, admin
     reconcile_interval_seconds: float = 10.0
+    # --- several replicas (PostgreSQL): every replica serves requests; tenant work is claimed per row; one leader
+    leader_election: bool = Field(
+        default=True, description="Run the reconciler only while holding a Kubernetes Lease (several replicas)."
+    )
+    leader_lease_namespace: str = Field(default="workflow-middlelayer", description="Namespace of the leader Lease.")
+    leader_lease_name: str = "workflow-provisioner"
+    leader_lease_seconds: int = Field(
+        default=15, ge=3, description="A leader that stops renewing is replaced after this long; also the row claims'."
+    )
+    replica_id: str = Field(
+        default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}",
+        description="This replica's name in the Lease and in tenant claims (default: host name and a random tail).",
+    )
     sweep_interval_seconds: float = Field(
         default=3600.0, gt=0, description="How often objects of deleted tenants are looked for (retention=delete)."
     )

@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -341,3 +342,40 @@ def end_flow(
         _tenant_needs_run(session, grant.tenant_id)
         audit.record(session, "deprovision_received", grant.tenant_id, grant.id, state=grant.state, ended_by=ended_by)
         return grant
+
+
+class TenantClaim(StrEnum):
+    CLAIMED = "claimed"  # this replica may work on the tenant until the claim's time
+    HELD = "held"  # another replica works on it
+    GONE = "gone"  # no such tenant
+
+
+def claim_tenant(
+    sessions: sessionmaker[Session], tenant_id: str, holder: str, now: datetime, seconds: float
+) -> TenantClaim:
+    """Claim (or extend) the right to work on a tenant until ``now + seconds``: one atomic conditional UPDATE, so
+    of two replicas at most one wins. A claim whose time has passed (its replica died) is free."""
+    until = now + timedelta(seconds=seconds)
+    free = or_(Tenant.claimed_by.is_(None), Tenant.claimed_by == holder, Tenant.claim_until < now)
+    with sessions.begin() as session:
+        # updated_at kept: a claim is not a change of the tenant (the sweeper reads how long it has been deleted).
+        done = session.execute(
+            update(Tenant)
+            .where(Tenant.id == tenant_id, free)
+            .values(claimed_by=holder, claim_until=until, updated_at=Tenant.updated_at)
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(done, "rowcount", 0):
+            return TenantClaim.CLAIMED
+        exists = session.scalar(select(Tenant.id).where(Tenant.id == tenant_id))
+        return TenantClaim.HELD if exists else TenantClaim.GONE
+
+
+def release_tenant(sessions: sessionmaker[Session], tenant_id: str, holder: str) -> None:
+    with sessions.begin() as session:
+        session.execute(
+            update(Tenant)
+            .where(Tenant.id == tenant_id, Tenant.claimed_by == holder)
+            .values(claimed_by=None, claim_until=None, updated_at=Tenant.updated_at)
+            .execution_options(synchronize_session=False)
+        )

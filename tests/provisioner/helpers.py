@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import uuid
 import io
 import ssl
 from pathlib import Path
@@ -58,6 +59,9 @@ def stack_settings(stack: StackInfo, database_url: str, edc_url: str, **override
         "http_timeout_seconds": 5.0,
         # as the local overlay: one 2-core node holds many tenants of two API pods each
         "api_requests_cpu": "10m",
+        # each test's provisioner leads at once (its own Lease); the HA test gives two replicas the same one
+        "leader_lease_namespace": "default",
+        "leader_lease_name": f"wml-test-{uuid.uuid4().hex[:10]}",
     }
     values.update(overrides)
     return ProvisionerSettings(**values)

@@ -80,6 +80,10 @@ def test_production_overlay_renders(kustomize: Path, tmp_path: Path) -> None:
     container = objects[("Deployment", "workflow-provisioner")]["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "registry.provider.example/workflow-middlelayer-provisioner:0.1.0"
     assert ("ValidatingAdmissionPolicy", "wml-tenant-api") in objects
+    # two provisioner replicas, rolled one at a time, drained one at a time
+    deployment = objects[("Deployment", "workflow-provisioner")]["spec"]
+    assert deployment["replicas"] == 2 and deployment["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    assert objects[("PodDisruptionBudget", "workflow-provisioner")]["spec"]["maxUnavailable"] == 1
 
 
 def _wait_active(core: k8s.CoreV1Api, name: str) -> None:
@@ -128,6 +132,7 @@ def test_production_overlay_is_accepted_by_the_api_server(kustomize: Path, stack
         assert answer.metadata.name == doc["metadata"]["name"]
         accepted.append(doc["kind"])
     assert {"Namespace", "Deployment", "Service", "NetworkPolicy", "ValidatingAdmissionPolicy"} <= set(accepted)
+    assert "PodDisruptionBudget" in accepted
     # and a broken object is refused by the same path, so the acceptance above means something
     broken = dict(docs[0]) if docs[0]["kind"] != "Namespace" else dict(docs[1])
     broken = {**broken, "spec": {"no-such-field": True}} if "spec" in broken else {**broken, "data": [1]}
