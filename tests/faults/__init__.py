@@ -1,0 +1,1 @@
+"""Fault suite: stack components killed and restarted under running jobs."""
