@@ -179,7 +179,8 @@ def write_kubelet_config(layout: Layout) -> Path:
         "resolvConf": "",
         "clusterDNS": [config.DNS_SERVICE_IP],
         "clusterDomain": config.CLUSTER_DOMAIN,
-        "maxPods": 110,
+        # Kubernetes' default is 110; one node here carries every tenant (two API pods each) and their jobs.
+        "maxPods": 250,
         "serializeImagePulls": False,
         # Images are imported, never pulled: never garbage-collect them, never evict for disk.
         "imageGCHighThresholdPercent": 100,

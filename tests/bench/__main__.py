@@ -8,7 +8,7 @@ from tests.bench import compile as compile_bench
 
 
 def main(argv: list[str]) -> int:
-    wanted = set(argv) or {"compile", "api", "starts", "api-pod", "provisioner", "signaling"}
+    wanted = set(argv) or {"compile", "api", "starts", "api-pod", "provisioner", "signaling", "load"}
     if "compile" in wanted:
         compile_bench.run()
     if "api" in wanted:
@@ -31,6 +31,10 @@ def main(argv: list[str]) -> int:
         from tests.bench import signaling as signaling_bench
 
         signaling_bench.run()
+    if "load" in wanted:
+        from tests.bench import load as load_bench
+
+        load_bench.run()
     return 0
 
 

@@ -43,7 +43,7 @@ def _pids_of(tenant: str) -> list[int]:
 
 
 def _one(stack: object, image: str) -> tuple[float, float]:
-    settings = stack_settings(stack, "sqlite://", "http://unused", api_image=image)  # type: ignore[arg-type]
+    settings = stack_settings(stack, "sqlite://", "http://unused", api_image=image, api_replicas=1)  # type: ignore[arg-type]
     tenant = f"t-pod-{uuid.uuid4().hex[:6]}"
     token = secrets.token_urlsafe(32)
     spec = tenant_spec(settings, tenant, token)
