@@ -33,6 +33,7 @@ def svc(tmp_path: Path) -> Services:
         catalogue=None,  # type: ignore[arg-type]
         signaling=None,  # type: ignore[arg-type]
         dps=None,  # type: ignore[arg-type]
+        probe=None,  # type: ignore[arg-type]
         clock=lambda: NOW,
     )
 
