@@ -166,13 +166,14 @@ def ensure_stack(layout: Layout | None = None) -> StackInfo:
         _start(layout, [procs["kube-apiserver"]], started)
         _start(
             layout,
-            [procs[n] for n in ("kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kube-router")],
+            [procs[n] for n in ("kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy")],
             started,
         )
         api = kube.api_client(layout.kubeconfig)
         kube.install_argo(layout, api)
         kube.wait_node_ready(api, config.NODE_NAME)
-        _start(layout, [procs["workflow-controller"], procs["argo-server"]], started)
+        # kube-router exits when its Node object does not exist yet (a fresh machine): after the kubelet registered.
+        _start(layout, [procs["kube-router"], procs["workflow-controller"], procs["argo-server"]], started)
         addons.ensure_addons(layout, api)
     log(f"stack up in {time.monotonic() - t0:.1f}s" + (f" (started {', '.join(started)})" if started else ""))
     return info(layout, started)
