@@ -191,7 +191,7 @@ class Worker:
         try:
             kept = await asyncio.to_thread(self.svc.storage.ensure_lifecycle, self.svc.settings.multipart_abort_days)
             if not kept:
-                # MinIO accepts the rule and drops it; it aborts stale uploads itself (api stale_uploads_expiry).
+                # MinIO refuses the rule; it aborts stale uploads itself (api stale_uploads_expiry).
                 log.info("the store keeps no abort-incomplete-multipart rule: its own expiry of stale uploads applies")
         except StorageError as exc:
             log.warning("bucket lifecycle rule not set: %s", exc)

@@ -213,6 +213,10 @@ def _condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
 def api_trouble(svc: Services, namespace: str) -> str:
     """Why the API's pods do not serve, as Kubernetes says it (unschedulable, crashing, image missing)."""
     seen: list[str] = []
+    deployment = svc.kube.get("apps/v1", "Deployment", tenants.API, namespace) or {}
+    failure = _condition(deployment.get("status") or {}, "ReplicaFailure")
+    if failure.get("status") == "True":  # no pod could even be created (e.g. the tenant's ResourceQuota)
+        seen.append(f"{failure.get('reason')}: {failure.get('message', '')}")
     for pod in svc.kube.list("v1", "Pod", namespace, f"app.kubernetes.io/name={tenants.API}"):
         status = pod.get("status") or {}
         scheduled = _condition(status, "PodScheduled")

@@ -189,8 +189,9 @@ class Storage:
 
     def ensure_lifecycle(self, days: int) -> bool:
         """The bucket rule that aborts multipart uploads left incomplete for ``days`` (AWS S3, Ceph, ...).
-        Returns whether the store kept it: MinIO accepts the rule and drops it, and aborts stale uploads by its
-        own ``api stale_uploads_expiry`` setting instead (the local stack sets it)."""
+        Returns whether the store holds it: MinIO refuses the rule (or, in some releases, accepts and drops it)
+        and aborts stale uploads by its own ``api stale_uploads_expiry`` setting instead (the local stack sets it).
+        Transport faults raise StorageError."""
         rule = Rule(
             ENABLED,
             rule_filter=Filter(prefix=""),
@@ -200,7 +201,12 @@ class Storage:
         try:
             current = self.s3.get_bucket_lifecycle(self.bucket)
             others = [r for r in (current.rules if current else []) if r.rule_id != rule.rule_id]
-            self.s3.set_bucket_lifecycle(self.bucket, LifecycleConfig([*others, rule]))
+            try:
+                self.s3.set_bucket_lifecycle(self.bucket, LifecycleConfig([*others, rule]))
+            except S3Error as exc:
+                if exc.code in ("InvalidArgument", "MalformedXML", "NotImplemented"):
+                    return False  # the store does not do this rule
+                raise
             kept = self.s3.get_bucket_lifecycle(self.bucket)
         except (MinioException, HTTPError, OSError) as exc:
             raise StorageError(f"lifecycle of {self.bucket}: {exc}") from None

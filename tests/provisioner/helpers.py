@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import base64
-import uuid
+import functools
 import io
 import ssl
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from minio import Minio
 from minio.error import S3Error
 from sqlalchemy import func, select
 
+from devstack.stack.app_image import Target, ensure_app_image
 from devstack.stack.launcher import StackInfo
 from provisioner import tenants
 from provisioner.models import Grant, Tenant
@@ -29,9 +31,17 @@ INBOUND_KEY = "test-inbound-key"  # what the connector presents on /edc/provisio
 SIGNALING_KEY = "test-signaling-key"
 
 
+@functools.cache
+def api_image() -> str:
+    """Our API image (argo/images/Dockerfile, target api), built once and imported into containerd: a tenant is
+    handed out only when its API pods really answer."""
+    return ensure_app_image(Target.API)
+
+
 def stack_settings(stack: StackInfo, database_url: str, edc_url: str, **overrides: Any) -> ProvisionerSettings:
     """Provisioner settings for the local stack, with fast retries for tests."""
     values: dict[str, Any] = {
+        "api_image": overrides.get("api_image") or api_image(),
         "database_url": database_url,
         "assets_dir": ASSETS,
         "kubeconfig": stack.kubeconfig,

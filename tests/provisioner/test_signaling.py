@@ -233,7 +233,12 @@ def test_an_api_that_cannot_start_is_retried_then_failed_never_handed_out(
     attempts are counted, then the tenant fails and EDC hears ``fail`` (no ``provisioned``, no token)."""
     stub, edc_url = edc
     base, svc = dataplane(
-        signaling_start_wait_seconds=0.0, api_requests_cpu="64", api_start_timeout_seconds=5, work_max_attempts=2
+        signaling_start_wait_seconds=0.0,
+        api_requests_cpu="64",
+        api_limits_cpu="64",
+        quota_cpu="200",  # the quota lets the pods be made; no node can take them
+        api_start_timeout_seconds=5,
+        work_max_attempts=2,
     )
     process, consumer = str(uuid.uuid4()), new_consumer()
     tenant = tenant_id_for(consumer)

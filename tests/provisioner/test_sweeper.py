@@ -63,8 +63,8 @@ def test_objects_of_deleted_tenants_are_swept(make_settings: Callable[..., Provi
         svc.clock = lambda: now + timedelta(hours=1)  # the recent deletion is past its grace now
         assert sweeper.sweep(svc).swept == {"deletedlongago": 3, "deletedjustnow": 2}
         assert left() == {"ready", "tearingdown"}
-        # MinIO accepts the abort-incomplete-multipart rule and drops it (minio/minio#19115): its own
-        # stale_uploads_expiry is the net there; a store that keeps the rule answers True.
+        # MinIO refuses the abort-incomplete-multipart rule (minio/minio#15681; some releases accept and drop it,
+        # #19115): its own stale_uploads_expiry is the net there; a store that holds the rule answers True.
         assert svc.storage.ensure_lifecycle(1) is False
     finally:
         svc.storage.delete_prefix(root)
