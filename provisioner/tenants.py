@@ -442,16 +442,15 @@ def api_objects(settings: ProvisionerSettings, spec: TenantSpec) -> list[dict[st
         },
     )
     objects = [deployment, service]
-    if settings.api_replicas > 1:
-        # A drain or an eviction takes one API pod at a time: the other keeps serving.
-        objects.append(
-            _obj(
-                "policy/v1",
-                "PodDisruptionBudget",
-                _meta(spec, API, labels=labels),
-                spec={"maxUnavailable": 1, "selector": {"matchLabels": {"app.kubernetes.io/name": API}}},
-            )
+    # A drain or an eviction takes one API pod at a time: the other keeps serving (a single replica may go).
+    objects.append(
+        _obj(
+            "policy/v1",
+            "PodDisruptionBudget",
+            _meta(spec, API, labels=labels),
+            spec={"maxUnavailable": 1, "selector": {"matchLabels": {"app.kubernetes.io/name": API}}},
         )
+    )
     if settings.ingress_enabled:
         rule: dict[str, Any] = {
             "http": {

@@ -63,7 +63,12 @@ def run() -> None:
     stub = EdcStub()
     with tempfile.TemporaryDirectory() as tmp, ThreadedServer(stub.app()) as edc:
         settings = stack_settings(
-            stack, f"sqlite:///{Path(tmp) / 'load.db'}", edc.url, quota_concurrent_jobs=QUOTA, worker_threads=8
+            stack,
+            f"sqlite:///{Path(tmp) / 'load.db'}",
+            edc.url,
+            quota_concurrent_jobs=QUOTA,
+            worker_threads=8,
+            api_replicas=2,  # the production shape
         )
         svc = Services.build(settings)
         db.migrate(svc.engine)

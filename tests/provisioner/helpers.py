@@ -67,8 +67,11 @@ def stack_settings(stack: StackInfo, database_url: str, edc_url: str, **override
         "retry_max_seconds": 2.0,
         "callback_max_attempts": 4,
         "http_timeout_seconds": 5.0,
-        # as the local overlay: one 2-core node holds many tenants of two API pods each
+        # as the local overlay: one 2-core node holds many tenants
         "api_requests_cpu": "10m",
+        # one API pod per test tenant: the suite starts some hundred tenants on 2 cores; the two-pod shape (the
+        # default) is tested where it matters (test_api_pods.py, test_tenants.py)
+        "api_replicas": 1,
         # each test's provisioner leads at once (its own Lease); the HA test gives two replicas the same one
         "leader_lease_namespace": "default",
         "leader_lease_name": f"wml-test-{uuid.uuid4().hex[:10]}",
@@ -99,7 +102,7 @@ TENANT_OBJECTS = [
     ("apps/v1", "Deployment", "wml-api"),
     ("v1", "Service", "wml-api"),
     ("networking.k8s.io/v1", "Ingress", "wml-api"),
-    ("policy/v1", "PodDisruptionBudget", "wml-api"),  # two API replicas by default
+    ("policy/v1", "PodDisruptionBudget", "wml-api"),
 ]
 LABELLED_KINDS = sorted({(v, k) for v, k, _ in TENANT_OBJECTS} | {("argoproj.io/v1alpha1", "WorkflowTemplate")})
 
