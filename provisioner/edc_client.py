@@ -43,8 +43,13 @@ class TransferFacts:
 
 
 def same_url(a: str, b: str) -> bool:
-    """Whether two URLs name the same resource (scheme, host, port, path; trailing slashes aside)."""
-    x, y = httpx.URL(a.rstrip("/")), httpx.URL(b.rstrip("/"))
+    """Whether two URLs name the same resource (scheme, host, port, path; trailing slashes aside). A string that
+    is no URL at all (control characters, a bad host) names nothing: False, never an exception (found by fuzzing:
+    a callbackAddress like that was a 500)."""
+    try:
+        x, y = httpx.URL(a.rstrip("/")), httpx.URL(b.rstrip("/"))
+    except (httpx.InvalidURL, ValueError, TypeError, UnicodeError):
+        return False
     return (x.scheme, x.host, x.port, x.path.rstrip("/")) == (y.scheme, y.host, y.port, y.path.rstrip("/"))
 
 

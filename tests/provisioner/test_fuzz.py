@@ -12,6 +12,7 @@ from collections.abc import Callable
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from hypothesis.errors import Unsatisfiable
 from schemathesis.checks import not_a_server_error
 from schemathesis.generation import GenerationMode
 from sqlalchemy import func, select
@@ -43,7 +44,7 @@ def test_no_server_errors_and_refusals_create_nothing(make_settings: Callable[..
     schema = schemathesis.openapi.from_dict(app.openapi())
     operations = [result.ok() for result in schema.get_all_operations()]
     paths = {op.path for op in operations}
-    assert {"/edc/provision", "/signaling/dataflows/start", "/dps/v1/dataflows/start", "/admin/tenants"} <= paths
+    assert {"/edc/provision", "/signaling/dataflows/start", "/dps/dataflows/start", "/admin/tenants"} <= paths
 
     def rows() -> tuple[int, int]:
         with svc.sessions() as session:
@@ -69,7 +70,11 @@ def test_no_server_errors_and_refusals_create_nothing(make_settings: Callable[..
                         else:
                             accepted.append(f"{case.method} {case.path} {response.status_code}")
 
-                    check()
+                    try:
+                        check()
+                    except Unsatisfiable:
+                        # nothing of this operation can be made invalid (no parameters, no body): positive only
+                        assert mode is GenerationMode.NEGATIVE, operation.path
         # Nothing the stand-in connector cannot verify became a tenant (namespaces are made for tenant rows only).
         assert rows()[1] == 0, accepted
     finally:

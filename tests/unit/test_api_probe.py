@@ -47,3 +47,11 @@ def test_probe_url_may_differ_from_the_handed_out_one() -> None:
     settings = SETTINGS.model_copy(update={"api_probe_url_template": "http://wml-api.{namespace}.svc:8080/t/{tenant}"})
     assert settings.api_probe_url_for("abc") == "http://wml-api.wml-abc.svc:8080/t/abc"
     assert settings.api_url_for("abc") == "https://edge.example/tenants/abc/"
+
+
+def test_a_callback_address_that_is_no_url_matches_nothing() -> None:
+    from provisioner.edc_client import same_url
+
+    assert same_url("http://edc:8080/control/", "http://edc:8080/control")
+    assert not same_url("\udb92\udf52v\u0016\r", "http://edc:8080/control")  # was a 500 (fuzzing)
+    assert not same_url("http://edc:8080/control", "http://[::1/x")
