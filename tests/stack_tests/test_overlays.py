@@ -8,6 +8,7 @@ serves GitHub, so it is checked for its pin and left out of the render; everythi
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -43,10 +44,18 @@ def production_without_remote(tmp_path: Path) -> tuple[Path, list[str]]:
     """A copy of the production kustomization without its remote resources (which it returns)."""
     spec = yaml.safe_load((OVERLAYS / "production" / "kustomization.yaml").read_text())
     remote = [r for r in spec["resources"] if "://" in r]
-    # kustomize takes bases by relative path only
-    spec["resources"] = [
-        os.path.relpath((OVERLAYS / "production" / r).resolve(), tmp_path) for r in spec["resources"] if "://" not in r
-    ]
+    # kustomize takes bases by relative path only, and files only from in or below the kustomization: copied
+    resources = []
+    for r in spec["resources"]:
+        source = (OVERLAYS / "production" / r).resolve()
+        if "://" in r:
+            continue
+        if source.is_file():
+            shutil.copy(source, tmp_path / source.name)
+            resources.append(source.name)
+        else:
+            resources.append(os.path.relpath(source, tmp_path))
+    spec["resources"] = resources
     (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump(spec))
     return tmp_path, remote
 
