@@ -106,11 +106,12 @@ def _load(svc: Services, url: str, stub: EdcStub, edc_url: str) -> list[str]:
         while not done_flag.is_set():
             for tenant, _, _ in consumers:
                 namespace = svc.settings.namespace_for(tenant)
-                running = [
-                    w
-                    for w in svc.kube.list("argoproj.io/v1alpha1", "Workflow", namespace)
-                    if (w.get("status") or {}).get("phase") in (None, "", "Pending", "Running")
-                ]
+                # the pods of jobs that have not finished (the provisioner's client knows no Workflow kind)
+                running = {
+                    p["metadata"].get("labels", {}).get("workflows.argoproj.io/workflow")
+                    for p in svc.kube.list("v1", "Pod", namespace, "workflows.argoproj.io/workflow")
+                    if (p.get("status") or {}).get("phase") in ("Pending", "Running")
+                }
                 peak[tenant] = max(peak.get(tenant, 0), len(running))
             time.sleep(0.5)
 
