@@ -72,9 +72,17 @@ def make_settings(stack: StackInfo, database_url: str, edc: tuple[EdcStub, str])
 
 
 @pytest.fixture
-def services(make_settings: Callable[..., ProvisionerSettings]) -> Iterator[Services]:
+def settings_overrides() -> dict[str, Any]:
+    """Settings a test module wants for its ``services`` (override this fixture there)."""
+    return {}
+
+
+@pytest.fixture
+def services(
+    make_settings: Callable[..., ProvisionerSettings], settings_overrides: dict[str, Any]
+) -> Iterator[Services]:
     """Services on the real stack with a fresh SQLite database; tenants removed afterwards."""
-    svc = Services.build(make_settings())
+    svc = Services.build(make_settings(**settings_overrides))
     db.migrate(svc.engine)
     try:
         yield svc

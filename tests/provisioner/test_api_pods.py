@@ -6,32 +6,25 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from kubernetes import client as k8s
 
 from api.client import ApiError, Client
-from provisioner import db, tenants
+from provisioner import tenants
 from provisioner.services import Services
-from provisioner.settings import ProvisionerSettings
 from tests.provisioner.servers import EdcStub, wait_for
 from tests.provisioner.test_lifecycle import provision
-from tests.support.edc import cleanup, new_consumer, tenant_of
+from tests.support.edc import new_consumer, tenant_of
 
 pytestmark = pytest.mark.stack
 
 
 @pytest.fixture
-def services(make_settings: Callable[..., ProvisionerSettings]) -> Iterator[Services]:
+def settings_overrides() -> dict[str, Any]:
     """The tenant shape of production: two API pods (the suite's default is one)."""
-    svc = Services.build(make_settings(api_replicas=2))
-    db.migrate(svc.engine)
-    try:
-        yield svc
-    finally:
-        cleanup(svc)
-        svc.close()
+    return {"api_replicas": 2}
 
 
 def test_one_api_pod_killed_costs_a_consumer_nothing(
