@@ -210,11 +210,11 @@ def _condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
     return next((c for c in status.get("conditions") or [] if c.get("type") == kind), {})
 
 
-def api_trouble(svc: Services, namespace: str) -> str:
-    """Why the API's pods do not serve, as Kubernetes says it (unschedulable, crashing, image missing)."""
+def api_trouble(svc: Services, namespace: str, status: dict[str, Any]) -> str:
+    """Why the API's pods do not serve, as Kubernetes says it (unschedulable, crashing, image missing), from the
+    Deployment's ``status`` and its pods."""
     seen: list[str] = []
-    deployment = svc.kube.get("apps/v1", "Deployment", tenants.API, namespace) or {}
-    failure = _condition(deployment.get("status") or {}, "ReplicaFailure")
+    failure = _condition(status, "ReplicaFailure")
     if failure.get("status") == "True":  # no pod could even be created (e.g. the tenant's ResourceQuota)
         seen.append(f"{failure.get('reason')}: {failure.get('message', '')}")
     for pod in svc.kube.list("v1", "Pod", namespace, f"app.kubernetes.io/name={tenants.API}"):
@@ -241,7 +241,7 @@ def api_answers(ctx: StepContext) -> None:
     progressing = _condition(status, "Progressing")
     if progressing.get("status") == "False" and progressing.get("reason") == "ProgressDeadlineExceeded":
         raise TemporaryError(
-            f"the tenant API did not start within {timeout}s: {api_trouble(svc, snap.namespace)}", delay=None
+            f"the tenant API did not start within {timeout}s: {api_trouble(svc, snap.namespace, status)}", delay=None
         )
     if not int(status.get("availableReplicas") or 0):
         raise NotYet("the tenant API is starting", delay=0.5)
