@@ -44,6 +44,7 @@ KINDS: dict[tuple[str, str], Kind] = {
     ("networking.k8s.io/v1", "Ingress"): Kind("/apis/networking.k8s.io/v1", "ingresses"),
     ("apps/v1", "Deployment"): Kind("/apis/apps/v1", "deployments"),
     ("v1", "Pod"): Kind("/api/v1", "pods"),
+    ("v1", "Node"): Kind("/api/v1", "nodes", namespaced=False),
     ("policy/v1", "PodDisruptionBudget"): Kind("/apis/policy/v1", "poddisruptionbudgets"),
     ("coordination.k8s.io/v1", "Lease"): Kind("/apis/coordination.k8s.io/v1", "leases"),
     ("argoproj.io/v1alpha1", "WorkflowTemplate"): Kind("/apis/argoproj.io/v1alpha1", "workflowtemplates"),
@@ -74,10 +75,17 @@ class Kube:
         self.api = api_client
         self.timeout = timeout
 
-    def _path(self, api_version: str, kind: str, name: str | None = None, namespace: str | None = None) -> str:
+    def _path(
+        self,
+        api_version: str,
+        kind: str,
+        name: str | None = None,
+        namespace: str | None = None,
+        every_namespace: bool = False,
+    ) -> str:
         k = KINDS[(api_version, kind)]
         path = k.prefix
-        if k.namespaced:
+        if k.namespaced and not every_namespace:
             if not namespace:
                 raise ValueError(f"{kind} needs a namespace")
             path += f"/namespaces/{namespace}"
@@ -148,8 +156,10 @@ class Kube:
     def list(
         self, api_version: str, kind: str, namespace: str | None = None, label_selector: str | None = None
     ) -> list[dict[str, Any]]:
+        """The objects of one namespace, or of every namespace when ``namespace`` is None."""
         query = [("labelSelector", label_selector)] if label_selector else []
-        found = self._call("GET", self._path(api_version, kind, None, namespace), query=query)
+        path = self._path(api_version, kind, None, namespace, every_namespace=namespace is None)
+        found = self._call("GET", path, query=query)
         return cast(list[dict[str, Any]], found.get("items", []))
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:

@@ -72,6 +72,20 @@ class ProvisionerSettings(BaseSettings):
         "deadline), or available but not answering its token this long, counts as a failed attempt; after "
         "work_max_attempts the tenant fails and its connectors are told. Nothing is handed out before it answers.",
     )
+    api_start_patience_seconds: int = Field(
+        default=900,
+        ge=5,
+        description="A rollout past its progress deadline whose pods report no failure (scheduled, starting, not "
+        "crashing: a busy node) is waited for this long since its pods were created before it counts as a failed "
+        "attempt. Failures Kubernetes names (unschedulable, crashing, image missing, quota) count at once.",
+    )
+    api_start_concurrency: int = Field(
+        default=8,
+        ge=0,
+        description="New tenant APIs started at once, cluster-wide (Deployments of tenant APIs not yet available); "
+        "further new tenants wait for a slot before their API is created, so a burst of consumers does not starve "
+        "every start of CPU. 0: no limit. Tenants that already have an API never wait.",
+    )
     api_probe_url_template: str | None = Field(
         default=None,
         description="Where the provisioner checks that a tenant API answers with the token it is about to hand "

@@ -210,40 +210,98 @@ def _condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
     return next((c for c in status.get("conditions") or [] if c.get("type") == kind), {})
 
 
-def api_trouble(svc: Services, namespace: str, status: dict[str, Any]) -> str:
-    """Why the API's pods do not serve, as Kubernetes says it (unschedulable, crashing, image missing), from the
-    Deployment's ``status`` and its pods."""
+@dataclass(frozen=True)
+class ApiStart:
+    """How a tenant API's pods are doing, as Kubernetes says it: ``failures`` it names (unschedulable, crashing,
+    image missing, the quota refusing a pod) and when the oldest pod that does not serve yet was created."""
+
+    failures: tuple[str, ...]
+    waiting_since: datetime | None
+
+
+def api_start(svc: Services, namespace: str, status: dict[str, Any]) -> ApiStart:
+    """Read from the Deployment's ``status`` and its pods."""
     seen: list[str] = []
+    oldest: datetime | None = None
     failure = _condition(status, "ReplicaFailure")
     if failure.get("status") == "True":  # no pod could even be created (e.g. the tenant's ResourceQuota)
         seen.append(f"{failure.get('reason')}: {failure.get('message', '')}")
     for pod in svc.kube.list("v1", "Pod", namespace, f"app.kubernetes.io/name={tenants.API}"):
-        status = pod.get("status") or {}
-        scheduled = _condition(status, "PodScheduled")
+        pod_status = pod.get("status") or {}
+        if _condition(pod_status, "Ready").get("status") == "True":
+            continue
+        created = pod["metadata"].get("creationTimestamp")
+        if created:
+            at = datetime.fromisoformat(created.replace("Z", "+00:00"))
+            oldest = at if oldest is None else min(oldest, at)
+        scheduled = _condition(pod_status, "PodScheduled")
         if scheduled.get("status") == "False":
             seen.append(f"{scheduled.get('reason')}: {scheduled.get('message', '')}")
-        for container in status.get("containerStatuses") or []:
+        for container in pod_status.get("containerStatuses") or []:
             waiting = (container.get("state") or {}).get("waiting") or {}
             if waiting.get("reason") and waiting["reason"] != "ContainerCreating":
                 seen.append(f"{waiting['reason']}: {waiting.get('message', '')}")
-    return "; ".join(sorted(set(seen)))[:500] or "no pod reported a reason"
+            ended = (container.get("lastState") or {}).get("terminated") or {}
+            if int(container.get("restartCount") or 0) and ended:  # it ran and died: a crash, not a slow start
+                seen.append(
+                    f"restarted {container['restartCount']}x, last {ended.get('reason')} ({ended.get('exitCode')})"
+                )
+    return ApiStart(tuple(sorted({s[:200] for s in seen})), oldest)
+
+
+def api_start_slot(ctx: StepContext) -> None:
+    """A new tenant's API is created only while fewer than ``api_start_concurrency`` tenant APIs are starting in
+    the cluster (:func:`_starting`): a burst of new consumers starts in waves that each finish, instead of
+    starving every start of CPU until all miss their deadline. Counted from Kubernetes, so every provisioner
+    replica sees the same count; two replicas may overshoot it by a start or two, which is harmless. A tenant
+    whose API exists never waits here (a token or settings change of a serving tenant)."""
+    svc, snap = ctx.svc, ctx.snap
+    limit = svc.settings.api_start_concurrency
+    if not limit or svc.kube.get("apps/v1", "Deployment", tenants.API, snap.namespace) is not None:
+        return
+    selector = f"app.kubernetes.io/name={tenants.API},{tenants.LABEL_MANAGED_BY}={tenants.MANAGER}"
+    starting = [d for d in svc.kube.list("apps/v1", "Deployment", None, selector) if _starting(d)]
+    if len(starting) >= limit:
+        raise NotYet(f"waiting for a start slot: {len(starting)} tenant APIs are starting (limit {limit})", delay=2.0)
+
+
+def _starting(deployment: dict[str, Any]) -> bool:
+    """Not serving yet and still within its progress deadline: one past it (a failed or stuck tenant) holds no
+    slot, or a few broken tenants would stop every new one."""
+    status = deployment.get("status") or {}
+    if status.get("availableReplicas"):
+        return False
+    return _condition(status, "Progressing").get("reason") != "ProgressDeadlineExceeded"
 
 
 def api_answers(ctx: StepContext) -> None:
     """Ready means working: nothing is handed out until the tenant API answers, at the URL the provisioner
-    checks, to the token of every grant this run makes ready. An API whose rollout Kubernetes gives up on
-    (``progressDeadlineSeconds``), or that is available but does not answer for ``api_start_timeout_seconds``,
-    is a failed attempt (retried with backoff, then the tenant fails and its connectors are told)."""
+    checks, to the token of every grant this run makes ready.
+
+    A rollout past its progress deadline (``api_start_timeout_seconds``) is a failed attempt (retried with
+    backoff, then the tenant fails and its connectors are told) when Kubernetes names a failure; when its pods
+    are only slow (a busy node: scheduled, starting, nothing crashed) it is waited for, up to
+    ``api_start_patience_seconds``, without spending attempts. An API available but not answering for
+    ``api_start_timeout_seconds`` is a failed attempt too."""
     svc, snap = ctx.svc, ctx.snap
-    timeout = svc.settings.api_start_timeout_seconds
+    settings = svc.settings
     deployment = svc.kube.get("apps/v1", "Deployment", tenants.API, snap.namespace)
     status = (deployment or {}).get("status") or {}
-    progressing = _condition(status, "Progressing")
-    if progressing.get("status") == "False" and progressing.get("reason") == "ProgressDeadlineExceeded":
-        raise TemporaryError(
-            f"the tenant API did not start within {timeout}s: {api_trouble(svc, snap.namespace, status)}", delay=None
-        )
     if not int(status.get("availableReplicas") or 0):
+        progressing = _condition(status, "Progressing")
+        if progressing.get("status") == "False" and progressing.get("reason") == "ProgressDeadlineExceeded":
+            start = api_start(svc, snap.namespace, status)
+            timeout = settings.api_start_timeout_seconds
+            if start.failures:
+                raise TemporaryError(
+                    f"the tenant API did not start within {timeout}s: {'; '.join(start.failures)}"[:800]
+                )
+            waited = (svc.clock() - start.waiting_since).total_seconds() if start.waiting_since else 0.0
+            if waited > settings.api_start_patience_seconds:
+                raise TemporaryError(
+                    f"the tenant API's pods have been starting for {waited:.0f}s with no failure named"
+                )
+            raise NotYet(f"the tenant API is starting slowly ({waited:.0f}s, past the {timeout}s deadline)", delay=2.0)
         raise NotYet("the tenant API is starting", delay=0.5)
     states = dict(snap.grant_states)
     readying = [g for g in snap.active_grant_ids if states.get(g) == GrantState.PROVISIONING]
@@ -255,6 +313,7 @@ def api_answers(ctx: StepContext) -> None:
         if answer is Answer.OK:
             continue
         since = _condition(status, "Available").get("lastTransitionTime")
+        timeout = settings.api_start_timeout_seconds
         if since and svc.clock() - datetime.fromisoformat(since) > timedelta(seconds=timeout):
             raise TemporaryError(f"the tenant API is available but does not answer ({answer}): {seen}")
         raise NotYet(f"the tenant API does not answer yet ({answer}): {seen}", delay=0.5)
@@ -328,6 +387,7 @@ APPLY: tuple[Step, ...] = (
     Step("quota", _applier(lambda c: tenants.quota(c.svc.settings, c.spec))),
     Step("network", _applier(lambda c: tenants.network_policies(c.svc.settings, c.spec))),
     Step("config", _applier(lambda c: tenants.config_objects(c.svc.settings, c.spec))),
+    Step("start_slot", api_start_slot),
     Step("api", _applier(lambda c: tenants.api_objects(c.svc.settings, c.spec))),
     Step("templates", apply_templates),
     Step("revoke", revoke_ended_grants),

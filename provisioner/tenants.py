@@ -405,8 +405,9 @@ def api_objects(settings: ProvisionerSettings, spec: TenantSpec) -> list[dict[st
             "replicas": settings.api_replicas,
             # Changed settings or credentials roll the pods: new ones serve before old ones stop.
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
-            # A rollout that cannot finish (no room on any node, a crashing image) is reported by Kubernetes as
-            # ProgressDeadlineExceeded: the provisioner counts that as a failed attempt, never hands it out.
+            # A rollout that cannot finish is reported by Kubernetes as ProgressDeadlineExceeded: the provisioner
+            # never hands it out, counts it as a failed attempt when a failure is named (no room on any node, a
+            # crashing image) and waits longer for pods that are only slow (steps.api_answers).
             "progressDeadlineSeconds": settings.api_start_timeout_seconds,
             "selector": {"matchLabels": {"app.kubernetes.io/name": API}},
             "template": {

@@ -19,15 +19,17 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from devstack.servers import ThreadedServer
 from provisioner import flows, lifecycle, store
 from provisioner.app import create_app
 from provisioner.identity import Identity, IdentitySource
+from provisioner.models import AuditEvent
 from provisioner.services import Services
 from provisioner.settings import ProvisionerSettings
 from provisioner.states import Protocol
-from provisioner.tenants import tenant_id_for
+from provisioner.tenants import API, tenant_id_for
 from tests.provisioner.helpers import SIGNALING_KEY, db_grants, db_tenant, secret_data
 from tests.provisioner.servers import EdcStub, wait_for
 from tests.support.edc import cleanup, new_consumer
@@ -269,3 +271,46 @@ def test_an_api_that_cannot_start_is_retried_then_failed_never_handed_out(
     again = httpx.post(f"{base}/start", json=message, timeout=30)
     assert again.status_code >= 400 and again.json()["@type"] == "DataFlowError", again.text
     assert "authorization" not in again.text
+
+
+def test_an_api_that_is_only_slow_is_waited_for_without_spending_attempts(
+    dataplane: Callable[..., tuple[str, Services]], edc: tuple[EdcStub, str]
+) -> None:
+    """A busy node makes pods slow, not broken: an API that needs 15 s to serve, with a 5 s progress deadline and
+    2 attempts, is past its deadline with no failure named; it is waited for and handed out, no attempt spent."""
+    stub, edc_url = edc
+    base, svc = dataplane(
+        signaling_start_wait_seconds=0.0,
+        api_command=["/bin/sh", "-c", "sleep 15 && exec workflow-api serve --host 0.0.0.0 --port 8080"],
+        api_start_timeout_seconds=5,
+        work_max_attempts=2,
+    )
+    process, consumer = str(uuid.uuid4()), new_consumer()
+    tenant = tenant_id_for(consumer)
+    first = httpx.post(f"{base}/start", json=start_message(process, consumer, f"{edc_url}/control"), timeout=30)
+    assert first.status_code == 200 and first.json()["provisioning"] is True, first.text
+    # the deadline passes while the pod sleeps: Kubernetes says so, and nothing is handed out meanwhile
+    wait_for(lambda: _deadline_exceeded(svc, tenant), 60, what="the progress deadline to pass")
+    assert stub.signals("provisioned", process) == [] and stub.signals("fail", process) == []
+    [call] = wait_for(lambda: stub.signals("provisioned", process), 120, what="the provisioned callback")
+    assert stub.signals("fail", process) == []
+    row = db_tenant(svc, tenant)
+    assert row is not None and row.state == "ready" and row.attempts == 0, (row and row.state, row and row.error)
+    with svc.sessions() as session:
+        failed = session.scalars(
+            select(AuditEvent).where(AuditEvent.tenant_id == tenant, AuditEvent.event == "step_failed")
+        ).all()
+    assert failed == [], [e.detail for e in failed]
+    assert call.body["properties"][f"{EDC}endpoint"] == svc.settings.api_url_for(tenant)
+    # what is handed out works
+    props = address_of(httpx.post(f"{base}/start", json=start_message(process, consumer, f"{edc_url}/control")).json())
+    answer = httpx.get(
+        f"{props['endpoint']}openapi.json", headers={"Authorization": f"Bearer {props['authorization']}"}
+    )
+    assert answer.status_code == 200, answer.text
+
+
+def _deadline_exceeded(svc: Services, tenant: str) -> bool:
+    deployment = svc.kube.get("apps/v1", "Deployment", API, svc.settings.namespace_for(tenant)) or {}
+    conditions = (deployment.get("status") or {}).get("conditions") or []
+    return any(c.get("reason") == "ProgressDeadlineExceeded" for c in conditions)
