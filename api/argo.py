@@ -1,27 +1,30 @@
 """Argo Server, in client auth mode: every call carries this instance's ServiceAccount token, so the
 Kubernetes RBAC of the tenant namespace decides what it may do.
 
-Hera's AsyncWorkflowsService is used where it works. Three endpoints are called directly: the log stream is
-newline-delimited JSON (Hera parses it as one entry); artifact bodies are bytes; and the create of a job's Workflow,
-the one call on the job start path, goes through aiohttp, whose connection pool costs a fraction of httpx's under
-parallel starts (httpcore scans every pooled connection on every request: a fifth of the API's CPU at 20 parallel
-starts).
+Argo Server's REST API is called directly, not through Hera's AsyncWorkflowsService: Hera's client validates every
+answer into its full Argo schema, whose import costs each tenant API pod about a second of start-up and ~20 MiB
+(a new consumer waits for that pod), and whose validation costs CPU on every request. Answers are read into the
+few fields the API uses (:mod:`api.workflow`). The log stream is newline-delimited JSON; and the create of a job's
+Workflow, the one call on the job start path, goes through aiohttp, whose connection pool costs a fraction of
+httpx's under parallel starts (httpcore scans every pooled connection on every request: a fifth of the API's CPU
+at 20 parallel starts).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, cast
+from typing import Any, TypeVar
 
 import aiohttp
 import httpx
-from hera.exceptions import BadRequest, HeraException, NotFound
-from hera.workflows import AsyncWorkflowsService
-from hera.workflows import models as m
+from pydantic import ValidationError
 
 from api.settings import ApiSettings
-from templates.compiler import LABEL_WEBHOOK, WebhookMark
+from api.workflow import Workflow, WorkflowList, WorkflowTemplate, WorkflowTemplateList
+from templates.labels import LABEL_WEBHOOK, WebhookMark
+
+M = TypeVar("M", Workflow, WorkflowList, WorkflowTemplate, WorkflowTemplateList)
 
 
 class ArgoUnavailable(RuntimeError):
@@ -40,109 +43,123 @@ class ArgoRejected(ValueError):
     """Argo Server refused the request as malformed (e.g. a stale page token)."""
 
 
+def _raise_for(status: int, body: bytes, what: str) -> None:
+    """Argo Server's answer as one of the errors above (grpc-gateway maps AlreadyExists to 409, NotFound to 404,
+    InvalidArgument to 400)."""
+    if status < 300:
+        return
+    if status == 409 or (status >= 400 and b"already exists" in body):
+        raise ArgoConflict(f"{what} exists")
+    if status == 404:
+        raise ArgoNotFound(what)
+    if status in (400, 422):
+        raise ArgoRejected("the workflow engine rejected the request as invalid")
+    raise ArgoUnavailable(f"Argo Server answered {status}")
+
+
 class Argo:
     def __init__(
         self, settings: ApiSettings, session: httpx.AsyncClient, starts: aiohttp.ClientSession | None = None
     ) -> None:
         self.settings = settings
         self.session = session
-        self.starts = starts  # for create(); None: through Hera like the rest
+        self.starts = starts  # for create(); None: through httpx like the rest
         self.namespace = settings.namespace
+        self.base = settings.argo_server_url.rstrip("/")
 
-    def _service(self) -> AsyncWorkflowsService:
-        # Cheap to build; the token is re-read each time because projected tokens rotate.
-        return AsyncWorkflowsService(
-            host=self.settings.argo_server_url,
-            token=self.settings.argo_bearer(),
-            namespace=self.namespace,
-            verify_ssl=self.settings.argo_verify_tls,
-            session=self.session,
-        )
+    def _headers(self) -> dict[str, str]:
+        # The token is re-read each time because projected tokens rotate.
+        return {"Authorization": f"Bearer {self.settings.argo_bearer()}"}
 
-    async def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+    async def _call(
+        self, method: str, path: str, what: str, params: dict[str, str] | None = None, body: Any = None
+    ) -> bytes:
         try:
-            return await getattr(self._service(), name)(*args, **kwargs)
-        except NotFound as exc:
-            raise ArgoNotFound(str(exc)) from exc
-        except BadRequest as exc:
-            raise ArgoRejected("the workflow engine rejected the request as invalid") from exc
-        except HeraException as exc:
-            status = getattr(exc, "status_code", 500)
-            if status == 409 or "already exists" in str(exc):
-                raise ArgoConflict(str(exc)) from exc
-            raise ArgoUnavailable(f"Argo Server answered {status}") from exc
+            response = await self.session.request(
+                method, f"{self.base}{path}", params=params, json=body, headers=self._headers()
+            )
         except (httpx.HTTPError, OSError) as exc:
             raise ArgoUnavailable(f"Argo Server is unreachable: {type(exc).__name__}") from exc
+        _raise_for(response.status_code, response.content, what)
+        return response.content
 
-    async def templates(self, label_selector: str) -> list[m.WorkflowTemplate]:
-        result = await self._call("list_workflow_templates", label_selector=label_selector)
-        return list(result.items or [])
-
-    async def template(self, name: str) -> m.WorkflowTemplate:
-        return cast(m.WorkflowTemplate, await self._call("get_workflow_template", name))
-
-    async def create(self, manifest: dict[str, Any]) -> m.Workflow:
-        if self.starts is None:
-            request = m.WorkflowCreateRequest(workflow=m.Workflow(**manifest))
-            return cast(m.Workflow, await self._call("create_workflow", request))
-        url = f"{self.settings.argo_server_url.rstrip('/')}/api/v1/workflows/{self.namespace}"
-        headers = {"Authorization": f"Bearer {self.settings.argo_bearer()}"}
+    @staticmethod
+    def _read(model: type[M], body: bytes) -> M:
         try:
-            async with self.starts.post(url, json={"workflow": manifest}, headers=headers) as response:
+            return model.model_validate_json(body)
+        except ValidationError as exc:  # a proxy's page or a truncated body, not Argo's JSON
+            raise ArgoUnavailable(f"Argo Server answered what is not a {model.__name__}") from exc
+
+    async def templates(self, label_selector: str) -> list[WorkflowTemplate]:
+        body = await self._call(
+            "GET",
+            f"/api/v1/workflow-templates/{self.namespace}",
+            "workflow templates",
+            params={"listOptions.labelSelector": label_selector},
+        )
+        return list(self._read(WorkflowTemplateList, body).items or [])
+
+    async def template(self, name: str) -> WorkflowTemplate:
+        body = await self._call("GET", f"/api/v1/workflow-templates/{self.namespace}/{name}", f"template {name}")
+        return self._read(WorkflowTemplate, body)
+
+    async def create(self, manifest: dict[str, Any]) -> Workflow:
+        name = manifest["metadata"].get("name", "")
+        if self.starts is None:
+            body = await self._call("POST", f"/api/v1/workflows/{self.namespace}", name, body={"workflow": manifest})
+            return self._read(Workflow, body)
+        url = f"{self.base}/api/v1/workflows/{self.namespace}"
+        try:
+            async with self.starts.post(url, json={"workflow": manifest}, headers=self._headers()) as response:
                 status, body = response.status, await response.read()
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise ArgoUnavailable(f"Argo Server is unreachable: {type(exc).__name__}") from exc
-        if status == 409 or (status >= 400 and b"already exists" in body):
-            raise ArgoConflict(f"workflow {manifest['metadata'].get('name')} exists")
-        if status == 404:
-            raise ArgoNotFound(manifest["metadata"].get("name", ""))
-        if status in (400, 422):
-            raise ArgoRejected("the workflow engine rejected the request as invalid")
-        if status >= 300:
-            raise ArgoUnavailable(f"Argo Server answered {status}")
-        return m.Workflow.model_validate_json(body)
+        _raise_for(status, body, f"workflow {name}")
+        return self._read(Workflow, body)
 
-    async def get(self, name: str) -> m.Workflow:
-        return cast(m.Workflow, await self._call("get_workflow", name))
+    async def get(self, name: str) -> Workflow:
+        return self._read(Workflow, await self._call("GET", f"/api/v1/workflows/{self.namespace}/{name}", name))
 
-    async def list(self, label_selector: str, limit: int, continue_: str | None) -> m.WorkflowList:
+    async def list(self, label_selector: str, limit: int, continue_: str | None) -> WorkflowList:
         # Without a workflow archive, Argo Server returns a `continue` token (an offset) only when asked
         # for the remaining item count, which it takes as this field selector.
-        result = await self._call(
-            "list_workflows",
-            label_selector=label_selector,
-            field_selector="ext.showRemainingItemCount=true",
-            limit=str(limit),
-            continue_=continue_ or None,
-        )
-        return cast(m.WorkflowList, result)
+        params = {
+            "listOptions.labelSelector": label_selector,
+            "listOptions.fieldSelector": "ext.showRemainingItemCount=true",
+            "listOptions.limit": str(limit),
+        }
+        if continue_:
+            params["listOptions.continue"] = continue_
+        body = await self._call("GET", f"/api/v1/workflows/{self.namespace}", "workflows", params=params)
+        return self._read(WorkflowList, body)
 
     async def finished_with_pending_webhook(self) -> Sequence[tuple[str, str]]:
         """(name, uid) of finished jobs whose completion event is not settled yet (only those fields are fetched)."""
-        result = await self._call(
-            "list_workflows",
-            label_selector=f"workflows.argoproj.io/completed=true,{LABEL_WEBHOOK}={WebhookMark.PENDING}",
-            fields="items.metadata.name,items.metadata.uid",
-        )
-        return sorted((w.metadata.name, w.metadata.uid or "") for w in result.items or [] if w.metadata.name)
+        params = {
+            "listOptions.labelSelector": f"workflows.argoproj.io/completed=true,{LABEL_WEBHOOK}={WebhookMark.PENDING}",
+            "fields": "items.metadata.name,items.metadata.uid",
+        }
+        body = await self._call("GET", f"/api/v1/workflows/{self.namespace}", "workflows", params=params)
+        items = self._read(WorkflowList, body).items or []
+        return sorted((w.metadata.name, w.metadata.uid or "") for w in items if w.metadata.name)
 
-    async def terminate(self, name: str) -> m.Workflow:
-        request = m.WorkflowTerminateRequest(name=name)
-        return cast(m.Workflow, await self._call("terminate_workflow", name, request))
+    async def terminate(self, name: str) -> Workflow:
+        path = f"/api/v1/workflows/{self.namespace}/{name}/terminate"
+        body = await self._call("PUT", path, name, body={"name": name, "namespace": self.namespace})
+        return self._read(Workflow, body)
 
     async def delete(self, name: str) -> None:
-        await self._call("delete_workflow", name)
+        await self._call("DELETE", f"/api/v1/workflows/{self.namespace}/{name}", name)
 
     async def info(self) -> None:
-        await self._call("get_info")
+        await self._call("GET", "/api/v1/info", "info")
 
     async def log_lines(self, name: str, follow: bool) -> AsyncIterator[str]:
         """The worker's log, live, as lines (direct call: the endpoint streams NDJSON)."""
-        url = f"{self.settings.argo_server_url.rstrip('/')}/api/v1/workflows/{self.namespace}/{name}/log"
+        url = f"{self.base}/api/v1/workflows/{self.namespace}/{name}/log"
         params = {"logOptions.container": "main", "logOptions.follow": "true" if follow else "false"}
-        headers = {"Authorization": f"Bearer {self.settings.argo_bearer()}"}
         try:
-            async with self.session.stream("GET", url, params=params, headers=headers, timeout=None) as resp:
+            async with self.session.stream("GET", url, params=params, headers=self._headers(), timeout=None) as resp:
                 if resp.status_code == 404:
                     raise ArgoNotFound(name)
                 if resp.status_code >= 400:

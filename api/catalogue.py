@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 
-from hera.workflows import models as m
-
+from api import workflow as m
 from api.argo import Argo, ArgoNotFound
 from templates import WorkflowAsset, parse_text, template_name
-from templates.compiler import ANNOTATION_ASSET, LABEL_MANAGED_BY, MANAGER
+from templates.labels import ANNOTATION_ASSET, LABEL_MANAGED_BY, MANAGER
 
 
 def asset_of(template: m.WorkflowTemplate) -> WorkflowAsset | None:

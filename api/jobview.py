@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
-
-from hera.workflows import models as m
-
+from api import workflow as m
 from api.argo import ArgoNotFound
 from api.context import Tenant
 from api.errors import ApiError, not_found
@@ -16,8 +12,8 @@ from api.settings import ApiSettings
 from api.states import JobState, job_state
 from api.storage import StorageUnavailable
 from templates import OutputKind, WorkflowAsset
-from templates.compiler import ANNOTATION_ASSET_NAME, LABEL_ASSET, LABEL_MANAGED_BY, MANAGER
 from templates.jobs import JOB_ID
+from templates.labels import ANNOTATION_ASSET_NAME, LABEL_ASSET, LABEL_MANAGED_BY, MANAGER
 
 
 def ui_url(settings: ApiSettings, name: str) -> str | None:
@@ -36,8 +32,8 @@ def job_view(tenant: Tenant, wf: m.Workflow) -> Job:
             name=n.display_name or n.name or node_id,
             type=n.type,
             phase=n.phase,
-            started_at=_ts(n.started_at),
-            finished_at=_ts(n.finished_at),
+            started_at=n.started_at,
+            finished_at=n.finished_at,
             message=n.message,
             pod=node_id if n.type == "Pod" else None,
         )
@@ -50,9 +46,9 @@ def job_view(tenant: Tenant, wf: m.Workflow) -> Job:
         state=job_state(wf),
         argo_phase=st.phase if st else None,
         message=st.message if st else None,
-        created_at=_ts(meta.creation_timestamp),
-        started_at=_ts(st.started_at) if st else None,
-        finished_at=_ts(st.finished_at) if st else None,
+        created_at=meta.creation_timestamp,
+        started_at=st.started_at if st else None,
+        finished_at=st.finished_at if st else None,
         steps=steps,
         ui_url=ui_url(tenant.settings, name),
     )
@@ -80,15 +76,6 @@ async def settled(tenant: Tenant, wf: m.Workflow, job: Job | None = None, strict
             update={"state": JobState.EXECUTOR_ERROR, "message": f"required outputs missing: {', '.join(missing)}"}
         )
     return job
-
-
-def _ts(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    root = getattr(value, "root", value)
-    if isinstance(root, datetime):
-        return root
-    return datetime.fromisoformat(str(root).replace("Z", "+00:00")) if str(root) else None
 
 
 async def workflow_of(tenant: Tenant, job: str) -> m.Workflow:

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from api.settings import ApiSettings
-from templates.compiler import LABEL_WEBHOOK, WebhookMark
+from templates.labels import LABEL_WEBHOOK, WebhookMark
 
 
 class KubeUnavailable(Exception):

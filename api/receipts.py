@@ -5,14 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 
-from hera.workflows import models as m
-
+from api import workflow as m
 from api.context import Tenant
 from api.jobview import job_view, settled
 from api.outputs import seal
 from api.schemas import Receipt
 from templates import InputKind, WorkflowAsset
-from templates.compiler import ANNOTATION_ENV_DIGESTS, ANNOTATION_INPUT_DIGESTS
+from templates.labels import ANNOTATION_ENV_DIGESTS, ANNOTATION_INPUT_DIGESTS
 
 
 def _env_digests(annotation: str | None) -> dict[str, str]:

@@ -10,8 +10,8 @@ from typing import Any
 
 from fastapi import Response
 from fastapi.responses import JSONResponse
-from hera.workflows import models as m
 
+from api import workflow as m
 from api.argo import ArgoConflict, ArgoNotFound, ArgoRejected
 from api.context import Tenant
 from api.errors import ApiError
@@ -26,7 +26,9 @@ from api.webhooks import records as webhook_records
 from api.webhooks.records import new_delivery
 from api.webhooks.targets import TargetRefused
 from templates import Input, InputKind, WorkflowAsset, job_workflow, new_job_id, resolve_env
-from templates.compiler import (
+from templates.envvars import EnvError
+from templates.jobs import env_secret, env_secret_name
+from templates.labels import (
     ANNOTATION_ASSET_NAME,
     ANNOTATION_ENV_DIGESTS,
     ANNOTATION_INPUT_DIGESTS,
@@ -34,8 +36,6 @@ from templates.compiler import (
     LABEL_WEBHOOK,
     WebhookMark,
 )
-from templates.envvars import EnvError
-from templates.jobs import env_secret, env_secret_name
 
 
 def job_id_for(tenant: Tenant, idempotency_key: str | None) -> str:

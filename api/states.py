@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from hera.workflows import models as m
+from api import workflow as m
 
 
 class JobState(StrEnum):

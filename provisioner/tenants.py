@@ -15,12 +15,12 @@ import yaml
 
 from provisioner.settings import ProvisionerSettings
 from templates import CompileOptions, StorageTarget, WorkflowAsset, compile_asset
-from templates.compiler import ANNOTATION_ENV_CHECKSUM
-from templates.compiler import LABEL_GRANT as LABEL_GRANT
-from templates.compiler import LABEL_MANAGED_BY as LABEL_MANAGED_BY
-from templates.compiler import LABEL_TENANT as LABEL_TENANT
-from templates.compiler import MANAGER as MANAGER
 from templates.keys import JOB_NAME_PLACEHOLDER, POD_NAME_PLACEHOLDER, KeyLayout
+from templates.labels import ANNOTATION_ENV_CHECKSUM
+from templates.labels import LABEL_GRANT as LABEL_GRANT
+from templates.labels import LABEL_MANAGED_BY as LABEL_MANAGED_BY
+from templates.labels import LABEL_TENANT as LABEL_TENANT
+from templates.labels import MANAGER as MANAGER
 from templates.names import API_START_LEASE
 
 API = "wml-api"

@@ -8,28 +8,24 @@ from __future__ import annotations
 
 import posixpath
 import re
-from collections.abc import Callable
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
 
-from kubernetes.utils import parse_quantity
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from templates.envvars import ENV_KEY, UNSAFE_KEYS, is_unsafe_key
 from templates.names import check_safe_name
+from templates.quantity import parse_quantity
 
 API_VERSION: Final = "workflow-middlelayer.io/v1"
 KIND: Final = "WorkflowAsset"
 
-# kubernetes ships py.typed but leaves parse_quantity unannotated; it returns a Decimal.
-_parse_quantity: Callable[[str], Decimal] = parse_quantity
-
 
 def quantity(text: str) -> Decimal:
     """A Kubernetes quantity ("16Mi", "250m") as a number."""
-    return _parse_quantity(text)
+    return parse_quantity(text)
 
 
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?\Z")
@@ -49,7 +45,7 @@ class Model(BaseModel):
 def _quantity(value: Any) -> str:
     text = str(value).strip()
     try:
-        amount = _parse_quantity(text)
+        amount = parse_quantity(text)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{text!r} is not a Kubernetes quantity (e.g. 500m, 2, 1Gi)") from exc
     if amount < 0:
@@ -159,7 +155,7 @@ class Resources(Model):
     @model_validator(mode="after")
     def _positive(self) -> Resources:
         for field in ("cpu", "memory"):
-            if _parse_quantity(getattr(self, field)) <= Decimal(0):
+            if parse_quantity(getattr(self, field)) <= Decimal(0):
                 raise ValueError(f"{field} must be greater than zero")
         return self
 
@@ -317,4 +313,4 @@ class WorkflowAsset(Model):
 
     def upload_cap(self, item: Input) -> int:
         """Byte cap of one upload for ``item``."""
-        return int(_parse_quantity(item.max_size or self.limits.max_upload_size))
+        return int(parse_quantity(item.max_size or self.limits.max_upload_size))

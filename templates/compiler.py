@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any, cast
 
 import yaml
@@ -30,40 +29,25 @@ from hera.workflows import models as m
 
 from templates.asset import Input, InputKind, Output, WorkflowAsset
 from templates.keys import JOB_NAME_PLACEHOLDER, POD_NAME_PLACEHOLDER, KeyLayout
-from templates.names import argo_name, dns_label
+from templates.labels import (
+    ANNOTATION_ASSET,
+    ANNOTATION_ASSET_NAME,
+    ANNOTATION_NAMES,
+    GROUP,
+    LABEL_ASSET,
+    LABEL_MANAGED_BY,
+    LABEL_TENANT,
+    MANAGER,
+)
+from templates.names import ENV_SECRET_SUFFIX, argo_name, dns_label, template_name
 
-GROUP = "workflow-middlelayer.io"
-LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
-LABEL_ASSET = f"{GROUP}/asset"
-LABEL_TENANT = f"{GROUP}/tenant"
-LABEL_JOB = f"{GROUP}/job"
-ANNOTATION_ASSET = f"{GROUP}/asset-spec"
-ANNOTATION_ASSET_NAME = f"{GROUP}/asset-name"
-ANNOTATION_NAMES = f"{GROUP}/argo-names"
-ANNOTATION_IDEMPOTENCY = f"{GROUP}/idempotency-key"  # its sha256: the key is the consumer's string
-# Set by the consumer API on each job's Workflow (this module owns every label and annotation name).
-ANNOTATION_REQUEST = f"{GROUP}/request-sha256"
-ANNOTATION_ENV_DIGESTS = f"{GROUP}/env-sha256"  # {input name: sha256 of its dotenv text}
-ANNOTATION_INPUT_DIGESTS = f"{GROUP}/input-sha256"  # {input name: sha256 as uploaded, or the staged tree digest}
-LABEL_WEBHOOK = f"{GROUP}/webhook"  # a job whose completion event is to be sent: WebhookMark (consumer API)
-LABEL_GRANT = f"{GROUP}/grant"  # a grant's token Secret (provisioner)
-ANNOTATION_ENV_CHECKSUM = f"{GROUP}/env-checksum"  # the API pods' environment (provisioner)
 WORKER_TEMPLATE = "worker"
 OUTPUT_VOLUME = "wml-output"
 OUTPUTS_ARTIFACT = "wml-outputs"
 TMP_VOLUME = "wml-tmp"
 # A job's consumer-supplied environment lives in this Secret (made by the API, owned by the Workflow): the values
 # never pass through Argo's template engine, only this name does, and the job name is ours.
-ENV_SECRET_SUFFIX = "-env"
 ENV_SECRET_NAME = JOB_NAME_PLACEHOLDER + ENV_SECRET_SUFFIX
-MANAGER = "workflow-middlelayer"
-
-
-class WebhookMark(StrEnum):
-    """Values of :data:`LABEL_WEBHOOK`: the delivery loop lists the pending ones."""
-
-    PENDING = "pending"
-    SETTLED = "settled"
 
 
 @dataclass(frozen=True)
@@ -93,10 +77,6 @@ class CompileOptions:
     ttl_seconds_after_completion: int = 7 * 24 * 3600
     image_pull_policy: str = "IfNotPresent"
     extra_labels: dict[str, str] = field(default_factory=dict)
-
-
-def template_name(asset_name: str) -> str:
-    return dns_label(f"wml-{asset_name}")
 
 
 def _s3(target: StorageTarget, name: str, key: str, **kwargs: Any) -> S3Artifact:

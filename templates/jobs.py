@@ -6,23 +6,12 @@ import base64
 import re
 import secrets
 from collections.abc import Mapping
-from typing import Any, cast
-
-from hera.workflows import Workflow
+from typing import Any
 
 from templates.asset import InputKind, WorkflowAsset
-from templates.compiler import (
-    ANNOTATION_IDEMPOTENCY,
-    ENV_SECRET_SUFFIX,
-    LABEL_ASSET,
-    LABEL_JOB,
-    LABEL_MANAGED_BY,
-    LABEL_TENANT,
-    MANAGER,
-    template_name,
-)
 from templates.envvars import EnvError, check_env, parse_dotenv
-from templates.names import dns_label
+from templates.labels import ANNOTATION_IDEMPOTENCY, LABEL_ASSET, LABEL_JOB, LABEL_MANAGED_BY, LABEL_TENANT, MANAGER
+from templates.names import ENV_SECRET_SUFFIX, dns_label, template_name
 
 JOB_ID = re.compile(r"^job-[a-z0-9]{8,40}\Z")
 
@@ -122,7 +111,3 @@ def env_secret(job_id: str, env: Mapping[str, str], tenant: str = "") -> dict[st
         "type": "Opaque",
         "data": {k: base64.b64encode(env[k].encode()).decode() for k in sorted(env)},
     }
-
-
-def job_manifest(workflow: Workflow) -> dict[str, Any]:
-    return cast(dict[str, Any], workflow.to_dict())

@@ -46,3 +46,12 @@ def dns_label(name: str, max_len: int = 63) -> str:
 
 # Objects the provisioner's RBAC names and the consumer API uses, in the tenant namespace.
 API_START_LEASE = "wml-api-start"  # the start lock of several API replicas (coordination.k8s.io Lease)
+
+
+def template_name(asset_name: str) -> str:
+    """The WorkflowTemplate of an asset."""
+    return dns_label(f"wml-{asset_name}")
+
+
+# A job's environment Secret is named ``<job id>`` + this (templates.jobs.env_secret_name).
+ENV_SECRET_SUFFIX = "-env"

@@ -21,8 +21,8 @@ from api.schemas import Job, JobCreate, JobList, OutputFile, OutputList, Receipt
 from api.starting import start
 from api.states import PHASE_SELECTOR, JobState, job_state
 from api.webhooks import records as webhook_records
-from templates.compiler import LABEL_ASSET, LABEL_MANAGED_BY, LABEL_WEBHOOK, MANAGER
 from templates.jobs import env_secret_name
+from templates.labels import LABEL_ASSET, LABEL_MANAGED_BY, LABEL_WEBHOOK, MANAGER
 from templates.names import dns_label
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])

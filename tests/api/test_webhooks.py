@@ -21,7 +21,7 @@ from api.app import create_app
 from api.client import ApiError, Client
 from devstack.servers import ThreadedServer, serve
 from devstack.stack import kube
-from templates.compiler import LABEL_WEBHOOK
+from templates.labels import LABEL_WEBHOOK
 from tests.api.tenant import ApiTenant, api_tenant
 
 pytestmark = pytest.mark.stack

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hera.workflows import models as m
 
+from api import workflow as m
 from api.states import FINISHED, JobState, job_state
 
 
