@@ -49,6 +49,33 @@ class Decision:
     snap: Snapshot
 
 
+class Resumes:
+    """Where each tenant's last run stopped to wait (a resumable step that raised NotYet), so the next run of the
+    same snapshot starts there instead of applying every object again: a new tenant is re-run every half second
+    while its API starts, and a whole pass (some 30 Kubernetes and MinIO calls) took CPU those pods need. Kept in
+    the worker's memory only: a restart, a changed snapshot or ``max_age`` seconds mean a whole pass again, which
+    also repairs anything changed behind our back meanwhile."""
+
+    def __init__(self, max_age: float = 30.0) -> None:
+        self.max_age = max_age
+        self._at: dict[str, tuple[Snapshot, int, float]] = {}
+
+    def start(self, snap: Snapshot, now: float) -> int:
+        found = self._at.get(snap.tenant_id)
+        if found is None or found[0] != snap or now - found[2] > self.max_age:
+            return 0
+        return found[1]
+
+    def waiting(self, snap: Snapshot, index: int, now: float, whole: bool) -> None:
+        """The run of ``snap`` waits at step ``index``; ``whole``: that run was a whole pass (ages count from it)."""
+        previous = self._at.get(snap.tenant_id)
+        since = previous[2] if not whole and previous is not None and previous[0] == snap else now
+        self._at[snap.tenant_id] = (snap, index, since)
+
+    def forget(self, tenant_id: str) -> None:
+        self._at.pop(tenant_id, None)
+
+
 # --- identity of grants received before they could be verified --------------------------------------------
 
 
@@ -103,11 +130,14 @@ def resolve_grant(svc: Services, grant_id: int) -> str | None:
 # --- the tenant --------------------------------------------------------------------------------------------
 
 
-def run_tenant(svc: Services, tenant_id: str, force: bool = False, due: bool = False) -> float | None:
+def run_tenant(
+    svc: Services, tenant_id: str, force: bool = False, due: bool = False, resumes: Resumes | None = None
+) -> float | None:
     """Bring one tenant to what its grants call for. Returns seconds until it wants another run, or None.
 
     ``due``: run now, whatever the backoff says (a re-queue, a request that changed the tenant's grants);
-    ``force``: also revive a failed tenant (an operator's retry)."""
+    ``force``: also revive a failed tenant (an operator's retry); ``resumes``: where waits may be resumed."""
+    now = svc.clock().timestamp()
     try:
         for _ in range(3):  # teardown, then re-provision if a new grant arrived meanwhile
             decision = decide(svc, tenant_id, force, due)
@@ -118,10 +148,20 @@ def run_tenant(svc: Services, tenant_id: str, force: bool = False, due: bool = F
                 force = True
                 continue
             if decision.mode is Mode.APPLY:
-                run_steps(StepContext(svc, decision.snap), APPLY)
+                start = resumes.start(decision.snap, now) if resumes is not None else 0
+                try:
+                    run_steps(StepContext(svc, decision.snap), APPLY, start)
+                except StepFailed as exc:
+                    if resumes is not None and isinstance(exc.cause, NotYet) and APPLY[exc.index].resumable:
+                        resumes.waiting(decision.snap, exc.index, now, whole=start == 0)
+                    raise
             break
+        if resumes is not None:
+            resumes.forget(tenant_id)
         return delivery.deliver(svc, tenant_id)
     except StepFailed as exc:
+        if resumes is not None and not isinstance(exc.cause, NotYet):
+            resumes.forget(tenant_id)
         return _step_failed(svc, tenant_id, exc.step, exc.cause)
     except NotYet as exc:
         return _not_yet(svc, tenant_id, exc)

@@ -70,6 +70,7 @@ class Worker:
     def __init__(self, svc: Services) -> None:
         self.svc = svc
         self.runner = KeyedRunner()
+        self.resumes = lifecycle.Resumes()
         # Own threads: slow tenant work never delays the request path (which uses the default pool).
         self.pool = ThreadPoolExecutor(max_workers=svc.settings.worker_threads, thread_name_prefix="tenant")
         self._timers: dict[str, asyncio.TimerHandle] = {}
@@ -140,7 +141,7 @@ class Worker:
                 return
             renewer = asyncio.create_task(self._renew(tenant_id))
             try:
-                again = await self._in_pool(lifecycle.run_tenant, svc, tenant_id, forced, now)
+                again = await self._in_pool(lifecycle.run_tenant, svc, tenant_id, forced, now, self.resumes)
             finally:
                 renewer.cancel()
                 await self._in_pool(store.release_tenant, svc.sessions, tenant_id, self.replica)

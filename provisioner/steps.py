@@ -74,6 +74,9 @@ StepFn = Callable[[StepContext], None]
 class Step:
     name: str
     run: StepFn
+    # A wait (NotYet) here may be resumed at this step while the tenant's snapshot is unchanged (lifecycle.Resumes):
+    # only for steps that need nothing earlier steps put into the context.
+    resumable: bool = False
 
 
 def secret_value(secret: dict[str, Any] | None, key: str) -> str | None:
@@ -391,8 +394,8 @@ APPLY: tuple[Step, ...] = (
     Step("api", _applier(lambda c: tenants.api_objects(c.svc.settings, c.spec))),
     Step("templates", apply_templates),
     Step("revoke", revoke_ended_grants),
-    Step("answers", api_answers),
-    Step("ready", mark_ready),
+    Step("answers", api_answers, resumable=True),
+    Step("ready", mark_ready, resumable=True),
 )
 
 
@@ -452,20 +455,22 @@ TEARDOWN: tuple[Step, ...] = (
 )
 
 
-def run_steps(ctx: StepContext, steps: tuple[Step, ...]) -> None:
-    """Run ``steps`` in order; the crash hook fires before each, and a failure carries its step's name."""
-    for step in steps:
+def run_steps(ctx: StepContext, steps: tuple[Step, ...], start: int = 0) -> None:
+    """Run ``steps`` in order (from ``start``); the crash hook fires before each, and a failure carries its step's
+    name and place."""
+    for index, step in enumerate(steps[start:], start):
         ctx.svc.step_hook(step.name)
         try:
             step.run(ctx)
         except Exception as exc:
-            raise StepFailed(step.name, exc) from exc
+            raise StepFailed(step.name, exc, index) from exc
 
 
 class StepFailed(Exception):
-    """A step's exception, wrapped (never mutated) with the step's name."""
+    """A step's exception, wrapped (never mutated) with the step's name and its place in the list."""
 
-    def __init__(self, step: str, cause: Exception) -> None:
+    def __init__(self, step: str, cause: Exception, index: int = 0) -> None:
         super().__init__(f"{step}: {type(cause).__name__}: {cause}")
         self.step = step
         self.cause = cause
+        self.index = index

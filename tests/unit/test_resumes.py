@@ -1,0 +1,44 @@
+"""Waits resume where they stopped only for the same snapshot, and a whole pass comes back every ``max_age``."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from provisioner.lifecycle import Resumes
+from provisioner.steps import APPLY, Snapshot
+
+SNAP = Snapshot("t1", "wml-t1", "c1", "wml-t1", (1,), (1,), ("dummy",), "contract", ((1, "provisioning"),))
+ANSWERS = next(i for i, s in enumerate(APPLY) if s.name == "answers")
+
+
+def test_only_waits_after_every_context_filling_step_are_resumable() -> None:
+    resumable = [s.name for s in APPLY if s.resumable]
+    assert resumable == ["answers", "ready"]
+    assert all(not s.resumable for s in APPLY[:ANSWERS])
+
+
+def test_same_snapshot_resumes_a_changed_one_runs_whole() -> None:
+    resumes = Resumes(max_age=30)
+    assert resumes.start(SNAP, 0.0) == 0
+    resumes.waiting(SNAP, ANSWERS, 0.0, whole=True)
+    assert resumes.start(SNAP, 1.0) == ANSWERS
+    suspended = replace(SNAP, grant_states=((1, "suspending"),))
+    assert resumes.start(suspended, 1.0) == 0
+    assert resumes.start(replace(SNAP, tenant_id="t2"), 1.0) == 0
+
+
+def test_a_whole_pass_comes_back_after_max_age_and_resets_it() -> None:
+    resumes = Resumes(max_age=30)
+    resumes.waiting(SNAP, ANSWERS, 0.0, whole=True)
+    resumes.waiting(SNAP, ANSWERS, 20.0, whole=False)  # a resumed run: the age still counts from 0
+    assert resumes.start(SNAP, 29.0) == ANSWERS
+    assert resumes.start(SNAP, 31.0) == 0  # whole again
+    resumes.waiting(SNAP, ANSWERS, 31.0, whole=True)
+    assert resumes.start(SNAP, 40.0) == ANSWERS
+
+
+def test_forget() -> None:
+    resumes = Resumes()
+    resumes.waiting(SNAP, ANSWERS, 0.0, whole=True)
+    resumes.forget("t1")
+    assert resumes.start(SNAP, 1.0) == 0
