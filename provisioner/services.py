@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -43,6 +44,9 @@ class Services:
     clock: Callable[[], datetime] = utcnow
     # Called with each step's name before it runs; tests use it to simulate a crash between steps.
     step_hook: Callable[[str], None] = _no_hook
+    # Admits one new tenant at a time to a start slot (steps.api_start_slot): its count and its namespace's create
+    # are one act within this process.
+    start_gate: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def build(cls, settings: ProvisionerSettings, **overrides: object) -> Services:

@@ -253,24 +253,53 @@ def api_start(svc: Services, namespace: str, status: dict[str, Any]) -> ApiStart
 
 
 def api_start_slot(ctx: StepContext) -> None:
-    """A new tenant's API is created only while fewer than ``api_start_concurrency`` tenant APIs are starting in
-    the cluster (:func:`_starting`): a burst of new consumers starts in waves that each finish, instead of
-    starving every start of CPU until all miss their deadline. Counted from Kubernetes, so every provisioner
-    replica sees the same count; two replicas may overshoot it by a start or two, which is harmless. A tenant
-    whose API exists never waits here (a token or settings change of a serving tenant)."""
+    """A new tenant is started only while fewer than ``api_start_concurrency`` tenants are starting in the cluster
+    (:func:`tenants_starting`): a burst of new consumers starts in waves that each finish, instead of starving every
+    API pod of CPU until all miss their deadline. First in the list, so a waiting tenant costs a few reads, not a
+    pass over its objects; its namespace, made here on admission (the next step applies it again, idempotently),
+    is what the next count sees. Within one replica the count and
+    that create are one act (``svc.start_gate``); across replicas they may overshoot by the starts admitted in the
+    same instant, which is harmless. A tenant whose API exists never waits here (a token or settings change)."""
     svc, snap = ctx.svc, ctx.snap
     limit = svc.settings.api_start_concurrency
     if not limit or svc.kube.get("apps/v1", "Deployment", tenants.API, snap.namespace) is not None:
         return
-    selector = f"app.kubernetes.io/name={tenants.API},{tenants.LABEL_MANAGED_BY}={tenants.MANAGER}"
-    starting = [d for d in svc.kube.list("apps/v1", "Deployment", None, selector) if _starting(d)]
-    if len(starting) >= limit:
-        raise NotYet(f"waiting for a start slot: {len(starting)} tenant APIs are starting (limit {limit})", delay=2.0)
+    with svc.start_gate:
+        starting = tenants_starting(svc, svc.clock())
+        starting.discard(snap.namespace)  # its own earlier run: never counted against itself
+        if len(starting) >= limit:
+            raise NotYet(f"waiting for a start slot: {len(starting)} tenants are starting (limit {limit})", delay=2.0)
+        ensure_namespace(ctx)
+
+
+def tenants_starting(svc: Services, now: datetime) -> set[str]:
+    """Namespaces of tenants whose API is starting: made less than ``api_start_timeout_seconds`` ago with no API
+    Deployment yet, or with one not yet available and within its progress deadline (:func:`_starting`). Tenants
+    being torn down, failed ones and those past the deadline hold no slot, or a few broken tenants would stop
+    every new one."""
+    managed = f"{tenants.LABEL_MANAGED_BY}={tenants.MANAGER}"
+    deployments = {
+        d["metadata"]["namespace"]: d
+        for d in svc.kube.list("apps/v1", "Deployment", None, f"app.kubernetes.io/name={tenants.API},{managed}")
+    }
+    starting = set()
+    for namespace in svc.kube.list("v1", "Namespace", None, f"{managed},{tenants.LABEL_TENANT}"):
+        meta = namespace["metadata"]
+        if (namespace.get("status") or {}).get("phase") == "Terminating" or meta.get("deletionTimestamp"):
+            continue
+        deployment = deployments.get(meta["name"])
+        if deployment is not None:
+            if _starting(deployment):
+                starting.add(meta["name"])
+            continue
+        created = datetime.fromisoformat(meta["creationTimestamp"].replace("Z", "+00:00"))
+        if (now - created).total_seconds() < svc.settings.api_start_timeout_seconds:
+            starting.add(meta["name"])
+    return starting
 
 
 def _starting(deployment: dict[str, Any]) -> bool:
-    """Not serving yet and still within its progress deadline: one past it (a failed or stuck tenant) holds no
-    slot, or a few broken tenants would stop every new one."""
+    """Not serving yet and still within its progress deadline."""
     status = deployment.get("status") or {}
     if status.get("availableReplicas"):
         return False
@@ -382,6 +411,7 @@ def grant_ended(svc: Services, grant: Grant) -> None:
 
 
 APPLY: tuple[Step, ...] = (
+    Step("start_slot", api_start_slot),
     Step("namespace", ensure_namespace),
     Step("s3_user", ensure_s3_users),
     Step("s3_secret", write_s3_secret),
@@ -390,7 +420,6 @@ APPLY: tuple[Step, ...] = (
     Step("quota", _applier(lambda c: tenants.quota(c.svc.settings, c.spec))),
     Step("network", _applier(lambda c: tenants.network_policies(c.svc.settings, c.spec))),
     Step("config", _applier(lambda c: tenants.config_objects(c.svc.settings, c.spec))),
-    Step("start_slot", api_start_slot),
     Step("api", _applier(lambda c: tenants.api_objects(c.svc.settings, c.spec))),
     Step("templates", apply_templates),
     Step("revoke", revoke_ended_grants),
