@@ -17,11 +17,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from sqlalchemy import select
+
 from api.client import ApiError, Client
 from devstack.stack import host
 from devstack.stack.launcher import ensure_stack
 from provisioner import db, tenants
 from provisioner.app import create_app
+from provisioner.models import AuditEvent
 from provisioner.services import Services
 from tests.bench.api_pod import _pids_of
 from tests.provisioner.helpers import TENANT_OBJECTS, stack_settings
@@ -34,8 +37,8 @@ QUOTA = 2
 ENV = b"SOURCE=/etc/os-release\nDESTINATION=/output/result\nSLEEPTIME=1\n"
 
 
-def _provision_all(url: str, stub: EdcStub, edc_url: str) -> tuple[list[tuple[str, str, str]], float]:
-    """Every consumer's (tenant, endpoint, token), and the seconds until the last callback."""
+def _provision_all(url: str, stub: EdcStub, edc_url: str) -> tuple[list[tuple[str, str, str]], list[float]]:
+    """Every consumer's (tenant, endpoint, token), and the seconds from the burst to each callback."""
     bodies = []
     for _ in range(CONSUMERS):
         consumer = new_consumer()
@@ -50,7 +53,7 @@ def _provision_all(url: str, stub: EdcStub, edc_url: str) -> tuple[list[tuple[st
         wait_for(lambda tp=b["transferProcessId"]: stub.provisions(tp), 900, interval=0.5, what="callback")[0]
         for _, b in bodies
     ]
-    took = max(c.at for c in calls) - started
+    took = sorted(c.at - started for c in calls)
     out = []
     for (consumer, _), call in zip(bodies, calls, strict=True):
         endpoint = call.body["contentDataAddress"]["properties"]["https://w3id.org/edc/v0.0.1/ns/baseUrl"]
@@ -83,10 +86,16 @@ def run() -> None:
 
 
 def _load(svc: Services, url: str, stub: EdcStub, edc_url: str) -> list[str]:
-    consumers, took = _provision_all(url, stub, edc_url)
+    consumers, times = _provision_all(url, stub, edc_url)
+    took = times[-1]
+    slots = svc.settings.api_start_concurrency
     lines = [
-        f"load: {CONSUMERS} consumers provisioned at once in {took:.1f} s: {CONSUMERS / took * 60:.1f} tenants/min"
+        f"load: {CONSUMERS} consumers at once ({svc.settings.api_replicas} API pods each, start slots {slots}), "
+        f"all handed out working in {took:.1f} s: {CONSUMERS / took * 60:.1f} tenants/min; callbacks after "
+        f"first {times[0]:.1f} s, median {statistics.median(times):.1f} s, last {took:.1f} s"
     ]
+    failed = [t for t in (tenants_attempts(svc, c[0]) for c in consumers) if t]
+    lines.append(f"load: attempts spent by tenants (failed steps): {sum(failed)} over {len(failed)} tenants")
 
     # memory per tenant: both API pods' RSS, and the size of its cluster objects
     rss = [sum(host.rss_mib(pid) for pid in _pids_of(tenant)) for tenant, _, _ in consumers]
@@ -160,6 +169,16 @@ def _load(svc: Services, url: str, stub: EdcStub, edc_url: str) -> list[str]:
     )
     lines.append("load: " + _saturation(svc))
     return lines
+
+
+def tenants_attempts(svc: Services, tenant_id: str) -> int:
+    """Failed steps the tenant went through (its audit's step_failed events): slow starts must spend none."""
+    with svc.sessions() as session:
+        return len(
+            session.scalars(
+                select(AuditEvent).where(AuditEvent.tenant_id == tenant_id, AuditEvent.event == "step_failed")
+            ).all()
+        )
 
 
 def _saturation(svc: Services) -> str:
