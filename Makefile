@@ -14,7 +14,7 @@ help:
 	@echo "make test          set up and run the whole test suite (starts the local stack)"
 	@echo "make test-fast     tests that need no stack"
 	@echo "make check         ruff, ruff format, mypy --strict, import-linter (make test runs it first)"
-	@echo "make bench         benchmarks (print ratios)"
+	@echo "make bench         benchmarks (print ratios); WHICH=\"load signaling\" for some"
 	@echo "make stack-up|stack-down|stack-status   the local Kubernetes + Argo + MinIO"
 
 $(STAMP): pyproject.toml requirements.lock
@@ -51,8 +51,9 @@ check: venv
 
 lint: check
 
+# `make bench` runs every benchmark; `make bench WHICH="load api-pod"` the named ones.
 bench: venv stack-build
-	$(BIN)/python -m tests.bench
+	$(BIN)/python -m tests.bench $(WHICH)
 
 run: venv stack-build
 	$(BIN)/python -m devstack.stack up
