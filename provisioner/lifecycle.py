@@ -142,13 +142,16 @@ def run_tenant(
         for _ in range(3):  # teardown, then re-provision if a new grant arrived meanwhile
             decision = decide(svc, tenant_id, force, due)
             if decision is None:
+                if resumes is not None:
+                    resumes.forget(tenant_id)
                 return None
             if decision.mode is Mode.TEARDOWN:
                 run_steps(StepContext(svc, decision.snap), TEARDOWN)
                 force = True
                 continue
             if decision.mode is Mode.APPLY:
-                start = resumes.start(decision.snap, now) if resumes is not None else 0
+                # an operator's retry (force) always gets a whole pass
+                start = resumes.start(decision.snap, now) if resumes is not None and not force else 0
                 try:
                     run_steps(StepContext(svc, decision.snap), APPLY, start)
                 except StepFailed as exc:

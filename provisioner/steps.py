@@ -235,7 +235,7 @@ def api_start(svc: Services, namespace: str, status: dict[str, Any]) -> ApiStart
             continue
         created = pod["metadata"].get("creationTimestamp")
         if created:
-            at = datetime.fromisoformat(created.replace("Z", "+00:00"))
+            at = _at(created)
             oldest = at if oldest is None else min(oldest, at)
         scheduled = _condition(pod_status, "PodScheduled")
         if scheduled.get("status") == "False":
@@ -264,12 +264,18 @@ def api_start_slot(ctx: StepContext) -> None:
     limit = svc.settings.api_start_concurrency
     if not limit or svc.kube.get("apps/v1", "Deployment", tenants.API, snap.namespace) is not None:
         return
-    with svc.start_gate:
+    # Never blocks: a thread waiting here would be one fewer for the admitted tenants, whose progress frees slots.
+    if not svc.start_gate.acquire(blocking=False):
+        raise NotYet("waiting for a start slot: another tenant is being admitted", delay=0.5)
+    try:
         starting = tenants_starting(svc, svc.clock())
-        starting.discard(snap.namespace)  # its own earlier run: never counted against itself
+        if snap.namespace in starting:
+            return  # admitted by an earlier run: it holds its slot already
         if len(starting) >= limit:
             raise NotYet(f"waiting for a start slot: {len(starting)} tenants are starting (limit {limit})", delay=2.0)
         ensure_namespace(ctx)
+    finally:
+        svc.start_gate.release()
 
 
 def tenants_starting(svc: Services, now: datetime) -> set[str]:
@@ -282,6 +288,7 @@ def tenants_starting(svc: Services, now: datetime) -> set[str]:
         d["metadata"]["namespace"]: d
         for d in svc.kube.list("apps/v1", "Deployment", None, f"app.kubernetes.io/name={tenants.API},{managed}")
     }
+    timeout = svc.settings.api_start_timeout_seconds
     starting = set()
     for namespace in svc.kube.list("v1", "Namespace", None, f"{managed},{tenants.LABEL_TENANT}"):
         meta = namespace["metadata"]
@@ -289,21 +296,29 @@ def tenants_starting(svc: Services, now: datetime) -> set[str]:
             continue
         deployment = deployments.get(meta["name"])
         if deployment is not None:
-            if _starting(deployment):
+            if _starting(deployment, now, timeout):
                 starting.add(meta["name"])
-            continue
-        created = datetime.fromisoformat(meta["creationTimestamp"].replace("Z", "+00:00"))
-        if (now - created).total_seconds() < svc.settings.api_start_timeout_seconds:
+        elif (now - _at(meta["creationTimestamp"])).total_seconds() < timeout:
             starting.add(meta["name"])
     return starting
 
 
-def _starting(deployment: dict[str, Any]) -> bool:
-    """Not serving yet and still within its progress deadline."""
+def _at(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+def _starting(deployment: dict[str, Any], now: datetime, timeout: int) -> bool:
+    """Not serving yet, and within its progress deadline or one more such period past it (slow pods on a busy
+    node are still waited for then, and still take CPU). Later it holds no slot: a few broken tenants must not
+    stop every new one."""
     status = deployment.get("status") or {}
     if status.get("availableReplicas"):
         return False
-    return _condition(status, "Progressing").get("reason") != "ProgressDeadlineExceeded"
+    progressing = _condition(status, "Progressing")
+    if progressing.get("reason") != "ProgressDeadlineExceeded":
+        return True
+    since = progressing.get("lastTransitionTime")
+    return since is not None and (now - _at(since)).total_seconds() < timeout
 
 
 def api_answers(ctx: StepContext) -> None:
@@ -328,7 +343,8 @@ def api_answers(ctx: StepContext) -> None:
                 raise TemporaryError(
                     f"the tenant API did not start within {timeout}s: {'; '.join(start.failures)}"[:800]
                 )
-            waited = (svc.clock() - start.waiting_since).total_seconds() if start.waiting_since else 0.0
+            began = start.waiting_since or _at((deployment or {})["metadata"]["creationTimestamp"])
+            waited = (svc.clock() - began).total_seconds()
             if waited > settings.api_start_patience_seconds:
                 raise TemporaryError(
                     f"the tenant API's pods have been starting for {waited:.0f}s with no failure named"

@@ -12,11 +12,12 @@ from decimal import Decimal
 
 _QUANTITY = re.compile(
     r"(?P<number>[+-]?(?:\d+(?:\.\d*)?|\.\d+))"
-    r"(?:(?P<binary>[KMGTPE]i)|(?P<exponent>[eE][+-]?\d+)|(?P<decimal>[numkMGTPE]))?"
+    r"(?:(?P<binary>[KMGTPE]i)|(?P<exponent>[eE][+-]?\d+)|(?P<decimal>[numkMGTPE]))?",
+    re.ASCII,  # fullwidth or Arabic-Indic digits are no quantity, though Decimal would read them
 )
 _DECIMAL = {"n": -9, "u": -6, "m": -3, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
 _BINARY = {"Ki": 10, "Mi": 20, "Gi": 30, "Ti": 40, "Pi": 50, "Ei": 60}
-_MAX_EXPONENT = 100  # "1e999999999" is a valid quantity no resource means: refuse it before computing it
+_MAX_EXPONENT = 100  # "1e999999999" parses in Kubernetes but means no resource: refused before computing it
 
 
 def parse_quantity(text: str) -> Decimal:

@@ -1,5 +1,6 @@
 """A burst of new consumers starts its tenant APIs in waves (``api_start_concurrency``), not all at once: with one
-slot, each new tenant's API Deployment is created only once the one before serves, and every tenant ends ready."""
+slot, each new tenant's API Deployment is created only once the one before serves, and every tenant ends ready.
+The slot is counted cluster-wide: a young tenant namespace another test left may delay these (hence the timeouts)."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def test_new_tenant_apis_start_one_slot_at_a_time(
     with ThreadPoolExecutor(len(consumers)) as pool:
         bodies = list(pool.map(lambda c: provision(provisioner, edc, c), consumers))
     for body in bodies:
-        wait_for(lambda tp=body["transferProcessId"]: stub.provisions(tp), 180, what="callback")
+        wait_for(lambda tp=body["transferProcessId"]: stub.provisions(tp), 300, what="callback")
 
     deployments = []
     for consumer in consumers:
