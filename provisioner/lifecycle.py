@@ -70,6 +70,8 @@ class Resumes:
         """The run of ``snap`` waits at step ``index``; ``whole``: that run was a whole pass (ages count from it)."""
         previous = self._at.get(snap.tenant_id)
         since = previous[2] if not whole and previous is not None and previous[0] == snap else now
+        # points of tenants that went away are dropped once stale
+        self._at = {k: v for k, v in self._at.items() if now - v[2] <= self.max_age}
         self._at[snap.tenant_id] = (snap, index, since)
 
     def forget(self, tenant_id: str) -> None:
@@ -141,9 +143,7 @@ def run_tenant(
     try:
         for _ in range(3):  # teardown, then re-provision if a new grant arrived meanwhile
             decision = decide(svc, tenant_id, force, due)
-            if decision is None:
-                if resumes is not None:
-                    resumes.forget(tenant_id)
+            if decision is None:  # gone, or not due yet (a wait being timed): a resume point stays
                 return None
             if decision.mode is Mode.TEARDOWN:
                 run_steps(StepContext(svc, decision.snap), TEARDOWN)

@@ -8,8 +8,9 @@ scheduler re-queues the tenant), never by sleeping.
 
 Secrets and their truth: each grant's token and the tenant's S3 secret keys exist in full only in Secrets of
 the tenant namespace (``wml-grant-<id>``, ``wml-api-env``, ``wml-s3``); the database keeps the tokens' sha256.
-A crash that left a MinIO user without its Secret gets a new secret key on the next run; a missing token
-Secret gets a new token before any answer could have carried the old one.
+The keys are written to their Secrets before the MinIO users are made with them, so a crash in between makes the
+users with the keys already held (a Secret lost behind our back gets a new key, and the user is updated to it); a
+missing token Secret gets a new token before any answer could have carried the old one.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import base64
 import secrets
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -101,18 +103,16 @@ def ensure_namespace(ctx: StepContext) -> None:
     ctx.svc.kube.apply(tenants.namespace(ctx.svc.settings, ctx.spec))
 
 
-def ensure_s3_users(ctx: StepContext) -> None:
-    # The secret keys live only in their Secrets: read back, or made new (a crash before the Secret was
-    # written leaves a user whose key nobody holds; the new key replaces it).
+def choose_s3_keys(ctx: StepContext) -> None:
+    """The two MinIO users' secret keys: read back from their Secrets, or made new. Written to the Secrets (steps
+    ``s3_secret`` and ``config``) before the users are made (``s3_user``), so a key a user has is always held by a
+    Secret, and a crash in between makes the users with the keys already written."""
     svc, snap = ctx.svc, ctx.snap
     api_env = svc.kube.get("v1", "Secret", tenants.API_ENV_SECRET, snap.namespace)
     api_key = secret_value(api_env, "WML_API_S3_SECRET_KEY") or secrets.token_urlsafe(30)
     exec_key = secret_value(svc.kube.get("v1", "Secret", tenants.S3_SECRET, snap.namespace), "secretKey")
     if exec_key is None or exec_key == api_key:  # tenants made before the executor had a user of its own
         exec_key = secrets.token_urlsafe(30)
-    prefix = svc.settings.s3_prefix_for(snap.tenant_id)
-    svc.storage.ensure_user(snap.s3_user, api_key, prefix)
-    svc.storage.ensure_user(snap.exec_user, exec_key, prefix, executor=True)
     ctx.spec = replace(
         ctx.spec,
         s3_access_key=snap.s3_user,
@@ -120,6 +120,21 @@ def ensure_s3_users(ctx: StepContext) -> None:
         exec_access_key=snap.exec_user,
         exec_secret_key=exec_key,
     )
+
+
+def ensure_s3_users(ctx: StepContext) -> None:
+    """The MinIO users, with the keys their Secrets hold. After the API's Deployment, so its pods start meanwhile
+    (they touch S3 only when a consumer calls): a new consumer waits for both."""
+    svc, snap, spec = ctx.svc, ctx.snap, ctx.spec
+    prefix = svc.settings.s3_prefix_for(snap.tenant_id)
+    # Side by side: MinIO's admin API derives an Argon2 key per request on both ends (~0.2 s per call here).
+    with ThreadPoolExecutor(2, thread_name_prefix="s3-user") as pool:
+        made = [
+            pool.submit(svc.storage.ensure_user, snap.s3_user, spec.s3_secret_key, prefix),
+            pool.submit(svc.storage.ensure_user, snap.exec_user, spec.exec_secret_key, prefix, executor=True),
+        ]
+        for future in made:
+            future.result()
 
 
 def write_s3_secret(ctx: StepContext) -> None:
@@ -350,7 +365,7 @@ def api_answers(ctx: StepContext) -> None:
                     f"the tenant API's pods have been starting for {waited:.0f}s with no failure named"
                 )
             raise NotYet(f"the tenant API is starting slowly ({waited:.0f}s, past the {timeout}s deadline)", delay=2.0)
-        raise NotYet("the tenant API is starting", delay=0.5)
+        raise NotYet("the tenant API is starting", delay=0.25)
     states = dict(snap.grant_states)
     readying = [g for g in snap.active_grant_ids if states.get(g) == GrantState.PROVISIONING]
     for grant_id in readying:
@@ -364,7 +379,7 @@ def api_answers(ctx: StepContext) -> None:
         timeout = settings.api_start_timeout_seconds
         if since and svc.clock() - datetime.fromisoformat(since) > timedelta(seconds=timeout):
             raise TemporaryError(f"the tenant API is available but does not answer ({answer}): {seen}")
-        raise NotYet(f"the tenant API does not answer yet ({answer}): {seen}", delay=0.5)
+        raise NotYet(f"the tenant API does not answer yet ({answer}): {seen}", delay=0.25)
 
 
 def mark_ready(ctx: StepContext) -> None:
@@ -429,7 +444,7 @@ def grant_ended(svc: Services, grant: Grant) -> None:
 APPLY: tuple[Step, ...] = (
     Step("start_slot", api_start_slot),
     Step("namespace", ensure_namespace),
-    Step("s3_user", ensure_s3_users),
+    Step("s3_keys", choose_s3_keys),
     Step("s3_secret", write_s3_secret),
     Step("token", ensure_tokens),
     Step("rbac", _applier(lambda c: tenants.rbac(c.spec))),
@@ -437,6 +452,7 @@ APPLY: tuple[Step, ...] = (
     Step("network", _applier(lambda c: tenants.network_policies(c.svc.settings, c.spec))),
     Step("config", _applier(lambda c: tenants.config_objects(c.svc.settings, c.spec))),
     Step("api", _applier(lambda c: tenants.api_objects(c.svc.settings, c.spec))),
+    Step("s3_user", ensure_s3_users),
     Step("templates", apply_templates),
     Step("revoke", revoke_ended_grants),
     Step("answers", api_answers, resumable=True),
