@@ -80,7 +80,12 @@ def probe_api(tenant: ApiTenant, seen: dict[int, int]) -> None:
 def finished_with_outputs(client: Client, jobs: dict[str, str], tmp_path: Path) -> None:
     for job, mark in jobs.items():
         done = client.wait(job, timeout=600)
-        assert done["state"] == "COMPLETE", done
+        # the whole story when it fails: Argo's message and each step's
+        assert done["state"] == "COMPLETE", (
+            mark,
+            done.get("message"),
+            [(s["name"], s["phase"], s["message"]) for s in done.get("steps", [])],
+        )
         result = client.download(job, "result", tmp_path / f"{job}.txt").read_text()
         assert result == f"computed {mark}\n", result
 
