@@ -14,6 +14,7 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -33,7 +34,11 @@ from tests.support.edc import cleanup, edc_request, new_consumer, post, tenant_o
 
 CONSUMERS = 30
 JOBS = 300
-QUOTA = 2
+# Jobs admitted at once per tenant. The dummy asks 250m CPU: a 2-core node runs about five at once next to 60 API
+# pods, so 30 tenants x 1 already queue six times that in Kubernetes. With 2 per tenant (60 admitted) the
+# scheduler left some pods pending past the dummy's own 10-minute limit (4 of 300 ended "Step exceeded its
+# deadline", stop 21): that is where this node saturates, and a provider sizes quotas to its capacity.
+QUOTA = 1
 ENV = b"SOURCE=/etc/os-release\nDESTINATION=/output/result\nSLEEPTIME=1\n"
 
 
@@ -77,23 +82,25 @@ def run() -> None:
         db.migrate(svc.engine)
         try:
             with ThreadedServer(create_app(settings, services=svc)) as server:
-                report = _load(svc, server.url, stub, edc.url)
+                _load(svc, server.url, stub, edc.url)
         finally:
             cleanup(svc)
             svc.close()
-    for line in report:
-        print(line)
 
 
-def _load(svc: Services, url: str, stub: EdcStub, edc_url: str) -> list[str]:
+def _load(svc: Services, url: str, stub: EdcStub, edc_url: str) -> None:
+    """Prints each figure as soon as it is known (a failure later keeps what was measured)."""
     consumers, times = _provision_all(url, stub, edc_url)
     took = times[-1]
     slots = svc.settings.api_start_concurrency
-    lines = [
-        f"load: {CONSUMERS} consumers at once ({svc.settings.api_replicas} API pods each, start slots {slots}), "
-        f"all handed out working in {took:.1f} s: {CONSUMERS / took * 60:.1f} tenants/min; callbacks after "
-        f"first {times[0]:.1f} s, median {statistics.median(times):.1f} s, last {took:.1f} s"
-    ]
+    lines = _Printed()
+    lines.extend(
+        [
+            f"load: {CONSUMERS} consumers at once ({svc.settings.api_replicas} API pods each, start slots {slots}), "
+            f"all handed out working in {took:.1f} s: {CONSUMERS / took * 60:.1f} tenants/min; callbacks after "
+            f"first {times[0]:.1f} s, median {statistics.median(times):.1f} s, last {took:.1f} s"
+        ]
+    )
     failed = [t for t in (tenants_attempts(svc, c[0]) for c in consumers) if t]
     lines.append(f"load: attempts spent by tenants (failed steps): {sum(failed)} over {len(failed)} tenants")
 
@@ -146,6 +153,8 @@ def _load(svc: Services, url: str, stub: EdcStub, edc_url: str) -> list[str]:
                         active.remove(job)
                         body = client.http.get(f"/v1/jobs/{job}/outputs/result").content
                         results.append((state, hashlib.sha256(body).hexdigest()))
+                        if state != "COMPLETE":
+                            print(f"load: job {job} ended {state}: {client.job(job).get('message')}", flush=True)
                         receipt = client.receipt(job)
                         assert receipt["outputs"]["result"] == hashlib.sha256(body).hexdigest(), receipt
                 time.sleep(0.5)
@@ -160,6 +169,8 @@ def _load(svc: Services, url: str, stub: EdcStub, edc_url: str) -> list[str]:
     done_flag.set()
     states = {s: sum(1 for o in outcomes if o[0] == s) for s in {o[0] for o in outcomes}}
     digests = {o[1] for o in outcomes}
+    print(f"load: {JOBS} jobs ended: {states}; most running at once per tenant {max(peak.values())}", flush=True)
+    print("load: " + _saturation(svc), flush=True)
     assert len(outcomes) == JOBS and states == {"COMPLETE": JOBS} and len(digests) == 1, (states, len(digests))
     assert max(peak.values()) <= QUOTA, peak
     lines.append(
@@ -167,8 +178,16 @@ def _load(svc: Services, url: str, stub: EdcStub, edc_url: str) -> list[str]:
         f"all COMPLETE with the same output and a receipt naming it; most running at once per tenant "
         f"{max(peak.values())} (quota {QUOTA})"
     )
-    lines.append("load: " + _saturation(svc))
-    return lines
+
+
+class _Printed(list[str]):
+    def append(self, line: str) -> None:
+        print(line, flush=True)
+        super().append(line)
+
+    def extend(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.append(line)
 
 
 def tenants_attempts(svc: Services, tenant_id: str) -> int:
