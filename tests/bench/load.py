@@ -98,9 +98,8 @@ def run() -> None:
         svc = Services.build(settings)
         db.migrate(svc.engine)
         try:
-            with ThreadedServer(create_app(settings, services=svc)) as server:
-                with argo_parallelism(stack, PARALLELISM):
-                    _load(svc, server.url, stub, edc.url)
+            with ThreadedServer(create_app(settings, services=svc)) as server, argo_parallelism(stack, PARALLELISM):
+                _load(svc, server.url, stub, edc.url)
         finally:
             cleanup(svc)
             svc.close()
