@@ -272,9 +272,9 @@ def api_start_slot(ctx: StepContext) -> None:
     (:func:`tenants_starting`): a burst of new consumers starts in waves that each finish, instead of starving every
     API pod of CPU until all miss their deadline. First in the list, so a waiting tenant costs a few reads, not a
     pass over its objects; its namespace, made here on admission (the next step applies it again, idempotently),
-    is what the next count sees. Within one replica the count and
-    that create are one act (``svc.start_gate``); across replicas they may overshoot by the starts admitted in the
-    same instant, which is harmless. A tenant whose API exists never waits here (a token or settings change)."""
+    is what the next count sees. Within one replica the count and that create are one act (``svc.start_gate``);
+    across replicas they may overshoot by the starts admitted in the same instant, which is harmless. A tenant
+    whose API exists never waits here (a token or settings change)."""
     svc, snap = ctx.svc, ctx.snap
     limit = svc.settings.api_start_concurrency
     if not limit or svc.kube.get("apps/v1", "Deployment", tenants.API, snap.namespace) is not None:
@@ -295,9 +295,9 @@ def api_start_slot(ctx: StepContext) -> None:
 
 def tenants_starting(svc: Services, now: datetime) -> set[str]:
     """Namespaces of tenants whose API is starting: made less than ``api_start_timeout_seconds`` ago with no API
-    Deployment yet, or with one not yet available and within its progress deadline (:func:`_starting`). Tenants
-    being torn down, failed ones and those past the deadline hold no slot, or a few broken tenants would stop
-    every new one."""
+    Deployment yet, or with one not yet available and within its progress deadline or one period past it
+    (:func:`_starting`). Tenants being torn down, failed ones and those later than that hold no slot, or a few
+    broken tenants would stop every new one."""
     managed = f"{tenants.LABEL_MANAGED_BY}={tenants.MANAGER}"
     deployments = {
         d["metadata"]["namespace"]: d
