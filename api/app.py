@@ -25,7 +25,7 @@ from api.routes import assets, health, jobs, webhook
 from api.schemas import Problem
 from api.settings import ApiSettings
 from api.startlock import StartLock
-from api.storage import Storage, make_filesystem
+from api.storage import Storage, make_client
 from api.tokens import TokenSet
 from api.webhooks.dispatcher import Dispatcher
 from api.webhooks.targets import TargetPolicy
@@ -54,7 +54,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        fs = make_filesystem(
+        s3 = make_client(
             settings.s3_endpoint_url,
             settings.s3_access_key.get_secret_value(),
             settings.s3_secret_key.get_secret_value(),
@@ -84,7 +84,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
                 tokens.reader = kube.token_digests
             app.state.tenant = Tenant(
                 settings=settings,
-                storage=Storage(fs, settings.s3_bucket, settings.keys),
+                storage=Storage(s3, settings.s3_bucket, settings.keys),
                 argo=argo,
                 catalogue=Catalogue(argo),
                 kube=kube,

@@ -82,16 +82,10 @@ def serve(
     host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8080,
 ) -> None:
-    """Serve the API for the tenant configured by WML_API_* variables."""
-    import uvicorn
+    """Serve the API for the tenant configured by WML_API_* variables (as `workflow-api-server` does)."""
+    from api.server import serve as run
 
-    from api import observability
-    from api.app import create_app
-    from api.settings import ApiSettings
-
-    # JSON lines with request ids (api.observability) instead of uvicorn's access log, which would carry query strings.
-    observability.configure()
-    uvicorn.run(create_app(ApiSettings()), host=host, port=port, proxy_headers=True, access_log=False, log_config=None)
+    run(host, port)
 
 
 def _bar() -> Progress:

@@ -21,7 +21,7 @@ from typing import IO, Any
 
 from pydantic import BaseModel, Field
 
-from api.storage import Storage
+from api.storage import ObjectWriter, Storage
 from templates import Output, OutputKind, WorkflowAsset
 from templates.asset import quantity
 
@@ -47,7 +47,7 @@ class Sealed(BaseModel):
 class _Hashing:
     """A write-only file that hashes and counts what passes through it to S3."""
 
-    def __init__(self, target: IO[bytes]) -> None:
+    def __init__(self, target: ObjectWriter) -> None:
         self.target = target
         self.digest = hashlib.sha256()
         self.size = 0
@@ -86,7 +86,7 @@ def _unpack(
     job: str,
     budget: int,
 ) -> None:
-    keys, fs = storage.keys, storage.fs
+    keys = storage.keys
     used = 0
     with tarfile.open(fileobj=raw, mode="r|gz") as tar:
         count = 0
@@ -116,7 +116,7 @@ def _unpack(
                 sealed.missing.pop(out.name, None)
                 source = tar.extractfile(member)
                 assert source is not None
-                with fs.open(storage.path(keys.job_output(job, out.name)), "wb") as target:
+                with storage.writer(keys.job_output(job, out.name)) as target:
                     hashing = _Hashing(target)
                     while chunk := source.read(COPY_CHUNK):
                         hashing.write(chunk)
@@ -128,7 +128,7 @@ def _unpack(
                 continue
             if owner not in packers:
                 key = keys.job_output(job, dirs[owner].name, directory=True)
-                hashing = _Hashing(open_outputs.enter_context(fs.open(storage.path(key), "wb")))
+                hashing = _Hashing(open_outputs.enter_context(storage.writer(key)))
                 # gzip without a timestamp: sealing the same archive twice (two replicas) gives the same bytes
                 gz = open_outputs.enter_context(gzip.GzipFile(fileobj=hashing, mode="wb", mtime=0))
                 packer = tarfile.open(fileobj=gz, mode="w|")  # noqa: SIM115 - closed by the ExitStack below
@@ -143,17 +143,17 @@ def _unpack(
 
 def _extract(storage: Storage, asset: WorkflowAsset, job: str) -> Sealed:
     """Blocking: stream the archive once and write every declared output (run in a worker thread)."""
-    keys, fs = storage.keys, storage.fs
+    keys = storage.keys
     root = (asset.worker.output_dir or "/").rstrip("/")
     files = {posixpath.relpath(o.path, root): o for o in asset.outputs if o.kind is OutputKind.FILE}
     dirs = {posixpath.relpath(o.path, root): o for o in asset.outputs if o.kind is OutputKind.DIRECTORY}
     sealed = Sealed()
     budget = int(quantity(asset.limits.output_size))
     packers: dict[str, tuple[_Hashing, tarfile.TarFile]] = {}
-    archive = storage.path(keys.job_outputs_archive(job))
+    archive = keys.job_outputs_archive(job)
     with contextlib.ExitStack() as open_outputs:  # closed last-in first-out: each tar before its S3 object
         try:
-            raw = open_outputs.enter_context(fs.open(archive, "rb"))
+            raw = open_outputs.enter_context(storage.reader(archive))
         except FileNotFoundError:
             raw = None
         if raw is not None:

@@ -10,7 +10,7 @@ and its connectors are told in their protocol's terms.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from enum import StrEnum
 
@@ -50,21 +50,35 @@ class Decision:
 
 
 class Resumes:
-    """Where each tenant's last run stopped to wait (a resumable step that raised NotYet), so the next run of the
-    same snapshot starts there instead of applying every object again: a new tenant is re-run every half second
-    while its API starts, and a whole pass (some 30 Kubernetes and MinIO calls) took CPU those pods need. Kept in
-    the worker's memory only: a restart, a changed snapshot or ``max_age`` seconds mean a whole pass again, which
-    also repairs anything changed behind our back meanwhile."""
+    """What a worker remembers of its tenants' last runs, so the next run does less. Kept in the worker's memory
+    only: a restart, a change of more than grants, or ``max_age`` seconds mean a whole pass again, which also repairs
+    anything changed behind our back meanwhile.
+
+    - Where a run stopped to wait (a resumable step raised NotYet): the next run of the same snapshot starts there.
+      A new tenant is re-run every quarter second while its API starts, and a whole pass (some 30 Kubernetes and
+      MinIO calls) took CPU those pods need.
+    - The snapshot of the last whole pass that went through: a run whose snapshot differs from it only in grants
+      (a new grant of an asset the tenant has, a suspend, a resume, a terminate) runs only the steps marked
+      ``grants``. A consumer who already has a tenant waits for its own token, not for every object re-applied.
+    """
 
     def __init__(self, max_age: float = 30.0) -> None:
         self.max_age = max_age
         self._at: dict[str, tuple[Snapshot, int, float]] = {}
+        self._settled: dict[str, tuple[Snapshot, float]] = {}
 
     def start(self, snap: Snapshot, now: float) -> int:
         found = self._at.get(snap.tenant_id)
         if found is None or found[0] != snap or now - found[2] > self.max_age:
             return 0
         return found[1]
+
+    def grants_only(self, snap: Snapshot, now: float) -> bool:
+        """Only grants changed since the last whole pass went through, and that pass is recent."""
+        found = self._settled.get(snap.tenant_id)
+        if found is None or now - found[1] > self.max_age:
+            return False
+        return _beyond_grants(found[0]) == _beyond_grants(snap)
 
     def waiting(self, snap: Snapshot, index: int, now: float, whole: bool) -> None:
         """The run of ``snap`` waits at step ``index``; ``whole``: that run was a whole pass (ages count from it)."""
@@ -74,8 +88,25 @@ class Resumes:
         self._at = {k: v for k, v in self._at.items() if now - v[2] <= self.max_age}
         self._at[snap.tenant_id] = (snap, index, since)
 
+    def settled(self, snap: Snapshot, now: float, whole: bool) -> None:
+        """A pass of ``snap`` went through: ``whole``, or resumed from a whole one (whose age it keeps)."""
+        found = self._at.get(snap.tenant_id)
+        since = found[2] if not whole and found is not None and found[0] == snap else now
+        self._settled = {k: v for k, v in self._settled.items() if now - v[1] <= self.max_age}
+        self._settled[snap.tenant_id] = (snap, since)
+
     def forget(self, tenant_id: str) -> None:
+        """The resume point only (a run went through)."""
         self._at.pop(tenant_id, None)
+
+    def drop(self, tenant_id: str) -> None:
+        """Everything (a run failed): the next run is a whole pass."""
+        self._at.pop(tenant_id, None)
+        self._settled.pop(tenant_id, None)
+
+
+def _beyond_grants(snap: Snapshot) -> Snapshot:
+    return replace(snap, grant_ids=(), active_grant_ids=(), grant_states=())
 
 
 # --- identity of grants received before they could be verified --------------------------------------------
@@ -150,21 +181,26 @@ def run_tenant(
                 force = True
                 continue
             if decision.mode is Mode.APPLY:
+                snap = decision.snap
                 # an operator's retry (force) always gets a whole pass
-                start = resumes.start(decision.snap, now) if resumes is not None and not force else 0
+                start = resumes.start(snap, now) if resumes is not None and not force else 0
+                grants_only = resumes is not None and not force and resumes.grants_only(snap, now)
+                whole = start == 0 and not grants_only
                 try:
-                    run_steps(StepContext(svc, decision.snap), APPLY, start)
+                    run_steps(StepContext(svc, snap), APPLY, start, grants_only)
                 except StepFailed as exc:
                     if resumes is not None and isinstance(exc.cause, NotYet) and APPLY[exc.index].resumable:
-                        resumes.waiting(decision.snap, exc.index, now, whole=start == 0)
+                        resumes.waiting(snap, exc.index, now, whole=whole)
                     raise
+                if resumes is not None and not grants_only:
+                    resumes.settled(snap, now, whole)
             break
         if resumes is not None:
             resumes.forget(tenant_id)
         return delivery.deliver(svc, tenant_id)
     except StepFailed as exc:
         if resumes is not None and not isinstance(exc.cause, NotYet):
-            resumes.forget(tenant_id)
+            resumes.drop(tenant_id)
         return _step_failed(svc, tenant_id, exc.step, exc.cause)
     except NotYet as exc:
         return _not_yet(svc, tenant_id, exc)

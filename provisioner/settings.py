@@ -55,7 +55,7 @@ class ProvisionerSettings(BaseSettings):
     # --- per-tenant consumer API
     api_image: str = "localhost/wml/api:latest"
     api_command: list[str] = Field(
-        default_factory=lambda: ["workflow-api", "serve", "--host", "0.0.0.0", "--port", "8080"]
+        default_factory=lambda: ["workflow-api-server", "--host", "0.0.0.0", "--port", "8080"]
     )
     api_port: int = 8080
     api_replicas: int = Field(

@@ -79,6 +79,10 @@ class Step:
     # A wait (NotYet) here may be resumed at this step while the tenant's snapshot is unchanged (lifecycle.Resumes):
     # only for steps that need nothing earlier steps put into the context.
     resumable: bool = False
+    # What this step applies depends on the tenant's grants (tokens, their revocation, readiness), or it fills the
+    # context such a step needs. A run in which only grants changed, soon after a whole pass, runs just these steps
+    # (lifecycle.Resumes.grants_only): a consumer who already has a tenant waits for its token only.
+    grants: bool = False
 
 
 def secret_value(secret: dict[str, Any] | None, key: str) -> str | None:
@@ -444,19 +448,19 @@ def grant_ended(svc: Services, grant: Grant) -> None:
 APPLY: tuple[Step, ...] = (
     Step("start_slot", api_start_slot),
     Step("namespace", ensure_namespace),
-    Step("s3_keys", choose_s3_keys),
+    Step("s3_keys", choose_s3_keys, grants=True),
     Step("s3_secret", write_s3_secret),
-    Step("token", ensure_tokens),
+    Step("token", ensure_tokens, grants=True),
     Step("rbac", _applier(lambda c: tenants.rbac(c.spec))),
     Step("quota", _applier(lambda c: tenants.quota(c.svc.settings, c.spec))),
     Step("network", _applier(lambda c: tenants.network_policies(c.svc.settings, c.spec))),
-    Step("config", _applier(lambda c: tenants.config_objects(c.svc.settings, c.spec))),
+    Step("config", _applier(lambda c: tenants.config_objects(c.svc.settings, c.spec)), grants=True),
     Step("api", _applier(lambda c: tenants.api_objects(c.svc.settings, c.spec))),
     Step("s3_user", ensure_s3_users),
     Step("templates", apply_templates),
-    Step("revoke", revoke_ended_grants),
-    Step("answers", api_answers, resumable=True),
-    Step("ready", mark_ready, resumable=True),
+    Step("revoke", revoke_ended_grants, grants=True),
+    Step("answers", api_answers, resumable=True, grants=True),
+    Step("ready", mark_ready, resumable=True, grants=True),
 )
 
 
@@ -516,10 +520,12 @@ TEARDOWN: tuple[Step, ...] = (
 )
 
 
-def run_steps(ctx: StepContext, steps: tuple[Step, ...], start: int = 0) -> None:
-    """Run ``steps`` in order (from ``start``); the crash hook fires before each, and a failure carries its step's
-    name and place."""
+def run_steps(ctx: StepContext, steps: tuple[Step, ...], start: int = 0, grants_only: bool = False) -> None:
+    """Run ``steps`` in order (from ``start``; ``grants_only``: only those marked ``grants``); the crash hook fires
+    before each, and a failure carries its step's name and place in ``steps``."""
     for index, step in enumerate(steps[start:], start):
+        if grants_only and not step.grants:
+            continue
         ctx.svc.step_hook(step.name)
         try:
             step.run(ctx)

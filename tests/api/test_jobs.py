@@ -13,8 +13,8 @@ import pytest
 import s3fs
 
 from api.client import ApiError, Client
-from api.storage import make_filesystem
 from tests.api.tenant import EXAMPLES, ApiTenant
+from tests.support.s3 import filesystem
 
 pytestmark = pytest.mark.stack
 
@@ -200,11 +200,8 @@ def test_oversize_upload_is_413_and_stores_nothing(client: Client) -> None:
 
 def _tenant_fs(tenant: ApiTenant) -> s3fs.S3FileSystem:
     settings = tenant.settings
-    return make_filesystem(
-        settings.s3_endpoint_url,
-        settings.s3_access_key.get_secret_value(),
-        settings.s3_secret_key.get_secret_value(),
-        settings.s3_region,
+    return filesystem(
+        settings.s3_endpoint_url, settings.s3_access_key.get_secret_value(), settings.s3_secret_key.get_secret_value()
     )
 
 
@@ -217,7 +214,7 @@ def test_multipart_upload_is_byte_exact_and_oversize_aborts_it(stack, tenant: Ap
     parts went to S3 aborts the multipart upload (nothing stored, nothing left open)."""
     fs, bucket = _tenant_fs(tenant), tenant.settings.s3_bucket
     # the observer lists open multipart uploads, which the tenant's own S3 user may not (its policy is the object's)
-    admin = make_filesystem(stack.s3_endpoint, stack.s3_access_key, stack.s3_secret_key, None)
+    admin = filesystem(stack.s3_endpoint, stack.s3_access_key, stack.s3_secret_key)
     key = tenant.settings.keys.staging("input-dummy", "input_testfile")
     data = os.urandom(16 * 1024 * 1024 - 7)  # four parts, the last one short
     staged = client.upload_bytes("input-dummy", "input_testfile", data)

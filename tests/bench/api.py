@@ -24,11 +24,11 @@ import httpx
 import psutil
 
 from api.client import Client
-from api.storage import make_filesystem
 from devstack.servers import free_port
 from devstack.stack.launcher import ensure_stack
 from templates import parse_document
 from tests.api.tenant import api_tenant
+from tests.support.s3 import filesystem
 
 BENCH_ASSET = parse_document(
     {
@@ -73,7 +73,7 @@ class PeakRss:
 def _serve_process(settings_env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "api.server", "--port", str(port)],
         env={**os.environ, **settings_env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -122,7 +122,7 @@ def run() -> dict[str, float]:
 
 def _measure(stack: object, tenant: object, url: str, pid: int, tmp: Path) -> dict[str, float]:
     settings = tenant.settings  # type: ignore[attr-defined]
-    fs = make_filesystem(stack.s3_endpoint, stack.s3_access_key, stack.s3_secret_key, None)  # type: ignore[attr-defined]
+    fs = filesystem(stack.s3_endpoint, stack.s3_access_key, stack.s3_secret_key)  # type: ignore[attr-defined]
     big = tmp / "big.bin"
     with big.open("wb") as handle:
         block = os.urandom(8 * 1024 * 1024)

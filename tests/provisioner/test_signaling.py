@@ -281,7 +281,7 @@ def test_an_api_that_is_only_slow_is_waited_for_without_spending_attempts(
     stub, edc_url = edc
     base, svc = dataplane(
         signaling_start_wait_seconds=0.0,
-        api_command=["/bin/sh", "-c", "sleep 15 && exec workflow-api serve --host 0.0.0.0 --port 8080"],
+        api_command=["/bin/sh", "-c", "sleep 15 && exec workflow-api-server --host 0.0.0.0 --port 8080"],
         api_start_timeout_seconds=5,
         work_max_attempts=2,
     )

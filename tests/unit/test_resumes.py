@@ -42,3 +42,32 @@ def test_forget() -> None:
     resumes.waiting(SNAP, ANSWERS, 0.0, whole=True)
     resumes.forget("t1")
     assert resumes.start(SNAP, 1.0) == 0
+
+
+def test_grant_steps_are_a_subset_that_ends_with_readiness() -> None:
+    names = [s.name for s in APPLY if s.grants]
+    assert names == ["s3_keys", "token", "config", "revoke", "answers", "ready"]
+
+
+def test_only_grants_changed_since_a_recent_whole_pass_runs_the_grant_steps() -> None:
+    resumes = Resumes(max_age=30)
+    assert not resumes.grants_only(SNAP, 0.0)  # nothing settled yet: whole
+    resumes.settled(SNAP, 0.0, whole=True)
+    new_grant = replace(
+        SNAP, grant_ids=(1, 2), active_grant_ids=(1, 2), grant_states=((1, "ready"), (2, "provisioning"))
+    )
+    assert resumes.grants_only(new_grant, 5.0)
+    assert not resumes.grants_only(replace(new_grant, asset_names=("dummy", "other")), 5.0)  # a new asset: templates
+    assert not resumes.grants_only(replace(new_grant, contract_id="other"), 5.0)  # the API's environment changes
+    assert not resumes.grants_only(new_grant, 31.0)  # the whole pass is stale: whole again
+    resumes.drop("t1")
+    assert not resumes.grants_only(new_grant, 5.0)
+
+
+def test_a_resumed_pass_keeps_the_age_of_its_whole_pass() -> None:
+    resumes = Resumes(max_age=30)
+    resumes.waiting(SNAP, ANSWERS, 0.0, whole=True)
+    resumes.settled(SNAP, 20.0, whole=False)  # resumed at answers and went through at 20 s
+    resumes.forget("t1")
+    assert resumes.grants_only(replace(SNAP, grant_ids=(1, 2)), 29.0)
+    assert not resumes.grants_only(replace(SNAP, grant_ids=(1, 2)), 31.0)

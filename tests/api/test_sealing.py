@@ -1,5 +1,5 @@
-"""Sealing a job's outputs from the executor's archive, on an in-memory filesystem: what a worker can put in its
-output directory (links, hardlinks, FIFOs, devices, '..' names, undeclared files) never becomes an output."""
+"""Sealing a job's outputs from the executor's archive, in the stack's MinIO: what a worker can put in its output
+directory (links, hardlinks, FIFOs, devices, '..' names, undeclared files) never becomes an output."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ import asyncio
 import io
 import json
 import tarfile
+import uuid
+from collections.abc import Iterator
 
 import pytest
-from fsspec.implementations.memory import MemoryFileSystem
 
 from api.outputs import seal
-from api.storage import Storage
+from api.storage import Storage, make_client
 from templates import parse_document
 from templates.keys import KeyLayout
 
@@ -52,20 +53,23 @@ def special(name: str, kind: bytes, target: str = "") -> tarfile.TarInfo:
 
 
 @pytest.fixture
-def storage() -> Storage:
-    fs = MemoryFileSystem()
-    fs.store.clear()
-    return Storage(fs, "workflows", KeyLayout("tenants/t-1"))  # type: ignore[arg-type]
+def storage(stack) -> Iterator[Storage]:
+    client = make_client(stack.s3_endpoint, stack.s3_access_key, stack.s3_secret_key, None)
+    store = Storage(client, stack.bucket, KeyLayout(f"tenants/t-seal-{uuid.uuid4().hex[:8]}"))
+    yield store
+    store.remove_tree(store.keys.prefix)
 
 
 def run(storage: Storage, data: bytes | None) -> tuple[dict, bytes | None, bytes | None]:
     if data is not None:
-        storage.fs.pipe_file(storage.path(storage.keys.job_outputs_archive(JOB)), data)
+        storage.put_bytes(storage.keys.job_outputs_archive(JOB), data)
     sealed = asyncio.run(seal(storage, ASSET, JOB, "run-1"))
 
     def get(key: str) -> bytes | None:
-        path = storage.path(key)
-        return storage.fs.cat_file(path) if storage.fs.exists(path) else None
+        try:
+            return storage.get_bytes(key)
+        except FileNotFoundError:
+            return None
 
     return (
         sealed.model_dump(mode="json") | {"required_missing": sealed.required_missing(ASSET)},
@@ -82,7 +86,7 @@ def test_regular_files_are_sealed_with_their_digests(storage: Storage) -> None:
     with tarfile.open(fileobj=io.BytesIO(tree or b""), mode="r:gz") as tar:
         assert {m.name: m.isreg() for m in tar.getmembers()} == {"tree/a/b.txt": True}
     # sealed once: the record is read back, the archive is not read again
-    storage.fs.rm(storage.path(storage.keys.job_outputs_archive(JOB)))
+    storage.remove_tree(storage.keys.job_outputs_archive(JOB))
     assert asyncio.run(seal(storage, ASSET, JOB, "run-1")).outputs == record["outputs"]
 
 
@@ -147,7 +151,7 @@ def test_a_directory_output_cut_by_a_damaged_archive_is_not_handed_out(storage: 
 def test_sealing_twice_gives_the_same_bytes(storage: Storage) -> None:
     data = archive(("output/result", b"42"), ("output/tree/a.txt", b"a"))
     record, _, first = run(storage, data)
-    storage.fs.rm(storage.path(storage.keys.job_seal(JOB)))
+    storage.remove_tree(storage.keys.job_seal(JOB))
     again, _, second = run(storage, data)
     assert first == second and record["outputs"] == again["outputs"]
 
@@ -156,7 +160,7 @@ def test_outputs_stop_at_the_output_cap(storage: Storage) -> None:
     """Sparse files and hardlinks cost the worker no room but would cost S3 all of it: the cap counts bytes sealed."""
     small = parse_document({**ASSET.model_dump(by_alias=True, exclude_none=True), "limits": {"outputSize": "1Ki"}})
     data = archive(("output/result", b"r" * 600), ("output/tree/big.bin", bytes(600)))
-    storage.fs.pipe_file(storage.path(storage.keys.job_outputs_archive(JOB)), data)
+    storage.put_bytes(storage.keys.job_outputs_archive(JOB), data)
     sealed = asyncio.run(seal(storage, small, JOB, "run-1"))
     assert sealed.outputs["result"]["size"] == 600  # within the cap, handed out
     assert "tree" not in sealed.outputs and "limits.outputSize" in sealed.missing["tree"]
@@ -165,9 +169,9 @@ def test_outputs_stop_at_the_output_cap(storage: Storage) -> None:
 
 def test_a_new_run_of_a_reused_job_id_is_sealed_anew(storage: Storage) -> None:
     """An Idempotency-Key reused after its Workflow expired names a new run: its outputs, not the old ones."""
-    path = storage.path(storage.keys.job_outputs_archive(JOB))
-    storage.fs.pipe_file(path, archive(("output/result", b"old")))
+    path = storage.keys.job_outputs_archive(JOB)
+    storage.put_bytes(path, archive(("output/result", b"old")))
     assert asyncio.run(seal(storage, ASSET, JOB, "run-1")).outputs["result"]["size"] == 3
-    storage.fs.pipe_file(path, archive(("output/result", b"newer")))
+    storage.put_bytes(path, archive(("output/result", b"newer")))
     assert asyncio.run(seal(storage, ASSET, JOB, "run-1")).outputs["result"]["size"] == 3  # the same run: cached
     assert asyncio.run(seal(storage, ASSET, JOB, "run-2")).outputs["result"]["size"] == 5
