@@ -173,7 +173,10 @@ async def await_ready(
             if grant.tenant_id:
                 worker.kick_tenant(grant.tenant_id, due=True)
             return Started(StartResult.PENDING, grant_id, created)
-        await asyncio.sleep(pause)
+        if grant.tenant_id:
+            await worker.ran(grant.tenant_id, pause)
+        else:
+            await asyncio.sleep(pause)
         pause = min(pause * 1.5, 0.25)
 
 

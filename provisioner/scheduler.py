@@ -75,6 +75,7 @@ class Worker:
         self.pool = ThreadPoolExecutor(max_workers=svc.settings.worker_threads, thread_name_prefix="tenant")
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._flags: dict[str, list[bool]] = {}  # tenant -> [force, due] of kicks not yet run
+        self._ran: dict[str, list[asyncio.Future[None]]] = {}  # tenant -> waiters for the end of its next run
         settings = svc.settings
         self.replica = settings.replica_id
         self.claim_seconds = float(settings.leader_lease_seconds)
@@ -144,12 +145,29 @@ class Worker:
                 again = await self._in_pool(lifecycle.run_tenant, svc, tenant_id, forced, now, self.resumes)
             finally:
                 renewer.cancel()
+                for waiter in self._ran.pop(tenant_id, []):
+                    if not waiter.done():
+                        waiter.set_result(None)
                 await self._in_pool(store.release_tenant, svc.sessions, tenant_id, self.replica)
             if again is not None:
                 # Re-queued, not slept on: the thread is free for other tenants meanwhile.
                 self._later(tenant_id, again)
 
         self.runner.kick(f"tenant:{tenant_id}", work)
+
+    async def ran(self, tenant_id: str, timeout: float) -> None:
+        """Return when a run of the tenant in this process ends, or after ``timeout`` seconds: a start waiting for
+        its tenant answers as soon as the run that made it ready ends here (runs of other replicas are polled)."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._ran.setdefault(tenant_id, []).append(waiter)
+        try:
+            await asyncio.wait({waiter}, timeout=timeout)
+        finally:
+            waiting = self._ran.get(tenant_id, [])
+            if waiter in waiting:
+                waiting.remove(waiter)
+                if not waiting:
+                    self._ran.pop(tenant_id, None)
 
     def kick_grant(self, grant_id: int) -> None:
         async def work() -> None:
