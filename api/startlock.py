@@ -4,11 +4,13 @@ quota holds exactly, also under parallel starts.
 - One replica (``process``): this process is the only one creating the tenant's Workflows, so it keeps the set of
   running jobs itself — loaded from the Kubernetes API, grown by each create, reloaded only when the quota looks
   full (jobs that finished meanwhile free their places then). A start costs no extra call; creates run in parallel.
-- Several replicas (``lease``): they share a Kubernetes ``Lease`` in the tenant's namespace as a mutex and count the
-  running jobs under it. Whoever creates the Lease holds it (renewed while held) and deletes it when done; a holder
-  that died is replaced once the lease has not been renewed for ``lease_seconds`` (an optimistic update takes it
-  over). Each replica still takes its process lock first, so at most one request per replica waits on the Lease.
-
+- Several replicas (``lease``): they share a Kubernetes ``Lease`` in the tenant's namespace as a mutex over
+  *tenures*. A replica that has starts to make takes the Lease, reloads the running set (the other replicas' creates
+  are in that quorum read: a replica gives the Lease back only once all its creates have answered), and then works
+  exactly as one replica does — places counted in memory, creates in parallel — for every start that joins the
+  tenure. It gives the Lease back when its last start is done; after ``tenure_seconds`` it admits no new start, and
+  waits ``yield_seconds`` before taking the Lease again, so the other replicas get their turn. A holder that died
+  is replaced once the lease has not been renewed for ``lease_seconds`` (an optimistic update takes it over).
 Running jobs are always read from the Kubernetes API, never from Argo Server, whose lists come from an informer
 cache that can miss a Workflow created a moment ago.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 import time
 import uuid
@@ -30,6 +33,7 @@ from api.settings import StartLockMode
 from templates.names import API_START_LEASE
 
 LEASE_NAME = API_START_LEASE
+log = logging.getLogger(__name__)
 RECENT_SECONDS = 60.0  # how long a create without an answer keeps its place
 
 
@@ -52,6 +56,11 @@ def _stamp(at: datetime) -> str:
     return at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _report(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("giving the start lock back failed", exc_info=task.exception())
+
+
 class StartLock:
     def __init__(
         self,
@@ -60,12 +69,22 @@ class StartLock:
         lease_seconds: int = 10,
         wait_seconds: float = 15.0,
         now: Callable[[], datetime] = _now,
+        tenure_seconds: float = 0.5,
+        yield_seconds: float = 0.06,
     ) -> None:
         self.mode = mode
         self.kube = kube
         self.lease_seconds = lease_seconds
         self.wait_seconds = wait_seconds
         self.now = now
+        self.tenure_seconds = tenure_seconds
+        self.yield_seconds = yield_seconds
+        # lease mode: this replica's tenure (the Lease held, the starts in it)
+        self._tenure = asyncio.Condition()
+        self._holders = 0
+        self._held: tuple[list[str], asyncio.Task[None]] | None = None  # (its resourceVersion, its renewer)
+        self._since = 0.0  # when the tenure began
+        self._gave_back = 0.0  # when a tenure that had outlived tenure_seconds ended
         self.identity = uuid.uuid4().hex
         self._local = asyncio.Lock()
         self._running: set[str] | None = None  # process mode: None until loaded
@@ -89,29 +108,30 @@ class StartLock:
     ) -> AsyncIterator[None]:
         """Hold a place for ``job`` while its Workflow is created; raises :class:`QuotaFull` when none is free.
         ``refused``: errors that mean the create certainly did not happen (its place is freed at once)."""
-        if self.mode is StartLockMode.LEASE:
-            async with self._local, self._lease_held():
-                if len(await running()) >= quota:
-                    raise QuotaFull
-                yield
-            return
-        async with self._local:
-            await self._free_place(running, quota)
-            self._reserved.add(job)
-        created = certainly_not = False
+        leased = self.mode is StartLockMode.LEASE
+        if leased:
+            await self._join()
         try:
-            yield
-            created = True
-        except refused:
-            certainly_not = True
-            raise
+            async with self._local:
+                await self._free_place(running, quota)
+                self._reserved.add(job)
+            created = certainly_not = False
+            try:
+                yield
+                created = True
+            except refused:
+                certainly_not = True
+                raise
+            finally:
+                # No await here: a second cancellation cannot leave the reservation behind.
+                self._reserved.discard(job)
+                if not certainly_not:
+                    self._recent[job] = (time.monotonic(), created)
+                    if self._running is not None:
+                        self._running.add(job)  # created, or perhaps created (no answer): it holds its place
         finally:
-            # No await here: a second cancellation cannot leave the reservation behind.
-            self._reserved.discard(job)
-            if not certainly_not:
-                self._recent[job] = (time.monotonic(), created)
-                if self._running is not None:
-                    self._running.add(job)  # created, or perhaps created (no answer): it holds its place
+            if leased:
+                self._leave()
 
     async def _free_place(self, running: Running, quota: int) -> None:
         """With the process lock held: there is a free place, reloading the running set if it looks full (finished
@@ -127,29 +147,53 @@ class StartLock:
         if len(self._running | self._reserved) >= quota:
             raise QuotaFull
 
-    @asynccontextmanager
-    async def _lease_held(self) -> AsyncIterator[None]:
-        """Hold the Lease, renewed every third of its duration while held, and release it afterwards."""
-        version = [await self._acquire()]
+    def _draining(self) -> bool:
+        return self._held is not None and time.monotonic() - self._since > self.tenure_seconds
 
-        async def renew() -> None:
-            while True:
-                await asyncio.sleep(self.lease_seconds / 3)
-                renewed = await self.kube.replace_lease(LEASE_NAME, self._lease(version[0]))
-                if renewed is None:
-                    return  # lost (taken over): nothing left to renew
-                version[0] = renewed
+    async def _join(self) -> None:
+        """Join this replica's tenure, taking the Lease when it holds none (the running set is then reloaded)."""
+        async with self._tenure:
+            await self._tenure.wait_for(lambda: not self._draining())
+            if self._held is None:
+                pause = self._gave_back + self.yield_seconds - time.monotonic()
+                if pause > 0:  # a long tenure just ended: the other replicas' turn first
+                    await asyncio.sleep(pause)
+                version = [await self._acquire()]
+                self._held = (version, asyncio.create_task(self._renew(version)))
+                self._since = time.monotonic()
+                self._running = None  # the other replicas created Workflows meanwhile: reload at the first check
+            self._holders += 1
 
-        renewer = asyncio.create_task(renew())
-        try:
-            yield
-        finally:
+    def _leave(self) -> None:
+        """A start of the tenure is done (no await: a cancelled start still leaves); the last one gives it back."""
+        self._holders -= 1
+        if self._holders == 0:
+            asyncio.ensure_future(self._give_back()).add_done_callback(_report)
+
+    async def _give_back(self) -> None:
+        async with self._tenure:
+            if self._holders or self._held is None:
+                return  # a start joined meanwhile: the tenure goes on
+            version, renewer = self._held
+            if self._draining():
+                self._gave_back = time.monotonic()
+            self._held = None
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError, KubeUnavailable, KubeRejected):
                 await renewer
-            # Unreleased, the Lease expires after lease_seconds: a failed delete must not fail the start.
+            # Unreleased, the Lease expires after lease_seconds: a failed delete must not fail a start.
             with contextlib.suppress(KubeUnavailable, KubeRejected):
                 await self.kube.delete_lease(LEASE_NAME, version[0])
+            self._tenure.notify_all()
+
+    async def _renew(self, version: list[str]) -> None:
+        """Renew the held Lease every third of its duration."""
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            renewed = await self.kube.replace_lease(LEASE_NAME, self._lease(version[0]))
+            if renewed is None:
+                return  # lost (taken over): nothing left to renew
+            version[0] = renewed
 
     def _lease(self, version: str | None = None) -> dict[str, Any]:
         now = _stamp(self.now())
@@ -181,7 +225,7 @@ class StartLock:
             if loop.time() > deadline:
                 raise LockBusy("another API replica holds the start lock; retry")
             await asyncio.sleep(pause * (0.5 + random.random()))  # jitter: replicas do not retry in step
-            pause = min(pause * 2, 0.1)
+            pause = min(pause * 2, 0.05)
 
     def _expired(self, lease: dict[str, Any]) -> bool:
         spec = lease.get("spec") or {}

@@ -213,13 +213,24 @@ class Storage:
             raise
         target.finish()
 
-    def objects(self, prefix: str, recursive: bool = True) -> list[Object]:
-        """Objects below ``prefix`` (a folder: ``prefix/…``); not recursive: its direct entries, folders too."""
-        return list(self.client.list_objects(self.bucket, prefix=prefix.rstrip("/") + "/", recursive=recursive))
+    def tree(self, prefix: str) -> list[Object]:
+        """The object named ``prefix``, when there is one, and every object below ``prefix/`` (a key names either)."""
+        below = list(self.client.list_objects(self.bucket, prefix=prefix.rstrip("/") + "/", recursive=True))
+        try:
+            named = self.client.stat_object(self.bucket, prefix)
+        except S3Error as exc:
+            if exc.code in ABSENT:
+                return below
+            raise
+        return [named, *below]
+
+    def entries(self, folder: str) -> list[Object]:
+        """The direct entries below ``folder/``: objects, and folders (``is_dir``)."""
+        return list(self.client.list_objects(self.bucket, prefix=folder.rstrip("/") + "/"))
 
     def remove_tree(self, key: str) -> None:
         """The object ``key`` and every object below ``key/`` (absent ones are no error)."""
-        names = [key, *(o.object_name for o in self.objects(key) if o.object_name)]
+        names = [key, *(o.object_name for o in self.tree(key) if o.object_name and o.object_name != key)]
         for start in range(0, len(names), 1000):  # S3's limit per DeleteObjects request
             batch = (DeleteObject(name) for name in names[start : start + 1000])
             errors = list(self.client.remove_objects(self.bucket, batch))
@@ -337,7 +348,7 @@ class Storage:
         return StoredObject(name, record["size"], record["sha256"], record["uploaded_at"])
 
     async def staged_inputs(self, asset: str) -> list[StoredObject]:
-        entries = await self._run(self.objects, f"{self.keys.staging(asset)}/{META_DIR}", False)
+        entries = await self._run(self.entries, f"{self.keys.staging(asset)}/{META_DIR}")
         found = []
         for entry in sorted(e.object_name for e in entries if e.object_name and not e.is_dir):
             meta = await self.read_json(entry)
@@ -385,17 +396,17 @@ class Storage:
     # --- outputs, logs, receipts -------------------------------------------------------------------
 
     async def list_prefix(self, prefix: str) -> list[dict[str, Any]]:
-        entries = await self._run(self.objects, prefix)
+        entries = await self._run(self.tree, prefix)
         return sorted(({"key": e.object_name, "size": int(e.size or 0)} for e in entries), key=lambda e: e["key"])
 
     async def job_ids(self) -> list[str]:
         """Every job that has objects under ``jobs/`` (one delimited listing)."""
-        entries = await self._run(self.objects, self.keys.job(""), False)
+        entries = await self._run(self.entries, self.keys.job(""))
         return sorted(str(e.object_name).rstrip("/").rsplit("/", 1)[-1] for e in entries if e.object_name)
 
     async def newest(self, prefix: str) -> datetime | None:
         """When the newest object under ``prefix`` was written (None: there is none)."""
-        entries = await self._run(self.objects, prefix)
+        entries = await self._run(self.tree, prefix)
         return max((e.last_modified for e in entries if isinstance(e.last_modified, datetime)), default=None)
 
     async def size(self, key: str) -> int:

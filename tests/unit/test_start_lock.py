@@ -119,3 +119,94 @@ def test_a_reservation_never_outlives_a_cancelled_start() -> None:
         await asyncio.sleep(0)
 
     asyncio.run(main())
+
+
+class Leases:
+    """The Kubernetes Lease two replicas share: create fails when it exists, updates and deletes are optimistic."""
+
+    def __init__(self) -> None:
+        self.lease: dict | None = None
+        self.version = 0
+        self.taken = 0  # how often a replica took it
+
+    async def create_lease(self, lease: dict) -> str | None:
+        await asyncio.sleep(0.001)
+        if self.lease is not None:
+            return None
+        self.version += 1
+        self.lease = lease | {"metadata": {"name": "l", "resourceVersion": str(self.version)}}
+        self.taken += 1
+        return str(self.version)
+
+    async def get_lease(self, name: str) -> dict | None:
+        await asyncio.sleep(0.001)
+        return self.lease
+
+    async def replace_lease(self, name: str, lease: dict) -> str | None:
+        await asyncio.sleep(0.001)
+        if self.lease is None or lease["metadata"].get("resourceVersion") != self.lease["metadata"]["resourceVersion"]:
+            return None
+        self.version += 1
+        self.lease = lease | {"metadata": {"name": "l", "resourceVersion": str(self.version)}}
+        return str(self.version)
+
+    async def delete_lease(self, name: str, version: str) -> None:
+        await asyncio.sleep(0.001)
+        if self.lease is not None and self.lease["metadata"]["resourceVersion"] == version:
+            self.lease = None
+
+
+def replicas(leases: Leases, count: int = 2, tenure: float = 0.5) -> list[StartLock]:
+    return [StartLock(StartLockMode.LEASE, cast(Kube, leases), tenure_seconds=tenure) for _ in range(count)]
+
+
+def test_two_replicas_take_exactly_the_free_places_creating_in_parallel() -> None:
+    async def main() -> None:
+        leases, argo = Leases(), Argo()
+        gates = replicas(leases)
+        argo.running = {"old-1"}
+        in_flight = peak = 0
+
+        async def create(gate: StartLock, job: str) -> bool:
+            nonlocal in_flight, peak
+            try:
+                async with gate.slot(job, argo.names, 6):
+                    in_flight += 1
+                    peak = max(peak, in_flight)
+                    await asyncio.sleep(0.01)
+                    argo.running.add(job)
+                    in_flight -= 1
+            except QuotaFull:
+                return False
+            return True
+
+        results = await asyncio.gather(*(create(gates[i % 2], f"job-{i}") for i in range(20)))
+        assert sum(results) == 5 and len(argo.running) == 6
+        assert peak > 1  # the starts of one tenure create side by side
+        await asyncio.sleep(0.05)  # the last start hands the Lease back in a task of its own
+        assert leases.lease is None  # given back when the last start was done
+
+    asyncio.run(main())
+
+
+def test_a_busy_replica_lets_the_other_one_take_its_turn() -> None:
+    async def main() -> None:
+        leases, argo = Leases(), Argo()
+        busy, other = replicas(leases, tenure=0.05)
+        done = asyncio.Event()
+
+        async def keep_busy(worker: int) -> None:  # three overlapping loops: a start of busy is always in flight
+            await asyncio.sleep(worker * 0.004)
+            i = 0
+            while not done.is_set():
+                await start(busy, argo, f"busy-{worker}-{i}", 10_000)
+                i += 1
+
+        loader = asyncio.gather(*(keep_busy(w) for w in range(3)))
+        await asyncio.sleep(0.02)
+        assert await asyncio.wait_for(start(other, argo, "other", 10_000), timeout=2)  # not starved
+        done.set()
+        await loader
+        assert leases.taken >= 3
+
+    asyncio.run(main())
