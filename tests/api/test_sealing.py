@@ -7,15 +7,12 @@ import asyncio
 import io
 import json
 import tarfile
-import uuid
-from collections.abc import Iterator
 
 import pytest
 
 from api.outputs import seal
-from api.storage import Storage, make_client
+from api.storage import Storage
 from templates import parse_document
-from templates.keys import KeyLayout
 
 ASSET = parse_document(
     {
@@ -50,14 +47,6 @@ def special(name: str, kind: bytes, target: str = "") -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.type, info.linkname = kind, target
     return info
-
-
-@pytest.fixture
-def storage(stack) -> Iterator[Storage]:
-    client = make_client(stack.s3_endpoint, stack.s3_access_key, stack.s3_secret_key, None)
-    store = Storage(client, stack.bucket, KeyLayout(f"tenants/t-seal-{uuid.uuid4().hex[:8]}"))
-    yield store
-    store.remove_tree(store.keys.prefix)
 
 
 def run(storage: Storage, data: bytes | None) -> tuple[dict, bytes | None, bytes | None]:

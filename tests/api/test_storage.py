@@ -5,21 +5,10 @@ names merely start the same."""
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import Iterator
 
 import pytest
 
-from api.storage import Storage, make_client
-from templates.keys import KeyLayout
-
-
-@pytest.fixture
-def storage(stack) -> Iterator[Storage]:
-    client = make_client(stack.s3_endpoint, stack.s3_access_key, stack.s3_secret_key, None)
-    store = Storage(client, stack.bucket, KeyLayout(f"tenants/t-store-{uuid.uuid4().hex[:8]}"))
-    yield store
-    store.remove_tree(store.keys.prefix)
+from api.storage import Storage
 
 
 def test_a_key_names_an_object_or_a_folder(storage: Storage) -> None:
