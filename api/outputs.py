@@ -116,7 +116,7 @@ def _unpack(
                 sealed.missing.pop(out.name, None)
                 source = tar.extractfile(member)
                 assert source is not None
-                with storage.writer(keys.job_output(job, out.name)) as target:
+                with storage.writer(keys.job_output(job, out.name), budget) as target:
                     hashing = _Hashing(target)
                     while chunk := source.read(COPY_CHUNK):
                         hashing.write(chunk)
@@ -128,7 +128,7 @@ def _unpack(
                 continue
             if owner not in packers:
                 key = keys.job_output(job, dirs[owner].name, directory=True)
-                hashing = _Hashing(open_outputs.enter_context(storage.writer(key)))
+                hashing = _Hashing(open_outputs.enter_context(storage.writer(key, budget)))
                 # gzip without a timestamp: sealing the same archive twice (two replicas) gives the same bytes
                 gz = open_outputs.enter_context(gzip.GzipFile(fileobj=hashing, mode="wb", mtime=0))
                 packer = tarfile.open(fileobj=gz, mode="w|")  # noqa: SIM115 - closed by the ExitStack below

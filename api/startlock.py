@@ -6,11 +6,13 @@ quota holds exactly, also under parallel starts.
   full (jobs that finished meanwhile free their places then). A start costs no extra call; creates run in parallel.
 - Several replicas (``lease``): they share a Kubernetes ``Lease`` in the tenant's namespace as a mutex over
   *tenures*. A replica that has starts to make takes the Lease, reloads the running set (the other replicas' creates
-  are in that quorum read: a replica gives the Lease back only once all its creates have answered), and then works
-  exactly as one replica does — places counted in memory, creates in parallel — for every start that joins the
-  tenure. It gives the Lease back when its last start is done; after ``tenure_seconds`` it admits no new start, and
-  waits ``yield_seconds`` before taking the Lease again, so the other replicas get their turn. A holder that died
-  is replaced once the lease has not been renewed for ``lease_seconds`` (an optimistic update takes it over).
+  are in that quorum read: a replica gives the Lease back once its creates have answered), and then works exactly
+  as one replica does — places counted in memory, creates in parallel — for every start that joins the tenure. It
+  gives the Lease back when its last start is done; after ``tenure_seconds`` it admits no new start, and it waits
+  ``yield_seconds`` before taking the Lease again, longer than the others take to ask for it, so they get their turn.
+  A holder that died is replaced once the lease has not been renewed for ``lease_seconds`` (an optimistic update
+  takes it over). A create whose answer never came is known to its own replica only: the quota may then be exceeded
+  by one across replicas.
 Running jobs are always read from the Kubernetes API, never from Argo Server, whose lists come from an informer
 cache that can miss a Workflow created a moment ago.
 """
@@ -70,7 +72,7 @@ class StartLock:
         wait_seconds: float = 15.0,
         now: Callable[[], datetime] = _now,
         tenure_seconds: float = 0.5,
-        yield_seconds: float = 0.06,
+        yield_seconds: float = 0.05,
     ) -> None:
         self.mode = mode
         self.kube = kube
@@ -84,7 +86,7 @@ class StartLock:
         self._holders = 0
         self._held: tuple[list[str], asyncio.Task[None]] | None = None  # (its resourceVersion, its renewer)
         self._since = 0.0  # when the tenure began
-        self._gave_back = 0.0  # when a tenure that had outlived tenure_seconds ended
+        self._gave_back = -1e9  # when this replica last gave the Lease back
         self.identity = uuid.uuid4().hex
         self._local = asyncio.Lock()
         self._running: set[str] | None = None  # process mode: None until loaded
@@ -156,7 +158,7 @@ class StartLock:
             await self._tenure.wait_for(lambda: not self._draining())
             if self._held is None:
                 pause = self._gave_back + self.yield_seconds - time.monotonic()
-                if pause > 0:  # a long tenure just ended: the other replicas' turn first
+                if pause > 0:  # a tenure of ours just ended: the other replicas' turn first (they poll faster)
                     await asyncio.sleep(pause)
                 version = [await self._acquire()]
                 self._held = (version, asyncio.create_task(self._renew(version)))
@@ -175,16 +177,17 @@ class StartLock:
             if self._holders or self._held is None:
                 return  # a start joined meanwhile: the tenure goes on
             version, renewer = self._held
-            if self._draining():
-                self._gave_back = time.monotonic()
             self._held = None
-            renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, KubeUnavailable, KubeRejected):
-                await renewer
-            # Unreleased, the Lease expires after lease_seconds: a failed delete must not fail a start.
-            with contextlib.suppress(KubeUnavailable, KubeRejected):
-                await self.kube.delete_lease(LEASE_NAME, version[0])
-            self._tenure.notify_all()
+            try:
+                renewer.cancel()
+                with contextlib.suppress(asyncio.CancelledError, KubeUnavailable, KubeRejected):
+                    await renewer
+                # Unreleased, the Lease expires after lease_seconds: a failed delete must not fail a start.
+                with contextlib.suppress(KubeUnavailable, KubeRejected):
+                    await self.kube.delete_lease(LEASE_NAME, version[0])
+            finally:
+                self._gave_back = time.monotonic()
+                self._tenure.notify_all()  # starts waiting for a draining tenure take the next one
 
     async def _renew(self, version: list[str]) -> None:
         """Renew the held Lease every third of its duration."""
@@ -225,7 +228,7 @@ class StartLock:
             if loop.time() > deadline:
                 raise LockBusy("another API replica holds the start lock; retry")
             await asyncio.sleep(pause * (0.5 + random.random()))  # jitter: replicas do not retry in step
-            pause = min(pause * 2, 0.05)
+            pause = min(pause * 2, 0.02)  # faster than a replica's yield between its own tenures
 
     def _expired(self, lease: dict[str, Any]) -> bool:
         spec = lease.get("spec") or {}

@@ -78,6 +78,11 @@ def _absent(exc: S3Error) -> FileNotFoundError | S3Error:
     return FileNotFoundError(exc.object_name or "") if exc.code in ABSENT else exc
 
 
+def part_size(limit: int) -> int:
+    """Parts of an upload of at most ``limit`` bytes: S3's minimum, grown so that S3's 10,000 parts hold it."""
+    return max(PART, -(-limit // MAX_PARTS))
+
+
 class _Multipart:
     """One object written as a multipart upload: S3's create, part, complete and abort (blocking calls)."""
 
@@ -95,9 +100,12 @@ class _Multipart:
 
     def complete(self, parts: list[Part]) -> None:
         assert self.upload_id is not None
-        self.client._complete_multipart_upload(
+        done = self.client._complete_multipart_upload(
             self.bucket, self.key, self.upload_id, sorted(parts, key=lambda p: p.part_number)
         )
+        # S3 may answer 200 and put its error in the body (once it has started its keep-alive): no ETag, no object.
+        if not done.etag:
+            raise StorageUnavailable("S3 did not complete the multipart upload")
 
     def abort(self) -> None:
         if self.upload_id is not None:
@@ -108,8 +116,9 @@ class ObjectWriter:
     """A blocking, write-only file that streams into one S3 object, a part at a time: visible only once closed
     without an error (an error aborts the upload). For work already in a worker thread (sealing outputs)."""
 
-    def __init__(self, client: Minio, bucket: str, key: str) -> None:
+    def __init__(self, client: Minio, bucket: str, key: str, limit: int = 0) -> None:
         self._upload = _Multipart(client, bucket, key)
+        self._part_size = part_size(limit)
         self._held: list[bytes] = []
         self._held_size = 0
         self._parts: list[Part] = []
@@ -118,7 +127,7 @@ class ObjectWriter:
         chunk = bytes(data)
         self._held.append(chunk)
         self._held_size += len(chunk)
-        if self._held_size >= PART:
+        if self._held_size >= self._part_size:
             if self._upload.upload_id is None:
                 self._upload.create()
             self._parts.append(self._upload.part(len(self._parts) + 1, b"".join(self._held)))
@@ -181,7 +190,8 @@ class Storage:
         except S3Error as exc:
             raise _absent(exc) from None
         try:
-            return bytes(response.read())
+            # The bytes as stored: a Content-Encoding someone with write access set must not change them.
+            return bytes(response.read(decode_content=False))
         finally:
             response.close()
             response.release_conn()
@@ -196,6 +206,7 @@ class Storage:
             response = self.client.get_object(self.bucket, key)
         except S3Error as exc:
             raise _absent(exc) from None
+        response.decode_content = False  # the bytes as stored (as in get_bytes)
         try:
             yield response
         finally:
@@ -203,15 +214,16 @@ class Storage:
             response.release_conn()
 
     @contextlib.contextmanager
-    def writer(self, key: str) -> Iterator[ObjectWriter]:
-        """A blocking file streaming into ``key``: stored when the block ends, aborted when it raises."""
-        target = ObjectWriter(self.client, self.bucket, key)
+    def writer(self, key: str, limit: int) -> Iterator[ObjectWriter]:
+        """A blocking file streaming into ``key`` (at most ``limit`` bytes): stored when the block ends, aborted
+        when it raises or the store refuses the end."""
+        target = ObjectWriter(self.client, self.bucket, key, limit)
         try:
             yield target
+            target.finish()
         except BaseException:
             target.abort()
             raise
-        target.finish()
 
     def tree(self, prefix: str) -> list[Object]:
         """The object named ``prefix``, when there is one, and every object below ``prefix/`` (a key names either)."""
@@ -248,7 +260,7 @@ class Storage:
         size = 0
         held: list[bytes] = []  # received, not yet sent: joined once per part (no growing buffer to copy)
         held_size = 0
-        part_size = max(PART, -(-limit // MAX_PARTS))  # S3 takes at most MAX_PARTS parts per upload
+        size_of_part = part_size(limit)
         upload = _Multipart(self.client, self.bucket, key)
         creating: asyncio.Future[Any] | None = None
         parts: list[Part] = []
@@ -280,7 +292,7 @@ class Storage:
                 digest.update(chunk)
                 held.append(chunk)
                 held_size += len(chunk)
-                if held_size >= part_size:
+                if held_size >= size_of_part:
                     await start_part(b"".join(held))
                     held, held_size = [], 0
             if upload.upload_id is None and creating is None:
@@ -473,7 +485,11 @@ def make_client(endpoint_url: str, access_key: str, secret_key: str, region: str
         maxsize=16,  # concurrent requests of one API process (parts in flight, ranged reads, listings)
         cert_reqs="CERT_REQUIRED",
         ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
-        retries=urllib3.Retry(total=2, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
+        # MinIO asks for Retry-After: 120 when slow or short of quorum: that wait is the consumer's to make, after
+        # our 503, not a worker thread's.
+        retries=urllib3.Retry(
+            total=2, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504], respect_retry_after_header=False
+        ),
     )
     return Minio(
         url.netloc,

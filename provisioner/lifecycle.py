@@ -10,6 +10,7 @@ and its connectors are told in their protocol's terms.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from enum import StrEnum
@@ -66,43 +67,59 @@ class Resumes:
         self.max_age = max_age
         self._at: dict[str, tuple[Snapshot, int, float]] = {}
         self._settled: dict[str, tuple[Snapshot, float]] = {}
+        self._lock = threading.Lock()  # the worker's threads run different tenants at once
 
     def start(self, snap: Snapshot, now: float) -> int:
-        found = self._at.get(snap.tenant_id)
+        with self._lock:
+            found = self._at.get(snap.tenant_id)
         if found is None or found[0] != snap or now - found[2] > self.max_age:
             return 0
         return found[1]
 
     def grants_only(self, snap: Snapshot, now: float) -> bool:
         """Only grants changed since the last whole pass went through, and that pass is recent."""
-        found = self._settled.get(snap.tenant_id)
+        with self._lock:
+            found = self._settled.get(snap.tenant_id)
         if found is None or now - found[1] > self.max_age:
             return False
         return _beyond_grants(found[0]) == _beyond_grants(snap)
 
     def waiting(self, snap: Snapshot, index: int, now: float, whole: bool) -> None:
-        """The run of ``snap`` waits at step ``index``; ``whole``: that run was a whole pass (ages count from it)."""
-        previous = self._at.get(snap.tenant_id)
-        since = previous[2] if not whole and previous is not None and previous[0] == snap else now
-        # points of tenants that went away are dropped once stale
-        self._at = {k: v for k, v in self._at.items() if now - v[2] <= self.max_age}
-        self._at[snap.tenant_id] = (snap, index, since)
+        """The run of ``snap`` waits at step ``index``. Its age counts from the whole pass it stands on: ``whole``,
+        this run; else the resumed run's, or (a run of grants only) the last whole pass that went through."""
+        with self._lock:
+            previous = self._at.get(snap.tenant_id)
+            settled = self._settled.get(snap.tenant_id)
+            if whole:
+                since = now
+            elif previous is not None and previous[0] == snap:
+                since = previous[2]
+            elif settled is not None:
+                since = settled[1]
+            else:
+                since = now
+            # points of tenants that went away are dropped once stale
+            self._at = {k: v for k, v in self._at.items() if now - v[2] <= self.max_age}
+            self._at[snap.tenant_id] = (snap, index, since)
 
     def settled(self, snap: Snapshot, now: float, whole: bool) -> None:
         """A pass of ``snap`` went through: ``whole``, or resumed from a whole one (whose age it keeps)."""
-        found = self._at.get(snap.tenant_id)
-        since = found[2] if not whole and found is not None and found[0] == snap else now
-        self._settled = {k: v for k, v in self._settled.items() if now - v[1] <= self.max_age}
-        self._settled[snap.tenant_id] = (snap, since)
+        with self._lock:
+            found = self._at.get(snap.tenant_id)
+            since = found[2] if not whole and found is not None and found[0] == snap else now
+            self._settled = {k: v for k, v in self._settled.items() if now - v[1] <= self.max_age}
+            self._settled[snap.tenant_id] = (snap, since)
 
     def forget(self, tenant_id: str) -> None:
         """The resume point only (a run went through)."""
-        self._at.pop(tenant_id, None)
+        with self._lock:
+            self._at.pop(tenant_id, None)
 
     def drop(self, tenant_id: str) -> None:
-        """Everything (a run failed): the next run is a whole pass."""
-        self._at.pop(tenant_id, None)
-        self._settled.pop(tenant_id, None)
+        """Everything (a run failed, the tenant was torn down): the next run is a whole pass."""
+        with self._lock:
+            self._at.pop(tenant_id, None)
+            self._settled.pop(tenant_id, None)
 
 
 def _beyond_grants(snap: Snapshot) -> Snapshot:
@@ -177,6 +194,8 @@ def run_tenant(
             if decision is None:  # gone, or not due yet (a wait being timed): a resume point stays
                 return None
             if decision.mode is Mode.TEARDOWN:
+                if resumes is not None:
+                    resumes.drop(tenant_id)  # a tenant made again is made whole
                 run_steps(StepContext(svc, decision.snap), TEARDOWN)
                 force = True
                 continue
@@ -187,7 +206,7 @@ def run_tenant(
                 grants_only = resumes is not None and not force and resumes.grants_only(snap, now)
                 whole = start == 0 and not grants_only
                 try:
-                    run_steps(StepContext(svc, snap), APPLY, start, grants_only)
+                    run_steps(StepContext(svc, snap, grants_only=grants_only), APPLY, start)
                 except StepFailed as exc:
                     if resumes is not None and isinstance(exc.cause, NotYet) and APPLY[exc.index].resumable:
                         resumes.waiting(snap, exc.index, now, whole=whole)

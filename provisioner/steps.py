@@ -57,6 +57,8 @@ class Snapshot:
 class StepContext:
     svc: Services
     snap: Snapshot
+    # only the steps marked ``grants`` (lifecycle.Resumes.grants_only); a step that finds more changed turns it off
+    grants_only: bool = False
     spec: tenants.TenantSpec = field(init=False)
 
     def __post_init__(self) -> None:
@@ -113,9 +115,14 @@ def choose_s3_keys(ctx: StepContext) -> None:
     Secret, and a crash in between makes the users with the keys already written."""
     svc, snap = ctx.svc, ctx.snap
     api_env = svc.kube.get("v1", "Secret", tenants.API_ENV_SECRET, snap.namespace)
-    api_key = secret_value(api_env, "WML_API_S3_SECRET_KEY") or secrets.token_urlsafe(30)
+    api_key = secret_value(api_env, "WML_API_S3_SECRET_KEY")
     exec_key = secret_value(svc.kube.get("v1", "Secret", tenants.S3_SECRET, snap.namespace), "secretKey")
-    if exec_key is None or exec_key == api_key:  # tenants made before the executor had a user of its own
+    if api_key is None or exec_key is None or exec_key == api_key:
+        # A key lost behind our back (or a tenant made before the executor had a user of its own): new keys reach
+        # the MinIO users and the API's pods only through the steps a run of grants only would skip.
+        ctx.grants_only = False
+    api_key = api_key or secrets.token_urlsafe(30)
+    if exec_key is None or exec_key == api_key:
         exec_key = secrets.token_urlsafe(30)
     ctx.spec = replace(
         ctx.spec,
@@ -520,11 +527,11 @@ TEARDOWN: tuple[Step, ...] = (
 )
 
 
-def run_steps(ctx: StepContext, steps: tuple[Step, ...], start: int = 0, grants_only: bool = False) -> None:
-    """Run ``steps`` in order (from ``start``; ``grants_only``: only those marked ``grants``); the crash hook fires
-    before each, and a failure carries its step's name and place in ``steps``."""
+def run_steps(ctx: StepContext, steps: tuple[Step, ...], start: int = 0) -> None:
+    """Run ``steps`` in order (from ``start``; with ``ctx.grants_only`` only those marked ``grants``); the crash
+    hook fires before each, and a failure carries its step's name and place in ``steps``."""
     for index, step in enumerate(steps[start:], start):
-        if grants_only and not step.grants:
+        if ctx.grants_only and not step.grants:
             continue
         ctx.svc.step_hook(step.name)
         try:

@@ -71,3 +71,12 @@ def test_a_resumed_pass_keeps_the_age_of_its_whole_pass() -> None:
     resumes.forget("t1")
     assert resumes.grants_only(replace(SNAP, grant_ids=(1, 2)), 29.0)
     assert not resumes.grants_only(replace(SNAP, grant_ids=(1, 2)), 31.0)
+
+
+def test_a_wait_of_a_grants_only_run_ages_with_the_whole_pass_it_stands_on() -> None:
+    resumes = Resumes(max_age=30)
+    resumes.settled(SNAP, 0.0, whole=True)
+    new_grant = replace(SNAP, grant_ids=(1, 2))
+    resumes.waiting(new_grant, ANSWERS, 20.0, whole=False)  # a run of grants only waits at answers
+    assert resumes.start(new_grant, 29.0) == ANSWERS
+    assert resumes.start(new_grant, 31.0) == 0  # whole again: 31 s after the whole pass, not 11 s after the wait
