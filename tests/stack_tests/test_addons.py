@@ -74,7 +74,9 @@ def test_our_images_are_the_dockerfile_built_by_podman(stack: StackInfo, target:
     name = ensure_app_image(target)
     assert name in ctr(Layout(), "images", "ls", "-q").stdout.split()
     image = json.loads(podman("image", "inspect", name).stdout)[0]
-    assert image["Config"]["Entrypoint"] == [f"/opt/wml/bin/workflow-{target}"]
+    # the API image runs the lean server (no consumer CLI imports); the provisioner its CLI
+    entrypoint = {Target.API: "workflow-api-server", Target.PROVISIONER: "workflow-provisioner"}[target]
+    assert image["Config"]["Entrypoint"] == [f"/opt/wml/bin/{entrypoint}"]
     assert image["Config"]["User"] == "10001:10001"
     # built once per content: asking again changes nothing
     assert ensure_app_image(target) == name
