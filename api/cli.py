@@ -83,9 +83,10 @@ def serve(
     port: Annotated[int, typer.Option(help="Port.")] = 8080,
 ) -> None:
     """Serve the API for the tenant configured by WML_API_* variables (as `workflow-api-server` does)."""
+    from api.server import listen
     from api.server import serve as run
 
-    run(host, port)
+    run(listen(host, port))
 
 
 def _bar() -> Progress:

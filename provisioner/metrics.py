@@ -23,5 +23,12 @@ class Metrics:
             buckets=(0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
             registry=self.registry,
         )
+        self.step_seconds = Histogram(
+            "wml_provisioner_step_seconds",
+            "Time in each provisioning or teardown step, per run (a step that waits ends its run early)",
+            ["step"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
         self.tenants = Gauge("wml_provisioner_tenants", "Tenants by state", ["state"], registry=self.registry)
         self.grants = Gauge("wml_provisioner_grants", "Grants by state", ["state"], registry=self.registry)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -134,8 +135,9 @@ def choose_s3_keys(ctx: StepContext) -> None:
 
 
 def ensure_s3_users(ctx: StepContext) -> None:
-    """The MinIO users, with the keys their Secrets hold. After the API's Deployment, so its pods start meanwhile
-    (they touch S3 only when a consumer calls): a new consumer waits for both."""
+    """The MinIO users, with the keys their Secrets hold. Before the API's Deployment: making a user costs MinIO
+    and us an Argon2 key derivation each (CPU-bound, ~0.1-0.2 s), which run alongside a new pod's start slowed
+    it more than they took (measured with ``python -m tests.bench signaling``)."""
     svc, snap, spec = ctx.svc, ctx.snap, ctx.spec
     prefix = svc.settings.s3_prefix_for(snap.tenant_id)
     # Side by side: MinIO's admin API derives an Argon2 key per request on both ends (~0.2 s per call here).
@@ -174,10 +176,23 @@ def ensure_tokens(ctx: StepContext) -> None:
     ctx.spec = replace(ctx.spec, token_digests=tuple(sorted(digests)), contract_id=snap.contract_id, assets=assets)
 
 
+APPLY_THREADS = 4
+
+
 def _applier(build: Callable[[StepContext], list[dict[str, Any]]]) -> StepFn:
+    """A step applying ``build``'s objects. They are independent of each other (a step's objects reference only
+    those of earlier steps), so they are applied side by side: a new consumer waits for each step's slowest
+    object, not for the sum. Any failure fails the step, which is applied whole again (applies are idempotent)."""
+
     def run(ctx: StepContext) -> None:
-        for manifest in build(ctx):
-            ctx.svc.kube.apply(manifest)
+        manifests = build(ctx)
+        if len(manifests) < 2:
+            for manifest in manifests:
+                ctx.svc.kube.apply(manifest)
+            return
+        with ThreadPoolExecutor(min(APPLY_THREADS, len(manifests)), thread_name_prefix="apply") as pool:
+            for future in [pool.submit(ctx.svc.kube.apply, manifest) for manifest in manifests]:
+                future.result()
 
     return run
 
@@ -347,6 +362,18 @@ def _starting(deployment: dict[str, Any], now: datetime, timeout: int) -> bool:
     return since is not None and (now - _at(since)).total_seconds() < timeout
 
 
+API_POLL_FAST_SECONDS = 5.0  # a tenant API this young is looked at every 0.1 s, an older one every 0.25 s
+
+
+def api_poll_delay(now: datetime, deployment: dict[str, Any] | None) -> float:
+    """How soon to look again at a starting API: often while a new consumer may be waiting on it (a pod is
+    typically Ready in 1-2 s), less often later, so that a burst of slow starts does not flood Kubernetes."""
+    made = ((deployment or {}).get("metadata") or {}).get("creationTimestamp")
+    if made and (now - _at(made)).total_seconds() < API_POLL_FAST_SECONDS:
+        return 0.1
+    return 0.25
+
+
 def api_answers(ctx: StepContext) -> None:
     """Ready means working: nothing is handed out until the tenant API answers, at the URL the provisioner
     checks, to the token of every grant this run makes ready.
@@ -376,7 +403,7 @@ def api_answers(ctx: StepContext) -> None:
                     f"the tenant API's pods have been starting for {waited:.0f}s with no failure named"
                 )
             raise NotYet(f"the tenant API is starting slowly ({waited:.0f}s, past the {timeout}s deadline)", delay=2.0)
-        raise NotYet("the tenant API is starting", delay=0.25)
+        raise NotYet("the tenant API is starting", delay=api_poll_delay(svc.clock(), deployment))
     states = dict(snap.grant_states)
     readying = [g for g in snap.active_grant_ids if states.get(g) == GrantState.PROVISIONING]
     for grant_id in readying:
@@ -390,7 +417,8 @@ def api_answers(ctx: StepContext) -> None:
         timeout = settings.api_start_timeout_seconds
         if since and svc.clock() - datetime.fromisoformat(since) > timedelta(seconds=timeout):
             raise TemporaryError(f"the tenant API is available but does not answer ({answer}): {seen}")
-        raise NotYet(f"the tenant API does not answer yet ({answer}): {seen}", delay=0.25)
+        delay = api_poll_delay(svc.clock(), deployment)
+        raise NotYet(f"the tenant API does not answer yet ({answer}): {seen}", delay=delay)
 
 
 def mark_ready(ctx: StepContext) -> None:
@@ -462,8 +490,8 @@ APPLY: tuple[Step, ...] = (
     Step("quota", _applier(lambda c: tenants.quota(c.svc.settings, c.spec))),
     Step("network", _applier(lambda c: tenants.network_policies(c.svc.settings, c.spec))),
     Step("config", _applier(lambda c: tenants.config_objects(c.svc.settings, c.spec)), grants=True),
-    Step("api", _applier(lambda c: tenants.api_objects(c.svc.settings, c.spec))),
     Step("s3_user", ensure_s3_users),
+    Step("api", _applier(lambda c: tenants.api_objects(c.svc.settings, c.spec))),
     Step("templates", apply_templates),
     Step("revoke", revoke_ended_grants, grants=True),
     Step("answers", api_answers, resumable=True, grants=True),
@@ -534,10 +562,13 @@ def run_steps(ctx: StepContext, steps: tuple[Step, ...], start: int = 0) -> None
         if ctx.grants_only and not step.grants:
             continue
         ctx.svc.step_hook(step.name)
+        began = time.perf_counter()
         try:
             step.run(ctx)
         except Exception as exc:
             raise StepFailed(step.name, exc, index) from exc
+        finally:
+            ctx.svc.metrics.step_seconds.labels(step.name).observe(time.perf_counter() - began)
 
 
 class StepFailed(Exception):

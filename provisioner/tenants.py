@@ -373,7 +373,14 @@ def api_objects(settings: ProvisionerSettings, spec: TenantSpec) -> list[dict[st
         "ports": [{"name": "http", "containerPort": settings.api_port}],
         "envFrom": [{"configMapRef": {"name": API_ENV_CONFIGMAP}}, {"secretRef": {"name": API_ENV_SECRET}}],
         # Probed every second: a new tenant's endpoint works as soon as its API does (the Service waits for Ready).
-        "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 1, "failureThreshold": 3},
+        # The server listens before it imports the application (api.server): a probe made while it starts waits
+        # for the answer (timeoutSeconds) instead of failing and leaving the pod unready for another second.
+        "readinessProbe": {
+            "httpGet": {"path": "/healthz", "port": "http"},
+            "periodSeconds": 1,
+            "timeoutSeconds": 3,
+            "failureThreshold": 3,
+        },
         "resources": {
             "requests": {
                 "cpu": settings.api_requests_cpu,

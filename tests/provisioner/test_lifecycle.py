@@ -17,6 +17,7 @@ from devstack.servers import serve
 from provisioner import access, tenants
 from provisioner.models import GrantState, TenantState
 from provisioner.services import Services
+from provisioner.steps import APPLY
 from tests.provisioner.helpers import (
     ADMIN_TOKEN,
     db_grants,
@@ -127,6 +128,11 @@ def test_provision_creates_every_object_and_calls_back(
     assert managed_objects(services, namespace) == expected_objects(["dummy", "input-dummy"], grant_ids)
     digests = secret_data(services, namespace, tenants.API_ENV_SECRET)["WML_API_TOKEN_SHA256"].split(",")
     assert sorted(digests) == sorted(hashlib.sha256(t.encode()).hexdigest() for t in (token, call2.body["apiKeyJwt"]))
+
+    # Every step of a whole pass has its time on /metrics, where an operator sees which one a new tenant waits for.
+    metrics = httpx.get(f"{provisioner}/metrics", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).text
+    timed = set(re.findall(r'wml_provisioner_step_seconds_count\{step="([a-z_0-9]+)"\} [1-9]', metrics))
+    assert {step.name for step in APPLY} <= timed
 
 
 def test_tenant_token_works_against_the_api(provisioner: str, services: Services, edc: tuple[EdcStub, str]) -> None:
