@@ -179,14 +179,14 @@ def ensure_tokens(ctx: StepContext) -> None:
 APPLY_THREADS = 4
 
 
-def _applier(build: Callable[[StepContext], list[dict[str, Any]]]) -> StepFn:
-    """A step applying ``build``'s objects. They are independent of each other (a step's objects reference only
-    those of earlier steps), so they are applied side by side: a new consumer waits for each step's slowest
-    object, not for the sum. Any failure fails the step, which is applied whole again (applies are idempotent)."""
+def _applier(build: Callable[[StepContext], list[dict[str, Any]]], side_by_side: bool = True) -> StepFn:
+    """A step applying ``build``'s objects, side by side where they are independent of each other (they reference
+    only objects of earlier steps): a new consumer waits for each step's slowest object, not for the sum. Any
+    failure fails the step, which is applied whole again (applies are idempotent)."""
 
     def run(ctx: StepContext) -> None:
         manifests = build(ctx)
-        if len(manifests) < 2:
+        if len(manifests) < 2 or not side_by_side:
             for manifest in manifests:
                 ctx.svc.kube.apply(manifest)
             return
@@ -486,7 +486,8 @@ APPLY: tuple[Step, ...] = (
     Step("s3_keys", choose_s3_keys, grants=True),
     Step("s3_secret", write_s3_secret),
     Step("token", ensure_tokens, grants=True),
-    Step("rbac", _applier(lambda c: tenants.rbac(c.spec))),
+    # In order: a service-account-token Secret made before its ServiceAccount is deleted by Kubernetes.
+    Step("rbac", _applier(lambda c: tenants.rbac(c.spec), side_by_side=False)),
     Step("quota", _applier(lambda c: tenants.quota(c.svc.settings, c.spec))),
     Step("network", _applier(lambda c: tenants.network_policies(c.svc.settings, c.spec))),
     Step("config", _applier(lambda c: tenants.config_objects(c.svc.settings, c.spec)), grants=True),
