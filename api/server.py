@@ -9,12 +9,13 @@ application serves, so a new tenant's endpoint works as soon as its API does."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import socket
 import sys
 
 
 def listen(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on ``host:port`` (IPv6 when the host is an IPv6 address)."""
+    """A listening TCP socket on ``host:port``; ``host`` is an address literal (IPv6 when it has a colon)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -40,12 +41,17 @@ def serve(sock: socket.socket) -> None:
     # JSON lines with request ids (api.observability) instead of uvicorn's access log, which would carry query strings.
     observability.configure()
     config = uvicorn.Config(create_app(ApiSettings()), proxy_headers=True, access_log=False, log_config=None)
-    uvicorn.Server(config).run(sockets=[sock])
+    server = uvicorn.Server(config)
+    # As uvicorn.run: Ctrl-C ends quietly, and a server that never started exits with uvicorn's code 3.
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run(sockets=[sock])
+    if not server.started:
+        sys.exit(3)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="workflow-api-server", description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1", help="Bind address.")
+    parser.add_argument("--host", default="127.0.0.1", help="Bind address: an IPv4 or IPv6 literal (0.0.0.0, ::).")
     parser.add_argument("--port", type=int, default=8080, help="Port.")
     args = parser.parse_args(argv)
     serve(listen(args.host, args.port))

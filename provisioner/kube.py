@@ -59,14 +59,20 @@ class KubeError(Exception):
         self.status = status
 
 
-def load_api_client(kubeconfig: Path | None) -> client.ApiClient:
-    if kubeconfig is not None:
-        return _new_client_from_config(config_file=str(kubeconfig))
+PARALLEL_APPLIES = 4  # objects of one step applied side by side (steps._applier)
+
+
+def load_api_client(kubeconfig: Path | None, connections: int = 16) -> client.ApiClient:
+    """A client with ``connections`` pooled connections: the client's default (5 per CPU of the node, not of
+    the pod) is fewer than the worker threads' side-by-side applies, and urllib3 drops each connection over it."""
     configuration = client.Configuration()
+    configuration.connection_pool_maxsize = connections
+    if kubeconfig is not None:
+        return _new_client_from_config(config_file=str(kubeconfig), client_configuration=configuration)
     try:
         _load_incluster_config(client_configuration=configuration)
     except config.ConfigException:
-        return _new_client_from_config()
+        return _new_client_from_config(client_configuration=configuration)
     return client.ApiClient(configuration)
 
 

@@ -14,7 +14,7 @@ from provisioner.apiprobe import ApiProbe
 from provisioner.catalogue import Catalogue
 from provisioner.db import make_engine, session_factory
 from provisioner.edc_client import EdcClient, HttpProvisionerNotifier
-from provisioner.kube import Kube, load_api_client
+from provisioner.kube import PARALLEL_APPLIES, Kube, load_api_client
 from provisioner.metrics import Metrics
 from provisioner.models import utcnow
 from provisioner.notify import Notifier
@@ -55,7 +55,10 @@ class Services:
             "settings": settings,
             "engine": engine,
             "sessions": session_factory(engine),
-            "kube": Kube(load_api_client(settings.kubeconfig), timeout=settings.kube_timeout_seconds),
+            "kube": Kube(
+                load_api_client(settings.kubeconfig, settings.worker_threads * PARALLEL_APPLIES + 4),
+                timeout=settings.kube_timeout_seconds,
+            ),
             "storage": Storage(settings),
             "edc": EdcClient(settings),
             "catalogue": Catalogue.load(settings.assets_dir, settings.asset_map),

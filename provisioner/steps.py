@@ -29,6 +29,7 @@ from sqlalchemy import select
 from provisioner import audit, tenants
 from provisioner.apiprobe import Answer
 from provisioner.errors import NotYet, TemporaryError
+from provisioner.kube import PARALLEL_APPLIES
 from provisioner.models import Grant, Tenant
 from provisioner.services import Services
 from provisioner.states import EndedBy, EndNotice, GrantState, Protocol, TenantState, move
@@ -176,9 +177,6 @@ def ensure_tokens(ctx: StepContext) -> None:
     ctx.spec = replace(ctx.spec, token_digests=tuple(sorted(digests)), contract_id=snap.contract_id, assets=assets)
 
 
-APPLY_THREADS = 4
-
-
 def _applier(build: Callable[[StepContext], list[dict[str, Any]]], side_by_side: bool = True) -> StepFn:
     """A step applying ``build``'s objects, side by side where they are independent of each other (they reference
     only objects of earlier steps): a new consumer waits for each step's slowest object, not for the sum. Any
@@ -190,7 +188,7 @@ def _applier(build: Callable[[StepContext], list[dict[str, Any]]], side_by_side:
             for manifest in manifests:
                 ctx.svc.kube.apply(manifest)
             return
-        with ThreadPoolExecutor(min(APPLY_THREADS, len(manifests)), thread_name_prefix="apply") as pool:
+        with ThreadPoolExecutor(min(PARALLEL_APPLIES, len(manifests)), thread_name_prefix="apply") as pool:
             for future in [pool.submit(ctx.svc.kube.apply, manifest) for manifest in manifests]:
                 future.result()
 

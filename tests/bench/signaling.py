@@ -143,7 +143,7 @@ def run() -> None:
             cleanup(svc)
             svc.close()
     print(
-        "signaling: the provisioner's time per step over all runs (s, runs): "
+        "signaling: the provisioner's time per step over all runs, the warm-up's included (s, runs): "
         + ", ".join(f"{name} {total:.2f}/{count}" for name, (total, count) in steps.items())
     )
     fresh_answers, again_answers = ANSWERED[0::2], ANSWERED[1::2]

@@ -24,6 +24,7 @@ def test_the_served_api_loads_none_of_the_heavy_libraries() -> None:
         f"heavy = {HEAVY!r}\n"
         "def report(server, sockets=None):\n"
         "    print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in heavy)))\n"
+        "    server.started = True\n"
         "uvicorn.Server.run = report\n"
         "from api.server import main\n"
         "main(['--port', '0'])\n"
