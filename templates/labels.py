@@ -8,6 +8,7 @@ from enum import StrEnum
 
 GROUP = "workflow-middlelayer.io"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_NAME = "app.kubernetes.io/name"  # which component an object belongs to (e.g. the tenant API)
 LABEL_ASSET = f"{GROUP}/asset"
 LABEL_TENANT = f"{GROUP}/tenant"
 LABEL_JOB = f"{GROUP}/job"
