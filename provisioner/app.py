@@ -12,15 +12,18 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse, Response
 
-from provisioner import db
-from provisioner.registrar import Registrar
-from provisioner.routes import admin, dps, edc_http, health, signaling
-from provisioner.routes.edc_http import PROVISION_PATH
-from provisioner.scheduler import Worker
-from provisioner.services import Services
-from provisioner.settings import ProvisionerSettings
-from provisioner.wire import dps as dps_wire
-from provisioner.wire import signaling as signaling_wire
+from provisioner.core.scheduler import Worker
+from provisioner.infra import db
+from provisioner.infra.services import Services
+from provisioner.infra.settings import ProvisionerSettings
+from provisioner.operator import admin, health
+from provisioner.protocols.dps import routes as dps
+from provisioner.protocols.dps import wire as dps_wire
+from provisioner.protocols.http_provisioner import routes as edc_http
+from provisioner.protocols.http_provisioner.routes import PROVISION_PATH
+from provisioner.protocols.registrar import Registrar
+from provisioner.protocols.signaling import routes as signaling
+from provisioner.protocols.signaling import wire as signaling_wire
 
 __all__ = ["PROVISION_PATH", "create_app"]
 log = logging.getLogger(__name__)

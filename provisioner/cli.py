@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 
-from provisioner.settings import ProvisionerSettings
+from provisioner.infra.settings import ProvisionerSettings
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
 
@@ -34,8 +34,8 @@ def serve(
 @app.command()
 def migrate(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
     """Create or upgrade the database schema."""
-    from provisioner.db import make_engine
-    from provisioner.db import migrate as run
+    from provisioner.infra.db import make_engine
+    from provisioner.infra.db import migrate as run
 
     settings = ProvisionerSettings()
     engine = make_engine(settings.database_url)
@@ -46,8 +46,8 @@ def migrate(revision: Annotated[str, typer.Argument(help="Target revision.")] = 
 @app.command()
 def tenants(state: Annotated[str | None, typer.Option(help="Only tenants in this state.")] = None) -> None:
     """List tenants and their grants from the database."""
-    from provisioner.db import make_engine, session_factory
-    from provisioner.models import Grant, Tenant
+    from provisioner.infra.db import make_engine, session_factory
+    from provisioner.infra.models import Grant, Tenant
 
     settings = ProvisionerSettings()
     sessions = session_factory(make_engine(settings.database_url))

@@ -3,7 +3,7 @@
 Each step takes a :class:`StepContext` and is idempotent (server-side apply, MinIO upserts, deletes that
 tolerate absence), so a crash between any two steps is repaired by running the whole list again; the crash
 tests are parametrised over :data:`APPLY` and :data:`TEARDOWN` themselves, so a new step is covered as soon
-as it is listed. A step reports progress it must wait for with :class:`provisioner.errors.NotYet` (the
+as it is listed. A step reports progress it must wait for with :class:`provisioner.infra.errors.NotYet` (the
 scheduler re-queues the tenant), never by sleeping.
 
 Secrets and their truth: each grant's token and the tenant's S3 secret keys exist in full only in Secrets of
@@ -26,13 +26,14 @@ from typing import Any
 
 from sqlalchemy import select
 
-from provisioner import audit, tenants
-from provisioner.apiprobe import Answer
-from provisioner.errors import NotYet, TemporaryError
-from provisioner.kube import PARALLEL_APPLIES
-from provisioner.models import Grant, Tenant
-from provisioner.services import Services
-from provisioner.states import EndedBy, EndNotice, GrantState, Protocol, TenantState, move
+from provisioner.infra import audit
+from provisioner.infra.apiprobe import Answer
+from provisioner.infra.errors import NotYet, TemporaryError
+from provisioner.infra.kube import PARALLEL_APPLIES
+from provisioner.infra.models import Grant, Tenant
+from provisioner.infra.services import Services
+from provisioner.infra.states import EndedBy, EndNotice, GrantState, Protocol, TenantState, move
+from provisioner.manifests import tenant as tenants
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 
 from devstack.servers import free_port
-from provisioner.wire.http_provisioner import EDC_NAMESPACE
+from provisioner.protocols.http_provisioner.wire import EDC_NAMESPACE
 
 HERE = Path(__file__).resolve().parent
 

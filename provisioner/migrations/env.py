@@ -1,11 +1,11 @@
-"""Alembic environment: the engine comes from ``provisioner.db.alembic_config``."""
+"""Alembic environment: the engine comes from ``provisioner.infra.db.alembic_config``."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import text
 
-from provisioner.models import Base
+from provisioner.infra.models import Base
 
 # Any number held by this application: replicas starting together migrate one after the other (PostgreSQL).
 MIGRATION_LOCK = 0x574D4C  # "WML"

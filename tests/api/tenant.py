@@ -20,9 +20,9 @@ from api.settings import ApiSettings
 from devstack.servers import serve
 from devstack.stack import kube
 from devstack.stack.launcher import StackInfo
-from provisioner import tenants
-from provisioner.settings import ProvisionerSettings
-from provisioner.storage import Storage, StorageError
+from provisioner.infra.s3users import Storage, StorageError
+from provisioner.infra.settings import ProvisionerSettings
+from provisioner.manifests import tenant as tenants
 from templates import WorkflowAsset, load_directory
 from tests.support.examples import EXAMPLES
 

@@ -18,8 +18,8 @@ from kubernetes import client as k8s
 from devstack.stack import host, kube
 from devstack.stack.app_image import ensure_app_image
 from devstack.stack.launcher import ensure_stack
-from provisioner import tenants
-from provisioner.storage import Storage
+from provisioner.infra.s3users import Storage
+from provisioner.manifests import tenant as tenants
 from tests.api.tenant import tenant_spec
 from tests.provisioner.helpers import stack_settings
 

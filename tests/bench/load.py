@@ -26,10 +26,11 @@ from sqlalchemy import select
 from api.client import ApiError, Client
 from devstack.stack import host
 from devstack.stack.launcher import StackInfo, ensure_stack
-from provisioner import db, tenants
 from provisioner.app import create_app
-from provisioner.models import AuditEvent
-from provisioner.services import Services
+from provisioner.infra import db
+from provisioner.infra.models import AuditEvent
+from provisioner.infra.services import Services
+from provisioner.manifests import tenant as tenants
 from tests.bench.api_pod import _pids_of
 from tests.provisioner.helpers import TENANT_OBJECTS, stack_settings
 from tests.provisioner.servers import EdcStub, ThreadedServer, wait_for

@@ -25,7 +25,7 @@ from devstack.stack import kube
 from devstack.stack.app_image import ensure_app_image
 from devstack.stack.launcher import ensure_stack
 from provisioner.app import create_app
-from provisioner.services import Services
+from provisioner.infra.services import Services
 from tests.provisioner.helpers import db_grants, stack_settings
 from tests.provisioner.servers import wait_for
 from tests.support.edc import cleanup

@@ -36,8 +36,8 @@ from devstack.stack import kube
 from devstack.stack.app_image import ensure_app_image
 from devstack.stack.launcher import StackInfo
 from provisioner.app import PROVISION_PATH, create_app
-from provisioner.services import Services
-from provisioner.wire.http_provisioner import EDC_NAMESPACE, ContentDataAddress
+from provisioner.infra.services import Services
+from provisioner.protocols.http_provisioner.wire import EDC_NAMESPACE, ContentDataAddress
 from tests.provisioner.helpers import INBOUND_KEY, db_grants, stack_settings
 from tests.provisioner.servers import wait_for
 

@@ -32,7 +32,7 @@ from devstack.stack import kube
 from devstack.stack.app_image import ensure_app_image
 from devstack.stack.launcher import StackInfo
 from provisioner.app import create_app
-from provisioner.services import Services
+from provisioner.infra.services import Services
 from tests.edc.test_real_connector import Recorder, _shape
 from tests.provisioner.helpers import SIGNALING_KEY, db_grants, stack_settings
 from tests.provisioner.servers import wait_for

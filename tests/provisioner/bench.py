@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 from devstack.stack.launcher import ensure_stack
-from provisioner import db
 from provisioner.app import create_app
-from provisioner.services import Services
+from provisioner.infra import db
+from provisioner.infra.services import Services
 from tests.provisioner.helpers import stack_settings
 from tests.provisioner.servers import EdcStub, ThreadedServer, wait_for
 from tests.support.edc import cleanup, edc_request, new_consumer, post

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from devstack.stack.launcher import StackInfo
-from provisioner import db
 from provisioner.app import create_app
-from provisioner.services import Services
-from provisioner.settings import ProvisionerSettings
+from provisioner.infra import db
+from provisioner.infra.services import Services
+from provisioner.infra.settings import ProvisionerSettings
 from tests.provisioner.helpers import stack_settings
 from tests.provisioner.servers import EdcStub, ThreadedServer
 from tests.support.edc import cleanup, edc_request, new_consumer

@@ -17,10 +17,10 @@ from sqlalchemy import func, select
 
 from devstack.stack.app_image import Target, ensure_app_image
 from devstack.stack.launcher import StackInfo
-from provisioner import tenants
-from provisioner.models import Grant, Tenant
-from provisioner.services import Services
-from provisioner.settings import ProvisionerSettings
+from provisioner.infra.models import Grant, Tenant
+from provisioner.infra.services import Services
+from provisioner.infra.settings import ProvisionerSettings
+from provisioner.manifests import tenant as tenants
 from tests.provisioner.servers import API_KEY
 
 ASSETS = Path(__file__).resolve().parents[2] / "templates" / "examples"

@@ -9,8 +9,8 @@ import sys
 import httpx
 import pytest
 
-from provisioner.models import TenantState
-from provisioner.services import Services
+from provisioner.infra.models import TenantState
+from provisioner.infra.services import Services
 from tests.provisioner.helpers import ADMIN_TOKEN, db_tenant
 from tests.provisioner.servers import EdcStub, wait_for
 from tests.support.edc import edc_request, new_consumer, post, tenant_of

@@ -12,8 +12,8 @@ import pytest
 from kubernetes import client as k8s
 
 from api.client import ApiError, Client
-from provisioner import tenants
-from provisioner.services import Services
+from provisioner.infra.services import Services
+from provisioner.manifests import tenant as tenants
 from tests.provisioner.servers import EdcStub, wait_for
 from tests.provisioner.test_lifecycle import provision
 from tests.support.edc import new_consumer, tenant_of

@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import func, select
 
 from provisioner.app import PROVISION_PATH
-from provisioner.models import Grant, GrantState, Tenant
-from provisioner.services import Services
+from provisioner.infra.models import Grant, GrantState, Tenant
+from provisioner.infra.services import Services
 from tests.provisioner.helpers import INBOUND_KEY, db_grants
 from tests.provisioner.servers import EdcStub, wait_for
 from tests.support.edc import edc_request, new_consumer, tenant_of

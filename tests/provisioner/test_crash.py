@@ -14,15 +14,17 @@ from collections.abc import Callable
 
 import pytest
 
-from provisioner import flows, lifecycle, steps, store, tenants
-from provisioner.identity import Identity, IdentitySource
-from provisioner.models import GrantState, TenantState
-from provisioner.routes.edc_http import claim_of
-from provisioner.scheduler import Worker
-from provisioner.services import Services
-from provisioner.settings import ProvisionerSettings
-from provisioner.states import Delivery, EndedBy, Protocol
-from provisioner.wire.http_provisioner import ProvisionRequest
+from provisioner import steps
+from provisioner.core import flows, lifecycle, store
+from provisioner.core.identity import Identity, IdentitySource
+from provisioner.core.scheduler import Worker
+from provisioner.infra.models import GrantState, TenantState
+from provisioner.infra.services import Services
+from provisioner.infra.settings import ProvisionerSettings
+from provisioner.infra.states import Delivery, EndedBy, Protocol
+from provisioner.manifests import tenant as tenants
+from provisioner.protocols.http_provisioner.routes import claim_of
+from provisioner.protocols.http_provisioner.wire import ProvisionRequest
 from tests.provisioner.helpers import (
     db_grants,
     db_tenant,
@@ -196,7 +198,7 @@ def test_restart_resumes_received_grants(
     stub, edc_url = edc
     svc = Services.build(make_settings())
     try:
-        from provisioner import db
+        from provisioner.infra import db
 
         db.migrate(svc.engine)
         consumers = [new_consumer() for _ in range(3)]

@@ -29,10 +29,10 @@ from referencing import Registry, Resource
 
 from devstack.servers import ThreadedServer, free_port
 from provisioner.app import create_app
-from provisioner.scheduler import Worker
-from provisioner.services import Services
-from provisioner.settings import ProvisionerSettings
-from provisioner.tenants import tenant_id_for
+from provisioner.core.scheduler import Worker
+from provisioner.infra.services import Services
+from provisioner.infra.settings import ProvisionerSettings
+from provisioner.manifests.tenant import tenant_id_for
 from tests.provisioner.helpers import SIGNALING_KEY, db_grants, db_tenant, secret_data
 from tests.provisioner.servers import EdcStub, wait_for
 from tests.support.edc import cleanup, new_consumer
@@ -122,7 +122,7 @@ KEY = {"x-api-key": SIGNALING_KEY}
 def test_spec_examples_parse_and_schemas_hold() -> None:
     """The fixtures are the spec's; our parser takes both releases' start examples (a PULL start's DataAddress
     aside), and what we would answer validates against each release's schema."""
-    from provisioner.wire import dps
+    from provisioner.protocols.dps import wire as dps
 
     for release in RELEASES:
         message = dps.StartMessage.model_validate(example(release, "DataFlowStartMessage"))

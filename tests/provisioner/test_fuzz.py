@@ -19,9 +19,9 @@ from sqlalchemy import func, select
 
 from devstack.servers import ThreadedServer
 from provisioner.app import create_app
-from provisioner.models import Grant, Tenant
-from provisioner.services import Services
-from provisioner.settings import ProvisionerSettings
+from provisioner.infra.models import Grant, Tenant
+from provisioner.infra.services import Services
+from provisioner.infra.settings import ProvisionerSettings
 from tests.provisioner.helpers import ADMIN_TOKEN, INBOUND_KEY, SIGNALING_KEY
 from tests.support.edc import cleanup
 

@@ -14,9 +14,10 @@ import pytest
 from api.app import create_app as create_api
 from api.settings import ApiSettings
 from devstack.servers import serve
-from provisioner import access, tenants
-from provisioner.models import GrantState, TenantState
-from provisioner.services import Services
+from provisioner.infra.models import GrantState, TenantState
+from provisioner.infra.services import Services
+from provisioner.manifests import access
+from provisioner.manifests import tenant as tenants
 from provisioner.steps import APPLY
 from tests.provisioner.helpers import (
     ADMIN_TOKEN,

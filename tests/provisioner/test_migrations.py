@@ -7,7 +7,7 @@ from pathlib import Path
 from alembic import command
 from sqlalchemy import inspect
 
-from provisioner import db
+from provisioner.infra import db
 
 
 def test_upgrade_stepwise_idempotent_and_downgrade(tmp_path: Path) -> None:

@@ -24,9 +24,10 @@ from devstack.servers import ThreadedServer
 from devstack.stack import config, kube
 from devstack.stack.app_image import Target, ensure_app_image
 from devstack.stack.launcher import StackInfo
-from provisioner import db, tenants
 from provisioner.app import create_app
-from provisioner.services import Services
+from provisioner.infra import db
+from provisioner.infra.services import Services
+from provisioner.manifests import tenant as tenants
 from tests.provisioner.helpers import stack_settings
 from tests.provisioner.servers import EdcStub, wait_for
 from tests.provisioner.test_lifecycle import provision

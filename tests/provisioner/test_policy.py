@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from provisioner.policy import assignee, contract_end
+from provisioner.core.policy import assignee, contract_end
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 

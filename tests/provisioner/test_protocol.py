@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from provisioner.services import Services
+from provisioner.infra.services import Services
 from tests.provisioner.helpers import counts
 from tests.provisioner.servers import EdcStub
 from tests.support.edc import new_consumer, post, tenant_of

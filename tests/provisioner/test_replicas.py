@@ -21,11 +21,11 @@ from sqlalchemy import select
 
 from devstack.servers import free_port
 from devstack.wait import wait_for
-from provisioner import db
-from provisioner.models import Grant, Tenant
-from provisioner.services import Services
-from provisioner.settings import ProvisionerSettings
-from provisioner.states import GrantState, TenantState
+from provisioner.infra import db
+from provisioner.infra.models import Grant, Tenant
+from provisioner.infra.services import Services
+from provisioner.infra.settings import ProvisionerSettings
+from provisioner.infra.states import GrantState, TenantState
 from tests.provisioner.servers import EdcStub
 from tests.support.edc import cleanup, edc_request, new_consumer, post, tenant_of
 

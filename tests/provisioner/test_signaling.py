@@ -22,14 +22,14 @@ import pytest
 from sqlalchemy import select
 
 from devstack.servers import ThreadedServer
-from provisioner import flows, lifecycle, store
 from provisioner.app import create_app
-from provisioner.identity import Identity, IdentitySource
-from provisioner.models import AuditEvent
-from provisioner.services import Services
-from provisioner.settings import ProvisionerSettings
-from provisioner.states import Protocol
-from provisioner.tenants import API, tenant_id_for
+from provisioner.core import flows, lifecycle, store
+from provisioner.core.identity import Identity, IdentitySource
+from provisioner.infra.models import AuditEvent
+from provisioner.infra.services import Services
+from provisioner.infra.settings import ProvisionerSettings
+from provisioner.infra.states import Protocol
+from provisioner.manifests.tenant import API, tenant_id_for
 from tests.provisioner.helpers import SIGNALING_KEY, db_grants, db_tenant, secret_data
 from tests.provisioner.servers import EdcStub, wait_for
 from tests.support.edc import cleanup, new_consumer

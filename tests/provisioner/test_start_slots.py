@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from provisioner import tenants
-from provisioner.services import Services
+from provisioner.infra.services import Services
+from provisioner.manifests import tenant as tenants
 from tests.provisioner.servers import EdcStub, wait_for
 from tests.provisioner.test_lifecycle import provision
 from tests.support.edc import new_consumer, tenant_of

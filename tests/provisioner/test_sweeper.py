@@ -12,11 +12,12 @@ from datetime import timedelta
 
 import pytest
 
-from provisioner import db, sweeper
-from provisioner.models import Tenant, utcnow
-from provisioner.services import Services
-from provisioner.settings import ProvisionerSettings
-from provisioner.states import TenantState
+from provisioner.core import sweeper
+from provisioner.infra import db
+from provisioner.infra.models import Tenant, utcnow
+from provisioner.infra.services import Services
+from provisioner.infra.settings import ProvisionerSettings
+from provisioner.infra.states import TenantState
 
 pytestmark = pytest.mark.stack
 

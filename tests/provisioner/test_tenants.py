@@ -8,9 +8,9 @@ import pytest
 import yaml
 
 from api.settings import ApiSettings
-from provisioner import tenants
-from provisioner.settings import ProvisionerSettings
-from provisioner.tenants import TenantSpec
+from provisioner.infra.settings import ProvisionerSettings
+from provisioner.manifests import tenant as tenants
+from provisioner.manifests.tenant import TenantSpec
 from templates import load_directory
 from templates.names import API_START_LEASE
 from tests.provisioner.helpers import ASSETS
@@ -125,7 +125,7 @@ def test_templates_and_artifact_repository_use_the_tenant_prefix() -> None:
 
 
 def test_executor_policy_cannot_touch_receipts_staging_or_other_tenants() -> None:
-    from provisioner.storage import executor_policy
+    from provisioner.infra.s3users import executor_policy
 
     statements = executor_policy("workflows", "tenants/t-abc")["Statement"]
     resources = {r for s in statements for r in s["Resource"]}
@@ -171,7 +171,7 @@ def test_the_provisioner_holds_every_right_it_grants() -> None:
 def test_the_provisioner_may_apply_every_kind_a_tenant_is_made_of() -> None:
     """Server-side apply is a patch: the ClusterRole holds it for every kind the builders make (a new kind,
     like the API's PodDisruptionBudget, without its rule would fail on a real cluster only)."""
-    from provisioner.kube import KINDS
+    from provisioner.infra.kube import KINDS
 
     docs = yaml.safe_load_all((ASSETS.parents[1] / "argo" / "base" / "provisioner" / "rbac.yaml").read_text())
     [cluster_role] = [d for d in docs if d and d["kind"] == "ClusterRole"]

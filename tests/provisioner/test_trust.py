@@ -16,10 +16,11 @@ from fastapi import FastAPI, Request, Response
 from api.app import create_app as create_api
 from api.settings import ApiSettings
 from devstack.servers import serve
-from provisioner import access, tenants
 from provisioner.app import PROVISION_PATH
-from provisioner.models import GrantState, Tenant
-from provisioner.services import Services
+from provisioner.infra.models import GrantState, Tenant
+from provisioner.infra.services import Services
+from provisioner.manifests import access
+from provisioner.manifests import tenant as tenants
 from tests.provisioner.helpers import INBOUND_KEY, counts, db_grants, put, s3_denied, secret_data, tenant_s3
 from tests.provisioner.servers import EdcStub, ThreadedServer, wait_for
 from tests.support.edc import edc_request, new_consumer, post, tenant_of

@@ -9,10 +9,10 @@ from typing import Any
 import httpx
 
 from provisioner.app import PROVISION_PATH
-from provisioner.kube import KubeError
-from provisioner.services import Services
-from provisioner.storage import StorageError
-from provisioner.tenants import tenant_id_for
+from provisioner.infra.kube import KubeError
+from provisioner.infra.s3users import StorageError
+from provisioner.infra.services import Services
+from provisioner.manifests.tenant import tenant_id_for
 from tests.provisioner.helpers import INBOUND_KEY
 
 
@@ -20,7 +20,7 @@ def cleanup(svc: Services) -> None:
     """Remove whatever tenants of this database left in Kubernetes and MinIO (no waiting)."""
     from sqlalchemy import select
 
-    from provisioner.models import Tenant
+    from provisioner.infra.models import Tenant
 
     with svc.sessions() as session:
         tenants = list(session.scalars(select(Tenant)))

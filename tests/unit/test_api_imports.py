@@ -1,6 +1,6 @@
 """A tenant API process loads neither Hera, the Kubernetes client, botocore/s3fs nor the consumer CLI's libraries:
 every new consumer waits for its API pod to start, and every idle tenant keeps its memory (tenant API pods read
-Argo's answers into ``api.workflow``, talk to Kubernetes over httpx and to S3 through MinIO's SDK)."""
+Argo's answers into ``api.core.workflow``, talk to Kubernetes over httpx and to S3 through MinIO's SDK)."""
 
 from __future__ import annotations
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from provisioner.apiprobe import PROBE_PATH, Answer, ApiProbe
-from provisioner.settings import ProvisionerSettings
+from provisioner.infra.apiprobe import PROBE_PATH, Answer, ApiProbe
+from provisioner.infra.settings import ProvisionerSettings
 
 SETTINGS = ProvisionerSettings(api_url_template="https://edge.example/tenants/{tenant}/")
 TOKEN = "secret-token-value"
@@ -50,7 +50,7 @@ def test_probe_url_may_differ_from_the_handed_out_one() -> None:
 
 
 def test_a_callback_address_that_is_no_url_matches_nothing() -> None:
-    from provisioner.edc_client import same_url
+    from provisioner.infra.connector import same_url
 
     assert same_url("http://edc:8080/control/", "http://edc:8080/control")
     assert not same_url("\udb92\udf52v\u0016\r", "http://edc:8080/control")  # was a 500 (fuzzing)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from api.states import JobState, job_state
-from api.workflow import Workflow, WorkflowList, WorkflowTemplateList
+from api.core.states import JobState, job_state
+from api.core.workflow import Workflow, WorkflowList, WorkflowTemplateList
 
 WORKFLOW = {
     "metadata": {

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from provisioner import db, store
-from provisioner.models import Grant, GrantState, Tenant, TenantState
+from provisioner.core import store
+from provisioner.infra import db
+from provisioner.infra.models import Grant, GrantState, Tenant, TenantState
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
@@ -64,7 +65,7 @@ def test_due_work_follows_the_injected_time(sessions: sessionmaker[Session]) -> 
 
 
 def test_backoff_doubles_and_is_capped() -> None:
-    from provisioner.settings import ProvisionerSettings
+    from provisioner.infra.settings import ProvisionerSettings
 
     settings = ProvisionerSettings(retry_base_seconds=1.0, retry_max_seconds=30.0)
     assert [store.backoff(settings, n).total_seconds() for n in (1, 2, 3, 4, 5, 6, 10)] == [1, 2, 4, 8, 16, 30, 30]

@@ -89,7 +89,7 @@ def test_requests_are_logged_with_their_id_and_503_causes_never_with_a_secret(
 ) -> None:
     import logging
 
-    from api.observability import JsonFormatter
+    from api.web.observability import JsonFormatter
 
     caplog.set_level(logging.INFO, logger="api")
     response = client.get("/v1/assets?x=secret-query", headers={**AUTH, "X-Request-Id": "req-123"})

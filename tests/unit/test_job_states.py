@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from api import workflow as m
-from api.states import FINISHED, JobState, job_state
+from api.core import workflow as m
+from api.core.states import FINISHED, JobState, job_state
 
 
 def workflow(phase: str | None, shutdown: str | None = None, pod_phase: str | None = None) -> m.Workflow:

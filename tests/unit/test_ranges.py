@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api.ranges import ByteRange, RangeNotSatisfiable, parse_range
+from api.web.ranges import ByteRange, RangeNotSatisfiable, parse_range
 
 
 @pytest.mark.parametrize(

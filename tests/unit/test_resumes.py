@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from provisioner.lifecycle import Resumes
+from provisioner.core.lifecycle import Resumes
 from provisioner.steps import APPLY, Snapshot
 
 SNAP = Snapshot("t1", "wml-t1", "c1", "wml-t1", (1,), (1,), ("dummy",), "contract", ((1, "provisioning"),))

@@ -9,9 +9,9 @@ from typing import cast
 
 import pytest
 
-from api.kube import Kube
+from api.backends.kube import Kube
 from api.settings import StartLockMode
-from api.startlock import QuotaFull, StartLock
+from api.backends.startlock import QuotaFull, StartLock
 
 
 class Argo:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from provisioner.states import (
+from provisioner.infra.states import (
     GRANT_TRANSITIONS,
     HOLDING_GRANT_STATES,
     TENANT_TRANSITIONS,

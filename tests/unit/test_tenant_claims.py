@@ -6,9 +6,10 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from provisioner import db, store
-from provisioner.models import Tenant, TenantState, utcnow
-from provisioner.store import TenantClaim
+from provisioner.core import store
+from provisioner.core.store import TenantClaim
+from provisioner.infra import db
+from provisioner.infra.models import Tenant, TenantState, utcnow
 
 
 def test_one_holder_at_a_time_and_a_lapsed_claim_is_free(tmp_path: Path) -> None:

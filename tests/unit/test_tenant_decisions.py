@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
-from provisioner import db, lifecycle
-from provisioner.models import Grant, GrantState, Tenant, TenantState
-from provisioner.services import Services
-from provisioner.settings import ProvisionerSettings
+from provisioner.core import lifecycle
+from provisioner.infra import db
+from provisioner.infra.models import Grant, GrantState, Tenant, TenantState
+from provisioner.infra.services import Services
+from provisioner.infra.settings import ProvisionerSettings
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 PENDING = TenantState.PENDING

@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from provisioner import db, store
-from provisioner.models import Grant, GrantState, Tenant, TenantState
-from provisioner.settings import ProvisionerSettings
-from provisioner.tenants import tenant_id_for
+from provisioner.core import store
+from provisioner.infra import db
+from provisioner.infra.models import Grant, GrantState, Tenant, TenantState
+from provisioner.infra.settings import ProvisionerSettings
+from provisioner.manifests.tenant import tenant_id_for
 
 SETTINGS = ProvisionerSettings(database_url="sqlite://")
 

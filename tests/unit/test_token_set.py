@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 
-from api.tokens import MISS_INTERVAL, TokenSet
+from api.web.auth import MISS_INTERVAL, TokenSet
 
 
 def digest(token: str) -> str:

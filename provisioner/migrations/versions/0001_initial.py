@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from provisioner.models import UtcDateTime
+from provisioner.infra.models import UtcDateTime
 
 revision = "0001"
 down_revision = None

@@ -1,0 +1,131 @@
+"""Data plane signaling, EDC's JSON-LD dialect (EDC 0.5-0.17, Tractus-X): we are the provider's data plane.
+
+Registered at ``{self}/signaling/<key>/dataflows`` (EDC's signaling client sends no credentials, so the shared
+key is a path segment; X-Api-Key or Bearer work too, for a proxy in front). Routes, relative to that base:
+
+=================================  ======================================================================
+``GET  /check``                    200 while we serve (EDC's health check)
+``POST /start``                    200 ``DataFlowResponseMessage`` with the tenant API endpoint and a token
+                                   of this flow; or ``provisioning: true`` and a ``provisioned`` callback
+                                   later, after which EDC starts again and gets the endpoint. Idempotent per
+                                   ``processId``; a start after suspend issues a new token.
+``POST /{processId}/suspend``      204; the flow's token stops working, the tenant stays
+``POST /{processId}/terminate``    204; the token is revoked, the tenant removed with its last flow
+=================================  ======================================================================
+
+4xx is final for EDC (the transfer fails), 5xx is retried (about six times over 15 s); errors carry the
+reason in a ``DataFlowError`` body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from provisioner.core import flows
+from provisioner.infra.connector import same_url
+from provisioner.infra.states import EndedBy, Protocol
+from provisioner.protocols.signaling import wire
+from provisioner.web.bodies import json_body
+from provisioner.web.deps import RETRY_AFTER, ServicesDep, WorkerDep, json_object, shared_key
+
+log = logging.getLogger(__name__)
+PROTOCOL = Protocol.SIGNALING
+
+
+def _error(status: int, message: str, details: Any = None, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(wire.error(message, details), status_code=status, headers=headers)
+
+
+async def _json(request: Request) -> dict[str, Any] | JSONResponse:
+    return await json_object(request, _error)
+
+
+async def check() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+async def start(request: Request, svc: ServicesDep, worker: WorkerDep) -> Response:
+    body = await _json(request)
+    if isinstance(body, JSONResponse):
+        return body
+    try:
+        message = wire.StartMessage.parse(body)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_context=False, include_input=False)
+        return _error(400, "not a DataFlowStartMessage", errors)
+    settings = svc.settings
+    control = settings.signaling_control_url
+    if control is None or not same_url(message.callback_address, control):
+        # Our callbacks go to the configured control plane only: a start naming another is not from it.
+        return _error(403, "callbackAddress is not this data plane's control plane")
+    if message.flow_type.upper() != "PULL":
+        return _error(400, f"flowType {message.flow_type!r}: this data plane serves PULL transfers only")
+    if message.source.type and message.source.type not in settings.signaling_source_types:
+        return _error(400, f"source type {message.source.type!r} is not served by this data plane")
+    asset_id = message.source.properties.get("assetId") or message.dataset_id
+    claim = flows.claim(PROTOCOL, message.process_id, asset_id, message.callback_address)
+    try:
+        result = await flows.start(
+            svc, worker, claim, message.participant_id, exclusive=False, gone=request.is_disconnected
+        )
+    except flows.Refused as refused:
+        return _error(refused.status, refused.reason, headers=RETRY_AFTER if refused.retry else None)
+    svc.metrics.requests.labels(type="signaling-start", code=result.result).inc()
+    if result.result is flows.StartResult.READY:
+        return JSONResponse(wire.response(result.endpoint, result.token))
+    if result.result is flows.StartResult.PENDING:
+        return JSONResponse(wire.response())
+    if result.result is flows.StartResult.ENDED:
+        return _error(409, f"data flow {message.process_id!r} was terminated; a new transfer needs a new process")
+    return _error(422, f"data flow {message.process_id!r} cannot be served: {result.error}")
+
+
+def _ender(ended_by: EndedBy | None) -> Any:
+    async def handle(process_id: str, request: Request, svc: ServicesDep, worker: WorkerDep) -> Response:
+        body = await _json(request)
+        if isinstance(body, JSONResponse):
+            return body
+        try:
+            grant = await asyncio.to_thread(flows.stop, svc, PROTOCOL, process_id, ended_by)
+        except (DBAPIError, SQLAlchemyError) as exc:
+            log.warning("database unavailable: %s", exc)
+            return _error(503, "state store unavailable, retry later", headers=RETRY_AFTER)
+        known, tenant_id = grant is not None, grant.tenant_id if grant else None
+        if not known:
+            return _error(404, f"unknown data flow {process_id!r}")
+        if tenant_id:
+            worker.kick_tenant(tenant_id, due=True)
+        return Response(status_code=204)
+
+    return handle
+
+
+def router() -> APIRouter:
+    api = APIRouter(tags=["signaling"])
+    caller = [Depends(shared_key(lambda s: s.signaling_inbound_key, "signaling"))]
+    for base in ("/signaling/dataflows", "/signaling/{path_key}/dataflows"):
+        api.add_api_route(f"{base}/check", check, methods=["GET"], dependencies=caller)
+        start_body, flow_body = json_body(wire.StartMessage), json_body(wire.FlowMessage, required=False)
+        api.add_api_route(f"{base}/start", start, methods=["POST"], dependencies=caller, openapi_extra=start_body)
+        api.add_api_route(
+            f"{base}/{{process_id}}/suspend",
+            _ender(None),
+            methods=["POST"],
+            dependencies=caller,
+            openapi_extra=flow_body,
+        )
+        api.add_api_route(
+            f"{base}/{{process_id}}/terminate",
+            _ender(EndedBy.TERMINATE),
+            methods=["POST"],
+            dependencies=caller,
+            openapi_extra=flow_body,
+        )
+    return api
