@@ -44,8 +44,50 @@ def dns_label(name: str, max_len: int = 63) -> str:
     return mapped
 
 
-# Objects the provisioner's RBAC names and the consumer API uses, in the tenant namespace.
+# --- names derived from a tenant: the one owner (the provisioner makes these objects, the API and the compiler
+# refer to them) ---------------------------------------------------------------------------------------------
+
+API = "wml-api"  # the tenant API's Deployment, Service, ServiceAccount and its pods' app.kubernetes.io/name
+WORKER = "wml-worker"  # the ServiceAccount of a job's pods
+S3_SECRET = "wml-s3"  # the executor's S3 credentials (scoped to job inputs, outputs and logs)
+GRANT_TOKEN_PREFIX = "wml-grant-"  # one Secret per grant with its token in full; read only by the provisioner
+API_ENV_SECRET = "wml-api-env"  # the API pods' secret environment
+API_TOKENS_SECRET = "wml-api-tokens"  # the live grants' token digests, re-read by the API (no restart for a token)
+API_ENV_CONFIGMAP = "wml-api-config"  # the API pods' plain environment
+ARTIFACT_REPOSITORIES = "artifact-repositories"  # the namespace's Argo artifact repository ConfigMap
+QUOTA = "wml-quota"  # the tenant's ResourceQuota
+LIMITS = "wml-limits"  # the tenant's LimitRange
+DEFAULT_DENY = "wml-default-deny"  # the NetworkPolicy denying everything not allowed by another
+WORKERS_POLICY = "wml-workers"  # the NetworkPolicy of job pods
 API_START_LEASE = "wml-api-start"  # the start lock of several API replicas (coordination.k8s.io Lease)
+TENANT_ID_PREFIX = "t-"
+
+
+def tenant_id_for(consumer_id: str) -> str:
+    """A stable, DNS-safe tenant id for a new consumer: 120 bits of its sha256, so that no one can choose a
+    participant id that maps onto another consumer's tenant. (Tenants are found by their consumer id, never by
+    this hash alone; tenants made before it was lengthened keep their 48-bit ids.)"""
+    return TENANT_ID_PREFIX + hashlib.sha256(consumer_id.encode()).hexdigest()[:30]
+
+
+def namespace_of(tenant: str, prefix: str) -> str:
+    """The tenant's namespace (``prefix`` is the operator's ``namespace_prefix``)."""
+    return f"{prefix}{tenant}"
+
+
+def api_s3_user(tenant: str) -> str:
+    """The tenant API's MinIO user: the whole tenant prefix."""
+    return f"wml-{tenant}"
+
+
+def exec_s3_user(tenant: str) -> str:
+    """The executor's MinIO user: job inputs (read), outputs and logs (write); nothing else."""
+    return f"{api_s3_user(tenant)}-exec"
+
+
+def grant_token_secret_name(grant_id: int) -> str:
+    """The Secret holding one grant's token."""
+    return f"{GRANT_TOKEN_PREFIX}{grant_id}"
 
 
 def template_name(asset_name: str) -> str:

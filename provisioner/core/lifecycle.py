@@ -1,5 +1,6 @@
-"""The tenant lifecycle core, the same for every protocol: decide what a tenant needs, run the steps of
-:mod:`provisioner.steps`, then hand results to connectors through :mod:`provisioner.core.delivery`.
+"""The tenant lifecycle core, the same for every protocol: decide what a tenant needs (:func:`decide`), run the
+steps of :mod:`provisioner.steps` that :mod:`provisioner.core.plan` picks, then hand results to connectors through
+:mod:`provisioner.core.delivery`.
 
 ``run_tenant`` returns when the tenant should be looked at again (seconds), or None; the scheduler re-queues
 it. Step outcomes are typed (:mod:`provisioner.infra.errors`): ``NotYet`` re-queues without counting an attempt,
@@ -10,8 +11,7 @@ and its connectors are told in their protocol's terms.
 from __future__ import annotations
 
 import logging
-import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 
@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from provisioner.core import delivery, identity
+from provisioner.core.plan import Recall, RunMemory, plan_run, widen
 from provisioner.core.store import CONFLICT_RETRIES, TenantCollision, backoff, link_tenant
 from provisioner.infra import audit
 from provisioner.infra.connector import EdcLookupError
@@ -34,6 +35,7 @@ from provisioner.infra.states import (
     move,
 )
 from provisioner.steps import APPLY, TEARDOWN, Snapshot, StepContext, StepFailed, run_steps
+from templates.names import api_s3_user
 
 log = logging.getLogger(__name__)
 
@@ -49,82 +51,6 @@ class Mode(StrEnum):
 class Decision:
     mode: Mode
     snap: Snapshot
-
-
-class Resumes:
-    """What a worker remembers of its tenants' last runs, so the next run does less. Kept in the worker's memory
-    only: a restart, a change of more than grants, or ``max_age`` seconds mean a whole pass again, which also repairs
-    anything changed behind our back meanwhile.
-
-    - Where a run stopped to wait (a resumable step raised NotYet): the next run of the same snapshot starts there.
-      A new tenant is re-run every quarter second while its API starts, and a whole pass (some 30 Kubernetes and
-      MinIO calls) took CPU those pods need.
-    - The snapshot of the last whole pass that went through: a run whose snapshot differs from it only in grants
-      (a new grant of an asset the tenant has, a suspend, a resume, a terminate) runs only the steps marked
-      ``grants``. A consumer who already has a tenant waits for its own token, not for every object re-applied.
-    """
-
-    def __init__(self, max_age: float = 30.0) -> None:
-        self.max_age = max_age
-        self._at: dict[str, tuple[Snapshot, int, float]] = {}
-        self._settled: dict[str, tuple[Snapshot, float]] = {}
-        self._lock = threading.Lock()  # the worker's threads run different tenants at once
-
-    def start(self, snap: Snapshot, now: float) -> int:
-        with self._lock:
-            found = self._at.get(snap.tenant_id)
-        if found is None or found[0] != snap or now - found[2] > self.max_age:
-            return 0
-        return found[1]
-
-    def grants_only(self, snap: Snapshot, now: float) -> bool:
-        """Only grants changed since the last whole pass went through, and that pass is recent."""
-        with self._lock:
-            found = self._settled.get(snap.tenant_id)
-        if found is None or now - found[1] > self.max_age:
-            return False
-        return _beyond_grants(found[0]) == _beyond_grants(snap)
-
-    def waiting(self, snap: Snapshot, index: int, now: float, whole: bool) -> None:
-        """The run of ``snap`` waits at step ``index``. Its age counts from the whole pass it stands on: ``whole``,
-        this run; else the resumed run's, or (a run of grants only) the last whole pass that went through."""
-        with self._lock:
-            previous = self._at.get(snap.tenant_id)
-            settled = self._settled.get(snap.tenant_id)
-            if whole:
-                since = now
-            elif previous is not None and previous[0] == snap:
-                since = previous[2]
-            elif settled is not None:
-                since = settled[1]
-            else:
-                since = now
-            # points of tenants that went away are dropped once stale
-            self._at = {k: v for k, v in self._at.items() if now - v[2] <= self.max_age}
-            self._at[snap.tenant_id] = (snap, index, since)
-
-    def settled(self, snap: Snapshot, now: float, whole: bool) -> None:
-        """A pass of ``snap`` went through: ``whole``, or resumed from a whole one (whose age it keeps)."""
-        with self._lock:
-            found = self._at.get(snap.tenant_id)
-            since = found[2] if not whole and found is not None and found[0] == snap else now
-            self._settled = {k: v for k, v in self._settled.items() if now - v[1] <= self.max_age}
-            self._settled[snap.tenant_id] = (snap, since)
-
-    def forget(self, tenant_id: str) -> None:
-        """The resume point only (a run went through)."""
-        with self._lock:
-            self._at.pop(tenant_id, None)
-
-    def drop(self, tenant_id: str) -> None:
-        """Everything (a run failed, the tenant was torn down): the next run is a whole pass."""
-        with self._lock:
-            self._at.pop(tenant_id, None)
-            self._settled.pop(tenant_id, None)
-
-
-def _beyond_grants(snap: Snapshot) -> Snapshot:
-    return replace(snap, grant_ids=(), active_grant_ids=(), grant_states=())
 
 
 # --- identity of grants received before they could be verified --------------------------------------------
@@ -182,12 +108,13 @@ def resolve_grant(svc: Services, grant_id: int) -> str | None:
 
 
 def run_tenant(
-    svc: Services, tenant_id: str, force: bool = False, due: bool = False, resumes: Resumes | None = None
+    svc: Services, tenant_id: str, force: bool = False, due: bool = False, memory: RunMemory | None = None
 ) -> float | None:
     """Bring one tenant to what its grants call for. Returns seconds until it wants another run, or None.
 
     ``due``: run now, whatever the backoff says (a re-queue, a request that changed the tenant's grants);
-    ``force``: also revive a failed tenant (an operator's retry); ``resumes``: where waits may be resumed."""
+    ``force``: also revive a failed tenant (an operator's retry); ``memory``: what the worker remembers of the
+    tenant's last runs, from which :func:`provisioner.core.plan.plan_run` decides which steps run."""
     now = svc.clock().timestamp()
     try:
         for _ in range(3):  # teardown, then re-provision if a new grant arrived meanwhile
@@ -195,35 +122,38 @@ def run_tenant(
             if decision is None:  # gone, or not due yet (a wait being timed): a resume point stays
                 return None
             if decision.mode is Mode.TEARDOWN:
-                if resumes is not None:
-                    resumes.drop(tenant_id)  # a tenant made again is made whole
-                run_steps(StepContext(svc, decision.snap), TEARDOWN)
+                if memory is not None:
+                    memory.drop(tenant_id)  # a tenant made again is made whole
+                run_steps(StepContext(svc, decision.snap), tuple(enumerate(TEARDOWN)))
                 force = True
                 continue
             if decision.mode is Mode.APPLY:
-                snap = decision.snap
-                # an operator's retry (force) always gets a whole pass
-                start = resumes.start(snap, now) if resumes is not None and not force else 0
-                grants_only = resumes is not None and not force and resumes.grants_only(snap, now)
-                whole = start == 0 and not grants_only
-                try:
-                    run_steps(StepContext(svc, snap, grants_only=grants_only), APPLY, start)
-                except StepFailed as exc:
-                    if resumes is not None and isinstance(exc.cause, NotYet) and APPLY[exc.index].resumable:
-                        resumes.waiting(snap, exc.index, now, whole=whole)
-                    raise
-                if resumes is not None and not grants_only:
-                    resumes.settled(snap, now, whole)
+                _apply(svc, decision.snap, force, now, memory)
             break
-        if resumes is not None:
-            resumes.forget(tenant_id)
+        if memory is not None:
+            memory.forget(tenant_id)
         return delivery.deliver(svc, tenant_id)
     except StepFailed as exc:
-        if resumes is not None and not isinstance(exc.cause, NotYet):
-            resumes.drop(tenant_id)
+        if memory is not None and not isinstance(exc.cause, NotYet):
+            memory.drop(tenant_id)
         return _step_failed(svc, tenant_id, exc.step, exc.cause)
     except NotYet as exc:
         return _not_yet(svc, tenant_id, exc)
+
+
+def _apply(svc: Services, snap: Snapshot, force: bool, now: float, memory: RunMemory | None) -> None:
+    """Run the planned provisioning steps of ``snap`` and tell the memory how the run went."""
+    recall = memory.recall(snap.tenant_id) if memory is not None else Recall()
+    # Without a memory (a one-off run) every run is a whole pass.
+    plan = plan_run(APPLY, snap, recall, now, force or memory is None, memory.max_age if memory else 0.0)
+    try:
+        run_steps(StepContext(svc, snap), plan.steps, lambda index, made: widen(APPLY, plan, index, made))
+    except StepFailed as exc:
+        if memory is not None and isinstance(exc.cause, NotYet):
+            memory.waiting(snap, exc.index, now, whole=plan.whole)
+        raise
+    if memory is not None and not plan.grants_only:
+        memory.settled(snap, now, plan.whole)
 
 
 def decide(svc: Services, tenant_id: str, force: bool, due: bool = False) -> Decision | None:
@@ -273,7 +203,7 @@ def decide(svc: Services, tenant_id: str, force: bool, due: bool = False) -> Dec
             tenant_id=tenant_id,
             namespace=tenant.namespace,
             consumer_id=tenant.consumer_id,
-            s3_user=f"wml-{tenant_id}",
+            s3_user=api_s3_user(tenant_id),
             grant_ids=tuple(g.id for g in [*holding, *ending]),
             grant_states=tuple((g.id, g.state) for g in grants),
             active_grant_ids=tuple(sorted(g.id for g in active)),

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from provisioner.core import lifecycle, store, sweeper
+from provisioner.core.plan import RunMemory
 from provisioner.infra.leader import LeaderElector
 from provisioner.infra.s3users import StorageError
 from provisioner.infra.services import Services
@@ -50,10 +51,6 @@ class KeyedRunner:
         finally:
             self._tasks.pop(key, None)
 
-    @property
-    def busy(self) -> bool:
-        return bool(self._tasks)
-
     async def drain(self) -> None:
         while self._tasks:
             await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
@@ -70,7 +67,7 @@ class Worker:
     def __init__(self, svc: Services) -> None:
         self.svc = svc
         self.runner = KeyedRunner()
-        self.resumes = lifecycle.Resumes()
+        self.memory = RunMemory()
         # Own threads: slow tenant work never delays the request path (which uses the default pool).
         self.pool = ThreadPoolExecutor(max_workers=svc.settings.worker_threads, thread_name_prefix="tenant")
         self._timers: dict[str, asyncio.TimerHandle] = {}
@@ -142,7 +139,7 @@ class Worker:
                 return
             renewer = asyncio.create_task(self._renew(tenant_id))
             try:
-                again = await self._in_pool(lifecycle.run_tenant, svc, tenant_id, forced, now, self.resumes)
+                again = await self._in_pool(lifecycle.run_tenant, svc, tenant_id, forced, now, self.memory)
             finally:
                 renewer.cancel()
                 for waiter in self._ran.pop(tenant_id, []):

@@ -1,4 +1,6 @@
-"""Database operations of the request path and the reconciler: accept, link, find due work."""
+"""The grants and tenants tables as the core uses them: persist a connector's request (a grant), link it to its
+consumer's tenant, change a data flow's grant (suspend, resume, end), find due work, and a replica's lease
+("claim") on a tenant. Calls that change a grant return a :class:`GrantView` of what they wrote."""
 
 from __future__ import annotations
 
@@ -8,7 +10,6 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from provisioner.core import policy
@@ -26,13 +27,13 @@ from provisioner.infra.states import (
     TenantState,
     move,
 )
-from provisioner.manifests.tenant import tenant_id_for
+from templates.names import tenant_id_for
 
 CONFLICT_RETRIES = 5
 
 
 @dataclass(frozen=True)
-class Claim:
+class TransferRequest:
     """A connector's request for a consumer's access, in the core's terms (each protocol adapter makes one)."""
 
     protocol: Protocol
@@ -45,11 +46,19 @@ class Claim:
 
 
 @dataclass(frozen=True)
-class Accepted:
+class GrantView:
+    """A grant as a store call wrote (or found) it."""
+
     grant_id: int
-    state: str
+    state: GrantState
     tenant_id: str | None
-    created: bool
+    created: bool = False
+    profile: str = ""  # the transfer type/profile a signaling start named
+
+
+def _view(grant: Grant, created: bool = False) -> GrantView:
+    profile = str((grant.policy or {}).get("profile", ""))
+    return GrantView(grant.id, GrantState(grant.state), grant.tenant_id, created, profile)
 
 
 class UnknownTransfer(LookupError):
@@ -116,7 +125,7 @@ def link_tenant(session: Session, grant: Grant, consumer_id: str, settings: Prov
     return tenant
 
 
-def _grant_of(session: Session, request: Claim) -> Grant | None:
+def _grant_of(session: Session, request: TransferRequest) -> Grant | None:
     query = select(Grant).where(
         Grant.transfer_process_id == request.transfer_process_id,
         Grant.resource_definition_id == request.resource_definition_id,
@@ -124,68 +133,59 @@ def _grant_of(session: Session, request: Claim) -> Grant | None:
     return session.scalars(query).one_or_none()
 
 
-def existing_grant(sessions: sessionmaker[Session], request: Claim) -> Accepted | None:
-    """The grant an earlier copy of this request made, if any (EDC retries; duplicates change nothing)."""
+def existing_grant(sessions: sessionmaker[Session], request: TransferRequest) -> GrantView | None:
+    """The grant an earlier copy of this request made, if any (EDC retries; duplicates change nothing). The one
+    duplicate check: it records the duplicate."""
     with sessions.begin() as session:
         grant = _grant_of(session, request)
         if grant is None:
             return None
         audit.record(session, "provision_duplicate", grant.tenant_id, grant.id, state=grant.state)
-        return Accepted(grant.id, grant.state, grant.tenant_id, created=False)
+        return _view(grant)
 
 
 def accept_provision(
     sessions: sessionmaker[Session],
     settings: ProvisionerSettings,
-    request: Claim,
+    request: TransferRequest,
     asset_name: str,
     now: datetime,
     who: Identity,
-) -> Accepted:
-    """Persist a verified provision request once; a retried or duplicated request finds the first grant."""
+) -> GrantView:
+    """Persist a verified request the caller found no grant for (:func:`existing_grant`, :func:`find_flow`).
+    A concurrent copy of it that got there first, or a concurrent first grant of the same consumer, is an
+    IntegrityError: the caller looks again and retries (up to ``CONFLICT_RETRIES``)."""
     ends = policy.contract_end(request.policy, now) or now + timedelta(seconds=settings.default_lifetime_seconds)
-    for attempt in range(CONFLICT_RETRIES):
-        try:
-            with sessions.begin() as session:
-                grant = _grant_of(session, request)
-                if grant is not None:
-                    audit.record(session, "provision_duplicate", grant.tenant_id, grant.id, state=grant.state)
-                    return Accepted(grant.id, grant.state, grant.tenant_id, created=False)
-                grant = Grant(
-                    transfer_process_id=request.transfer_process_id,
-                    resource_definition_id=request.resource_definition_id,
-                    asset_id=request.asset_id,
-                    asset_name=asset_name,
-                    contract_id=who.contract_id,
-                    callback_address=request.callback_address,
-                    policy=dict(request.policy or {}),
-                    protocol=request.protocol,
-                    delivery=request.delivery,
-                    resource_name=resource_name("pending", request.transfer_process_id, request.resource_definition_id),
-                    state=GrantState.RECEIVED,
-                    expires_at=ends,
-                    attempts=0,
-                )
-                session.add(grant)
-                session.flush()
-                audit.record(
-                    session,
-                    "provision_received",
-                    None,
-                    grant.id,
-                    transfer_process_id=request.transfer_process_id,
-                    asset_id=request.asset_id,
-                    expires_at=ends.isoformat(),
-                )
-                link_tenant(session, grant, who.consumer_id, settings)
-                audit.record(
-                    session, "grant_linked", grant.tenant_id, grant.id, consumer_id=who.consumer_id, source=who.source
-                )
-                return Accepted(grant.id, grant.state, grant.tenant_id, created=True)
-        except IntegrityError:
-            if attempt == CONFLICT_RETRIES - 1:
-                raise
-    raise AssertionError("unreachable")
+    with sessions.begin() as session:
+        grant = Grant(
+            transfer_process_id=request.transfer_process_id,
+            resource_definition_id=request.resource_definition_id,
+            asset_id=request.asset_id,
+            asset_name=asset_name,
+            contract_id=who.contract_id,
+            callback_address=request.callback_address,
+            policy=dict(request.policy or {}),
+            protocol=request.protocol,
+            delivery=request.delivery,
+            resource_name=resource_name("pending", request.transfer_process_id, request.resource_definition_id),
+            state=GrantState.RECEIVED,
+            expires_at=ends,
+            attempts=0,
+        )
+        session.add(grant)
+        session.flush()
+        audit.record(
+            session,
+            "provision_received",
+            None,
+            grant.id,
+            transfer_process_id=request.transfer_process_id,
+            asset_id=request.asset_id,
+            expires_at=ends.isoformat(),
+        )
+        link_tenant(session, grant, who.consumer_id, settings)
+        audit.record(session, "grant_linked", grant.tenant_id, grant.id, consumer_id=who.consumer_id, source=who.source)
+        return _view(grant, created=True)
 
 
 def known_transfer(sessions: sessionmaker[Session], transfer_process_id: str) -> bool:
@@ -196,8 +196,8 @@ def known_transfer(sessions: sessionmaker[Session], transfer_process_id: str) ->
 
 
 def accept_deprovision(
-    sessions: sessionmaker[Session], request: Claim, ended_by: EndedBy = EndedBy.DEPROVISION
-) -> Accepted:
+    sessions: sessionmaker[Session], request: TransferRequest, ended_by: EndedBy = EndedBy.DEPROVISION
+) -> GrantView:
     """Mark the grant(s) of this transfer for removal. Unknown transfer: :class:`UnknownTransfer`."""
     with sessions.begin() as session:
         grants = list(
@@ -222,8 +222,7 @@ def accept_deprovision(
                 grant.attempts = 0
                 grant.next_attempt_at = None
             audit.record(session, "deprovision_received", grant.tenant_id, grant.id, state=grant.state)
-        first = grants[0]
-        return Accepted(first.id, first.state, first.tenant_id, created=False)
+        return _view(grants[0])
 
 
 def due_work(sessions: sessionmaker[Session], now: datetime) -> tuple[list[int], list[str]]:
@@ -265,13 +264,14 @@ def _flow(session: Session, protocol: Protocol, transfer_process_id: str, lock: 
     return session.scalars(query.with_for_update() if lock else query).one_or_none()
 
 
-def find_grant(sessions: sessionmaker[Session], protocol: Protocol, transfer_process_id: str) -> Grant | None:
-    """The grant of a signaling data flow, detached from its session."""
+def find_flow(sessions: sessionmaker[Session], protocol: Protocol, transfer_process_id: str) -> GrantView | None:
+    """The grant of a signaling data flow."""
     with sessions() as session:
-        return _flow(session, protocol, transfer_process_id)
+        grant = _flow(session, protocol, transfer_process_id)
+        return _view(grant) if grant is not None else None
 
 
-def suspend(sessions: sessionmaker[Session], protocol: Protocol, transfer_process_id: str) -> Grant | None:
+def suspend(sessions: sessionmaker[Session], protocol: Protocol, transfer_process_id: str) -> GrantView | None:
     """Revoke a data flow's token and keep its tenant (signaling suspend). None for an unknown flow."""
     with sessions.begin() as session:
         grant = _flow(session, protocol, transfer_process_id, lock=True)
@@ -281,12 +281,12 @@ def suspend(sessions: sessionmaker[Session], protocol: Protocol, transfer_proces
             move(grant, GrantState.SUSPENDED)
             _tenant_needs_run(session, grant.tenant_id)
             audit.record(session, "grant_suspended", grant.tenant_id, grant.id)
-        return grant
+        return _view(grant)
 
 
 def resume(
     sessions: sessionmaker[Session], protocol: Protocol, transfer_process_id: str, delivery: Delivery
-) -> Grant | None:
+) -> GrantView | None:
     """A suspended data flow starts again with a new token (signaling start after suspend, DPS resume)."""
     with sessions.begin() as session:
         grant = _flow(session, protocol, transfer_process_id, lock=True)
@@ -299,7 +299,7 @@ def resume(
             grant.next_attempt_at = None
             _tenant_needs_run(session, grant.tenant_id)
             audit.record(session, "grant_resumed", grant.tenant_id, grant.id)
-        return grant
+        return _view(grant)
 
 
 def respond_later(sessions: sessionmaker[Session], grant_id: int) -> bool:
@@ -327,7 +327,7 @@ def _tenant_needs_run(session: Session, tenant_id: str | None) -> None:
 
 def end_flow(
     sessions: sessionmaker[Session], protocol: Protocol, transfer_process_id: str, ended_by: EndedBy
-) -> Grant | None:
+) -> GrantView | None:
     """Terminate or complete a data flow (idempotent). None for an unknown flow."""
     with sessions.begin() as session:
         grant = _flow(session, protocol, transfer_process_id, lock=True)
@@ -335,14 +335,14 @@ def end_flow(
             return None
         if grant.state in (GrantState.DEPROVISIONING, GrantState.DEPROVISIONED):
             audit.record(session, "deprovision_duplicate", grant.tenant_id, grant.id, state=grant.state)
-            return grant
+            return _view(grant)
         grant.ended_by = ended_by
         move(grant, GrantState.DEPROVISIONING if grant.tenant_id else GrantState.DEPROVISIONED)
         grant.attempts = 0
         grant.next_attempt_at = None
         _tenant_needs_run(session, grant.tenant_id)
         audit.record(session, "deprovision_received", grant.tenant_id, grant.id, state=grant.state, ended_by=ended_by)
-        return grant
+        return _view(grant)
 
 
 class TenantClaim(StrEnum):

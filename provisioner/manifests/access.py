@@ -13,7 +13,7 @@ import base64
 
 from provisioner.infra.kube import Kube
 from provisioner.infra.settings import ProvisionerSettings
-from provisioner.manifests import tenant as tenants
+from templates.names import API, API_ENV_CONFIGMAP, API_ENV_SECRET
 
 
 class NotProvisioned(LookupError):
@@ -24,15 +24,15 @@ def tenant_api_env(
     kube: Kube, settings: ProvisionerSettings, tenant_id: str, argo_token_seconds: int | None = 3600
 ) -> dict[str, str]:
     namespace = settings.namespace_for(tenant_id)
-    config = kube.get("v1", "ConfigMap", tenants.API_ENV_CONFIGMAP, namespace)
-    secret = kube.get("v1", "Secret", tenants.API_ENV_SECRET, namespace)
+    config = kube.get("v1", "ConfigMap", API_ENV_CONFIGMAP, namespace)
+    secret = kube.get("v1", "Secret", API_ENV_SECRET, namespace)
     if config is None or secret is None:
         raise NotProvisioned(f"tenant {tenant_id} has no API environment in {namespace}")
     env = {str(k): str(v) for k, v in (config.get("data") or {}).items()}
     env.update({str(k): base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()})
     if argo_token_seconds:
         # A local process has neither the pod's token file nor its in-cluster address: hand both over.
-        env["WML_API_ARGO_TOKEN"] = kube.service_account_token(namespace, tenants.API, argo_token_seconds)
+        env["WML_API_ARGO_TOKEN"] = kube.service_account_token(namespace, API, argo_token_seconds)
         cfg = kube.api.configuration
         env["WML_API_KUBE_API_URL"] = str(cfg.host)
         if cfg.ssl_ca_cert:

@@ -20,10 +20,11 @@ from api.settings import ApiSettings
 from devstack.servers import serve
 from devstack.stack import kube
 from devstack.stack.launcher import StackInfo
+from provisioner import manifests
 from provisioner.infra.s3users import Storage, StorageError
 from provisioner.infra.settings import ProvisionerSettings
-from provisioner.manifests import tenant as tenants
 from templates import WorkflowAsset, load_directory
+from templates.names import API
 from tests.support.examples import EXAMPLES
 
 QUOTA_CONCURRENT_JOBS = 3
@@ -58,9 +59,9 @@ def provisioner_settings(stack: StackInfo) -> ProvisionerSettings:
 
 def tenant_spec(
     settings: ProvisionerSettings, tenant: str, token: str, extra: tuple[WorkflowAsset, ...] = ()
-) -> tenants.TenantSpec:
+) -> manifests.TenantSpec:
     """The spec of a tenant with the example assets (and ``extra``), fresh MinIO keys and one token."""
-    return tenants.TenantSpec(
+    return manifests.TenantSpec(
         tenant=tenant,
         namespace=settings.namespace_for(tenant),
         token_digests=(hashlib.sha256(token.encode()).hexdigest(),),
@@ -75,7 +76,7 @@ def tenant_spec(
 
 def prepare_namespace(
     stack: StackInfo, api: k8s.ApiClient, tenant: str, token: str, extra: tuple[WorkflowAsset, ...] = ()
-) -> tuple[tenants.TenantSpec, str]:
+) -> tuple[manifests.TenantSpec, str]:
     """Everything the provisioner makes for ``tenant`` but the API Deployment; (its spec, the API account's token)."""
     settings = provisioner_settings(stack)
     spec = tenant_spec(settings, tenant, token, extra)
@@ -83,19 +84,19 @@ def prepare_namespace(
     prefix = settings.s3_prefix_for(tenant)
     storage.ensure_user(spec.s3_access_key, spec.s3_secret_key, prefix)
     storage.ensure_user(spec.exec_access_key, spec.exec_secret_key, prefix, executor=True)
-    manifests = [
-        tenants.namespace(settings, spec),
-        *tenants.rbac(spec),
-        *tenants.quota(settings, spec),
-        *tenants.network_policies(settings, spec),
-        *tenants.config_objects(settings, spec),
-        *tenants.workflow_templates(settings, spec),
+    objects = [
+        manifests.namespace(settings, spec),
+        *manifests.rbac(spec),
+        *manifests.quota(settings, spec),
+        *manifests.network_policies(settings, spec),
+        *manifests.config_objects(settings, spec),
+        *manifests.workflow_templates(settings, spec),
     ]
-    kube.apply(kube.dynamic(api), manifests)
-    return spec, kube.service_account_token(api, spec.namespace, tenants.API)
+    kube.apply(kube.dynamic(api), objects)
+    return spec, kube.service_account_token(api, spec.namespace, API)
 
 
-def remove_tenant(stack: StackInfo, api: k8s.ApiClient, spec: tenants.TenantSpec) -> None:
+def remove_tenant(stack: StackInfo, api: k8s.ApiClient, spec: manifests.TenantSpec) -> None:
     with contextlib.suppress(k8s.ApiException):
         k8s.CoreV1Api(api).delete_namespace(spec.namespace, propagation_policy="Background")
     storage = Storage(provisioner_settings(stack))
@@ -113,7 +114,7 @@ def api_tenant(
     api = kube.api_client(stack.kubeconfig)
     token = secrets.token_urlsafe(32)
     spec, sa_token = prepare_namespace(stack, api, tenant, token, extra_assets)
-    plain, secret = tenants.api_env(provisioner_settings(stack), spec)
+    plain, secret = manifests.api_env(provisioner_settings(stack), spec)
     settings = ApiSettings.model_validate(
         {
             **{k.removeprefix("WML_API_").lower(): v for k, v in {**plain, **secret}.items()},

@@ -18,8 +18,9 @@ from kubernetes import client as k8s
 from devstack.stack import host, kube
 from devstack.stack.app_image import ensure_app_image
 from devstack.stack.launcher import ensure_stack
+from provisioner import manifests
 from provisioner.infra.s3users import Storage
-from provisioner.manifests import tenant as tenants
+from templates.names import API
 from tests.api.tenant import tenant_spec
 from tests.provisioner.helpers import stack_settings
 
@@ -56,19 +57,19 @@ def _one(stack: object, image: str) -> tuple[float, float]:
         kube.apply(
             dyn,
             [
-                tenants.namespace(settings, spec),
-                *tenants.rbac(spec),
-                *tenants.quota(settings, spec),
-                *tenants.network_policies(settings, spec),
-                *tenants.config_objects(settings, spec),
-                *tenants.workflow_templates(settings, spec),
+                manifests.namespace(settings, spec),
+                *manifests.rbac(spec),
+                *manifests.quota(settings, spec),
+                *manifests.network_policies(settings, spec),
+                *manifests.config_objects(settings, spec),
+                *manifests.workflow_templates(settings, spec),
             ],
         )
         started = time.monotonic()
-        kube.apply(dyn, tenants.api_objects(settings, spec))
+        kube.apply(dyn, manifests.api_objects(settings, spec))
         deadline = started + 300
         while time.monotonic() < deadline:
-            pods = core.list_namespaced_pod(spec.namespace, label_selector=f"app.kubernetes.io/name={tenants.API}")
+            pods = core.list_namespaced_pod(spec.namespace, label_selector=f"app.kubernetes.io/name={API}")
             if any(c.type == "Ready" and c.status == "True" for p in pods.items for c in (p.status.conditions or [])):
                 break
             time.sleep(0.05)

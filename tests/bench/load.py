@@ -23,14 +23,14 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from sqlalchemy import select
 
-from api.client import ApiError, Client
+from api.client import Client, ClientError
 from devstack.stack import host
 from devstack.stack.launcher import StackInfo, ensure_stack
-from provisioner.app import create_app
+from provisioner.app import build_services, create_app
 from provisioner.infra import db
 from provisioner.infra.models import AuditEvent
 from provisioner.infra.services import Services
-from provisioner.manifests import tenant as tenants
+from templates.names import API
 from tests.bench.api_pod import _pids_of
 from tests.provisioner.helpers import TENANT_OBJECTS, stack_settings
 from tests.provisioner.servers import EdcStub, ThreadedServer, wait_for
@@ -96,7 +96,7 @@ def run() -> None:
             worker_threads=8,
             api_replicas=2,  # the production shape
         )
-        svc = Services.build(settings)
+        svc = build_services(settings)
         db.migrate(svc.engine)
         try:
             with ThreadedServer(create_app(settings, services=svc)) as server, argo_parallelism(stack, PARALLELISM):
@@ -161,7 +161,7 @@ def _load(svc: Services, url: str, stub: EdcStub, edc_url: str) -> None:
                     try:
                         active.append(str(client.start("dummy")["id"]))
                         pending -= 1
-                    except ApiError as exc:
+                    except ClientError as exc:
                         if exc.status != 429:
                             raise
                         break
@@ -235,7 +235,7 @@ def _saturation(svc: Services) -> str:
             if cond.get("type") == "PodScheduled" and cond.get("status") == "False"
         }
     )
-    api_pods = [p for p in pods if p["metadata"].get("labels", {}).get("app.kubernetes.io/name") == tenants.API]
+    api_pods = [p for p in pods if p["metadata"].get("labels", {}).get("app.kubernetes.io/name") == API]
     return (
         f"node: {len(pods)} pods of {allocatable['pods']} allowed ({len(api_pods)} tenant API pods), "
         f"CPU requested {cpu_m}m of {allocatable['cpu']}"

@@ -14,9 +14,8 @@ import time
 from pathlib import Path
 
 from devstack.stack.launcher import ensure_stack
-from provisioner.app import create_app
+from provisioner.app import build_services, create_app
 from provisioner.infra import db
-from provisioner.infra.services import Services
 from tests.provisioner.helpers import stack_settings
 from tests.provisioner.servers import EdcStub, ThreadedServer, wait_for
 from tests.support.edc import cleanup, edc_request, new_consumer, post
@@ -40,7 +39,7 @@ def run() -> None:
     stub = EdcStub()
     with tempfile.TemporaryDirectory() as tmp, ThreadedServer(stub.app()) as edc:
         settings = stack_settings(stack, f"sqlite:///{Path(tmp) / 'bench.db'}", edc.url)
-        svc = Services.build(settings)
+        svc = build_services(settings)
         db.migrate(svc.engine)
         try:
             with ThreadedServer(create_app(settings, services=svc)) as server:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from devstack.stack.launcher import StackInfo
-from provisioner.app import create_app
+from provisioner.app import build_services, create_app
 from provisioner.infra import db
 from provisioner.infra.services import Services
 from provisioner.infra.settings import ProvisionerSettings
@@ -82,7 +82,7 @@ def services(
     make_settings: Callable[..., ProvisionerSettings], settings_overrides: dict[str, Any]
 ) -> Iterator[Services]:
     """Services on the real stack with a fresh SQLite database; tenants removed afterwards."""
-    svc = Services.build(make_settings(**settings_overrides))
+    svc = build_services(make_settings(**settings_overrides))
     db.migrate(svc.engine)
     try:
         yield svc

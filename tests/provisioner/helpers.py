@@ -20,7 +20,8 @@ from devstack.stack.launcher import StackInfo
 from provisioner.infra.models import Grant, Tenant
 from provisioner.infra.services import Services
 from provisioner.infra.settings import ProvisionerSettings
-from provisioner.manifests import tenant as tenants
+from templates.labels import LABEL_MANAGED_BY, MANAGER
+from templates.names import API_ENV_SECRET, S3_SECRET, grant_token_secret_name
 from tests.provisioner.servers import API_KEY
 
 ASSETS = Path(__file__).resolve().parents[2] / "templates" / "examples"
@@ -114,7 +115,7 @@ def secret_data(svc: Services, namespace: str, name: str) -> dict[str, str]:
 
 def managed_objects(svc: Services, namespace: str) -> set[tuple[str, str]]:
     """(kind, name) of every object in ``namespace`` carrying our managed-by label."""
-    selector = f"{tenants.LABEL_MANAGED_BY}={tenants.MANAGER}"
+    selector = f"{LABEL_MANAGED_BY}={MANAGER}"
     found: set[tuple[str, str]] = set()
     for api_version, kind in LABELLED_KINDS:
         if kind == "Namespace":
@@ -129,7 +130,7 @@ def expected_objects(assets: list[str], grants: list[int] | tuple[int, ...] = ()
     return (
         {(k, n) for _, k, n in TENANT_OBJECTS}
         | {("WorkflowTemplate", f"wml-{a}") for a in assets}
-        | {("Secret", tenants.grant_token_secret_name(g)) for g in grants}
+        | {("Secret", grant_token_secret_name(g)) for g in grants}
     )
 
 
@@ -137,10 +138,10 @@ def tenant_s3(svc: Services, tenant_id: str, executor: bool = False) -> Minio:
     """The tenant API's S3 client (whole prefix), or with ``executor`` the narrow one of Argo's executor."""
     namespace = svc.settings.namespace_for(tenant_id)
     if executor:
-        creds = secret_data(svc, namespace, tenants.S3_SECRET)
+        creds = secret_data(svc, namespace, S3_SECRET)
         access, secret = creds["accessKey"], creds["secretKey"]
     else:
-        env = secret_data(svc, namespace, tenants.API_ENV_SECRET)
+        env = secret_data(svc, namespace, API_ENV_SECRET)
         access, secret = env["WML_API_S3_ACCESS_KEY"], env["WML_API_S3_SECRET_KEY"]
     return Minio(svc.settings.s3_endpoint, access_key=access, secret_key=secret, secure=False)
 

@@ -13,7 +13,7 @@ from kubernetes import client as k8s
 
 from api.client import ApiError, Client
 from provisioner.infra.services import Services
-from provisioner.manifests import tenant as tenants
+from templates.names import API
 from tests.provisioner.servers import EdcStub, wait_for
 from tests.provisioner.test_lifecycle import provision
 from tests.support.edc import new_consumer, tenant_of
@@ -37,12 +37,12 @@ def test_one_api_pod_killed_costs_a_consumer_nothing(
     tenant = tenant_of(consumer)
     namespace = services.settings.namespace_for(tenant)
     url, token = services.settings.api_url_for(tenant), call.body["apiKeyJwt"]
-    selector = f"app.kubernetes.io/name={tenants.API}"
+    selector = f"app.kubernetes.io/name={API}"
 
     # handed out means working: the very first request through the ingress succeeds
     with Client(url, token) as client:
         assert "dummy" in {a["name"] for a in client.assets()}
-    pdb = services.kube.get("policy/v1", "PodDisruptionBudget", tenants.API, namespace)
+    pdb = services.kube.get("policy/v1", "PodDisruptionBudget", API, namespace)
     assert pdb is not None and pdb["spec"]["maxUnavailable"] == 1
 
     def running() -> list[dict[str, object]] | None:

@@ -9,22 +9,24 @@ by the reconciler's own pass (``Worker.reconcile_once``).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 from collections.abc import Callable
 
 import pytest
 
 from provisioner import steps
-from provisioner.core import flows, lifecycle, store
+from provisioner.app import build_services
+from provisioner.core import grants, lifecycle, store
 from provisioner.core.identity import Identity, IdentitySource
 from provisioner.core.scheduler import Worker
 from provisioner.infra.models import GrantState, TenantState
 from provisioner.infra.services import Services
 from provisioner.infra.settings import ProvisionerSettings
 from provisioner.infra.states import Delivery, EndedBy, Protocol
-from provisioner.manifests import tenant as tenants
-from provisioner.protocols.http_provisioner.routes import claim_of
+from provisioner.protocols.http_provisioner.routes import request_of
 from provisioner.protocols.http_provisioner.wire import ProvisionRequest
+from templates.names import grant_token_secret_name
 from tests.provisioner.helpers import (
     db_grants,
     db_tenant,
@@ -54,7 +56,7 @@ def crash_before(step: str) -> Callable[[str], None]:
 
 
 def restart_and_reconcile(settings: ProvisionerSettings, until: Callable[[Services], bool]) -> None:
-    svc = Services.build(settings)
+    svc = build_services(settings)
     try:
 
         async def run() -> None:
@@ -80,11 +82,11 @@ def accept(svc: Services, body: dict, protocol: Protocol = Protocol.HTTP_PROVISI
     A signaling start that could not wait for its tenant: the endpoint goes by callback."""
     request = ProvisionRequest.model_validate(body)
     who = Identity(body["policy"]["assignee"], f"contract-{request.transfer_process_id}", IdentitySource.MANAGEMENT)
-    claim = claim_of(request)
+    asked = request_of(request)
     if protocol is not Protocol.HTTP_PROVISIONER:
-        claim = flows.claim(protocol, request.transfer_process_id, "dummy", request.callback_base)
-        claim = store.Claim(**{**claim.__dict__, "delivery": Delivery.CALLBACK})
-    return store.accept_provision(svc.sessions, svc.settings, claim, "dummy", svc.clock(), who).grant_id
+        asked = grants.flow_request(protocol, request.transfer_process_id, "dummy", request.callback_base)
+        asked = dataclasses.replace(asked, delivery=Delivery.CALLBACK)
+    return store.accept_provision(svc.sessions, svc.settings, asked, "dummy", svc.clock(), who).grant_id
 
 
 # What each protocol's connector receives when a grant is ready, and where its token is (dialect A's
@@ -124,10 +126,10 @@ def test_crash_during_provision_then_resume(
     assert grant.protocol == protocol
     assert managed_objects(services, namespace) == expected_objects(["dummy"], [grant.id])  # no gap, no orphan
     assert grant.state == GrantState.PROVISIONED
-    stored = secret_data(services, namespace, tenants.grant_token_secret_name(grant.id))["token"]
+    stored = secret_data(services, namespace, grant_token_secret_name(grant.id))["token"]
     token = token_of(call.body) or stored
     digest = hashlib.sha256(token.encode()).hexdigest()
-    assert secret_data(services, namespace, tenants.grant_token_secret_name(grant.id))["token"] == token
+    assert secret_data(services, namespace, grant_token_secret_name(grant.id))["token"] == token
     assert secret_data(services, namespace, "wml-api-env")["WML_API_TOKEN_SHA256"] == digest
     # the S3 Secret and the MinIO user agree (a crash between them was repaired)
     put(tenant_s3(services, tenant), services.settings.s3_bucket, f"tenants/{tenant}/probe")
@@ -168,9 +170,9 @@ def test_crash_during_teardown_then_resume(
     put(s3, services.settings.s3_bucket, f"tenants/{tenant}/jobs/j/outputs/result")
     ended_by, notice = END[protocol]
     if protocol is Protocol.HTTP_PROVISIONER:
-        store.accept_deprovision(services.sessions, claim_of(ProvisionRequest.model_validate(body)), ended_by)
+        store.accept_deprovision(services.sessions, request_of(ProvisionRequest.model_validate(body)), ended_by)
     else:
-        assert flows.end(services, protocol, body["transferProcessId"], ended_by) is not None
+        assert store.end_flow(services.sessions, protocol, body["transferProcessId"], ended_by) is not None
 
     services.step_hook = crash_before(step)
     with pytest.raises(Crash):
@@ -196,7 +198,7 @@ def test_restart_resumes_received_grants(
 ) -> None:
     """Requests accepted but never worked on (process killed right after answering EDC)."""
     stub, edc_url = edc
-    svc = Services.build(make_settings())
+    svc = build_services(make_settings())
     try:
         from provisioner.infra import db
 

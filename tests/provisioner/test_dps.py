@@ -28,11 +28,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from referencing import Registry, Resource
 
 from devstack.servers import ThreadedServer, free_port
-from provisioner.app import create_app
+from provisioner.app import build_services, create_app
 from provisioner.core.scheduler import Worker
 from provisioner.infra.services import Services
 from provisioner.infra.settings import ProvisionerSettings
-from provisioner.manifests.tenant import tenant_id_for
+from templates.names import tenant_id_for
 from tests.provisioner.helpers import SIGNALING_KEY, db_grants, db_tenant, secret_data
 from tests.provisioner.servers import EdcStub, wait_for
 from tests.support.edc import cleanup, new_consumer
@@ -104,7 +104,7 @@ def dataplane(
     def start(**overrides: Any) -> tuple[str, Services]:
         values = {"dps_enabled": True, "signaling_verify_with_management": False, **overrides}
         settings = make_settings(**values)
-        svc = Services.build(settings)
+        svc = build_services(settings)
         server = ThreadedServer(create_app(settings, services=svc)).__enter__()
         running.append((server, svc))
         return f"{server.url}/dps/dataflows", svc
@@ -305,7 +305,7 @@ def test_kubernetes_down_during_start_answers_starting_and_loses_nothing(
         kube_timeout_seconds=1.0,
         signaling_start_wait_seconds=1.0,
     )
-    svc = Services.build(settings)
+    svc = build_services(settings)
     process, consumer = str(uuid.uuid4()), new_consumer()
     try:
         with ThreadedServer(create_app(settings, services=svc)) as server:
@@ -318,7 +318,7 @@ def test_kubernetes_down_during_start_answers_starting_and_loses_nothing(
     finally:
         svc.close()
 
-    back = Services.build(real)  # Kubernetes is back (a restarted provisioner: nothing kept in memory)
+    back = build_services(real)  # Kubernetes is back (a restarted provisioner: nothing kept in memory)
     try:
 
         async def reconcile() -> None:

@@ -18,9 +18,8 @@ from schemathesis.generation import GenerationMode
 from sqlalchemy import func, select
 
 from devstack.servers import ThreadedServer
-from provisioner.app import create_app
+from provisioner.app import build_services, create_app
 from provisioner.infra.models import Grant, Tenant
-from provisioner.infra.services import Services
 from provisioner.infra.settings import ProvisionerSettings
 from tests.provisioner.helpers import ADMIN_TOKEN, INBOUND_KEY, SIGNALING_KEY
 from tests.support.edc import cleanup
@@ -39,7 +38,7 @@ def headers_for(path: str) -> dict[str, str]:
 
 def test_no_server_errors_and_refusals_create_nothing(make_settings: Callable[..., ProvisionerSettings]) -> None:
     config = make_settings(signaling_enabled=True, dps_enabled=True, signaling_verify_with_management=True)
-    svc = Services.build(config)
+    svc = build_services(config)
     app = create_app(config, services=svc)
     schema = schemathesis.openapi.from_dict(app.openapi())
     operations = [result.ok() for result in schema.get_all_operations()]

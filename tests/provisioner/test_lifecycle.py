@@ -17,8 +17,9 @@ from devstack.servers import serve
 from provisioner.infra.models import GrantState, TenantState
 from provisioner.infra.services import Services
 from provisioner.manifests import access
-from provisioner.manifests import tenant as tenants
 from provisioner.steps import APPLY
+from templates.labels import LABEL_TENANT
+from templates.names import API, API_ENV_SECRET, WORKER
 from tests.provisioner.helpers import (
     ADMIN_TOKEN,
     db_grants,
@@ -95,7 +96,7 @@ def test_provision_creates_every_object_and_calls_back(
     assert managed_objects(services, namespace) == expected_objects(["dummy"], [grant.id])
     template = services.kube.get("argoproj.io/v1alpha1", "WorkflowTemplate", "wml-dummy", namespace)
     assert template["spec"]["serviceAccountName"] == "wml-worker"
-    assert template["metadata"]["labels"][tenants.LABEL_TENANT] == tenant
+    assert template["metadata"]["labels"][LABEL_TENANT] == tenant
     # the token controller fills the executor's token Secret
     wait_for(
         lambda: secret_data(services, namespace, "wml-worker.service-account-token").get("token"),
@@ -106,7 +107,7 @@ def test_provision_creates_every_object_and_calls_back(
     # only the token's hash reaches the API; the database file never holds the token
     row = db_tenant(services, tenant)
     assert row is not None and row.state == TenantState.READY
-    api_env = secret_data(services, namespace, tenants.API_ENV_SECRET)
+    api_env = secret_data(services, namespace, API_ENV_SECRET)
     assert api_env["WML_API_TOKEN_SHA256"] == hashlib.sha256(token.encode()).hexdigest()
     db_file = Path(services.settings.database_url.removeprefix("sqlite:///"))
     for path in [db_file, *db_file.parent.glob(db_file.name + "-wal")]:
@@ -127,7 +128,7 @@ def test_provision_creates_every_object_and_calls_back(
     assert call2.body["resourceName"] != call.body["resourceName"]
     grant_ids = [g.id for g in db_grants(services, tenant)]
     assert managed_objects(services, namespace) == expected_objects(["dummy", "input-dummy"], grant_ids)
-    digests = secret_data(services, namespace, tenants.API_ENV_SECRET)["WML_API_TOKEN_SHA256"].split(",")
+    digests = secret_data(services, namespace, API_ENV_SECRET)["WML_API_TOKEN_SHA256"].split(",")
     assert sorted(digests) == sorted(hashlib.sha256(t.encode()).hexdigest() for t in (token, call2.body["apiKeyJwt"]))
 
     # Every step of a whole pass has its time on /metrics, where an operator sees which one a new tenant waits for.
@@ -163,7 +164,7 @@ def test_isolation_between_tenants(provisioner: str, services: Services, edc: tu
     ns_a, ns_b = services.settings.namespace_for(ta), services.settings.namespace_for(tb)
 
     # Kubernetes: A's API ServiceAccount may use Argo objects in its namespace only, and no Secrets
-    with kube_as(services, services.kube.service_account_token(ns_a, tenants.API)) as kube_a:
+    with kube_as(services, services.kube.service_account_token(ns_a, API)) as kube_a:
         assert kube_a.get(f"/apis/argoproj.io/v1alpha1/namespaces/{ns_a}/workflows").status_code == 200
         assert kube_a.get(f"/apis/argoproj.io/v1alpha1/namespaces/{ns_a}/workflowtemplates").status_code == 200
         assert kube_a.get(f"/apis/argoproj.io/v1alpha1/namespaces/{ns_b}/workflows").status_code == 403
@@ -182,7 +183,7 @@ def test_isolation_between_tenants(provisioner: str, services: Services, edc: tu
         )
         assert denied.status_code == 403
     # the worker account can do nothing but report task results
-    with kube_as(services, services.kube.service_account_token(ns_a, tenants.WORKER)) as kube_w:
+    with kube_as(services, services.kube.service_account_token(ns_a, WORKER)) as kube_w:
         assert kube_w.get(f"/apis/argoproj.io/v1alpha1/namespaces/{ns_a}/workflows").status_code == 403
         assert kube_w.get(f"/api/v1/namespaces/{ns_a}/secrets").status_code == 403
 
@@ -385,7 +386,7 @@ def test_isolation_through_argo_server(provisioner: str, services: Services, edc
         body = provision(provisioner, edc, consumer)
         wait_for(lambda body=body: stub.provisions(body["transferProcessId"]), 90, what="callback")
     ns_a, ns_b = (services.settings.namespace_for(tenant_of(c)) for c in (a, b))
-    headers = {"Authorization": f"Bearer {services.kube.service_account_token(ns_a, tenants.API)}"}
+    headers = {"Authorization": f"Bearer {services.kube.service_account_token(ns_a, API)}"}
     argo = services.settings.argo_server_url
     own = httpx.get(f"{argo}/api/v1/workflow-templates/{ns_a}", headers=headers, timeout=30)
     assert own.status_code == 200, own.text

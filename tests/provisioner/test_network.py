@@ -24,10 +24,10 @@ from devstack.servers import ThreadedServer
 from devstack.stack import config, kube
 from devstack.stack.app_image import Target, ensure_app_image
 from devstack.stack.launcher import StackInfo
-from provisioner.app import create_app
+from provisioner import manifests
+from provisioner.app import build_services, create_app
 from provisioner.infra import db
-from provisioner.infra.services import Services
-from provisioner.manifests import tenant as tenants
+from templates.names import API
 from tests.provisioner.helpers import stack_settings
 from tests.provisioner.servers import EdcStub, wait_for
 from tests.provisioner.test_lifecycle import provision
@@ -63,10 +63,10 @@ class World:
 
 
 def _api_of(core: k8s.CoreV1Api, namespace: str, tenant: str) -> Tenant:
-    pods = core.list_namespaced_pod(namespace, label_selector=f"app.kubernetes.io/name={tenants.API}").items
+    pods = core.list_namespaced_pod(namespace, label_selector=f"app.kubernetes.io/name={API}").items
     ready = [p for p in pods if p.status.pod_ip and any(c.ready for c in p.status.container_statuses or [])]
     assert ready, f"no ready API pod in {namespace}"
-    svc = core.read_namespaced_service(tenants.API, namespace)
+    svc = core.read_namespaced_service(API, namespace)
     return Tenant(namespace, ready[0].metadata.name, ready[0].status.pod_ip, svc.spec.cluster_ip, tenant)
 
 
@@ -81,7 +81,7 @@ def world(stack: StackInfo, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     work = tmp_path_factory.mktemp("network")
     with ThreadedServer(stub.app()) as edc_server:
         settings = stack_settings(stack, f"sqlite:///{work / 'provisioner.db'}", edc_server.url, api_image=image)
-        services = Services.build(settings)
+        services = build_services(settings)
         db.migrate(services.engine)
         try:
             with ThreadedServer(create_app(settings, services=services)) as prov:
@@ -235,7 +235,7 @@ def test_a_tenants_worker_reaches_only_storage_dns_and_the_kube_api(world: World
         "dns-pod-tcp": (world.dns_ip, 53),
         "elsewhere": ELSEWHERE,
     }
-    seen = probe_pod(world, a.namespace, targets, {tenants.WORKFLOW_POD_LABEL: "probe"})
+    seen = probe_pod(world, a.namespace, targets, {manifests.WORKFLOW_POD_LABEL: "probe"})
     assert seen == {
         "minio-s3": OPEN,
         "kube-api": OPEN,
@@ -332,7 +332,7 @@ def test_policy_engine_is_what_closes_the_door(world: World) -> None:
         ip = wait_for(listening, 60, what="listener pod")
         assert probe_pod(world, ns, {"listener": (ip, 8080)}, {"app": "client"})["listener"] == OPEN
         # the same listener from tenant A's worker: its egress policy denies it
-        seen = probe_pod(world, world.a.namespace, {"listener": (ip, 8080)}, {tenants.WORKFLOW_POD_LABEL: "p"})
+        seen = probe_pod(world, world.a.namespace, {"listener": (ip, 8080)}, {manifests.WORKFLOW_POD_LABEL: "p"})
         assert seen["listener"] == CLOSED
     finally:
         core.delete_namespace(ns)

@@ -21,9 +21,9 @@ from sqlalchemy import select
 
 from devstack.servers import free_port
 from devstack.wait import wait_for
+from provisioner.app import build_services
 from provisioner.infra import db
 from provisioner.infra.models import Grant, Tenant
-from provisioner.infra.services import Services
 from provisioner.infra.settings import ProvisionerSettings
 from provisioner.infra.states import GrantState, TenantState
 from tests.provisioner.servers import EdcStub
@@ -102,7 +102,7 @@ def test_kill_9_of_the_working_replica_mid_provision(
 ) -> None:
     stub, edc_url = edc
     settings = make_settings(leader_lease_seconds=6, reconcile_interval_seconds=1.0)
-    svc = Services.build(settings)
+    svc = build_services(settings)
     db.migrate(svc.engine)
 
     def grants(tenant: str) -> list[Grant]:

@@ -22,14 +22,15 @@ import pytest
 from sqlalchemy import select
 
 from devstack.servers import ThreadedServer
-from provisioner.app import create_app
-from provisioner.core import flows, lifecycle, store
+from provisioner.app import build_services, create_app
+from provisioner.core import grants, lifecycle, store
 from provisioner.core.identity import Identity, IdentitySource
+from provisioner.core.store import GrantView, TransferRequest
 from provisioner.infra.models import AuditEvent
 from provisioner.infra.services import Services
 from provisioner.infra.settings import ProvisionerSettings
 from provisioner.infra.states import Protocol
-from provisioner.manifests.tenant import API, tenant_id_for
+from templates.names import API, tenant_id_for
 from tests.provisioner.helpers import SIGNALING_KEY, db_grants, db_tenant, secret_data
 from tests.provisioner.servers import EdcStub, wait_for
 from tests.support.edc import cleanup, new_consumer
@@ -72,7 +73,7 @@ def dataplane(
 
     def start(**overrides: Any) -> tuple[str, Services]:
         settings = make_settings(signaling_enabled=True, signaling_verify_with_management=False, **overrides)
-        svc = Services.build(settings)
+        svc = build_services(settings)
         server = ThreadedServer(create_app(settings, services=svc)).__enter__()
         running.append((server, svc))
         return f"{server.url}/signaling/{SIGNALING_KEY}/dataflows", svc
@@ -200,6 +201,11 @@ def settle(svc: Services, tenant: str, force: bool = False) -> None:
     raise AssertionError("the tenant kept asking to be run again")
 
 
+def accept(svc: Services, request: TransferRequest, who: Identity) -> GrantView:
+    """What a start stores once its consumer is known (the asset id is its name)."""
+    return store.accept_provision(svc.sessions, svc.settings, request, request.asset_id, svc.clock(), who)
+
+
 def test_a_suspend_during_a_run_is_applied_by_the_next(services: Services, edc: tuple[EdcStub, str]) -> None:
     """A suspend that lands while a run applies another grant must not be lost: that run leaves the tenant
     pending and the next one revokes the token (the run settles only what it applied)."""
@@ -208,16 +214,12 @@ def test_a_suspend_during_a_run_is_applied_by_the_next(services: Services, edc: 
     tenant = tenant_id_for(consumer)
     who = Identity(consumer, None, IdentitySource.SIGNALING)
     first, second = str(uuid.uuid4()), str(uuid.uuid4())
-    grant, _ = flows.accept_start(
-        services, flows.claim(Protocol.SIGNALING, first, "dummy", f"{edc_url}/control"), "dummy", who
-    )
+    grant = accept(services, grants.flow_request(Protocol.SIGNALING, first, "dummy", f"{edc_url}/control"), who)
     settle(services, tenant, force=True)
-    token = secret_data(services, services.settings.namespace_for(tenant), f"wml-grant-{grant.id}")["token"]
+    token = secret_data(services, services.settings.namespace_for(tenant), f"wml-grant-{grant.grant_id}")["token"]
     assert sha(token) in live_digests(services, tenant)
 
-    flows.accept_start(
-        services, flows.claim(Protocol.SIGNALING, second, "input-dummy", f"{edc_url}/control"), "input-dummy", who
-    )
+    accept(services, grants.flow_request(Protocol.SIGNALING, second, "input-dummy", f"{edc_url}/control"), who)
 
     fired: list[str] = []
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from provisioner.infra.services import Services
-from provisioner.manifests import tenant as tenants
+from templates.names import API
 from tests.provisioner.servers import EdcStub, wait_for
 from tests.provisioner.test_lifecycle import provision
 from tests.support.edc import new_consumer, tenant_of
@@ -42,7 +42,7 @@ def test_new_tenant_apis_start_one_slot_at_a_time(
     deployments = []
     for consumer in consumers:
         namespace = services.settings.namespace_for(tenant_of(consumer))
-        deployment = services.kube.get("apps/v1", "Deployment", tenants.API, namespace)
+        deployment = services.kube.get("apps/v1", "Deployment", API, namespace)
         assert deployment is not None
         deployments.append(deployment)
     deployments.sort(key=lambda d: _at(d["metadata"]["creationTimestamp"]))

@@ -12,10 +12,10 @@ from datetime import timedelta
 
 import pytest
 
+from provisioner.app import build_services
 from provisioner.core import sweeper
 from provisioner.infra import db
 from provisioner.infra.models import Tenant, utcnow
-from provisioner.infra.services import Services
 from provisioner.infra.settings import ProvisionerSettings
 from provisioner.infra.states import TenantState
 
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.stack
 
 def test_objects_of_deleted_tenants_are_swept(make_settings: Callable[..., ProvisionerSettings]) -> None:
     root = f"sweep-{uuid.uuid4().hex[:8]}"  # its own parent prefix: other tests' tenants are never in reach
-    svc = Services.build(make_settings(s3_prefix_template=f"{root}/{{tenant}}", sweep_grace_seconds=600))
+    svc = build_services(make_settings(s3_prefix_template=f"{root}/{{tenant}}", sweep_grace_seconds=600))
     db.migrate(svc.engine)
     now = utcnow()
     svc.clock = lambda: now

@@ -8,11 +8,20 @@ import pytest
 import yaml
 
 from api.settings import ApiSettings
+from provisioner import manifests
 from provisioner.infra.settings import ProvisionerSettings
-from provisioner.manifests import tenant as tenants
-from provisioner.manifests.tenant import TenantSpec
+from provisioner.manifests import TenantSpec
 from templates import load_directory
-from templates.names import API_START_LEASE
+from templates.names import (
+    API,
+    API_ENV_SECRET,
+    API_START_LEASE,
+    API_TOKENS_SECRET,
+    ARTIFACT_REPOSITORIES,
+    S3_SECRET,
+    WORKER,
+    tenant_id_for,
+)
 from tests.provisioner.helpers import ASSETS
 
 SETTINGS = ProvisionerSettings(database_url="sqlite:///:memory:", argo_server_url="http://10.88.0.2:2746")
@@ -30,15 +39,15 @@ SPEC = TenantSpec(
 
 
 def test_tenant_id_is_stable_and_dns_safe() -> None:
-    a = tenants.tenant_id_for("BPNL000000000001")
-    assert a == tenants.tenant_id_for("BPNL000000000001") != tenants.tenant_id_for("BPNL000000000002")
+    a = tenant_id_for("BPNL000000000001")
+    assert a == tenant_id_for("BPNL000000000001") != tenant_id_for("BPNL000000000002")
     # 120 bits: nobody can search for a participant id that maps onto another consumer's tenant
     assert a.startswith("t-") and len(a) == 32 and a.replace("-", "").isalnum() and a.islower()
 
 
 def test_api_env_is_exactly_api_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    plain, secret = tenants.api_env(SETTINGS, SPEC)
-    assert set(secret) == set(tenants.SECRET_ENV_KEYS)
+    plain, secret = manifests.api_env(SETTINGS, SPEC)
+    assert set(secret) == set(manifests.SECRET_ENV_KEYS)
     assert not set(plain) & set(secret)
     for key in list(os.environ):
         if key.startswith("WML_API_"):
@@ -55,12 +64,12 @@ def test_api_env_is_exactly_api_settings(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_roles_are_least_privilege() -> None:
-    objects = {(o["kind"], o["metadata"]["name"]): o for o in tenants.rbac(SPEC)}
-    worker = objects[("Role", tenants.WORKER)]["rules"]
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in manifests.rbac(SPEC)}
+    worker = objects[("Role", WORKER)]["rules"]
     assert worker == [
         {"apiGroups": ["argoproj.io"], "resources": ["workflowtaskresults"], "verbs": ["create", "patch"]}
     ]
-    api_rules = objects[("Role", tenants.API)]["rules"]
+    api_rules = objects[("Role", API)]["rules"]
     resources = {r for rule in api_rules for r in rule["resources"]}
     assert resources == {"workflows", "workflowtemplates", "pods", "pods/log", "events", "secrets", "leases"}
     assert all("*" not in rule["verbs"] for rule in api_rules)
@@ -73,30 +82,30 @@ def test_roles_are_least_privilege() -> None:
         "apiGroups": [""],
         "resources": ["secrets"],
         "verbs": ["get"],
-        "resourceNames": [tenants.API_TOKENS_SECRET],
+        "resourceNames": [API_TOKENS_SECRET],
     }
     # Leases: the start lock only (creating cannot be limited to a name in RBAC; the rest is, by name)
     create, named = [rule for rule in api_rules if "leases" in rule["resources"]]
     assert create["verbs"] == ["create"] and "resourceNames" not in create
     assert set(named["verbs"]) == {"get", "update", "delete"} and named["resourceNames"] == [API_START_LEASE]
     assert objects[("Secret", "wml-worker.service-account-token")]["type"] == "kubernetes.io/service-account-token"
-    assert objects[("ServiceAccount", tenants.WORKER)]["automountServiceAccountToken"] is False
+    assert objects[("ServiceAccount", WORKER)]["automountServiceAccountToken"] is False
 
 
 def test_network_policies_default_deny_and_worker_egress() -> None:
-    policies = {p["metadata"]["name"]: p["spec"] for p in tenants.network_policies(SETTINGS, SPEC)}
+    policies = {p["metadata"]["name"]: p["spec"] for p in manifests.network_policies(SETTINGS, SPEC)}
     assert policies["wml-default-deny"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
     workers = policies["wml-workers"]
     assert "ingress" not in workers
     peers = [peer for rule in workers["egress"] for peer in rule["to"]]
     cidrs = {p["ipBlock"]["cidr"] for p in peers if "ipBlock" in p}
     assert cidrs == set(SETTINGS.s3_egress_cidrs) | set(SETTINGS.kube_api_egress_cidrs)
-    api_in = policies[tenants.API]["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"]
+    api_in = policies[API]["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"]
     assert api_in == {"kubernetes.io/metadata.name": SETTINGS.ingress_namespace}
 
 
 def test_api_egress_reaches_public_webhooks_but_no_private_range() -> None:
-    api_out = tenants.network_policies(SETTINGS, SPEC)[-1]["spec"]["egress"]
+    api_out = manifests.network_policies(SETTINGS, SPEC)[-1]["spec"]["egress"]
     blocks = [peer["ipBlock"] for rule in api_out for peer in rule["to"] if "ipBlock" in peer]
     world = [b for b in blocks if b["cidr"] == "0.0.0.0/0"]
     assert len(world) == 1 and {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"} <= set(
@@ -105,23 +114,23 @@ def test_api_egress_reaches_public_webhooks_but_no_private_range() -> None:
     closed = SETTINGS.model_copy(update={"webhook_egress": False})
     assert not any(
         peer.get("ipBlock", {}).get("cidr") == "0.0.0.0/0"
-        for rule in tenants.network_policies(closed, SPEC)[-1]["spec"]["egress"]
+        for rule in manifests.network_policies(closed, SPEC)[-1]["spec"]["egress"]
         for peer in rule["to"]
     )
 
 
 def test_templates_and_artifact_repository_use_the_tenant_prefix() -> None:
-    templates = tenants.workflow_templates(SETTINGS, SPEC)
+    templates = manifests.workflow_templates(SETTINGS, SPEC)
     assert {t["metadata"]["name"] for t in templates} == {"wml-dummy", "wml-input-dummy"}
     assert all(t["metadata"]["namespace"] == "wml-t-abc" for t in templates)
-    assert all(t["spec"]["serviceAccountName"] == tenants.WORKER for t in templates)
-    config = {o["metadata"]["name"]: o for o in tenants.config_objects(SETTINGS, SPEC)}
-    repo = config[tenants.ARTIFACT_REPOSITORIES]
+    assert all(t["spec"]["serviceAccountName"] == WORKER for t in templates)
+    config = {o["metadata"]["name"]: o for o in manifests.config_objects(SETTINGS, SPEC)}
+    repo = config[ARTIFACT_REPOSITORIES]
     assert repo["metadata"]["annotations"]["workflows.argoproj.io/default-artifact-repository"] == "default"
     assert "keyFormat: tenants/t-abc/exec/" in repo["data"]["default"]
     # the executor gets its own narrow credentials; the API's stay in the API's environment only
-    assert config[tenants.S3_SECRET]["stringData"] == {"accessKey": "wml-t-abc-exec", "secretKey": "ex3c"}
-    assert config[tenants.API_ENV_SECRET]["stringData"]["WML_API_S3_SECRET_KEY"] == "s3cr3t"
+    assert config[S3_SECRET]["stringData"] == {"accessKey": "wml-t-abc-exec", "secretKey": "ex3c"}
+    assert config[API_ENV_SECRET]["stringData"]["WML_API_S3_SECRET_KEY"] == "s3cr3t"
 
 
 def test_executor_policy_cannot_touch_receipts_staging_or_other_tenants() -> None:
@@ -137,7 +146,7 @@ def test_executor_policy_cannot_touch_receipts_staging_or_other_tenants() -> Non
 
 
 def test_api_container_is_capped_and_rolls_without_downtime() -> None:
-    deployment = next(o for o in tenants.api_objects(SETTINGS, SPEC) if o["kind"] == "Deployment")
+    deployment = next(o for o in manifests.api_objects(SETTINGS, SPEC) if o["kind"] == "Deployment")
     spec = deployment["spec"]
     assert spec["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
     container = spec["template"]["spec"]["containers"][0]
@@ -158,7 +167,7 @@ def test_the_provisioner_holds_every_right_it_grants() -> None:
     }
     granted = {
         (group, resource, verb)
-        for role in tenants.rbac(SPEC)
+        for role in manifests.rbac(SPEC)
         if role["kind"] == "Role"
         for rule in role["rules"]
         for group in rule["apiGroups"]
@@ -184,12 +193,12 @@ def test_the_provisioner_may_apply_every_kind_a_tenant_is_made_of() -> None:
     }
     settings = SETTINGS.model_copy(update={"api_replicas": 2})
     made = [
-        tenants.namespace(settings, SPEC),
-        *tenants.rbac(SPEC),
-        *tenants.quota(settings, SPEC),
-        *tenants.network_policies(settings, SPEC),
-        *tenants.config_objects(settings, SPEC),
-        *tenants.api_objects(settings, SPEC),
+        manifests.namespace(settings, SPEC),
+        *manifests.rbac(SPEC),
+        *manifests.quota(settings, SPEC),
+        *manifests.network_policies(settings, SPEC),
+        *manifests.config_objects(settings, SPEC),
+        *manifests.api_objects(settings, SPEC),
     ]
     assert "PodDisruptionBudget" in {m["kind"] for m in made}
     for manifest in made:

@@ -16,11 +16,11 @@ from fastapi import FastAPI, Request, Response
 from api.app import create_app as create_api
 from api.settings import ApiSettings
 from devstack.servers import serve
-from provisioner.app import PROVISION_PATH
+from provisioner.app import PROVISION_PATH, build_services
 from provisioner.infra.models import GrantState, Tenant
 from provisioner.infra.services import Services
 from provisioner.manifests import access
-from provisioner.manifests import tenant as tenants
+from templates.names import API_ENV_SECRET, grant_token_secret_name
 from tests.provisioner.helpers import INBOUND_KEY, counts, db_grants, put, s3_denied, secret_data, tenant_s3
 from tests.provisioner.servers import EdcStub, ThreadedServer, wait_for
 from tests.support.edc import edc_request, new_consumer, post, tenant_of
@@ -92,7 +92,7 @@ def test_an_unreachable_connector_is_retryable_and_creates_nothing(
     callback = f"{edc_url}/management/callback"
     down = make_settings(edc_management_url="http://127.0.0.1:9/management", edc_callback_url=callback)
     body = edc_request(consumer=new_consumer(), callback=callback)
-    svc = Services.build(down)
+    svc = build_services(down)
     try:
         with ThreadedServer(create_app(down, services=svc)) as server:
             response = post(server.url, body)
@@ -146,7 +146,7 @@ def test_each_grant_has_its_own_token_and_an_ended_grant_loses_it(
     stub.end(bodies[0]["transferProcessId"])
     assert post(provisioner, {**bodies[0], "type": "deprovision"}).status_code == 200
     grant_ids = {g.transfer_process_id: g.id for g in db_grants(services, tenant)}
-    ended = tenants.grant_token_secret_name(grant_ids[bodies[0]["transferProcessId"]])
+    ended = grant_token_secret_name(grant_ids[bodies[0]["transferProcessId"]])
     wait_for(lambda: not secret_data(services, namespace, ended), 60, what="the ended grant's token Secret removed")
     gone = grant_ids[bodies[0]["transferProcessId"]]
     # the grant counts as ended once the API's pods (if serving) rolled to the token set without it
@@ -155,7 +155,7 @@ def test_each_grant_has_its_own_token_and_an_ended_grant_loses_it(
         60,
         what="the ended grant deprovisioned",
     )
-    digests = secret_data(services, namespace, tenants.API_ENV_SECRET)["WML_API_TOKEN_SHA256"].split(",")
+    digests = secret_data(services, namespace, API_ENV_SECRET)["WML_API_TOKEN_SHA256"].split(",")
     assert digests == [hashlib.sha256(second.encode()).hexdigest()]
 
     # the API built from the tenant's environment accepts the live grant's token only

@@ -12,7 +12,7 @@ from provisioner.app import PROVISION_PATH
 from provisioner.infra.kube import KubeError
 from provisioner.infra.s3users import StorageError
 from provisioner.infra.services import Services
-from provisioner.manifests.tenant import tenant_id_for
+from templates.names import tenant_id_for
 from tests.provisioner.helpers import INBOUND_KEY
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from provisioner.steps import API_POLL_FAST_SECONDS, api_poll_delay
+from provisioner.steps.apipods import API_POLL_FAST_SECONDS, api_poll_delay
 
 NOW = datetime(2026, 12, 6, 12, 0, 0, tzinfo=UTC)
 

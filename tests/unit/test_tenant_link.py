@@ -11,7 +11,7 @@ from provisioner.core import store
 from provisioner.infra import db
 from provisioner.infra.models import Grant, GrantState, Tenant, TenantState
 from provisioner.infra.settings import ProvisionerSettings
-from provisioner.manifests.tenant import tenant_id_for
+from templates.names import tenant_id_for
 
 SETTINGS = ProvisionerSettings(database_url="sqlite://")
 
