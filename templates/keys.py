@@ -3,6 +3,7 @@
 ::
 
     <tenant prefix>/staging/<asset>/<input>[/<relative path>]   uploads waiting for a job
+    <tenant prefix>/staging/<asset>/.meta/<input>.json           an upload's record: it is there once this is
     <tenant prefix>/jobs/<job>/inputs/<input>[/<relative path>]  the job's snapshot of its inputs
     <tenant prefix>/jobs/<job>/outputs/<output>                  a file output, as the file        (API only)
     <tenant prefix>/jobs/<job>/outputs/<output>.tgz              a directory output, as a gzipped tar (API only)
@@ -45,6 +46,18 @@ class KeyLayout:
         base = f"{self.prefix}/staging/{check_safe_name(asset)}"
         return f"{base}/{check_safe_name(input_name)}" if input_name else base
 
+    def staged_records(self, asset: str) -> str:
+        """The folder of the asset's staged-input records (input names never start with '.': no collision)."""
+        return f"{self.staging(asset)}/.meta"
+
+    def staged_record(self, asset: str, input_name: str) -> str:
+        """The record that makes a staged input visible (size, sha256, when; a directory input's files)."""
+        return f"{self.staged_records(asset)}/{check_safe_name(input_name)}.json"
+
+    def job_input_digest(self, job: str, input_name: str) -> str:
+        """The sha256 record of an env input, as jobs started by earlier releases kept it."""
+        return f"{self.job_input(job, input_name)}.sha256.json"
+
     def job(self, job: str) -> str:
         return f"{self.prefix}/jobs/{job}"
 
@@ -54,9 +67,6 @@ class KeyLayout:
     def job_output(self, job: str, output_name: str, directory: bool = False) -> str:
         key = f"{self.job(job)}/outputs/{check_safe_name(output_name)}"
         return f"{key}.tgz" if directory else key
-
-    def job_outputs(self, job: str) -> str:
-        return f"{self.job(job)}/outputs"
 
     def executor(self, job: str) -> str:
         """Where Argo's executor writes for ``job`` (untrusted content)."""
@@ -86,3 +96,17 @@ class KeyLayout:
 
     def webhook_config(self) -> str:
         return f"{self.prefix}/webhook.json"
+
+    # --- the same layout as S3 policy globs (provisioner.infra.s3users grants these; '*' matches '/' too) ---------
+
+    def all_glob(self) -> str:
+        """Every key of the tenant."""
+        return f"{self.prefix}/*"
+
+    def job_inputs_glob(self) -> str:
+        """Every job's input snapshot: what the executor reads."""
+        return f"{self.job('*')}/inputs/*"
+
+    def executor_glob(self) -> str:
+        """Everything Argo's executor writes: its own prefix, since a glob under ``jobs/`` would reach the API's."""
+        return self.executor("*")

@@ -14,6 +14,7 @@ from minio.lifecycleconfig import AbortIncompleteMultipartUpload, LifecycleConfi
 from urllib3.exceptions import HTTPError
 
 from provisioner.infra.settings import ProvisionerSettings
+from templates.keys import KeyLayout
 
 
 class StorageError(Exception):
@@ -31,6 +32,7 @@ def _canonical(value: Any) -> Any:
 
 def tenant_policy(bucket: str, prefix: str) -> dict[str, Any]:
     """Read, write and delete under ``<bucket>/<prefix>/``; list only that prefix; nothing else."""
+    keys = KeyLayout(prefix)
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -43,7 +45,7 @@ def tenant_policy(bucket: str, prefix: str) -> dict[str, Any]:
                     "s3:AbortMultipartUpload",
                     "s3:ListMultipartUploadParts",
                 ],
-                "Resource": [f"arn:aws:s3:::{bucket}/{prefix}/*"],
+                "Resource": [f"arn:aws:s3:::{bucket}/{keys.all_glob()}"],
             },
             {
                 # HEAD of the bare prefix key: clients (s3fs) probe it and must see 404, not 403.
@@ -55,7 +57,7 @@ def tenant_policy(bucket: str, prefix: str) -> dict[str, Any]:
                 "Effect": "Allow",
                 "Action": ["s3:ListBucket"],
                 "Resource": [f"arn:aws:s3:::{bucket}"],
-                "Condition": {"StringLike": {"s3:prefix": [f"{prefix}", f"{prefix}/*"]}},
+                "Condition": {"StringLike": {"s3:prefix": [prefix, keys.all_glob()]}},
             },
             {
                 "Effect": "Allow",
@@ -70,23 +72,23 @@ def executor_policy(bucket: str, prefix: str) -> dict[str, Any]:
     """What Argo's executor needs of one tenant, and no more: read job inputs, write under ``exec/`` (the output
     archive, logs, artifacts). No delete, no staging, no sealed outputs, no receipts: a consumer who extracts these
     credentials from a job can change nothing the API serves (see templates.keys)."""
-    jobs = f"arn:aws:s3:::{bucket}/{prefix}/jobs/*"
+    keys = KeyLayout(prefix)
     return {
         "Version": "2012-10-17",
         "Statement": [
-            {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [f"{jobs}/inputs/*"]},
+            {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [f"arn:aws:s3:::{bucket}/{keys.job_inputs_glob()}"]},
             {
                 # Its own prefix: policy wildcards match '/' too, so nothing under jobs/ can be named here.
                 "Effect": "Allow",
                 "Action": ["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
-                "Resource": [f"arn:aws:s3:::{bucket}/{prefix}/exec/*"],
+                "Resource": [f"arn:aws:s3:::{bucket}/{keys.executor_glob()}"],
             },
             {
                 # Directory inputs are listed under the job's own input keys.
                 "Effect": "Allow",
                 "Action": ["s3:ListBucket"],
                 "Resource": [f"arn:aws:s3:::{bucket}"],
-                "Condition": {"StringLike": {"s3:prefix": [f"{prefix}/jobs/*/inputs/*"]}},
+                "Condition": {"StringLike": {"s3:prefix": [keys.job_inputs_glob()]}},
             },
             {"Effect": "Allow", "Action": ["s3:GetBucketLocation"], "Resource": [f"arn:aws:s3:::{bucket}"]},
         ],

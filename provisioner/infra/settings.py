@@ -1,4 +1,9 @@
-"""Settings of the provisioner, from ``WML_PROVISIONER_*`` environment variables."""
+"""Settings of the provisioner, from ``WML_PROVISIONER_*`` environment variables, in sections.
+
+Each section is a model of one concern (state, catalogue, cluster, storage, tenant API, quota, connector, and one
+per signaling protocol); :class:`ProvisionerSettings` is all of them at once, read from the environment. The
+variables keep their flat names (``WML_PROVISIONER_API_REPLICAS``), so a section groups code, not configuration.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,10 @@ import uuid
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from templates.names import namespace_of
 
 DEFAULT_DB = Path.home() / ".local" / "state" / "workflow-middlelayer" / "provisioner.db"
 
@@ -19,28 +26,67 @@ def _management_only() -> list[IdentitySource]:
     return ["management"]
 
 
-class ProvisionerSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="WML_PROVISIONER_", frozen=True)
+class StateSettings(BaseModel):
+    """Durable state, the reconciler and several replicas: where state lives and how work is shared."""
 
-    # --- durable state
     database_url: str = Field(
         default=f"sqlite:///{DEFAULT_DB}",
         description="SQLAlchemy URL; SQLite by default, e.g. postgresql+psycopg://user:pw@host/db.",
     )
+    reconcile_interval_seconds: float = 10.0
+    leader_election: bool = Field(
+        default=True, description="Run the reconciler only while holding a Kubernetes Lease (several replicas)."
+    )
+    leader_lease_namespace: str = Field(default="workflow-middlelayer", description="Namespace of the leader Lease.")
+    leader_lease_name: str = "workflow-provisioner"
+    leader_lease_seconds: int = Field(
+        default=15, ge=3, description="A leader that stops renewing is replaced after this long; also the row claims'."
+    )
+    replica_id: str = Field(
+        default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}",
+        description="This replica's name in the Lease and in tenant claims (default: host name and a random tail).",
+    )
+    worker_threads: int = Field(default=4, ge=1, description="Threads for tenant work (Kubernetes, MinIO, EDC).")
+    work_max_attempts: int = Field(default=20, ge=1, description="Failed provisioning steps before 'failed'.")
+    admin_token: SecretStr | None = Field(default=None, description="Bearer token for /admin; unset disables it.")
+    reconciler_enabled: bool = True
 
-    # --- asset catalogue
+
+class CatalogueSettings(BaseModel):
+    """The provider's asset catalogue."""
+
     assets_dir: Path | None = Field(default=None, description="Directory of WorkflowAsset files.")
     asset_map: dict[str, str] = Field(
         default_factory=dict, description="EDC asset id -> WorkflowAsset name (identity when absent)."
     )
 
-    # --- Kubernetes
+
+class ClusterSettings(BaseModel):
+    """Kubernetes and Argo: the cluster tenants live in, and the network peers their pods may reach."""
+
     kubeconfig: Path | None = Field(default=None, description="Kubeconfig file; in-cluster config when unset.")
     namespace_prefix: str = "wml-"
     pod_security_level: Literal["privileged", "baseline", "restricted"] = "baseline"
     kube_timeout_seconds: float = 15.0
+    argo_server_url: str = "http://argo-server.argo.svc:2746"
+    argo_verify_tls: bool = True
+    argo_ui_url: str | None = None
+    argo_namespace: str = "argo"
+    s3_egress_cidrs: list[str] = Field(default_factory=lambda: ["10.88.0.1/32"])
+    kube_api_egress_cidrs: list[str] = Field(
+        default_factory=lambda: ["10.88.0.1/32", "10.96.0.1/32"],
+        description="argoexec's wait container reports results through the Kubernetes API.",
+    )
+    kube_api_egress_ports: list[int] = Field(default_factory=lambda: [443, 6443])
+    argo_server_egress_cidrs: list[str] = Field(default_factory=lambda: ["10.88.0.2/32"])
 
-    # --- storage (MinIO)
+    def namespace_for(self, tenant: str) -> str:
+        return namespace_of(tenant, self.namespace_prefix)
+
+
+class StorageSettings(BaseModel):
+    """The object store (MinIO): the bucket, tenants' prefixes, retention and the safety net."""
+
     s3_endpoint: str = Field(default="10.88.0.1:9000", description="host:port as pods and the admin reach it.")
     s3_secure: bool = False
     s3_bucket: str = "workflows"
@@ -51,8 +97,31 @@ class ProvisionerSettings(BaseSettings):
     retention: Literal["delete", "keep"] = Field(
         default="delete", description="What happens to a tenant's objects at teardown."
     )
+    sweep_interval_seconds: float = Field(
+        default=3600.0, gt=0, description="How often objects of deleted tenants are looked for (retention=delete)."
+    )
+    sweep_grace_seconds: float = Field(
+        default=600.0, ge=0, description="A tenant deleted this long ago may still have writers finishing."
+    )
+    sweep_unknown_tenants: bool = Field(
+        default=False,
+        description="Also delete prefixes of tenants this database has never heard of. Off by default: a provisioner "
+        "pointed at the wrong (or an empty) database must not wipe the bucket.",
+    )
+    multipart_abort_days: int = Field(
+        default=1, ge=1, description="The bucket rule aborting multipart uploads left incomplete this many days."
+    )
 
-    # --- per-tenant consumer API
+    def s3_prefix_for(self, tenant: str) -> str:
+        return self.s3_prefix_template.format(tenant=tenant).strip("/")
+
+    def s3_endpoint_url(self) -> str:
+        return f"{'https' if self.s3_secure else 'http'}://{self.s3_endpoint}"
+
+
+class TenantApiSettings(BaseModel):
+    """Each tenant's consumer API: its pods, how it is started and reached, and its webhooks."""
+
     api_image: str = "localhost/wml/api:latest"
     api_command: list[str] = Field(
         default_factory=lambda: ["workflow-api-server", "--host", "0.0.0.0", "--port", "8080"]
@@ -104,20 +173,6 @@ class ProvisionerSettings(BaseSettings):
     ingress_host: str | None = None
     ingress_path_template: str = "/tenants/{tenant}"
     ingress_namespace: str = Field(default="ingress-nginx", description="Only this namespace reaches the API.")
-    argo_server_url: str = "http://argo-server.argo.svc:2746"
-    argo_verify_tls: bool = True
-    argo_ui_url: str | None = None
-    argo_namespace: str = "argo"
-
-    # --- network policy peers (CIDRs); empty means: not allowed
-    s3_egress_cidrs: list[str] = Field(default_factory=lambda: ["10.88.0.1/32"])
-    kube_api_egress_cidrs: list[str] = Field(
-        default_factory=lambda: ["10.88.0.1/32", "10.96.0.1/32"],
-        description="argoexec's wait container reports results through the Kubernetes API.",
-    )
-    kube_api_egress_ports: list[int] = Field(default_factory=lambda: [443, 6443])
-    argo_server_egress_cidrs: list[str] = Field(default_factory=lambda: ["10.88.0.2/32"])
-    # --- consumers' job-completion webhooks (the tenant API calls them)
     webhook_egress: bool = Field(
         default=True, description="Tenant APIs may call public addresses (webhooks); off: no webhook can arrive."
     )
@@ -126,7 +181,10 @@ class ProvisionerSettings(BaseSettings):
     )
     webhook_allow_http: bool = Field(default=False, description="Allow http:// webhook URLs (local set-ups only).")
 
-    # --- quotas (per tenant)
+
+class QuotaSettings(BaseModel):
+    """What bounds one tenant: its ResourceQuota, LimitRange defaults, concurrent jobs and stored bytes."""
+
     quota_cpu: str = "4"
     quota_memory: str = "8Gi"
     quota_ephemeral_storage: str = "20Gi"
@@ -139,7 +197,11 @@ class ProvisionerSettings(BaseSettings):
     limit_default_request_cpu: str = "100m"
     limit_default_request_memory: str = "128Mi"
 
-    # --- EDC
+
+class ConnectorSettings(BaseModel):
+    """The provider's EDC connector: its management API (whose records decide identities), the
+    http_provisioner protocol's callbacks, and how answers to connectors are retried."""
+
     edc_api_key: SecretStr | None = Field(default=None, description="x-api-key of the connector's management API.")
     edc_management_url: str | None = Field(
         default=None, description="Management API base (…/management); used to find the consumer."
@@ -171,7 +233,22 @@ class ProvisionerSettings(BaseSettings):
     http_timeout_seconds: float = 30.0
     deprovision_callback: bool = True
 
-    # --- data plane signaling (EDC 0.5-0.17 and Tractus-X: "dialect A")
+    def callback_base(self) -> str | None:
+        """Where callbacks go: the configured callback URL, else the management API's ``/callback``."""
+        if self.edc_callback_url:
+            return self.edc_callback_url.rstrip("/")
+        if self.edc_management_url:
+            return f"{self.edc_management_url.rstrip('/')}/callback"
+        return None
+
+    @property
+    def verify_with_management(self) -> bool:
+        return "management" in self.identity_sources
+
+
+class SignalingSettings(BaseModel):
+    """The signaling protocol (EDC data plane signaling, JSON-LD; EDC 0.5-0.17 and Tractus-X)."""
+
     signaling_enabled: bool = Field(default=False, description="Serve /signaling and register with the connector.")
     signaling_inbound_key: SecretStr | None = Field(
         default=None,
@@ -207,7 +284,10 @@ class ProvisionerSettings(BaseSettings):
         "configured (WML_PROVISIONER_EDC_MANAGEMENT_URL).",
     )
 
-    # --- Eclipse Data Plane Signaling (EDC >= 0.18: "dialect B")
+
+class DpsSettings(BaseModel):
+    """The dps protocol (Eclipse Data Plane Signaling; EDC >= 0.18)."""
+
     dps_enabled: bool = False
     dps_control_url: str | None = Field(
         default=None,
@@ -232,45 +312,22 @@ class ProvisionerSettings(BaseSettings):
         default=None, description="JWKS (JSON) that verifies the control plane's bearer tokens; with it, required."
     )
 
-    # --- reconciler, admin
-    reconcile_interval_seconds: float = 10.0
-    # --- several replicas (PostgreSQL): every replica serves requests; tenant work is claimed per row; one leader
-    leader_election: bool = Field(
-        default=True, description="Run the reconciler only while holding a Kubernetes Lease (several replicas)."
-    )
-    leader_lease_namespace: str = Field(default="workflow-middlelayer", description="Namespace of the leader Lease.")
-    leader_lease_name: str = "workflow-provisioner"
-    leader_lease_seconds: int = Field(
-        default=15, ge=3, description="A leader that stops renewing is replaced after this long; also the row claims'."
-    )
-    replica_id: str = Field(
-        default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}",
-        description="This replica's name in the Lease and in tenant claims (default: host name and a random tail).",
-    )
-    sweep_interval_seconds: float = Field(
-        default=3600.0, gt=0, description="How often objects of deleted tenants are looked for (retention=delete)."
-    )
-    sweep_grace_seconds: float = Field(
-        default=600.0, ge=0, description="A tenant deleted this long ago may still have writers finishing."
-    )
-    sweep_unknown_tenants: bool = Field(
-        default=False,
-        description="Also delete prefixes of tenants this database has never heard of. Off by default: a provisioner "
-        "pointed at the wrong (or an empty) database must not wipe the bucket.",
-    )
-    multipart_abort_days: int = Field(
-        default=1, ge=1, description="The bucket rule aborting multipart uploads left incomplete this many days."
-    )
-    worker_threads: int = Field(default=4, ge=1, description="Threads for tenant work (Kubernetes, MinIO, EDC).")
-    work_max_attempts: int = Field(default=20, ge=1, description="Failed provisioning steps before 'failed'.")
-    admin_token: SecretStr | None = Field(default=None, description="Bearer token for /admin; unset disables it.")
-    reconciler_enabled: bool = True
 
-    def namespace_for(self, tenant: str) -> str:
-        return f"{self.namespace_prefix}{tenant}"
+class ProvisionerSettings(
+    StateSettings,
+    CatalogueSettings,
+    ClusterSettings,
+    StorageSettings,
+    TenantApiSettings,
+    QuotaSettings,
+    ConnectorSettings,
+    SignalingSettings,
+    DpsSettings,
+    BaseSettings,
+):
+    """Every section, read from ``WML_PROVISIONER_*``."""
 
-    def s3_prefix_for(self, tenant: str) -> str:
-        return self.s3_prefix_template.format(tenant=tenant).strip("/")
+    model_config = SettingsConfigDict(env_prefix="WML_PROVISIONER_", frozen=True)
 
     def api_url_for(self, tenant: str) -> str:
         return self.api_url_template.format(namespace=self.namespace_for(tenant), tenant=tenant)
@@ -278,18 +335,3 @@ class ProvisionerSettings(BaseSettings):
     def api_probe_url_for(self, tenant: str) -> str:
         template = self.api_probe_url_template or self.api_url_template
         return template.format(namespace=self.namespace_for(tenant), tenant=tenant)
-
-    def callback_base(self) -> str | None:
-        """Where callbacks go: the configured callback URL, else the management API's ``/callback``."""
-        if self.edc_callback_url:
-            return self.edc_callback_url.rstrip("/")
-        if self.edc_management_url:
-            return f"{self.edc_management_url.rstrip('/')}/callback"
-        return None
-
-    @property
-    def verify_with_management(self) -> bool:
-        return "management" in self.identity_sources
-
-    def s3_endpoint_url(self) -> str:
-        return f"{'https' if self.s3_secure else 'http'}://{self.s3_endpoint}"
