@@ -16,19 +16,21 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from api import errors, observability, sweeper
-from api.argo import Argo
-from api.catalogue import Catalogue
-from api.context import Tenant, TenantDep, TokenGate
-from api.kube import Kube
+from api.backends.argo import Argo
+from api.backends.kube import Kube
+from api.backends.s3 import ObjectStore, make_client
+from api.backends.startlock import StartLock
+from api.core.schemas import Problem
 from api.routes import assets, health, jobs, webhook
-from api.schemas import Problem
+from api.routes.deps import TenantDep
+from api.services import sweeper
+from api.services.catalogue import Catalogue
+from api.services.tenant import Tenant
+from api.services.webhooks.dispatcher import Dispatcher
+from api.services.webhooks.targets import TargetPolicy
 from api.settings import ApiSettings
-from api.startlock import StartLock
-from api.storage import Storage, make_client
-from api.tokens import TokenSet
-from api.webhooks.dispatcher import Dispatcher
-from api.webhooks.targets import TargetPolicy
+from api.web import observability, problems
+from api.web.auth import TokenGate, TokenSet
 
 DESCRIPTION = """\
 Run the provider's contracted WorkflowAssets: upload inputs, start jobs, follow logs, download outputs.
@@ -84,7 +86,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
                 tokens.reader = kube.token_digests
             app.state.tenant = Tenant(
                 settings=settings,
-                storage=Storage(s3, settings.s3_bucket, settings.keys),
+                storage=ObjectStore(s3, settings.s3_bucket, settings.keys),
                 argo=argo,
                 catalogue=Catalogue(argo),
                 kube=kube,
@@ -118,7 +120,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     )
     app.state.registry = registry
     app.state.tokens = tokens
-    errors.install(app)
+    problems.install(app)
     for router in (health.router, assets.router, jobs.router, webhook.router):
         app.include_router(router)
 

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-from api.client import ApiError, Client
+from api.client import Client, ClientError
 
 app = typer.Typer(help="Workflow Middle-Layer consumer API.", no_args_is_help=True)
 client_app = typer.Typer(
@@ -119,7 +119,7 @@ def upload(ctx: typer.Context, asset: str, name: str, file: Path) -> None:
         task = bar.add_task(f"upload {name}", total=file.stat().st_size)
         try:
             result = c.upload(asset, name, file, progress=lambda n: bar.advance(task, n))
-        except ApiError as exc:
+        except ClientError as exc:
             _fail(exc)
     typer.echo(f"{result['name']}\t{result['size']}\tsha256:{result['sha256']}")
     local = hashlib.sha256()
@@ -145,7 +145,7 @@ def start(
     with _client(ctx) as c:
         try:
             job = c.start(asset, params, idempotency_key)
-        except ApiError as exc:
+        except ClientError as exc:
             _fail(exc)
     typer.echo(job["id"])
 
@@ -165,7 +165,7 @@ def webhook(
                 info = c.set_webhook(rotate_secret=True, keep_url=True)
             else:
                 info = c.webhook()
-        except ApiError as exc:
+        except ClientError as exc:
             _fail(exc)
     typer.echo(json.dumps(info, indent=2))
 
@@ -199,7 +199,7 @@ def download(ctx: typer.Context, job: str, name: str, dest: Path = Path(".")) ->
 
         try:
             c.download(job, name, target, progress=advance)
-        except ApiError as exc:
+        except ClientError as exc:
             _fail(exc)
     typer.echo(str(target))
 

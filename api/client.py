@@ -43,7 +43,9 @@ class RetryPolicy:
         return float(min(self.base_seconds * 2.0 ** (attempt - 1), self.cap_seconds))
 
 
-class ApiError(RuntimeError):
+class ClientError(RuntimeError):
+    """The consumer API answered a request with an error: ``status`` and the problem document's ``detail``."""
+
     def __init__(self, response: httpx.Response) -> None:
         self.status = response.status_code
         try:
@@ -128,7 +130,7 @@ class Client:
                     else:
                         if response.status_code >= 400:
                             response.read()
-                            raise ApiError(response)
+                            raise ClientError(response)
                         started = True
                         yield response
                         return
@@ -141,7 +143,7 @@ class Client:
     def _json(self, method: str, url: str, body: Body = None, retry_safe: bool = True, **kwargs: Any) -> Any:
         response = self._send(method, url, body, retry_safe, **kwargs)
         if response.status_code >= 400:
-            raise ApiError(response)
+            raise ClientError(response)
         return response.json() if response.content else None
 
     def _object(self, method: str, url: str, **kwargs: Any) -> dict[str, Any]:

@@ -34,11 +34,11 @@ def serve(sock: socket.socket) -> None:
     sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
     import uvicorn
 
-    from api import observability
     from api.app import create_app
     from api.settings import ApiSettings
+    from api.web import observability
 
-    # JSON lines with request ids (api.observability) instead of uvicorn's access log, which would carry query strings.
+    # JSON lines with request ids (api.web.observability) instead of uvicorn's access log (it would log queries).
     observability.configure()
     config = uvicorn.Config(create_app(ApiSettings()), proxy_headers=True, access_log=False, log_config=None)
     server = uvicorn.Server(config)

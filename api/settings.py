@@ -86,7 +86,6 @@ class ApiSettings(BaseSettings):
     )
 
     root_path: str = Field(default="", description="Path prefix when served behind an ingress path.")
-    page_size_max: int = 200
 
     @cached_property
     def token_digests(self) -> tuple[str, ...]:

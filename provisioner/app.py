@@ -1,5 +1,6 @@
-"""The provisioner's application: the protocol adapters, admin and health routes on one app, the reconciler
-and the data plane registrar in its lifespan."""
+"""The provisioner's application and composition root: :func:`build_services` makes each protocol's client and
+hands them to :class:`~provisioner.infra.services.Services`; :func:`create_app` puts the protocol adapters, admin
+and health routes on one app, with the reconciler and the data plane registrar in its lifespan."""
 
 from __future__ import annotations
 
@@ -14,26 +15,43 @@ from fastapi.responses import JSONResponse, Response
 
 from provisioner.core.scheduler import Worker
 from provisioner.infra import db
+from provisioner.infra.notify import Notifier
 from provisioner.infra.services import Services
 from provisioner.infra.settings import ProvisionerSettings
+from provisioner.infra.states import Protocol
 from provisioner.operator import admin, health
 from provisioner.protocols.dps import routes as dps
 from provisioner.protocols.dps import wire as dps_wire
-from provisioner.protocols.http_provisioner import routes as edc_http
+from provisioner.protocols.dps.client import DpsClient
+from provisioner.protocols.http_provisioner import routes as http_provisioner
+from provisioner.protocols.http_provisioner.client import HttpProvisionerClient
 from provisioner.protocols.http_provisioner.routes import PROVISION_PATH
 from provisioner.protocols.registrar import Registrar
 from provisioner.protocols.signaling import routes as signaling
 from provisioner.protocols.signaling import wire as signaling_wire
+from provisioner.protocols.signaling.client import SignalingClient
 
-__all__ = ["PROVISION_PATH", "create_app"]
+__all__ = ["PROVISION_PATH", "build_services", "create_app"]
 log = logging.getLogger(__name__)
+
+
+def build_services(settings: ProvisionerSettings, **overrides: object) -> Services:
+    """Services with every protocol's client as its notifier (and the signaling protocols' registrations)."""
+    signaling_client, dps_client = SignalingClient(settings), DpsClient(settings)
+    notifiers: dict[Protocol, Notifier] = {
+        Protocol.HTTP_PROVISIONER: HttpProvisionerClient(settings),
+        Protocol.SIGNALING: signaling_client,
+        Protocol.DPS: dps_client,
+    }
+    registrations = {Protocol.SIGNALING: signaling_client.register, Protocol.DPS: dps_client.register}
+    return Services.build(settings, notifiers, registrations, **overrides)
 
 
 def create_app(
     settings: ProvisionerSettings | None = None, services: Services | None = None, migrate: bool = True
 ) -> FastAPI:
     settings = settings or ProvisionerSettings()
-    svc = services or Services.build(settings)
+    svc = services or build_services(settings)
     if not settings.edc_management_url:
         log.warning(
             "WML_PROVISIONER_EDC_MANAGEMENT_URL is not set: deprovision requests of EDC <= 0.10 (no `type`) "
@@ -70,7 +88,7 @@ def create_app(
     app = FastAPI(
         title="Workflow Middle-Layer provisioner",
         description="One isolated Kubernetes/Argo tenant per consumer contract, for EDC's HTTP provisioner and "
-        "for data plane signaling (EDC's JSON-LD dialect and the Eclipse Data Plane Signaling API).",
+        "for EDC's data plane signaling and for the Eclipse Data Plane Signaling API (DPS).",
         version="0.2.0",
         lifespan=lifespan,
         # The schema is in docs/; not served to every pod that can reach the port.
@@ -80,8 +98,8 @@ def create_app(
     )
 
     @app.exception_handler(HTTPException)
-    async def dialect_errors(request: Request, exc: HTTPException) -> Response:
-        # Refusals before a handler runs (no key, a bad token) in the shape of the caller's dialect.
+    async def protocol_errors(request: Request, exc: HTTPException) -> Response:
+        # Refusals before a handler runs (no key, a bad token) in the shape of the caller's protocol.
         shape = None
         if request.url.path.startswith("/signaling/"):
             shape = signaling_wire.error(str(exc.detail))
@@ -93,7 +111,7 @@ def create_app(
 
     app.state.services = svc
     app.state.settings = settings  # what create_app was given governs who may call (tests vary it)
-    app.include_router(edc_http.router())
+    app.include_router(http_provisioner.router())
     if settings.signaling_enabled:
         app.include_router(signaling.router())
     if settings.dps_enabled:

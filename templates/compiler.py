@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import yaml
 from hera.workflows import (
@@ -255,10 +255,6 @@ def compile_asset(asset: WorkflowAsset, target: StorageTarget, options: CompileO
             retry_strategy=RetryStrategy(limit=asset.limits.retries) if asset.limits.retries else None,
         )
     return template
-
-
-def to_dict(template: WorkflowTemplate | Any) -> dict[str, Any]:
-    return cast(dict[str, Any], template.to_dict())
 
 
 def to_yaml(manifest: dict[str, Any]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
 import secrets
 from collections.abc import Mapping
@@ -10,7 +11,20 @@ from typing import Any
 
 from templates.asset import InputKind, WorkflowAsset
 from templates.envvars import EnvError, check_env, parse_dotenv
-from templates.labels import ANNOTATION_IDEMPOTENCY, LABEL_ASSET, LABEL_JOB, LABEL_MANAGED_BY, LABEL_TENANT, MANAGER
+from templates.labels import (
+    ANNOTATION_ASSET_NAME,
+    ANNOTATION_ENV_DIGESTS,
+    ANNOTATION_IDEMPOTENCY,
+    ANNOTATION_INPUT_DIGESTS,
+    ANNOTATION_REQUEST,
+    LABEL_ASSET,
+    LABEL_JOB,
+    LABEL_MANAGED_BY,
+    LABEL_TENANT,
+    LABEL_WEBHOOK,
+    MANAGER,
+    WebhookMark,
+)
 from templates.names import ENV_SECRET_SUFFIX, dns_label, template_name
 
 JOB_ID = re.compile(r"^job-[a-z0-9]{8,40}\Z")
@@ -70,21 +84,37 @@ def job_workflow(
     job_id: str,
     tenant: str = "",
     idempotency_key: str | None = None,
+    request_digest: str | None = None,
+    env_digests: Mapping[str, str] | None = None,
+    input_digests: Mapping[str, str] | None = None,
+    webhook: WebhookMark | None = None,
 ) -> dict[str, Any]:
     """The Workflow manifest that runs ``asset``'s registered template once as job ``job_id``.
 
-    It carries nothing but the template reference and our own labels: no arguments, no spec overrides, so no
-    consumer string ever reaches Argo's template engine (the environment travels in :func:`env_secret`). A plain
-    dict: it is built on every job start, and Hera's model would cost more than the rest of the start's own work
-    (a test validates it against Argo's schema)."""
+    It carries nothing but the template reference and our own labels and annotations: no arguments, no spec
+    overrides, so no consumer string ever reaches Argo's template engine (the environment travels in
+    :func:`env_secret`). The consumer API records its start in it: the sha256 of the start request (an
+    Idempotency-Key's replay compares it), of each env input's text and of each staged input, and ``webhook``
+    marks a job whose completion event is to be sent. A plain dict: it is built on every job start, and Hera's
+    model would cost more than the rest of the start's own work (a test validates it against Argo's schema)."""
     if not JOB_ID.match(job_id):
         raise ValueError(f"invalid job id {job_id!r}")
     labels = {LABEL_MANAGED_BY: MANAGER, LABEL_ASSET: dns_label(asset.name), LABEL_JOB: job_id}
     if tenant:
         labels[LABEL_TENANT] = dns_label(tenant)
-    metadata: dict[str, Any] = {"name": job_id, "namespace": namespace, "labels": labels}
+    if webhook is not None:
+        labels[LABEL_WEBHOOK] = str(webhook)
+    annotations: dict[str, str] = {}
     if idempotency_key:
-        metadata["annotations"] = {ANNOTATION_IDEMPOTENCY: idempotency_key}
+        annotations[ANNOTATION_IDEMPOTENCY] = idempotency_key
+    if request_digest is not None:
+        annotations[ANNOTATION_REQUEST] = request_digest
+    if env_digests is not None:
+        annotations[ANNOTATION_ENV_DIGESTS] = json.dumps(dict(env_digests), sort_keys=True)
+    if input_digests is not None:
+        annotations[ANNOTATION_INPUT_DIGESTS] = json.dumps(dict(input_digests), sort_keys=True)
+    annotations[ANNOTATION_ASSET_NAME] = asset.name  # the label holds it as a DNS label only
+    metadata: dict[str, Any] = {"name": job_id, "namespace": namespace, "labels": labels, "annotations": annotations}
     return {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Workflow",

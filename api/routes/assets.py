@@ -7,13 +7,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, status
 
-from api.context import TenantDep
-from api.errors import ApiError, not_found
-from api.multipart import FormError, boundary_of, file_field
-from api.schemas import AssetDetail, AssetList, AssetSummary, InputInfo, OutputInfo, StagedInput, StagedInputList
-from api.storage import TooLarge, check_relative_path
+from api.core.errors import FormError, HTTPProblem, TooLarge, not_found
+from api.core.schemas import AssetDetail, AssetList, AssetSummary, InputInfo, OutputInfo, StagedInput, StagedInputList
+from api.routes.deps import TenantDep
+from api.services import listings, staging
+from api.services.staging import check_relative_path, max_env_bytes
+from api.web.multipart import boundary_of, file_field
 from templates import Input, InputKind, WorkflowAsset
-from templates.asset import quantity
 from templates.names import check_safe_name
 
 router = APIRouter(prefix="/v1/assets", tags=["assets"])
@@ -25,7 +25,7 @@ def _safe(value: str, what: str) -> str:
     try:
         return check_safe_name(value)
     except ValueError as exc:
-        raise ApiError(400, "Bad Request", f"{what} {value!r}: {exc}") from None
+        raise HTTPProblem(400, "Bad Request", f"{what} {value!r}: {exc}") from None
 
 
 def _detail(asset: WorkflowAsset) -> AssetDetail:
@@ -78,9 +78,11 @@ async def _slot(
     except KeyError:
         raise not_found(f"input {name!r} of asset {asset.name!r}") from None
     if directory is True and item.kind is not InputKind.DIRECTORY:
-        raise ApiError(400, "Bad Request", f"{name!r} is not a directory input")
+        raise HTTPProblem(400, "Bad Request", f"{name!r} is not a directory input")
     if directory is False and item.kind is InputKind.DIRECTORY:
-        raise ApiError(400, "Bad Request", f"{name!r} is a directory input: upload files to .../inputs/{name}/<path>")
+        raise HTTPProblem(
+            400, "Bad Request", f"{name!r} is a directory input: upload files to .../inputs/{name}/<path>"
+        )
     return asset, item
 
 
@@ -88,10 +90,10 @@ async def _limit(tenant: TenantDep, asset: WorkflowAsset, item: Input, declared:
     # An env input is read whole when a job starts: its cap is the env cap, not the general upload cap.
     cap = max_env_bytes(asset, item) if item.kind is InputKind.ENV else asset.upload_cap(item)
     if declared is not None and declared > cap:
-        raise ApiError(413, "Content Too Large", f"input {item.name!r} is limited to {cap} bytes")
-    remaining = tenant.settings.quota_storage_bytes - await tenant.storage.used_bytes()
+        raise HTTPProblem(413, "Content Too Large", f"input {item.name!r} is limited to {cap} bytes")
+    remaining = tenant.settings.quota_storage_bytes - await listings.used_bytes(tenant.storage)
     if remaining <= 0 or (declared is not None and declared > remaining):
-        raise ApiError(413, "Content Too Large", "the contract's storage quota is used up")
+        raise HTTPProblem(413, "Content Too Large", "the contract's storage quota is used up")
     return min(cap, remaining)
 
 
@@ -99,9 +101,9 @@ async def _store(
     tenant: TenantDep, asset: WorkflowAsset, item: Input, chunks: AsyncIterator[bytes], limit: int, rel: str | None
 ) -> StagedInput:
     try:
-        stored = await tenant.storage.stage_input(asset.name, item.name, chunks, limit, rel)
+        stored = await staging.stage_input(tenant.storage, asset.name, item.name, chunks, limit, rel)
     except TooLarge as exc:
-        raise ApiError(413, "Content Too Large", f"input {item.name!r}: {exc}; nothing was stored") from None
+        raise HTTPProblem(413, "Content Too Large", f"input {item.name!r}: {exc}; nothing was stored") from None
     return StagedInput(name=stored.name, size=stored.size, sha256=stored.sha256, uploaded_at=stored.uploaded_at)
 
 
@@ -112,7 +114,7 @@ def _declared_length(request: Request) -> int | None:
     try:
         return int(value)
     except ValueError:
-        raise ApiError(400, "Bad Request", "invalid Content-Length") from None
+        raise HTTPProblem(400, "Bad Request", "invalid Content-Length") from None
 
 
 _UPLOAD_BODY = {
@@ -167,7 +169,7 @@ async def upload_input_form(asset: NamePath, name: NamePath, request: Request, t
     try:
         boundary_of(request.headers.get("content-type"))
     except FormError as exc:
-        raise ApiError(400, "Bad Request", str(exc)) from None
+        raise HTTPProblem(400, "Bad Request", str(exc)) from None
     # The form's framing adds a few hundred bytes; the cap is applied to the file's own bytes while streaming.
     limit = await _limit(tenant, wf_asset, item, None)
     try:
@@ -175,7 +177,7 @@ async def upload_input_form(asset: NamePath, name: NamePath, request: Request, t
             tenant, wf_asset, item, file_field(request.headers.get("content-type"), request.stream()), limit, None
         )
     except FormError as exc:
-        raise ApiError(400, "Bad Request", f"{exc}; nothing was stored") from None
+        raise HTTPProblem(400, "Bad Request", f"{exc}; nothing was stored") from None
 
 
 @router.put(
@@ -192,7 +194,7 @@ async def upload_directory_file(
     try:
         check_relative_path(path)
     except ValueError as exc:
-        raise ApiError(400, "Bad Request", f"path {path!r}: {exc}") from None
+        raise HTTPProblem(400, "Bad Request", f"path {path!r}: {exc}") from None
     limit = await _limit(tenant, wf_asset, item, _declared_length(request))
     return await _store(tenant, wf_asset, item, request.stream(), limit, path)
 
@@ -200,7 +202,7 @@ async def upload_directory_file(
 @router.get("/{asset}/inputs", response_model=StagedInputList, summary="List staged inputs")
 async def list_inputs(asset: NamePath, tenant: TenantDep) -> StagedInputList:
     wf_asset = await tenant.asset(_safe(asset, "asset"))
-    staged = await tenant.storage.staged_inputs(wf_asset.name)
+    staged = await staging.staged_inputs(tenant.storage, wf_asset.name)
     return StagedInputList(
         asset=wf_asset.name,
         items=[StagedInput(name=s.name, size=s.size, sha256=s.sha256, uploaded_at=s.uploaded_at) for s in staged],
@@ -210,9 +212,5 @@ async def list_inputs(asset: NamePath, tenant: TenantDep) -> StagedInputList:
 @router.delete("/{asset}/inputs/{name}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a staged input")
 async def delete_input(asset: NamePath, name: NamePath, tenant: TenantDep) -> None:
     wf_asset, item = await _slot(tenant, asset, name)
-    if not await tenant.storage.delete_staged(wf_asset.name, item.name):
+    if not await staging.delete_staged(tenant.storage, wf_asset.name, item.name):
         raise not_found(f"staged input {name!r}")
-
-
-def max_env_bytes(asset: WorkflowAsset, item: Input) -> int:
-    return int(quantity(item.max_size)) if item.max_size else min(asset.upload_cap(item), 1024 * 1024)

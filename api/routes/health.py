@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api.argo import ArgoUnavailable
-from api.context import Tenant, TenantDep
-from api.errors import problem
-from api.storage import StorageUnavailable
+from api.core.errors import ArgoUnavailable, StorageUnavailable
+from api.routes.deps import TenantDep
+from api.services.tenant import Tenant
+from api.web.problems import problem
 
 router = APIRouter(tags=["health"])
 

@@ -9,18 +9,17 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Path, Query, Response, status
 from fastapi.responses import StreamingResponse
 
-from api.context import TenantDep
-from api.errors import ApiError, not_found
-from api.joblogs import archived_log, live_log
-from api.jobview import job_asset, job_view, output_key, settled, workflow_of
-from api.kube import KubeRejected, KubeUnavailable
-from api.outputs import seal
-from api.ranges import RangeNotSatisfiable, parse_range
-from api.receipts import receipt_of
-from api.schemas import Job, JobCreate, JobList, OutputFile, OutputList, Receipt
-from api.starting import start
-from api.states import PHASE_SELECTOR, JobState, job_state
-from api.webhooks import records as webhook_records
+from api.core.errors import HTTPProblem, KubeRejected, KubeUnavailable, RangeNotSatisfiable, not_found
+from api.core.schemas import Job, JobCreate, JobList, OutputFile, OutputList, Receipt
+from api.core.states import PHASE_SELECTOR, JobState, job_state
+from api.routes.deps import TenantDep
+from api.services.jobviews import job_asset, job_view, output_key, settled, workflow_of
+from api.services.logs import archived_log, live_log
+from api.services.outputs import seal
+from api.services.receipts import receipt_of
+from api.services.starting import start
+from api.services.webhooks import records as webhook_records
+from api.web.ranges import parse_range
 from templates.jobs import env_secret_name
 from templates.labels import LABEL_ASSET, LABEL_MANAGED_BY, LABEL_WEBHOOK, MANAGER
 from templates.names import dns_label
@@ -85,7 +84,7 @@ async def get_job(job: JobPath, tenant: TenantDep) -> Job:
 async def cancel_job(job: JobPath, tenant: TenantDep) -> Job:
     wf = await workflow_of(tenant, job)
     if job_state(wf).finished:
-        raise ApiError(409, "Conflict", f"job {job} has already finished ({job_state(wf).value})")
+        raise HTTPProblem(409, "Conflict", f"job {job} has already finished ({job_state(wf).value})")
     return job_view(tenant, await tenant.argo.terminate(job))
 
 
@@ -158,11 +157,11 @@ async def download_output(
     except (KeyError, ValueError):
         raise not_found(f"output {name!r}") from None
     if not job_state(wf).finished:
-        raise ApiError(409, "Conflict", f"job {job} has not finished: outputs are handed out once it has")
+        raise HTTPProblem(409, "Conflict", f"job {job} has not finished: outputs are handed out once it has")
     sealed = await seal(tenant.storage, asset, job, wf.metadata.uid or "")
     if name not in sealed.outputs:
         why = sealed.missing.get(name, "not produced")
-        raise ApiError(404, "Not Found", f"output {name!r} of job {job} does not exist: {why}")
+        raise HTTPProblem(404, "Not Found", f"output {name!r} of job {job} does not exist: {why}")
     size = int(sealed.outputs[name]["size"])
     filename = key.rsplit("/", 1)[-1]
     headers = {
@@ -172,7 +171,7 @@ async def download_output(
     try:
         wanted = parse_range(range_, size)
     except RangeNotSatisfiable as exc:
-        raise ApiError(416, "Range Not Satisfiable", str(exc), {"Content-Range": f"bytes */{size}"}) from None
+        raise HTTPProblem(416, "Range Not Satisfiable", str(exc), {"Content-Range": f"bytes */{size}"}) from None
     start, end, code = wanted.start, wanted.end, 206 if wanted.partial else 200
     if wanted.partial:
         headers["Content-Range"] = wanted.content_range(size)
@@ -189,5 +188,5 @@ async def download_output(
 async def job_receipt(job: JobPath, tenant: TenantDep) -> Receipt:
     wf = await workflow_of(tenant, job)
     if not job_state(wf).finished:
-        raise ApiError(409, "Conflict", f"job {job} has not finished yet")
+        raise HTTPProblem(409, "Conflict", f"job {job} has not finished yet")
     return await receipt_of(tenant, wf, await job_asset(tenant, wf))

@@ -7,13 +7,13 @@ from typing import Any
 
 from fastapi import APIRouter, status
 
-from api.context import Tenant, TenantDep
-from api.errors import ApiError, not_found
-from api.schemas import WebhookSettings, WebhookUpdate
-from api.webhooks import config as webhook_config
-from api.webhooks.config import WebhookConfig
-from api.webhooks.dispatcher import utcnow
-from api.webhooks.targets import TargetRefused
+from api.core.errors import HTTPProblem, TargetRefused, not_found
+from api.core.schemas import WebhookSettings, WebhookUpdate
+from api.routes.deps import TenantDep
+from api.services.tenant import Tenant
+from api.services.webhooks import config as webhook_config
+from api.services.webhooks.config import WebhookConfig
+from api.services.webhooks.dispatcher import utcnow
 
 router = APIRouter(prefix="/v1/webhook", tags=["webhook"])
 
@@ -51,7 +51,7 @@ async def put_webhook(body: WebhookUpdate, tenant: TenantDep) -> WebhookSettings
         try:
             tenant.webhook_policy.check_url(body.url)
         except TargetRefused as exc:
-            raise ApiError(422, "Unprocessable Content", str(exc)) from None
+            raise HTTPProblem(422, "Unprocessable Content", str(exc)) from None
     cfg = await webhook_config.load(tenant.storage) or WebhookConfig()
     overlap = timedelta(seconds=tenant.settings.webhook_secret_overlap_seconds)
     url = body.url if "url" in body.model_fields_set else cfg.url  # a rotation alone keeps the URL

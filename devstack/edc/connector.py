@@ -7,7 +7,7 @@ rebuilt only when the pom changes):
 - **0.10.0** (``devstack/edc/pom.xml``): the newest release whose control-plane HTTP provisioner
   (``provision-http``) is published; a control plane with an embedded HTTP data plane.
 - **0.15.1** (``devstack/edc/v0_15/pom.xml``): the newest release served here; ``controlplane-base-bom`` +
-  ``iam-mock``, no data plane of its own, so the control plane signals transfers to ours (dialect A).
+  ``iam-mock``, no data plane of its own, so the control plane signals transfers to ours (data plane signaling).
 
 ``python -m devstack.edc.connector [version]`` builds one (about a minute with a cold Maven cache) and prints its jar.
 """

@@ -19,9 +19,9 @@ from provisioner.core.store import backoff
 from provisioner.infra import audit
 from provisioner.infra.models import Grant, Tenant
 from provisioner.infra.notify import CallbackResult, GrantRef, Outcome
+from provisioner.infra.secrets import grant_token
 from provisioner.infra.services import Services
 from provisioner.infra.states import Delivery, EndNotice, GrantState, Protocol, TenantState, move
-from provisioner.steps import grant_token
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def deliver(svc: Services, tenant_id: str) -> float | None:
     again: float | None = None
     for grant in ready:
         # Each grant's answer carries that grant's own token and no other.
-        token = grant_token(svc, namespace, grant.id)
+        token = grant_token(svc.kube, namespace, grant.id)
         if token is None:
             _reapply(svc, grant.id)
             again = 0.0

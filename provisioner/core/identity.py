@@ -36,7 +36,7 @@ def resolve(svc: Services, transfer_process_id: str, asset_id: str, grant_policy
     """The consumer of a provision request. Raises EdcRejected (never theirs) or EdcLookupError (ask again)."""
     settings = svc.settings
     if settings.verify_with_management:
-        facts = svc.edc.verify_transfer(transfer_process_id, asset_id)
+        facts = svc.management.verify_transfer(transfer_process_id, asset_id)
         return Identity(facts.consumer_id, facts.contract_id, IdentitySource.MANAGEMENT)
     consumer = policy.assignee(grant_policy)
     if consumer:
@@ -63,14 +63,14 @@ FLOW_STATES = frozenset(
 )
 
 
-def resolve_flow(svc: Services, process_id: str, dataset_id: str, claimed_consumer: str) -> Identity:
+def resolve_flow(svc: Services, process_id: str, dataset_id: str, named_consumer: str) -> Identity:
     """The consumer of a signaling data flow. The control plane is authenticated (shared secret or OAuth2) and
     names the consumer; when its management API is configured, the connector's records must agree (transfer
     exists, same asset, the agreement's consumer is the one named). Raises EdcRejected / EdcLookupError."""
     settings = svc.settings
     if settings.signaling_verify_with_management and settings.edc_management_url:
-        facts = svc.edc.verify_transfer(process_id, dataset_id, states=FLOW_STATES)
-        if facts.consumer_id != claimed_consumer:
+        facts = svc.management.verify_transfer(process_id, dataset_id, states=FLOW_STATES)
+        if facts.consumer_id != named_consumer:
             raise EdcRejected(f"transfer {process_id} belongs to another consumer than the one named")
         return Identity(facts.consumer_id, facts.contract_id, IdentitySource.MANAGEMENT)
-    return Identity(claimed_consumer, None, IdentitySource.SIGNALING)
+    return Identity(named_consumer, None, IdentitySource.SIGNALING)

@@ -1,8 +1,10 @@
-"""Talking to the EDC connector: the HTTP provisioner's callbacks and the management API (consumer lookup)."""
+"""The connector's management API: what its own records say about a transfer (state, contract, consumer, asset).
+
+Every protocol's identity check stands on it (:mod:`provisioner.core.identity`); the protocols' callbacks are
+in their own clients (``provisioner.protocols.*.client``)."""
 
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -10,11 +12,7 @@ from urllib.parse import quote
 
 import httpx
 
-from provisioner.infra.notify import CallbackResult, GrantRef, Outcome
 from provisioner.infra.settings import ProvisionerSettings
-from provisioner.protocols.http_provisioner.wire import ContentDataAddress, DeprovisionCallback, ProvisionCallback
-
-log = logging.getLogger(__name__)
 
 # Transfer states in which EDC deprovisions (it never provisions again from them).
 ENDING_STATES = frozenset({"COMPLETED", "TERMINATED", "DEPROVISIONING", "DEPROVISIONING_REQUESTED", "DEPROVISIONED"})
@@ -67,7 +65,9 @@ def _local(data: Any, name: str) -> Any:
     return None
 
 
-class EdcClient:
+class ManagementClient:
+    """Transfer lookups on the connector's management API (``edc_management_url``, with ``edc_api_key``)."""
+
     def __init__(self, settings: ProvisionerSettings, transport: httpx.BaseTransport | None = None) -> None:
         self.settings = settings
         headers = {}
@@ -77,22 +77,6 @@ class EdcClient:
 
     def close(self) -> None:
         self.http.close()
-
-    def _post(self, url: str, body: dict[str, Any]) -> CallbackResult:
-        return post_result(self.http, url, body)
-
-    def _callback(self, transfer_process_id: str, kind: str, body: dict[str, Any]) -> CallbackResult:
-        # Only the configured connector ever receives a callback: the request's callbackAddress is never used.
-        base = self.settings.callback_base()
-        if base is None:
-            return CallbackResult(Outcome.FATAL, "no connector callback configured")
-        return self._post(f"{base}/{quote(transfer_process_id, safe='')}/{kind}", body)
-
-    def provisioned(self, transfer_process_id: str, body: ProvisionCallback) -> CallbackResult:
-        return self._callback(transfer_process_id, "provision", body.wire())
-
-    def deprovisioned(self, transfer_process_id: str, body: DeprovisionCallback) -> CallbackResult:
-        return self._callback(transfer_process_id, "deprovision", body.wire())
 
     def _get(self, path: str) -> dict[str, Any]:
         base = self.settings.edc_management_url
@@ -145,58 +129,3 @@ class EdcClient:
         if agreed_asset is not None and agreed_asset != asset_id:
             raise EdcRejected(f"contract agreement {contract_id} is for another asset")
         return TransferFacts(consumer_id=consumer, contract_id=contract_id, asset_id=asset_id, state=state)
-
-
-def post_result(
-    http: httpx.Client, url: str, body: dict[str, object] | None, headers: dict[str, str] | None = None
-) -> CallbackResult:
-    """POST to a connector and classify its answer (shared by every protocol's callbacks)."""
-    try:
-        response = http.post(url, json=body, headers=headers) if body is not None else http.post(url, headers=headers)
-    except httpx.HTTPError as exc:
-        return CallbackResult(Outcome.RETRY, f"{type(exc).__name__}: {exc}")
-    detail = f"{response.status_code} {response.text[:300]}"
-    if response.is_success:
-        return CallbackResult(Outcome.OK, detail)
-    if response.status_code in {400, 404, 405, 410, 422}:
-        return CallbackResult(Outcome.FATAL, detail)
-    return CallbackResult(Outcome.RETRY, detail)
-
-
-def data_address(endpoint: str, token: str) -> ContentDataAddress:
-    """Shape (a) of the protocol notes: the provider's data plane proxies the consumer's calls."""
-    return ContentDataAddress.http_data(
-        baseUrl=endpoint,
-        authKey="Authorization",
-        authCode=f"Bearer {token}",
-        proxyPath="true",
-        proxyMethod="true",
-        proxyQueryParams="true",
-        proxyBody="true",
-    )
-
-
-class HttpProvisionerNotifier:
-    """The HTTP provisioner's callbacks: ``provision`` (with the token) and ``deprovision``; it has no failure
-    callback, so a failed grant is left to EDC's own provisioning timeout."""
-
-    def __init__(self, edc: EdcClient) -> None:
-        self.edc = edc
-
-    def ready(self, grant: GrantRef, endpoint: str, token: str) -> CallbackResult:
-        body = ProvisionCallback(
-            resource_definition_id=grant.resource_definition_id,
-            asset_id=grant.asset_id,
-            resource_name=grant.resource_name,
-            content_data_address=data_address(endpoint, token),
-            api_key_jwt=token,
-            has_token=True,
-        )
-        return self.edc.provisioned(grant.transfer_process_id, body)
-
-    def ended(self, grant: GrantRef) -> CallbackResult:
-        body = DeprovisionCallback(provisioned_resource_id=grant.resource_name)
-        return self.edc.deprovisioned(grant.transfer_process_id, body)
-
-    def failed(self, grant: GrantRef, reason: str) -> CallbackResult:
-        return CallbackResult(Outcome.OK, "the HTTP provisioner has no failure callback")

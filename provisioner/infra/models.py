@@ -14,7 +14,6 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from provisioner.infra.states import (
     ACTIVE_GRANT_STATES,
     HOLDING_GRANT_STATES,
-    OPEN_GRANT_STATES,
     Delivery,
     GrantState,
     Protocol,
@@ -24,7 +23,6 @@ from provisioner.infra.states import (
 __all__ = [
     "ACTIVE_GRANT_STATES",
     "HOLDING_GRANT_STATES",
-    "OPEN_GRANT_STATES",
     "AuditEvent",
     "Base",
     "Grant",

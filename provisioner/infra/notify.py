@@ -1,8 +1,9 @@
 """What the lifecycle core tells a connector, whatever its protocol: a grant is ready, has ended, has failed.
 
-Each protocol adapter supplies a :class:`Notifier` (``edc_client`` for the HTTP provisioner, ``signaling_client``
-for both signaling dialects); :class:`provisioner.infra.services.Services` holds one per :class:`Protocol`. A
-notifier only talks: what an outcome means for the grant is decided in :mod:`provisioner.core.delivery`.
+Each protocol supplies a :class:`Notifier`, its client (``provisioner.protocols.{http_provisioner,signaling,dps}.
+client``); the composition root (:func:`provisioner.app.build_services`) hands one per :class:`Protocol` to
+:class:`provisioner.infra.services.Services`. A notifier only talks: what an outcome means for the grant is decided
+in :mod:`provisioner.core.delivery`.
 """
 
 from __future__ import annotations
@@ -52,4 +53,8 @@ class Notifier(TypingProtocol):
 
     def failed(self, grant: GrantRef, reason: str) -> CallbackResult:
         """The grant can never be served."""
+        ...
+
+    def close(self) -> None:
+        """Release the client's connections."""
         ...

@@ -76,7 +76,11 @@ def executor_policy(bucket: str, prefix: str) -> dict[str, Any]:
     return {
         "Version": "2012-10-17",
         "Statement": [
-            {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [f"arn:aws:s3:::{bucket}/{keys.job_inputs_glob()}"]},
+            {
+                "Effect": "Allow",
+                "Action": ["s3:GetObject"],
+                "Resource": [f"arn:aws:s3:::{bucket}/{keys.job_inputs_glob()}"],
+            },
             {
                 # Its own prefix: policy wildcards match '/' too, so nothing under jobs/ can be named here.
                 "Effect": "Allow",

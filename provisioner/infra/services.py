@@ -1,4 +1,7 @@
-"""Everything the provisioner's work needs, built once per application (no module-level state)."""
+"""Everything the provisioner's work needs, built once per application (no module-level state).
+
+The protocols' clients are not built here: the composition root (:func:`provisioner.app.build_services`) makes
+them and passes them in as ``notifiers`` (and the registrations the registrar runs)."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from provisioner.infra.apiprobe import ApiProbe
 from provisioner.infra.catalogue import Catalogue
-from provisioner.infra.connector import EdcClient, HttpProvisionerNotifier
+from provisioner.infra.connector import ManagementClient
 from provisioner.infra.db import make_engine, session_factory
 from provisioner.infra.kube import PARALLEL_APPLIES, Kube, load_api_client
 from provisioner.infra.metrics import Metrics
@@ -21,7 +24,6 @@ from provisioner.infra.notify import Notifier
 from provisioner.infra.s3users import Storage
 from provisioner.infra.settings import ProvisionerSettings
 from provisioner.infra.states import Protocol
-from provisioner.protocols.signaling.client import DpsClient, SignalingClient
 
 
 def _no_hook(_step: str) -> None:
@@ -35,11 +37,13 @@ class Services:
     sessions: sessionmaker[Session]
     kube: Kube
     storage: Storage
-    edc: EdcClient
+    management: ManagementClient
     catalogue: Catalogue
-    signaling: SignalingClient
-    dps: DpsClient
     probe: ApiProbe
+    # Who tells each protocol's connector about its grants.
+    notifiers: dict[Protocol, Notifier] = field(default_factory=dict)
+    # Our data plane registration with each signaling protocol's control plane (run by the registrar).
+    registrations: dict[Protocol, Callable[[], None]] = field(default_factory=dict)
     metrics: Metrics = field(default_factory=Metrics)
     clock: Callable[[], datetime] = utcnow
     # Called with each step's name before it runs; tests use it to simulate a crash between steps.
@@ -49,7 +53,13 @@ class Services:
     start_gate: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
-    def build(cls, settings: ProvisionerSettings, **overrides: object) -> Services:
+    def build(
+        cls,
+        settings: ProvisionerSettings,
+        notifiers: dict[Protocol, Notifier],
+        registrations: dict[Protocol, Callable[[], None]] | None = None,
+        **overrides: object,
+    ) -> Services:
         engine = make_engine(settings.database_url)
         values: dict[str, object] = {
             "settings": settings,
@@ -60,28 +70,19 @@ class Services:
                 timeout=settings.kube_timeout_seconds,
             ),
             "storage": Storage(settings),
-            "edc": EdcClient(settings),
+            "management": ManagementClient(settings),
             "catalogue": Catalogue.load(settings.assets_dir, settings.asset_map),
-            "signaling": SignalingClient(settings),
-            "dps": DpsClient(settings),
             "probe": ApiProbe(settings),
+            "notifiers": notifiers,
+            "registrations": registrations or {},
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
 
-    @property
-    def notifiers(self) -> dict[Protocol, Notifier]:
-        """Who tells each protocol's connector about its grants."""
-        return {
-            Protocol.HTTP_PROVISIONER: HttpProvisionerNotifier(self.edc),
-            Protocol.SIGNALING: self.signaling,
-            Protocol.DPS: self.dps,
-        }
-
     def close(self) -> None:
-        self.edc.close()
-        self.signaling.close()
-        self.dps.close()
+        self.management.close()
+        for notifier in self.notifiers.values():
+            notifier.close()
         self.probe.close()
         # kubernetes ships py.typed but leaves ApiClient.close() unannotated.
         self.kube.api.close()  # type: ignore[no-untyped-call]

@@ -47,8 +47,8 @@ class Protocol(StrEnum):
     """How a grant's connector talks to us (each has its adapter under ``provisioner.protocols``)."""
 
     HTTP_PROVISIONER = "http-provisioner"  # EDC <= 0.15 control-plane provision-http
-    SIGNALING = "signaling"  # EDC data plane signaling, JSON-LD (EDC 0.5-0.17, Tractus-X): "dialect A"
-    DPS = "dps"  # Eclipse Data Plane Signaling, plain JSON (EDC >= 0.18): "dialect B"
+    SIGNALING = "signaling"  # EDC data plane signaling, JSON-LD (EDC 0.5-0.17, Tractus-X)
+    DPS = "dps"  # Eclipse Data Plane Signaling, plain JSON (EDC >= 0.18)
 
 
 class Delivery(StrEnum):
@@ -80,7 +80,6 @@ HOLDING_GRANT_STATES = frozenset(
     {GrantState.PROVISIONING, GrantState.READY, GrantState.PROVISIONED, GrantState.SUSPENDED}
 )
 ACTIVE_GRANT_STATES = (GrantState.PROVISIONING, GrantState.READY, GrantState.PROVISIONED)
-OPEN_GRANT_STATES = (GrantState.RECEIVED, *HOLDING_GRANT_STATES, GrantState.DEPROVISIONING)
 
 _G = GrantState
 GRANT_TRANSITIONS: dict[GrantState, frozenset[GrantState]] = {

@@ -1,6 +1,6 @@
 """Keeps our data plane registered with the control plane(s).
 
-Dialect A: every ``signaling_register_interval_seconds`` we look whether the control plane still knows us and
+Signaling: every ``signaling_register_interval_seconds`` we look whether the control plane still knows us and
 register only when it forgot us (a restart with in-memory stores): EDC resets a re-registered data plane to
 REGISTERED until its next health check and selects only AVAILABLE ones. DPS has no way to ask, so we register
 once at start-up (a PUT replaces the registration) and again only after a failure. Failures are logged and
@@ -12,7 +12,8 @@ import asyncio
 import logging
 
 from provisioner.infra.services import Services
-from provisioner.protocols.signaling.client import RegistrationError
+from provisioner.infra.states import Protocol
+from provisioner.protocols.common import RegistrationError
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +32,12 @@ class Registrar:
 
     def register_once(self) -> bool:
         settings, ok = self.svc.settings, True
+        registrations = self.svc.registrations
         targets = []
         if settings.signaling_enabled and settings.signaling_control_url:
-            targets.append(("signaling", self.svc.signaling.register))
+            targets.append(("signaling", registrations[Protocol.SIGNALING]))
         if settings.dps_enabled and settings.dps_registration_url and not self.registered.get("dps"):
-            targets.append(("dps", self.svc.dps.register))
+            targets.append(("dps", registrations[Protocol.DPS]))
         for name, register in targets:
             try:
                 register()

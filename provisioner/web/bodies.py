@@ -1,5 +1,5 @@
 """Request bodies for the OpenAPI document: the protocol routes read their JSON themselves (to refuse in their
-dialect's error shape), so FastAPI cannot see the models they validate against; this declares them, inlined (no
+protocol's error shape), so FastAPI cannot see the models they validate against; this declares them, inlined (no
 ``$defs`` references that would point outside the operation), for operators' docs and the schema-driven fuzzing.
 """
 

@@ -40,7 +40,7 @@ SettingsDep = Annotated[ProvisionerSettings, Depends(get_settings)]
 
 
 async def json_object(request: Request, refuse: Callable[[int, str], JSONResponse]) -> dict[str, Any] | JSONResponse:
-    """The body as a JSON object (an empty body is ``{}``), or ``refuse``'s 400 in the caller's dialect."""
+    """The body as a JSON object (an empty body is ``{}``), or ``refuse``'s 400 in the caller's protocol's shape."""
     raw = await request.body()
     if not raw.strip():
         return {}

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from api.backends.s3 import ObjectStore, make_client
 from api.client import Client
-from api.storage import Storage, make_client
 from templates.keys import KeyLayout
 from tests.api.tenant import ApiTenant, api_tenant
 from tests.support.probe import PROBE
@@ -35,9 +35,9 @@ def adv(stack) -> Iterator[ApiTenant]:
 
 
 @pytest.fixture
-def storage(stack) -> Iterator[Storage]:
+def storage(stack) -> Iterator[ObjectStore]:
     """The API's S3 layer (stack MinIO, root keys) on a fresh tenant prefix, removed afterwards."""
     client = make_client(stack.s3_endpoint, stack.s3_access_key, stack.s3_secret_key, None)
-    store = Storage(client, stack.bucket, KeyLayout(f"tenants/t-scratch-{uuid.uuid4().hex[:8]}"))
+    store = ObjectStore(client, stack.bucket, KeyLayout(f"tenants/t-scratch-{uuid.uuid4().hex[:8]}"))
     yield store
     store.remove_tree(store.keys.prefix)

@@ -12,7 +12,7 @@ import httpx
 import pytest
 import s3fs
 
-from api.client import ApiError, Client
+from api.client import Client, ClientError
 from tests.api.tenant import EXAMPLES, ApiTenant
 from tests.support.s3 import filesystem
 
@@ -94,11 +94,11 @@ def test_failing_job_reports_executor_error_with_log(client: Client) -> None:
 
 
 def test_missing_required_input_or_key_is_refused(client: Client) -> None:
-    with pytest.raises(ApiError) as info:
+    with pytest.raises(ClientError) as info:
         client.upload_bytes("dummy", "env", b"SLEEPTIME=1\n")
         client.start("dummy")
     assert info.value.status == 422 and "required keys missing" in str(info.value)
-    with pytest.raises(ApiError) as info:
+    with pytest.raises(ClientError) as info:
         client.start("dummy", {"SOURCE": "/etc/os-release", "DESTINATION": "/output/result", "LD_PRELOAD": "/x"})
     assert info.value.status == 422
 
@@ -110,11 +110,11 @@ def test_cancel_and_delete(client: Client, tenant: ApiTenant) -> None:
     assert canceled["id"] == job["id"]
     done = client.wait(job["id"], timeout=120)
     assert done["state"] == "CANCELED"
-    with pytest.raises(ApiError) as info:
+    with pytest.raises(ClientError) as info:
         client.cancel(job["id"])
     assert info.value.status == 409
     client.delete(job["id"])
-    with pytest.raises(ApiError) as info:
+    with pytest.raises(ClientError) as info:
         client.job(job["id"])
     assert info.value.status == 404
 
@@ -237,10 +237,10 @@ def test_other_tenants_jobs_are_invisible(stack, client: Client) -> None:
 
     done = _run_dummy(client, "SOURCE=/etc/os-release\nDESTINATION=/output/result\nSLEEPTIME=0\n")
     with api_tenant(stack, "other") as other, other.client() as intruder:
-        with pytest.raises(ApiError) as info:
+        with pytest.raises(ClientError) as info:
             intruder.job(done["id"])
         assert info.value.status == 404
-        with pytest.raises(ApiError) as info:
+        with pytest.raises(ClientError) as info:
             intruder.download(done["id"], "result", Path("/dev/null"))
         assert info.value.status == 404
         # and the first tenant's token is worthless here

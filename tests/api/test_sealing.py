@@ -10,8 +10,8 @@ import tarfile
 
 import pytest
 
-from api.outputs import seal
-from api.storage import Storage
+from api.backends.s3 import ObjectStore
+from api.services.outputs import seal
 from templates import parse_document
 
 ASSET = parse_document(
@@ -49,7 +49,7 @@ def special(name: str, kind: bytes, target: str = "") -> tarfile.TarInfo:
     return info
 
 
-def run(storage: Storage, data: bytes | None) -> tuple[dict, bytes | None, bytes | None]:
+def run(storage: ObjectStore, data: bytes | None) -> tuple[dict, bytes | None, bytes | None]:
     if data is not None:
         storage.put_bytes(storage.keys.job_outputs_archive(JOB), data)
     sealed = asyncio.run(seal(storage, ASSET, JOB, "run-1"))
@@ -67,7 +67,7 @@ def run(storage: Storage, data: bytes | None) -> tuple[dict, bytes | None, bytes
     )
 
 
-def test_regular_files_are_sealed_with_their_digests(storage: Storage) -> None:
+def test_regular_files_are_sealed_with_their_digests(storage: ObjectStore) -> None:
     record, result, tree = run(storage, archive(("output/result", b"42"), ("output/tree/a/b.txt", b"b")))
     assert result == b"42"
     assert record["outputs"]["result"]["size"] == 2 and record["missing"] == {"extra": "not produced"}
@@ -90,13 +90,13 @@ def test_regular_files_are_sealed_with_their_digests(storage: Storage) -> None:
     ],
     ids=["symlink", "hardlink", "fifo", "device", "directory"],
 )
-def test_a_file_output_that_is_not_a_regular_file_is_missing(storage: Storage, entry: tarfile.TarInfo) -> None:
+def test_a_file_output_that_is_not_a_regular_file_is_missing(storage: ObjectStore, entry: tarfile.TarInfo) -> None:
     record, result, _ = run(storage, archive(entry))
     assert result is None
     assert "not a regular file" in record["missing"]["result"] and record["required_missing"] == ["result"]
 
 
-def test_links_and_specials_inside_a_directory_output_are_dropped(storage: Storage) -> None:
+def test_links_and_specials_inside_a_directory_output_are_dropped(storage: ObjectStore) -> None:
     data = archive(
         ("output/tree/ok.txt", b"ok"),
         special("output/tree/key", tarfile.SYMTYPE, "/argo/secret/wml-s3/secretKey"),
@@ -117,27 +117,27 @@ def test_links_and_specials_inside_a_directory_output_are_dropped(storage: Stora
 @pytest.mark.parametrize(
     "data", [None, b"not a tar", archive(("output/result", b"1"))[:20]], ids=["none", "junk", "cut"]
 )
-def test_a_missing_or_damaged_archive_hands_back_nothing_more(storage: Storage, data: bytes | None) -> None:
+def test_a_missing_or_damaged_archive_hands_back_nothing_more(storage: ObjectStore, data: bytes | None) -> None:
     record, result, _ = run(storage, data)
     assert result is None and record["required_missing"] == ["result"]
     assert (record["damaged"] is None) == (data is None)
     json.dumps(record)  # the record is plain JSON
 
 
-def test_a_later_link_of_the_same_name_wins(storage: Storage) -> None:
+def test_a_later_link_of_the_same_name_wins(storage: ObjectStore) -> None:
     data = archive(("output/result", b"42"), special("output/result", tarfile.SYMTYPE, "/etc/passwd"))
     record, _, _ = run(storage, data)
     assert "result" not in record["outputs"] and record["required_missing"] == ["result"]
 
 
-def test_a_directory_output_cut_by_a_damaged_archive_is_not_handed_out(storage: Storage) -> None:
+def test_a_directory_output_cut_by_a_damaged_archive_is_not_handed_out(storage: ObjectStore) -> None:
     whole = archive(("output/result", b"42"), ("output/tree/big.bin", bytes(range(256)) * 4000))
     record, result, _ = run(storage, whole[: len(whole) // 2])
     assert record["damaged"] and "tree" in record["missing"] and "tree" not in record["outputs"]
     assert result == b"42"  # a whole file read before the damage stays
 
 
-def test_sealing_twice_gives_the_same_bytes(storage: Storage) -> None:
+def test_sealing_twice_gives_the_same_bytes(storage: ObjectStore) -> None:
     data = archive(("output/result", b"42"), ("output/tree/a.txt", b"a"))
     record, _, first = run(storage, data)
     storage.remove_tree(storage.keys.job_seal(JOB))
@@ -145,7 +145,7 @@ def test_sealing_twice_gives_the_same_bytes(storage: Storage) -> None:
     assert first == second and record["outputs"] == again["outputs"]
 
 
-def test_outputs_stop_at_the_output_cap(storage: Storage) -> None:
+def test_outputs_stop_at_the_output_cap(storage: ObjectStore) -> None:
     """Sparse files and hardlinks cost the worker no room but would cost S3 all of it: the cap counts bytes sealed."""
     small = parse_document({**ASSET.model_dump(by_alias=True, exclude_none=True), "limits": {"outputSize": "1Ki"}})
     data = archive(("output/result", b"r" * 600), ("output/tree/big.bin", bytes(600)))
@@ -156,7 +156,7 @@ def test_outputs_stop_at_the_output_cap(storage: Storage) -> None:
     assert "limits.outputSize" in (sealed.damaged or "")
 
 
-def test_a_new_run_of_a_reused_job_id_is_sealed_anew(storage: Storage) -> None:
+def test_a_new_run_of_a_reused_job_id_is_sealed_anew(storage: ObjectStore) -> None:
     """An Idempotency-Key reused after its Workflow expired names a new run: its outputs, not the old ones."""
     path = storage.keys.job_outputs_archive(JOB)
     storage.put_bytes(path, archive(("output/result", b"old")))

@@ -8,10 +8,11 @@ import asyncio
 
 import pytest
 
-from api.storage import Storage
+from api.backends.s3 import ObjectStore
+from api.services import listings
 
 
-def test_a_key_names_an_object_or_a_folder(storage: Storage) -> None:
+def test_a_key_names_an_object_or_a_folder(storage: ObjectStore) -> None:
     base = storage.keys.prefix
     storage.put_bytes(f"{base}/jobs/job-1/sealed.json", b"{}")
     storage.put_bytes(f"{base}/jobs/job-1/in/a/b.txt", b"bb")
@@ -27,12 +28,12 @@ def test_a_key_names_an_object_or_a_folder(storage: Storage) -> None:
         }
         assert await storage.newest(f"{base}/jobs/job-1/sealed.json") is not None
         assert await storage.newest(f"{base}/jobs/job-2") is None
-        assert await storage.job_ids() == ["job-1", "job-10"]
+        assert await listings.job_ids(storage) == ["job-1", "job-10"]
         assert await storage.size(f"{base}/jobs/job-1/in/a/b.txt") == 2
         with pytest.raises(FileNotFoundError):
             await storage.size(f"{base}/jobs/job-1/in")  # a folder has no size
         await storage.delete_prefix(f"{base}/jobs/job-1")
-        assert await storage.job_ids() == ["job-10"]
+        assert await listings.job_ids(storage) == ["job-10"]
         assert await storage.read_json(f"{base}/jobs/job-10/sealed.json") == {}
 
     asyncio.run(check())

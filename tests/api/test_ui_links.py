@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from api.jobview import ui_url
+from api.services.jobviews import ui_url
 from api.settings import ApiSettings
 from devstack.stack.launcher import StackInfo
 

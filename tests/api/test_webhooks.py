@@ -18,7 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse
 
 from api.app import create_app
-from api.client import ApiError, Client
+from api.client import Client, ClientError
 from devstack.servers import ThreadedServer, serve
 from devstack.stack import kube
 from templates.labels import LABEL_WEBHOOK
@@ -214,18 +214,18 @@ def test_targets_that_are_refused(hooks: ApiTenant, receiver: Receiver) -> None:
             "ftp://example.com/hook",
             "http://10.0.0.1/hook",
         ):
-            with pytest.raises(ApiError) as refused:
+            with pytest.raises(ClientError) as refused:
                 c.set_webhook(url)
             assert refused.value.status == 422, url
-        with pytest.raises(ApiError) as refused:
+        with pytest.raises(ClientError) as refused:
             c.start("dummy", webhook_url="http://127.0.0.2:9/hook")  # loopback, but not the allowed address
         assert refused.value.status == 422 and "not a public address" in str(refused.value)
         before = {j["id"] for j in c.jobs()["items"]}
         c.delete_webhook()
-        with pytest.raises(ApiError) as missing:
+        with pytest.raises(ClientError) as missing:
             c.webhook()
         assert missing.value.status == 404
-        with pytest.raises(ApiError) as conflict:
+        with pytest.raises(ClientError) as conflict:
             c.start("dummy", webhook_url=f"{receiver.url}/hook/default")
         assert conflict.value.status == 409 and "PUT /v1/webhook" in str(conflict.value)
         assert {j["id"] for j in c.jobs()["items"]} == before  # nothing was started by a refused request

@@ -24,7 +24,7 @@ from devstack.servers import ThreadedServer, free_port
 from devstack.stack import kube
 from devstack.stack.app_image import ensure_app_image
 from devstack.stack.launcher import ensure_stack
-from provisioner.app import create_app
+from provisioner.app import build_services, create_app
 from provisioner.infra.services import Services
 from tests.provisioner.helpers import db_grants, stack_settings
 from tests.provisioner.servers import wait_for
@@ -114,7 +114,7 @@ def run() -> None:
             signaling_self_url=f"http://127.0.0.1:{port}",
             signaling_register_interval_seconds=2.0,
         )
-        svc = Services.build(settings)
+        svc = build_services(settings)
         try:
             with provider.start(runtime), ThreadedServer(create_app(settings, services=svc), port=port):
                 asset = {

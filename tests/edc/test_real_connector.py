@@ -35,8 +35,10 @@ from devstack.servers import ThreadedServer
 from devstack.stack import kube
 from devstack.stack.app_image import ensure_app_image
 from devstack.stack.launcher import StackInfo
-from provisioner.app import PROVISION_PATH, create_app
+from provisioner.app import PROVISION_PATH, build_services, create_app
 from provisioner.infra.services import Services
+from provisioner.infra.states import Protocol
+from provisioner.protocols.http_provisioner.client import HttpProvisionerClient
 from provisioner.protocols.http_provisioner.wire import EDC_NAMESPACE, ContentDataAddress
 from tests.provisioner.helpers import INBOUND_KEY, db_grants, stack_settings
 from tests.provisioner.servers import wait_for
@@ -135,7 +137,7 @@ def world(stack: StackInfo, runtime: Path, tmp_path_factory: pytest.TempPathFact
         edc_api_key=key,
         edc_management_url=provider.management,
     )
-    services = Services.build(settings)
+    services = build_services(settings)
     callbacks: list[tuple[str, dict[str, Any], int]] = []
 
     def record_callback(response: httpx.Response) -> None:
@@ -143,7 +145,9 @@ def world(stack: StackInfo, runtime: Path, tmp_path_factory: pytest.TempPathFact
             request = response.request
             callbacks.append((request.url.path, json.loads(request.content), response.status_code))
 
-    services.edc.http.event_hooks["response"].append(record_callback)
+    callbacks_client = services.notifiers[Protocol.HTTP_PROVISIONER]
+    assert isinstance(callbacks_client, HttpProvisionerClient)
+    callbacks_client.http.event_hooks["response"].append(record_callback)
     recorder = Recorder(create_app(settings, services=services))
     try:
         with ThreadedServer(recorder) as server:

@@ -1,4 +1,4 @@
-"""Our provisioner as the data plane of a real EDC 0.15.1 connector pair (data plane signaling, dialect A).
+"""Our provisioner as the data plane of a real EDC 0.15.1 connector pair (data plane signaling).
 
 Both connectors are control planes only (no data plane of their own), assembled from Maven Central. Our
 provisioner registers with the provider's control API; the consumer negotiates `input-dummy` over DSP and asks
@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
-from api.client import ApiError, Client
+from api.client import Client, ClientError
 from devstack.demo.contract import _registered, api_ready, wait_namespace_gone
 from devstack.demo.events import Events
 from devstack.edc.connector import CONTEXT, EDC, V0_15, Connector, ensure_runtime
@@ -31,7 +31,7 @@ from devstack.servers import ThreadedServer, free_port
 from devstack.stack import kube
 from devstack.stack.app_image import ensure_app_image
 from devstack.stack.launcher import StackInfo
-from provisioner.app import create_app
+from provisioner.app import build_services, create_app
 from provisioner.infra.services import Services
 from tests.edc.test_real_connector import Recorder, _shape
 from tests.provisioner.helpers import SIGNALING_KEY, db_grants, stack_settings
@@ -91,7 +91,7 @@ def world(
         signaling_register_interval_seconds=2.0,
         signaling_start_wait_seconds=WAITS[request.param],
     )
-    services = Services.build(settings)
+    services = build_services(settings)
     events = Events()
     recorder = Recorder(create_app(settings, services=services), prefix="/signaling")
     try:
@@ -184,7 +184,7 @@ def test_edc_015_signaling_contract_job_and_terminate(stack: StackInfo, world: W
         key = uuid.uuid4().hex
         job = client.start("input-dummy", idempotency_key=key)["id"]
         assert client.start("input-dummy", idempotency_key=key)["id"] == job  # the same job, not a second
-        with pytest.raises(ApiError) as refused:
+        with pytest.raises(ClientError) as refused:
             client.start("no-such-asset")
         assert refused.value.status == 404
         problem = client.http.post("/v1/jobs", json={"asset": "no-such-asset"})
@@ -195,7 +195,7 @@ def test_edc_015_signaling_contract_job_and_terminate(stack: StackInfo, world: W
         text = client.download(job, "result", tmp_path / "result").read_text()
     assert "zipped: hello from input.zip / nested file" in text
     assert "testfile: this is input_testfile" in text
-    with pytest.raises(ApiError) as denied:  # another token is nobody's
+    with pytest.raises(ClientError) as denied:  # another token is nobody's
         Client(direct, token + "x").assets()
     assert denied.value.status == 401
 

@@ -80,7 +80,7 @@ class EdcStub:
                 self.calls.append(call)
             return Response(status_code=204 if kind in ("provisioned", "complete", "fail") else 200)
 
-        # Data plane registrations: dialect A (JSON-LD upsert on the control API), DPS (PUT on management v4).
+        # Data plane registrations: signaling (JSON-LD upsert on the control API), DPS (PUT on management v4).
         @app.post("/control/v1/dataplanes")
         @app.put("/management/v4/dataplanes")
         async def register(request: Request) -> Response:
@@ -95,7 +95,7 @@ class EdcStub:
             # as EDC lists them: JSON-LD, one-element arrays compacted to scalars
             return JSONResponse([{**b, "state": "AVAILABLE"} for b in known.values()])
 
-        # Data plane signaling, dialect A: the control API's transfer process callbacks.
+        # Data plane signaling: the control API's transfer process callbacks.
         @app.post("/control/transferprocess/{tp}/{kind}")
         async def signaling_callback(tp: str, kind: str, request: Request) -> Response:
             return await signal(tp, kind, request)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 
-from api.client import ApiError, Client
+from api.client import Client, ClientError
 from provisioner.infra.services import Services
 from templates.names import API
 from tests.provisioner.servers import EdcStub, wait_for
@@ -65,7 +65,7 @@ def test_one_api_pod_killed_costs_a_consumer_nothing(
                 try:
                     client.assets()
                     answered += 1
-                except (ApiError, OSError) as exc:
+                except (ClientError, OSError) as exc:
                     errors.append(repr(exc))
                 slowest = max(slowest, time.monotonic() - began)
                 time.sleep(0.05)

@@ -89,7 +89,7 @@ def accept(svc: Services, body: dict, protocol: Protocol = Protocol.HTTP_PROVISI
     return store.accept_provision(svc.sessions, svc.settings, asked, "dummy", svc.clock(), who).grant_id
 
 
-# What each protocol's connector receives when a grant is ready, and where its token is (dialect A's
+# What each protocol's connector receives when a grant is ready, and where its token is (signaling's
 # `provisioned` carries none: the next start's answer does).
 READY_NOTICE = {
     Protocol.HTTP_PROVISIONER: ("provision", lambda body: body["apiKeyJwt"]),

@@ -1,4 +1,4 @@
-"""Eclipse Data Plane Signaling ("dialect B", EDC >= 0.18) against the spec's own schemas and examples.
+"""Eclipse Data Plane Signaling (DPS, EDC >= 0.18) against the spec's own schemas and examples.
 
 No connector of 0.16+ is served by the registries here, so the control plane is a stand-in (tests/provisioner/
 servers.py) and the contract is the specification: the JSON schemas and examples of releases v1.0-RC2 (EDC 0.18)
@@ -289,7 +289,7 @@ def test_oauth2_profile_both_ways(dataplane: Callable[..., tuple[str, Services]]
 def test_kubernetes_down_during_start_answers_starting_and_loses_nothing(
     make_settings: Callable[..., ProvisionerSettings], edc: tuple[EdcStub, str], tmp_path: Path
 ) -> None:
-    """Kubernetes unreachable: the start is kept and answered STARTING (the dialect's way of saying "later");
+    """Kubernetes unreachable: the start is kept and answered STARTING (DPS's way of saying "later");
     once Kubernetes is back the reconciler builds the tenant and the `started` callback carries the token."""
     stub, _ = edc
     real = make_settings(dps_enabled=True, signaling_verify_with_management=False)

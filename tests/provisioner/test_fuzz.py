@@ -1,4 +1,4 @@
-"""Schemathesis over the provisioner's own OpenAPI document (EDC's HTTP provisioner, both signaling dialects,
+"""Schemathesis over the provisioner's own OpenAPI document (EDC's HTTP provisioner, signaling and DPS,
 admin, health), against a real provisioner on the real stack with a verifying control-plane stand-in: no input
 it generates, valid-shaped or not, may cause a 5xx, and a request that is refused creates nothing (no grant, no
 tenant, no namespace).

@@ -1,7 +1,7 @@
-"""Data plane signaling, EDC's JSON-LD dialect ("A"), over real HTTP against a control-plane stand-in.
+"""EDC's data plane signaling (JSON-LD), over real HTTP against a control-plane stand-in.
 
 The real connector (EDC 0.15.1) plays the whole contract in tests/edc/test_signaling_connector.py; here the
-paths it does not take in that run: bad and unauthenticated messages (4xx in the dialect's shape, nothing
+paths it does not take in that run: bad and unauthenticated messages (4xx in the protocol's shape, nothing
 stored), the asynchronous start (``provisioning: true``, our ``provisioned`` callback, the second start),
 suspend and restart with a new token, terminate, and what EDC 0.15 actually sent (the captured start message).
 """
@@ -269,7 +269,7 @@ def test_an_api_that_cannot_start_is_retried_then_failed_never_handed_out(
     row = db_tenant(svc, tenant)
     assert row.state == "failed" and row.attempts == 2, (row.state, row.attempts, row.error)
     assert "did not start within 5s" in (row.error or "") and "Insufficient cpu" in (row.error or ""), row.error
-    # a start of the failed flow is refused in the dialect's shape, with no endpoint in it
+    # a start of the failed flow is refused in the protocol's shape, with no endpoint in it
     again = httpx.post(f"{base}/start", json=message, timeout=30)
     assert again.status_code >= 400 and again.json()["@type"] == "DataFlowError", again.text
     assert "authorization" not in again.text

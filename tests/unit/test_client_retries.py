@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.client import ApiError, Client, RetryPolicy
+from api.client import Client, ClientError, RetryPolicy
 
 
 def client_for(
@@ -58,7 +58,7 @@ def test_reads_ride_out_refused_connections_and_503_with_retry_after() -> None:
 
 def test_gives_up_after_the_policy_with_the_last_answer() -> None:
     client, seen, _ = client_for([busy])
-    with pytest.raises(ApiError) as caught:
+    with pytest.raises(ClientError) as caught:
         client.job("job-1")
     assert caught.value.status == 503 and len(seen) == 4
 
@@ -90,7 +90,7 @@ def test_an_upload_is_sent_whole_again(tmp_path: Path) -> None:
 
 def test_client_errors_are_not_retried() -> None:
     client, seen, _ = client_for([lambda r: httpx.Response(404, json={"title": "Not Found"})])
-    with pytest.raises(ApiError):
+    with pytest.raises(ClientError):
         client.job("nope")
     assert len(seen) == 1
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api.backends.s3 import check_relative_path
+from api.services.staging import check_relative_path
 from templates.jobs import JOB_ID, env_secret_name, new_job_id
 from templates.keys import KeyLayout
 from templates.names import check_safe_name

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api.web.ranges import ByteRange, RangeNotSatisfiable, parse_range
+from api.core.errors import RangeNotSatisfiable
+from api.web.ranges import ByteRange, parse_range
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,9 @@ from typing import cast
 import pytest
 
 from api.backends.kube import Kube
+from api.backends.startlock import StartLock
+from api.core.errors import QuotaFull
 from api.settings import StartLockMode
-from api.backends.startlock import QuotaFull, StartLock
 
 
 class Argo:

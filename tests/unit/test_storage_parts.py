@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from api.backends.s3 import MAX_PARTS, PART, part_size
+from api.backends.s3upload import MAX_PARTS, PART, part_size
 
 
 def test_parts_hold_the_cap_within_the_part_limit() -> None:

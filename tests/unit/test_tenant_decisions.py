@@ -30,10 +30,8 @@ def svc(tmp_path: Path) -> Services:
         sessions=db.session_factory(engine),
         kube=None,  # type: ignore[arg-type]
         storage=None,  # type: ignore[arg-type]
-        edc=None,  # type: ignore[arg-type]
+        management=None,  # type: ignore[arg-type]
         catalogue=None,  # type: ignore[arg-type]
-        signaling=None,  # type: ignore[arg-type]
-        dps=None,  # type: ignore[arg-type]
         probe=None,  # type: ignore[arg-type]
         clock=lambda: NOW,
     )

@@ -10,9 +10,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from api.core.errors import TargetRefused
 from api.services.webhooks.config import WebhookConfig
 from api.services.webhooks.signing import SECRET_PREFIX, new_secret, signature_header
-from api.services.webhooks.targets import TargetPolicy, TargetRefused, ascii_host
+from api.services.webhooks.targets import TargetPolicy, ascii_host
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 

@@ -1,5 +1,6 @@
-"""Eclipse Data Plane Signaling (plain JSON; EDC >= 0.18, spec v1.0-RC2 and RC3): we are the provider's data
-plane for PULL transfers. Routes, relative to our registered endpoint ``{self}/dps``:
+"""Eclipse Data Plane Signaling (DPS; plain JSON; EDC >= 0.18, spec v1.0-RC2 and RC3): we are the provider's
+data plane for PULL transfers. This module only translates between its messages and
+:mod:`provisioner.core.grants`. Routes, relative to our registered endpoint ``{self}/dps``:
 
 =====================================  ===============================================================
 ``POST /dataflows/start``              200 ``STARTED`` with the DataAddress (tenant API + this flow's
@@ -20,20 +21,17 @@ control plane (``sub`` = its id, ``aud`` = our data plane id); otherwise the sha
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any
 
 import jwt
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from provisioner.core import flows, store
+from provisioner.core import flows, grants
+from provisioner.core.grants import Refusal, Refused
 from provisioner.infra.connector import same_url
-from provisioner.infra.models import Grant
-from provisioner.infra.services import Services
-from provisioner.infra.states import Delivery, EndedBy, GrantState, Protocol
+from provisioner.infra.states import EndedBy, GrantState, Protocol
 from provisioner.protocols.dps import wire
 from provisioner.web.bodies import json_body
 from provisioner.web.deps import (
@@ -46,7 +44,6 @@ from provisioner.web.deps import (
     offered_keys,
 )
 
-log = logging.getLogger(__name__)
 PROTOCOL = Protocol.DPS
 BASE = "/dps/dataflows"
 
@@ -63,8 +60,30 @@ FLOW_STATES = {
 }
 
 
+# What each refusal of the core is to the control plane.
+STATUS = {
+    Refusal.NOT_OFFERED: 404,
+    Refusal.EXISTS: 409,
+    Refusal.NOT_VERIFIED: 403,
+    Refusal.UNVERIFIABLE: 503,
+    Refusal.TENANT_TAKEN: 403,
+    Refusal.STORE_DOWN: 503,
+    Refusal.UNKNOWN: 404,
+    Refusal.NOT_SUSPENDED: 409,
+}
+
+
 def _error(status: int, message: str, details: Any = None, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(wire.error(message, details), status_code=status, headers=headers)
+
+
+def _refused(refused: Refused, flow_id: str, dataset_id: str = "") -> JSONResponse:
+    reason = refused.reason
+    if refused.kind is Refusal.NOT_OFFERED:
+        reason = f"dataset {dataset_id!r} is not offered by this data plane"
+    elif refused.kind is Refusal.NOT_SUSPENDED and refused.state is not None:
+        reason = f"data flow {flow_id!r} is {FLOW_STATES[refused.state]}, not suspended"
+    return _error(STATUS[refused.kind], reason, headers=RETRY_AFTER if refused.retry else None)
 
 
 def _verified(token: str, jwks: str, audience: str) -> dict[str, Any]:
@@ -148,19 +167,15 @@ async def start(request: Request, svc: ServicesDep, worker: WorkerDep) -> Respon
         return _error(403, "no control plane configured for this data plane")
     if message.callback_address is not None and not same_url(message.callback_address, control):
         return _error(403, "callbackAddress is not this data plane's control plane")
-    claim = flows.claim(PROTOCOL, message.process_id, message.dataset_id, control, message.kind)
+    asked = grants.flow_request(PROTOCOL, message.process_id, message.dataset_id, control, message.kind)
     try:
-        result = await flows.start(
-            svc, worker, claim, message.counter_party_id, exclusive=True, gone=request.is_disconnected
+        result = await grants.start(
+            svc, worker, asked, message.counter_party_id, exclusive=True, gone=request.is_disconnected
         )
-    except flows.Refused as refused:
-        return _error(refused.status, refused.reason, headers=RETRY_AFTER if refused.retry else None)
+    except Refused as refused:
+        return _refused(refused, message.process_id, message.dataset_id)
     svc.metrics.requests.labels(type="dps-start", code=result.result).inc()
     return _started(message.message_id, message.process_id, result, message.kind)
-
-
-def _flow(svc: Services, flow_id: str) -> Grant | None:
-    return store.find_grant(svc.sessions, PROTOCOL, flow_id)
 
 
 async def resume(flow_id: str, request: Request, svc: ServicesDep, worker: WorkerDep) -> Response:
@@ -169,21 +184,13 @@ async def resume(flow_id: str, request: Request, svc: ServicesDep, worker: Worke
         return body
     try:
         message = wire.FlowMessage.model_validate(body)
-        grant = await asyncio.to_thread(store.resume, svc.sessions, PROTOCOL, flow_id, Delivery.RESPONSE)
-        if grant is None:
-            return _error(404, f"unknown data flow {flow_id!r}")
-        if grant.state not in (GrantState.PROVISIONING, GrantState.READY, GrantState.PROVISIONED):
-            return _error(409, f"data flow {flow_id!r} is {FLOW_STATES[GrantState(grant.state)]}, not suspended")
-        if grant.tenant_id:
-            worker.kick_tenant(grant.tenant_id, due=True)
-        result = await flows.await_ready(
-            svc, worker, grant.id, False, svc.settings.signaling_start_wait_seconds, request.is_disconnected
-        )
     except ValidationError as exc:
         return _error(400, "not a DataFlowResumeMessage", exc.errors(include_url=False, include_input=False))
-    except (DBAPIError, SQLAlchemyError):
-        return _error(503, "state store unavailable, retry later", headers=RETRY_AFTER)
-    return _started(message.message_id, flow_id, result, str((grant.policy or {}).get("profile", "")))
+    try:
+        result = await grants.resume(svc, worker, PROTOCOL, flow_id, request.is_disconnected)
+    except Refused as refused:
+        return _refused(refused, flow_id)
+    return _started(message.message_id, flow_id, result, result.profile)
 
 
 def _ender(ended_by: EndedBy | None) -> Any:
@@ -196,14 +203,12 @@ def _ender(ended_by: EndedBy | None) -> Any:
         except ValidationError as exc:
             return _error(400, "malformed message", exc.errors(include_url=False, include_input=False))
         try:
-            grant = await asyncio.to_thread(flows.stop, svc, PROTOCOL, flow_id, ended_by)
-        except (DBAPIError, SQLAlchemyError):
-            return _error(503, "state store unavailable, retry later", headers=RETRY_AFTER)
-        known, tenant_id = grant is not None, grant.tenant_id if grant else None
-        if not known:
-            return _error(404, f"unknown data flow {flow_id!r}")
-        if tenant_id:
-            worker.kick_tenant(tenant_id, due=True)
+            if ended_by is None:
+                await grants.suspend(svc, worker, PROTOCOL, flow_id)
+            else:
+                await grants.end(svc, worker, PROTOCOL, flow_id, ended_by)
+        except Refused as refused:
+            return _refused(refused, flow_id)
         return Response(status_code=200)
 
     return handle
@@ -211,12 +216,10 @@ def _ender(ended_by: EndedBy | None) -> Any:
 
 async def status(flow_id: str, svc: ServicesDep) -> Response:
     try:
-        grant = await asyncio.to_thread(_flow, svc, flow_id)
-    except (DBAPIError, SQLAlchemyError):
-        return _error(503, "state store unavailable, retry later", headers=RETRY_AFTER)
-    if grant is None:
-        return _error(404, f"unknown data flow {flow_id!r}")
-    return JSONResponse(wire.status_response(flow_id, FLOW_STATES[GrantState(grant.state)]))
+        grant = await asyncio.to_thread(grants.look_up, svc, PROTOCOL, flow_id)
+    except Refused as refused:
+        return _refused(refused, flow_id)
+    return JSONResponse(wire.status_response(flow_id, FLOW_STATES[grant.state]))
 
 
 async def prepare() -> Response:

@@ -1,4 +1,4 @@
-"""Wire shapes of the Eclipse Data Plane Signaling API (plain JSON; EDC >= 0.18): "dialect B".
+"""Wire shapes of the Eclipse Data Plane Signaling API (DPS; plain JSON; EDC >= 0.18).
 
 Spec releases v1.0-RC2 (EDC 0.18) and v1.0-RC3 (EDC main) differ in the start message: RC2 names the transfer
 ``transferType`` and may carry ``callbackAddress``; RC3 names it ``profile`` and has no callback address (the

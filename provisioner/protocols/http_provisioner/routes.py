@@ -1,33 +1,33 @@
 """EDC's control-plane HTTP provisioner (EDC <= 0.15): ``POST /edc/provision``, provision and deprovision.
 
 The connector authenticates with the shared key (header, or the last path segment for EDC's provisioner,
-which cannot send headers). The consumer is verified with the connector's management API before anything is
-stored; callbacks go to the configured connector only. Status codes are what EDC reads: 201/200 accepted,
-4xx final, 503 + Retry-After retried.
+which cannot send headers). This module only translates: the request becomes a
+:class:`~provisioner.core.store.TransferRequest` for :mod:`provisioner.core.grants` (which verifies the consumer
+with the connector's management API before anything is stored), and its outcome becomes what EDC reads:
+201/200 accepted, 4xx final, 503 + Retry-After retried. Callbacks go to the configured connector only
+(:mod:`.client`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from provisioner.core import identity, store
+from provisioner.core import grants
+from provisioner.core.grants import Refusal, Refused
 from provisioner.core.scheduler import Worker
-from provisioner.infra.connector import ENDING_STATES, EdcLookupError, EdcRejected, same_url
+from provisioner.core.store import TransferRequest
+from provisioner.infra.connector import same_url
 from provisioner.infra.services import Services
 from provisioner.infra.states import Protocol
 from provisioner.protocols.http_provisioner.wire import ProvisionRequest, RequestType
 from provisioner.web.bodies import json_body
 from provisioner.web.deps import RETRY_AFTER, ServicesDep, WorkerDep, shared_key
 
-log = logging.getLogger(__name__)
 PROVISION_PATH = "/edc/provision"
 
 
@@ -35,8 +35,27 @@ def _problem(status: int, detail: Any, headers: dict[str, str] | None = None) ->
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 
-def claim_of(req: ProvisionRequest) -> store.Claim:
-    return store.Claim(
+# What each refusal of the core is to EDC.
+STATUS = {
+    Refusal.NOT_OFFERED: 422,
+    Refusal.NOT_VERIFIED: 403,
+    Refusal.UNVERIFIABLE: 503,
+    Refusal.TENANT_TAKEN: 403,
+    Refusal.STORE_DOWN: 503,
+    Refusal.UNKNOWN: 404,
+    Refusal.NOT_ENDING: 409,
+}
+
+
+def _refused(refused: Refused, req: ProvisionRequest) -> JSONResponse:
+    detail = refused.reason
+    if refused.kind is Refusal.NOT_OFFERED:
+        detail = f"asset {req.asset_id!r} is not offered by this provisioner"
+    return _problem(STATUS[refused.kind], detail, RETRY_AFTER if refused.retry else None)
+
+
+def request_of(req: ProvisionRequest) -> TransferRequest:
+    return TransferRequest(
         protocol=Protocol.HTTP_PROVISIONER,
         transfer_process_id=req.transfer_process_id,
         resource_definition_id=req.resource_definition_id,
@@ -47,7 +66,7 @@ def claim_of(req: ProvisionRequest) -> store.Claim:
 
 
 def router() -> APIRouter:
-    api = APIRouter(tags=["edc"])
+    api = APIRouter(tags=["http_provisioner"])
 
     async def provision(request: Request, svc: ServicesDep, worker: WorkerDep) -> Response:
         response = await _handle(request, svc, worker)
@@ -101,83 +120,17 @@ async def _handle(request: Request, svc: Services, worker: Worker) -> Response:
     if not same_url(req.callback_base, connector):
         # Callbacks carry tokens: they go to the configured connector only, so a request naming another is not EDC's.
         return _problem(403, "callbackAddress is not this provisioner's connector")
-    claim = claim_of(req)
+    asked = request_of(req)
     try:
-        try:
-            typeless_deprovision = await asyncio.to_thread(_typeless_deprovision, svc, req)
-        except EdcLookupError as exc:
-            # 5xx makes EDC send the same request again, whichever it was; 200 would end a deprovision.
-            log.warning("typeless request for known transfer %s, EDC not asked: %s", req.transfer_process_id, exc)
-            return _problem(503, "cannot tell provision from deprovision yet (EDC's management API)", RETRY_AFTER)
+        typeless_deprovision = req.type is None and await grants.ending(svc, req.transfer_process_id)
         if req.kind == RequestType.DEPROVISION or typeless_deprovision:
             request.state.request_kind = str(RequestType.DEPROVISION)
-            return await _deprovision(svc, worker, req, claim, verify=not typeless_deprovision)
-        asset = await asyncio.to_thread(svc.catalogue.resolve, req.asset_id, svc.sessions)
-        if asset is None:
-            return _problem(422, f"asset {req.asset_id!r} is not offered by this provisioner")
-        existing = await asyncio.to_thread(store.existing_grant, svc.sessions, claim)
-        if existing is not None:
-            return JSONResponse(
-                {"grant": existing.grant_id, "state": existing.state, "tenant": existing.tenant_id}, status_code=200
-            )
-        try:
-            who = await asyncio.to_thread(identity.resolve, svc, req.transfer_process_id, req.asset_id, req.policy)
-        except EdcRejected as exc:
-            return _problem(403, f"not verified with the connector: {exc}")
-        except EdcLookupError as exc:
-            log.warning("transfer %s not verified yet: %s", req.transfer_process_id, exc)
-            return _problem(503, "the connector's management API cannot be asked yet", RETRY_AFTER)
-        try:
-            accepted = await asyncio.to_thread(
-                store.accept_provision, svc.sessions, svc.settings, claim, asset.name, svc.clock(), who
-            )
-        except store.TenantCollision as exc:
-            log.error("refused transfer %s: %s", req.transfer_process_id, exc)
-            return _problem(403, "this consumer's tenant id is taken by another consumer; the operator is alerted")
-    except (DBAPIError, SQLAlchemyError) as exc:
-        log.warning("database unavailable: %s", exc)
-        return _problem(503, "state store unavailable, retry later", RETRY_AFTER)
-    if accepted.tenant_id:
-        worker.kick_tenant(accepted.tenant_id, due=accepted.created)
-    else:
-        worker.kick_grant(accepted.grant_id)
+            verify = not typeless_deprovision
+            gone = await grants.deprovision(svc, worker, asked, verify)
+            # EDC reads exactly 200 as "deprovisioned"; the teardown goes on in the background.
+            return JSONResponse({"grant": gone.grant_id, "state": gone.state}, status_code=200)
+        accepted = await grants.provision(svc, worker, asked)
+    except Refused as refused:
+        return _refused(refused, req)
     body = {"grant": accepted.grant_id, "state": accepted.state, "tenant": accepted.tenant_id}
     return JSONResponse(body, status_code=201 if accepted.created else 200)
-
-
-async def _deprovision(
-    svc: Services, worker: Worker, req: ProvisionRequest, claim: store.Claim, verify: bool
-) -> Response:
-    if not await asyncio.to_thread(store.known_transfer, svc.sessions, req.transfer_process_id):
-        return _problem(404, f"unknown transfer process {req.transfer_process_id!r}")
-    if svc.settings.verify_with_management and verify:
-        try:
-            state = await asyncio.to_thread(svc.edc.transfer_state, req.transfer_process_id)
-        except EdcRejected as exc:
-            return _problem(403, f"not verified with the connector: {exc}")
-        except EdcLookupError:
-            return _problem(503, "the connector's management API cannot be asked yet", RETRY_AFTER)
-        if state not in ENDING_STATES:
-            return _problem(409, f"the connector's transfer is {state}, not ending: nothing deprovisioned")
-    try:
-        accepted = await asyncio.to_thread(store.accept_deprovision, svc.sessions, claim)
-    except store.UnknownTransfer:
-        return _problem(404, f"unknown transfer process {req.transfer_process_id!r}")
-    if accepted.tenant_id:
-        worker.kick_tenant(accepted.tenant_id, due=True)
-    # EDC reads exactly 200 as "deprovisioned"; the teardown goes on in the background.
-    return JSONResponse({"grant": accepted.grant_id, "state": accepted.state}, status_code=200)
-
-
-def _typeless_deprovision(svc: Services, req: ProvisionRequest) -> bool:
-    """EDC up to 0.10 sends deprovision without ``type``, with the provision request's very body. A typeless
-    request for a transfer we know is a deprovision when EDC's management API shows the transfer ending
-    (EDC provisions only while it is ``PROVISIONING*``). Raises EdcLookupError when EDC cannot be asked;
-    without a management API configured, such requests stay provisions (the operator guide says so)."""
-    if req.type is not None or not svc.settings.edc_management_url:
-        return False
-    if not store.known_transfer(svc.sessions, req.transfer_process_id):
-        return False
-    state = svc.edc.transfer_state(req.transfer_process_id)
-    log.info("typeless request for transfer %s in state %s", req.transfer_process_id, state)
-    return state in ENDING_STATES

@@ -1,5 +1,5 @@
 """Wire shapes of EDC's control-plane HTTP provisioner (``provision-http``, EDC <= 0.15): the request it
-sends and the two callbacks we send back. The one owner of that dialect's JSON."""
+sends and the two callbacks we send back. The one owner of the HTTP provisioner's JSON."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Data plane signaling, EDC's JSON-LD dialect (EDC 0.5-0.17, Tractus-X): we are the provider's data plane.
+"""EDC's data plane signaling (JSON-LD; EDC 0.5-0.17, Tractus-X): we are the provider's data plane. This module
+only translates between its messages and :mod:`provisioner.core.grants`.
 
 Registered at ``{self}/signaling/<key>/dataflows`` (EDC's signaling client sends no credentials, so the shared
 key is a path segment; X-Api-Key or Bearer work too, for a proxy in front). Routes, relative to that base:
@@ -19,28 +20,43 @@ reason in a ``DataFlowError`` body.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from provisioner.core import flows
+from provisioner.core import flows, grants
+from provisioner.core.grants import Refusal, Refused
 from provisioner.infra.connector import same_url
 from provisioner.infra.states import EndedBy, Protocol
 from provisioner.protocols.signaling import wire
 from provisioner.web.bodies import json_body
 from provisioner.web.deps import RETRY_AFTER, ServicesDep, WorkerDep, json_object, shared_key
 
-log = logging.getLogger(__name__)
 PROTOCOL = Protocol.SIGNALING
+
+
+# What each refusal of the core is to the control plane (4xx final, 5xx retried).
+STATUS = {
+    Refusal.NOT_OFFERED: 404,
+    Refusal.NOT_VERIFIED: 403,
+    Refusal.UNVERIFIABLE: 503,
+    Refusal.TENANT_TAKEN: 403,
+    Refusal.STORE_DOWN: 503,
+    Refusal.UNKNOWN: 404,
+}
 
 
 def _error(status: int, message: str, details: Any = None, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(wire.error(message, details), status_code=status, headers=headers)
+
+
+def _refused(refused: Refused, dataset_id: str = "") -> JSONResponse:
+    reason = refused.reason
+    if refused.kind is Refusal.NOT_OFFERED:
+        reason = f"dataset {dataset_id!r} is not offered by this data plane"
+    return _error(STATUS[refused.kind], reason, headers=RETRY_AFTER if refused.retry else None)
 
 
 async def _json(request: Request) -> dict[str, Any] | JSONResponse:
@@ -70,13 +86,13 @@ async def start(request: Request, svc: ServicesDep, worker: WorkerDep) -> Respon
     if message.source.type and message.source.type not in settings.signaling_source_types:
         return _error(400, f"source type {message.source.type!r} is not served by this data plane")
     asset_id = message.source.properties.get("assetId") or message.dataset_id
-    claim = flows.claim(PROTOCOL, message.process_id, asset_id, message.callback_address)
+    asked = grants.flow_request(PROTOCOL, message.process_id, asset_id, message.callback_address)
     try:
-        result = await flows.start(
-            svc, worker, claim, message.participant_id, exclusive=False, gone=request.is_disconnected
+        result = await grants.start(
+            svc, worker, asked, message.participant_id, exclusive=False, gone=request.is_disconnected
         )
-    except flows.Refused as refused:
-        return _error(refused.status, refused.reason, headers=RETRY_AFTER if refused.retry else None)
+    except Refused as refused:
+        return _refused(refused, asset_id)
     svc.metrics.requests.labels(type="signaling-start", code=result.result).inc()
     if result.result is flows.StartResult.READY:
         return JSONResponse(wire.response(result.endpoint, result.token))
@@ -93,15 +109,12 @@ def _ender(ended_by: EndedBy | None) -> Any:
         if isinstance(body, JSONResponse):
             return body
         try:
-            grant = await asyncio.to_thread(flows.stop, svc, PROTOCOL, process_id, ended_by)
-        except (DBAPIError, SQLAlchemyError) as exc:
-            log.warning("database unavailable: %s", exc)
-            return _error(503, "state store unavailable, retry later", headers=RETRY_AFTER)
-        known, tenant_id = grant is not None, grant.tenant_id if grant else None
-        if not known:
-            return _error(404, f"unknown data flow {process_id!r}")
-        if tenant_id:
-            worker.kick_tenant(tenant_id, due=True)
+            if ended_by is None:
+                await grants.suspend(svc, worker, PROTOCOL, process_id)
+            else:
+                await grants.end(svc, worker, PROTOCOL, process_id, ended_by)
+        except Refused as refused:
+            return _refused(refused)
         return Response(status_code=204)
 
     return handle

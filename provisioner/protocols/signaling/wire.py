@@ -1,4 +1,4 @@
-"""Wire shapes of EDC's data plane signaling (JSON-LD; EDC 0.5-0.17, Tractus-X): "dialect A".
+"""Wire shapes of EDC's data plane signaling (JSON-LD; EDC 0.5-0.17, Tractus-X).
 
 What the control plane sends us (``DataFlowStartMessage``, ``DataFlowSuspendMessage``,
 ``DataFlowTerminateMessage``) arrives as compacted JSON-LD whose keys may be bare (``processId``, under the

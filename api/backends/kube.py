@@ -1,0 +1,170 @@
+"""The little the consumer API asks of the Kubernetes API itself: each job's environment Secret, and the label
+that settles a job's completion event.
+
+Workflows go through Argo Server; only the job's environment goes to Kubernetes directly, as a Secret the
+Workflow owns, so that consumer values never pass through Argo's template engine. The API's ServiceAccount may
+create, replace and delete Secrets (never read them), and an admission policy (``argo/base/admission``) limits
+it to ``job-*-env`` Secrets of its own shape.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from api.core.errors import KubeRejected, KubeUnavailable
+from api.settings import ApiSettings
+from templates.labels import LABEL_WEBHOOK, WebhookMark
+
+
+def in_cluster_url() -> str | None:
+    host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT_HTTPS", "443")
+    if not host:
+        return None
+    return f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
+
+
+class Kube:
+    def __init__(self, settings: ApiSettings, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.settings = settings
+        self.base = settings.kube_api_url or in_cluster_url() or "https://kubernetes.default.svc"
+        ca = settings.kube_ca_file
+        verify: Any = str(ca) if ca is not None and Path(ca).exists() else settings.kube_verify_tls
+        self.http = httpx.AsyncClient(
+            base_url=self.base, verify=verify, timeout=httpx.Timeout(15.0, connect=5.0), transport=transport
+        )
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    def _secrets(self, name: str = "") -> str:
+        path = f"/api/v1/namespaces/{self.settings.namespace}/secrets"
+        return f"{path}/{name}" if name else path
+
+    async def _call(self, method: str, url: str, body: Any = None, content_type: str | None = None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.settings.argo_bearer()}"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        try:
+            response = await self.http.request(method, url, json=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise KubeUnavailable(f"Kubernetes API unreachable: {type(exc).__name__}") from exc
+        if response.status_code >= 500 or response.status_code == 429:
+            raise KubeUnavailable(f"Kubernetes API answered {response.status_code}")
+        return response
+
+    async def create_secret(self, manifest: dict[str, Any]) -> bool:
+        """Create the Secret; False when one of that name exists already (an earlier attempt of the same job)."""
+        name = manifest["metadata"]["name"]
+        response = await self._call("POST", self._secrets(), manifest)
+        if response.status_code == 409:
+            return False
+        if not response.is_success:
+            raise KubeRejected(f"secret {name}: {response.status_code} {_reason(response)}")
+        return True
+
+    async def replace_secret(self, manifest: dict[str, Any]) -> None:
+        name = manifest["metadata"]["name"]
+        response = await self._call("PUT", self._secrets(name), manifest)
+        if not response.is_success:
+            raise KubeRejected(f"secret {name}: {response.status_code} {_reason(response)}")
+
+    async def own_secret(self, name: str, owner: dict[str, Any]) -> None:
+        """Make ``owner`` (a Workflow) the Secret's owner: it goes when the Workflow goes."""
+        patch = {"metadata": {"ownerReferences": [owner]}}
+        response = await self._call("PATCH", self._secrets(name), patch, "application/merge-patch+json")
+        if not response.is_success and response.status_code != 404:
+            raise KubeRejected(f"secret {name}: {response.status_code} {_reason(response)}")
+
+    async def delete_secret(self, name: str) -> None:
+        response = await self._call("DELETE", self._secrets(name))
+        if not response.is_success and response.status_code != 404:
+            raise KubeRejected(f"secret {name}: {response.status_code} {_reason(response)}")
+
+    async def running_jobs(self) -> set[str]:
+        """Names of the tenant's Workflows not yet completed, read from the Kubernetes API (a quorum read: Argo
+        Server answers lists from its informer's cache, which can miss a Workflow created a moment ago)."""
+        path = f"/apis/argoproj.io/v1alpha1/namespaces/{self.settings.namespace}/workflows"
+        headers = {
+            "Authorization": f"Bearer {self.settings.argo_bearer()}",
+            # names only: no specs or statuses over the wire
+            "Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json",
+        }
+        try:
+            response = await self.http.get(
+                path, params={"labelSelector": "workflows.argoproj.io/completed!=true"}, headers=headers
+            )
+        except httpx.HTTPError as exc:
+            raise KubeUnavailable(f"Kubernetes API unreachable: {type(exc).__name__}") from exc
+        if response.status_code >= 500 or response.status_code == 429:
+            raise KubeUnavailable(f"Kubernetes API answered {response.status_code}")
+        if not response.is_success:
+            raise KubeRejected(f"workflows: {response.status_code} {_reason(response)}")
+        return {str(item["metadata"]["name"]) for item in response.json().get("items") or []}
+
+    def _leases(self, name: str = "") -> str:
+        path = f"/apis/coordination.k8s.io/v1/namespaces/{self.settings.namespace}/leases"
+        return f"{path}/{name}" if name else path
+
+    async def create_lease(self, lease: dict[str, Any]) -> str | None:
+        """Create the Lease; its resourceVersion, or None when one of that name exists."""
+        response = await self._call("POST", self._leases(), lease)
+        if response.status_code == 409:
+            return None
+        if not response.is_success:
+            raise KubeRejected(f"lease: {response.status_code} {_reason(response)}")
+        return str(response.json()["metadata"]["resourceVersion"])
+
+    async def get_lease(self, name: str) -> dict[str, Any] | None:
+        response = await self._call("GET", self._leases(name))
+        if response.status_code == 404:
+            return None
+        if not response.is_success:
+            raise KubeRejected(f"lease {name}: {response.status_code} {_reason(response)}")
+        return dict(response.json())
+
+    async def replace_lease(self, name: str, lease: dict[str, Any]) -> str | None:
+        """Replace the Lease if it still has the resourceVersion ``lease`` names; None when someone was faster."""
+        response = await self._call("PUT", self._leases(name), lease)
+        if response.status_code in (404, 409):
+            return None
+        if not response.is_success:
+            raise KubeRejected(f"lease {name}: {response.status_code} {_reason(response)}")
+        return str(response.json()["metadata"]["resourceVersion"])
+
+    async def delete_lease(self, name: str, version: str) -> None:
+        """Delete the Lease only while it is still the one this caller wrote (a precondition on its version)."""
+        body = {"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"resourceVersion": version}}
+        response = await self._call("DELETE", self._leases(name), body)
+        if not response.is_success and response.status_code not in (404, 409):
+            raise KubeRejected(f"lease {name}: {response.status_code} {_reason(response)}")
+
+    async def settle_webhook(self, job: str) -> None:
+        """Mark a job's completion event settled, so the delivery loop stops listing it (a label, nothing else)."""
+        path = f"/apis/argoproj.io/v1alpha1/namespaces/{self.settings.namespace}/workflows/{job}"
+        patch = {"metadata": {"labels": {LABEL_WEBHOOK: str(WebhookMark.SETTLED)}}}
+        response = await self._call("PATCH", path, patch, "application/merge-patch+json")
+        if not response.is_success and response.status_code != 404:
+            raise KubeRejected(f"workflow {job}: {response.status_code} {_reason(response)}")
+
+    async def token_digests(self) -> tuple[str, ...] | None:
+        """The live token digests from the provisioner's Secret; None when it is absent (the seed stays)."""
+        response = await self._call("GET", self._secrets(self.settings.token_secret))
+        if response.status_code == 404:
+            return None
+        if not response.is_success:
+            raise KubeRejected(f"secret {self.settings.token_secret}: {response.status_code} {_reason(response)}")
+        raw = (response.json().get("data") or {}).get("sha256", "")
+        text = base64.b64decode(raw).decode() if raw else ""
+        return tuple(d.strip().lower() for d in text.split(",") if d.strip())
+
+
+def _reason(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("message", ""))[:300]
+    except ValueError:
+        return response.text[:300]

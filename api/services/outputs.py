@@ -1,0 +1,190 @@
+"""Sealing a finished job's outputs: from the executor's archive to the files consumers download.
+
+Argo's executor saves the whole output directory, a volume mount point that a worker cannot replace by a symlink,
+as one ``outputs.tgz``; inside it symlinks stay symlink entries and special files carry no content, so nothing
+outside the directory can get in. The API then reads that archive once, as untrusted data, and writes each declared
+output to keys only the API may write: a file output only from a regular file, a directory output re-packed from
+its regular files and directories only. Links, devices, FIFOs and anything undeclared are dropped and reported.
+The record of what was sealed (sizes, sha256, what is missing and why) is kept beside the job and read back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import posixpath
+import tarfile
+import zlib
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from pydantic import BaseModel, Field
+
+from api.backends.s3 import ObjectStore
+from api.backends.s3upload import ObjectWriter
+from templates import Output, OutputKind, WorkflowAsset
+from templates.asset import quantity
+
+MAX_MEMBERS = 100_000  # bounds the work an archive of many tiny entries can cause
+COPY_CHUNK = 1024 * 1024
+
+
+class Sealed(BaseModel):
+    """What a job handed back: each output's size and sha256, and the outputs that are missing, with why. Stored as
+    ``sealed.json`` beside the job (the API's key)."""
+
+    outputs: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    missing: dict[str, str] = Field(default_factory=dict)
+    dropped: int = 0  # archive entries that were not regular files or directories, or not declared
+    damaged: str | None = None  # why the archive could not be read to its end
+    sealed_at: str = ""
+    run: str = ""  # the Workflow uid sealed: a job id reused after its Workflow expired is a new run
+
+    def required_missing(self, asset: WorkflowAsset) -> list[str]:
+        return [o.name for o in asset.outputs if o.required and o.name in self.missing]
+
+
+class _Hashing:
+    """A write-only file that hashes and counts what passes through it to S3."""
+
+    def __init__(self, target: ObjectWriter) -> None:
+        self.target = target
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes | memoryview) -> int:
+        data = bytes(data)
+        self.digest.update(data)
+        self.size += len(data)
+        self.target.write(data)
+        return len(data)
+
+    def flush(self) -> None:
+        self.target.flush()
+
+
+class _OverCap(Exception):
+    """The archive holds more output bytes than the asset allows."""
+
+
+def _relative(member: str) -> str | None:
+    """The entry's path below the output directory (Argo names entries ``<dir name>/<path>``)."""
+    parts = [p for p in member.split("/") if p not in ("", ".")]
+    if len(parts) < 2 or any(p == ".." for p in parts):
+        return None
+    return "/".join(parts[1:])
+
+
+def _unpack(
+    raw: IO[bytes],
+    sealed: Sealed,
+    files: dict[str, Output],
+    dirs: dict[str, Output],
+    packers: dict[str, tuple[_Hashing, tarfile.TarFile]],
+    open_outputs: contextlib.ExitStack,
+    storage: ObjectStore,
+    job: str,
+    budget: int,
+) -> None:
+    keys = storage.keys
+    used = 0
+    with tarfile.open(fileobj=raw, mode="r|gz") as tar:
+        count = 0
+        while (member := tar.next()) is not None:
+            # stream mode keeps every header otherwise: memory would grow with the entries (typeshed omits .members)
+            tar.members.clear()  # type: ignore[attr-defined]
+            count += 1
+            if count > MAX_MEMBERS:
+                sealed.dropped += 1
+                break
+            rel = _relative(member.name)
+            if rel is None:
+                continue
+            if member.isreg() and (rel in files or any(rel.startswith(d + "/") for d in dirs)):
+                # Sparse files and hardlinks take no room in the output volume but all of it here: count what
+                # is written, and stop at the asset's output cap.
+                used += member.size
+                if used > budget:
+                    raise _OverCap(f"the outputs exceed limits.outputSize ({budget} bytes)")
+            if rel in files:
+                out = files[rel]
+                if not member.isreg():
+                    # A later entry of the same name wins, as when unpacking: a link there is no output.
+                    sealed.outputs.pop(out.name, None)
+                    sealed.missing[out.name] = "not a regular file (links and special files are not outputs)"
+                    continue
+                sealed.missing.pop(out.name, None)
+                source = tar.extractfile(member)
+                assert source is not None
+                with storage.writer(keys.job_output(job, out.name), budget) as target:
+                    hashing = _Hashing(target)
+                    while chunk := source.read(COPY_CHUNK):
+                        hashing.write(chunk)
+                sealed.outputs[out.name] = {"size": hashing.size, "sha256": hashing.digest.hexdigest()}
+                continue
+            owner = next((d for d in dirs if rel == d or rel.startswith(d + "/")), None)
+            if owner is None or not (member.isreg() or member.isdir()):
+                sealed.dropped += 1
+                continue
+            if owner not in packers:
+                key = keys.job_output(job, dirs[owner].name, directory=True)
+                hashing = _Hashing(open_outputs.enter_context(storage.writer(key, budget)))
+                # gzip without a timestamp: sealing the same archive twice (two replicas) gives the same bytes
+                gz = open_outputs.enter_context(gzip.GzipFile(fileobj=hashing, mode="wb", mtime=0))
+                packer = tarfile.open(fileobj=gz, mode="w|")  # noqa: SIM115 - closed by the ExitStack below
+                packers[owner] = (hashing, open_outputs.enter_context(packer))
+            if rel == owner:
+                continue  # the directory itself: its entries carry their paths
+            packed = tarfile.TarInfo(posixpath.join(posixpath.basename(owner), posixpath.relpath(rel, owner)))
+            packed.type, packed.mode, packed.mtime = member.type, member.mode & 0o755, member.mtime
+            packed.size = member.size if member.isreg() else 0
+            packers[owner][1].addfile(packed, tar.extractfile(member) if member.isreg() else None)
+
+
+def _extract(storage: ObjectStore, asset: WorkflowAsset, job: str) -> Sealed:
+    """Blocking: stream the archive once and write every declared output (run in a worker thread)."""
+    keys = storage.keys
+    root = (asset.worker.output_dir or "/").rstrip("/")
+    files = {posixpath.relpath(o.path, root): o for o in asset.outputs if o.kind is OutputKind.FILE}
+    dirs = {posixpath.relpath(o.path, root): o for o in asset.outputs if o.kind is OutputKind.DIRECTORY}
+    sealed = Sealed()
+    budget = int(quantity(asset.limits.output_size))
+    packers: dict[str, tuple[_Hashing, tarfile.TarFile]] = {}
+    archive = keys.job_outputs_archive(job)
+    with contextlib.ExitStack() as open_outputs:  # closed last-in first-out: each tar before its S3 object
+        try:
+            raw = open_outputs.enter_context(storage.reader(archive))
+        except FileNotFoundError:
+            raw = None
+        if raw is not None:
+            try:
+                _unpack(raw, sealed, files, dirs, packers, open_outputs, storage, job, budget)
+            except _OverCap as exc:
+                sealed.damaged = str(exc)
+            except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+                # A damaged archive is the job's fault, not a fault of S3: whole files read before the damage stay;
+                # a directory output may be cut short, so none is handed out.
+                sealed.damaged = f"{type(exc).__name__}: {exc}"[:300]
+    for rel, (hashing, _) in packers.items():
+        if sealed.damaged:
+            sealed.missing[dirs[rel].name] = f"withheld: {sealed.damaged}"
+        else:
+            sealed.outputs[dirs[rel].name] = {"size": hashing.size, "sha256": hashing.digest.hexdigest()}
+    for out in asset.outputs:
+        if out.name not in sealed.outputs:
+            # After damage or the cap, "not produced" cannot be told from "not reached": say why reading stopped.
+            sealed.missing.setdefault(out.name, f"withheld: {sealed.damaged}" if sealed.damaged else "not produced")
+    sealed.sealed_at = datetime.now(UTC).isoformat(timespec="seconds")
+    return sealed
+
+
+async def seal(storage: ObjectStore, asset: WorkflowAsset, job: str, run: str) -> Sealed:
+    """The outputs of run ``run`` (the Workflow uid) of ``job``, sealed once (a repeated call reads the record)."""
+    cached = await storage.read_json(storage.keys.job_seal(job))
+    if isinstance(cached, dict) and cached.get("run", "") == run:
+        return Sealed.model_validate(cached)
+    sealed: Sealed = await storage.blocking(_extract, storage, asset, job)
+    sealed.run = run
+    await storage.write_json(storage.keys.job_seal(job), sealed.model_dump(mode="json"))
+    return sealed

@@ -1,0 +1,219 @@
+"""Starting a job: idempotency, input checks and snapshots, the quota, the environment Secret, the Workflow."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+from typing import Any
+
+from fastapi import Response
+from fastapi.responses import JSONResponse
+
+from api.core import workflow as m
+from api.core.errors import (
+    ArgoConflict,
+    ArgoNotFound,
+    ArgoRejected,
+    HTTPProblem,
+    KubeRejected,
+    KubeUnavailable,
+    QuotaFull,
+    Replay,
+    StorageUnavailable,
+    TargetRefused,
+    TooLarge,
+)
+from api.core.schemas import JobCreate
+from api.services import listings, staging
+from api.services.jobviews import job_view
+from api.services.staging import max_env_bytes
+from api.services.tenant import Tenant
+from api.services.webhooks import config as webhook_config
+from api.services.webhooks import records as webhook_records
+from api.services.webhooks.records import new_delivery
+from templates import Input, InputKind, WorkflowAsset, job_workflow, new_job_id, resolve_env
+from templates.envvars import EnvError
+from templates.jobs import env_secret, env_secret_name
+from templates.labels import (
+    ANNOTATION_REQUEST,
+    WebhookMark,
+)
+
+
+def job_id_for(tenant: Tenant, idempotency_key: str | None) -> str:
+    if idempotency_key is None:
+        return new_job_id()
+    # Same key → same job id: a retried start finds the job it already created, even under races.
+    digest = hashlib.sha256(f"{tenant.settings.tenant}\x00{idempotency_key}".encode()).hexdigest()
+    return f"job-{digest[:20]}"
+
+
+def request_digest(body: JobCreate) -> str:
+    return hashlib.sha256(json.dumps(body.model_dump(), sort_keys=True).encode()).hexdigest()
+
+
+async def check_inputs(tenant: Tenant, asset: WorkflowAsset) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Required file inputs are staged; returns the staged records and the dotenv texts of env inputs."""
+    env_inputs = [i for i in asset.inputs if i.kind is InputKind.ENV]
+
+    async def env_text(item: Input) -> str | BaseException | None:
+        # Read with the records, not after them: one S3 round trip less. Only staged ones count (below).
+        try:
+            return await staging.read_staged_text(tenant.storage, asset.name, item.name, max_env_bytes(asset, item))
+        except FileNotFoundError:
+            return None
+        except (TooLarge, UnicodeDecodeError) as exc:
+            return exc
+
+    records, texts = await asyncio.gather(
+        asyncio.gather(*(staging.staged_input(tenant.storage, asset.name, i.name) for i in asset.inputs)),
+        asyncio.gather(*(env_text(i) for i in env_inputs)),
+    )
+    staged = {i.name: r for i, r in zip(asset.inputs, records, strict=True) if r is not None}
+    missing = [i.name for i in asset.inputs if i.required and i.kind is not InputKind.ENV and i.name not in staged]
+    if missing:
+        raise HTTPProblem(409, "Conflict", f"required inputs not uploaded yet: {', '.join(missing)}")
+    dotenv: dict[str, str] = {}
+    for item, text in zip(env_inputs, texts, strict=True):
+        if item.name not in staged:
+            continue  # data without its record is not there (an upload in progress, or being deleted)
+        if isinstance(text, BaseException):
+            raise HTTPProblem(422, "Unprocessable Content", f"env input: {text}") from None
+        if text is None:
+            raise StorageUnavailable("a staged env input's data is missing")
+        dotenv[item.name] = text
+    return staged, dotenv
+
+
+async def webhook_target(tenant: Tenant, body: JobCreate) -> str | None:
+    """Where the job's completion event goes: the start's own URL, else the tenant's default, else nowhere."""
+    if body.webhook_url is not None:
+        try:
+            tenant.webhook_policy.check_url(body.webhook_url)
+        except TargetRefused as exc:
+            raise HTTPProblem(422, "Unprocessable Content", str(exc)) from None
+    cfg = await webhook_config.load(tenant.storage)
+    if body.webhook_url is not None:
+        if cfg is None or cfg.current() is None:
+            detail = "no webhook signing secret yet: register the tenant's webhook (PUT /v1/webhook) first"
+            raise HTTPProblem(409, "Conflict", detail)
+        return body.webhook_url
+    return cfg.url if cfg is not None else None
+
+
+def _over_quota(tenant: Tenant) -> HTTPProblem:
+    limit = tenant.settings.quota_concurrent_jobs
+    return HTTPProblem(429, "Too Many Requests", f"at most {limit} jobs may run at once", {"Retry-After": "30"})
+
+
+async def check_quota(tenant: Tenant) -> None:
+    try:
+        await tenant.start_lock.precheck(tenant.kube.running_jobs, tenant.settings.quota_concurrent_jobs)
+    except QuotaFull:
+        raise _over_quota(tenant) from None
+
+
+async def check_storage(tenant: Tenant, asset: WorkflowAsset, staged: dict[str, dict[str, Any]]) -> None:
+    """A job's snapshot of its inputs is stored too: it must fit the contract's storage quota."""
+    needed = sum(
+        int(r.get("size") or 0) for i in asset.inputs if (r := staged.get(i.name)) and i.kind is not InputKind.ENV
+    )
+    if needed and await listings.used_bytes(tenant.storage) + needed > tenant.settings.quota_storage_bytes:
+        detail = f"the job's inputs ({needed} bytes) do not fit the contract's storage quota; delete jobs or inputs"
+        raise HTTPProblem(413, "Content Too Large", detail)
+
+
+async def write_env_secret(tenant: Tenant, job_id: str, env: dict[str, str]) -> None:
+    """Write the job's environment Secret. One of that name exists only after an earlier attempt with the same
+    Idempotency-Key: if that attempt's Workflow exists, its Secret is left alone (the start replays or conflicts);
+    otherwise the earlier attempt died before creating it, and its Secret is replaced."""
+    manifest = env_secret(job_id, env, tenant.settings.tenant)
+    if await tenant.kube.create_secret(manifest):
+        return
+    try:
+        existing = await tenant.argo.get(job_id)
+    except ArgoNotFound:
+        await tenant.kube.replace_secret(manifest)
+        return
+    raise Replay(existing)
+
+
+def replay(tenant: Tenant, wf: m.Workflow, digest: str) -> Response:
+    if (wf.metadata.annotations or {}).get(ANNOTATION_REQUEST) != digest:
+        raise HTTPProblem(409, "Conflict", "Idempotency-Key was already used for a different request")
+    return JSONResponse(job_view(tenant, wf).model_dump(mode="json"), status_code=200)
+
+
+async def start(tenant: Tenant, body: JobCreate, idempotency_key: str | None) -> Response:
+    """Start ``body.asset`` once: 201 with the new job, or 200 replaying an earlier start with the same key."""
+    asset = await tenant.asset(body.asset)
+    job_id = job_id_for(tenant, idempotency_key)
+    digest = request_digest(body)
+    if idempotency_key is not None:
+        try:
+            existing = await tenant.argo.get(job_id)
+        except ArgoNotFound:
+            existing = None
+        if existing is not None:
+            return replay(tenant, existing, digest)
+    (staged, dotenv), _, hook = await asyncio.gather(
+        check_inputs(tenant, asset), check_quota(tenant), webhook_target(tenant, body)
+    )
+    await check_storage(tenant, asset, staged)
+    try:
+        env = resolve_env(asset, dotenv, body.parameters)
+    except EnvError as exc:
+        raise HTTPProblem(422, "Unprocessable Content", str(exc)) from None
+    # Snapshot first: the job reads only its own keys, so later uploads never change it. Env inputs need
+    # none: their values travel in the job's own Secret (written alongside), their digests as an annotation.
+    has_env = any(i.kind is InputKind.ENV for i in asset.inputs)
+    try:
+        await asyncio.gather(
+            *(
+                staging.snapshot_input(tenant.storage, asset.name, item.name, job_id, staged[item.name])
+                for item in asset.inputs
+                if item.kind is not InputKind.ENV and item.name in staged
+            ),
+            *([write_env_secret(tenant, job_id, env)] if has_env else []),
+            # Before the Workflow: a job that finishes always finds where its event goes.
+            *([webhook_records.write(tenant.storage, job_id, new_delivery(hook))] if hook else []),
+        )
+    except Replay as found:
+        return replay(tenant, found.workflow, digest)
+    env_digests = {name: hashlib.sha256(text.encode()).hexdigest() for name, text in dotenv.items()}
+    manifest = job_workflow(
+        asset,
+        namespace=tenant.settings.namespace,
+        job_id=job_id,
+        tenant=tenant.settings.tenant,
+        idempotency_key=hashlib.sha256(idempotency_key.encode()).hexdigest() if idempotency_key else None,
+        request_digest=digest,
+        env_digests=env_digests,
+        input_digests={name: str(record["sha256"]) for name, record in staged.items() if record.get("sha256")},
+        webhook=WebhookMark.PENDING if hook else None,
+    )
+    try:
+        async with tenant.start_lock.slot(
+            job_id, tenant.kube.running_jobs, tenant.settings.quota_concurrent_jobs, refused=(ArgoRejected,)
+        ):
+            wf = await tenant.argo.create(manifest)
+    except QuotaFull:
+        if has_env:
+            with contextlib.suppress(KubeUnavailable, KubeRejected):
+                await tenant.kube.delete_secret(env_secret_name(job_id))
+        raise _over_quota(tenant) from None
+    except ArgoConflict:
+        return replay(tenant, await tenant.argo.get(job_id), digest)
+    except ArgoRejected:
+        if has_env:
+            with contextlib.suppress(KubeUnavailable, KubeRejected):
+                await tenant.kube.delete_secret(env_secret_name(job_id))
+        raise
+    if has_env and wf.metadata.uid:
+        owner = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "name": job_id, "uid": wf.metadata.uid}
+        # Best effort: without the owner the Secret still goes with the job's delete route.
+        with contextlib.suppress(KubeUnavailable, KubeRejected):
+            await tenant.kube.own_secret(env_secret_name(job_id), owner)
+    return JSONResponse(job_view(tenant, wf).model_dump(mode="json"), status_code=201)
