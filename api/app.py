@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from api.backends.argo import Argo
-from api.backends.kube import Kube
+from api.backends.kube import TenantKube
 from api.backends.s3 import ObjectStore, make_client
 from api.backends.startlock import StartLock
 from api.core.schemas import Problem
@@ -25,7 +25,7 @@ from api.routes import assets, health, jobs, webhook
 from api.routes.deps import TenantDep
 from api.services import sweeper
 from api.services.catalogue import Catalogue
-from api.services.tenant import Tenant
+from api.services.tenant import TenantContext
 from api.services.webhooks.dispatcher import Dispatcher
 from api.services.webhooks.targets import TargetPolicy
 from api.settings import ApiSettings
@@ -81,10 +81,10 @@ def create_app(settings: ApiSettings) -> FastAPI:
             ) as starts,
         ):
             argo = Argo(settings, session, starts)
-            kube = Kube(settings)
+            kube = TenantKube(settings)
             if settings.token_secret:
                 tokens.reader = kube.token_digests
-            app.state.tenant = Tenant(
+            app.state.tenant = TenantContext(
                 settings=settings,
                 storage=ObjectStore(s3, settings.s3_bucket, settings.keys),
                 argo=argo,

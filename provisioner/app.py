@@ -13,7 +13,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse, Response
 
-from provisioner.core.scheduler import Worker
+from provisioner.core.scheduler import Scheduler
 from provisioner.infra import db
 from provisioner.infra.notify import Notifier
 from provisioner.infra.services import Services
@@ -62,7 +62,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if migrate:
             await asyncio.to_thread(db.migrate, svc.engine)
-        worker = Worker(svc)
+        worker = Scheduler(svc)
         app.state.worker = worker
         tasks = []
         if settings.reconciler_enabled:

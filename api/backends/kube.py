@@ -28,7 +28,7 @@ def in_cluster_url() -> str | None:
     return f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
 
 
-class Kube:
+class TenantKube:
     def __init__(self, settings: ApiSettings, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.settings = settings
         self.base = settings.kube_api_url or in_cluster_url() or "https://kubernetes.default.svc"

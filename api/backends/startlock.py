@@ -30,7 +30,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from api.backends.kube import Kube
+from api.backends.kube import TenantKube
 from api.core.errors import KubeRejected, KubeUnavailable, LockBusy, QuotaFull
 from api.settings import StartLockMode
 from templates.names import API_START_LEASE
@@ -60,7 +60,7 @@ class StartLock:
     def __init__(
         self,
         mode: StartLockMode,
-        kube: Kube,
+        kube: TenantKube,
         lease_seconds: int = 10,
         wait_seconds: float = 15.0,
         now: Callable[[], datetime] = _now,

@@ -8,7 +8,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.core.errors import HTTPProblem
-from api.services.tenant import Tenant
+from api.services.tenant import TenantContext
 from api.web.auth import TokenSet
 
 _bearer = HTTPBearer(auto_error=False, description="The token handed out in the contract's data address.")
@@ -16,8 +16,8 @@ _bearer = HTTPBearer(auto_error=False, description="The token handed out in the 
 
 async def tenant(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> Tenant:
-    ctx: Tenant = request.app.state.tenant
+) -> TenantContext:
+    ctx: TenantContext = request.app.state.tenant
     header = f"{credentials.scheme} {credentials.credentials}" if credentials else ""
     tokens: TokenSet = request.app.state.tokens
     reason = await tokens.problem(header)
@@ -26,4 +26,4 @@ async def tenant(
     return ctx
 
 
-TenantDep = Annotated[Tenant, Depends(tenant)]
+TenantDep = Annotated[TenantContext, Depends(tenant)]

@@ -7,7 +7,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.core.errors import ArgoUnavailable, StorageUnavailable
 from api.routes.deps import TenantDep
-from api.services.tenant import Tenant
+from api.services.tenant import TenantContext
 from api.web.problems import problem
 
 router = APIRouter(tags=["health"])
@@ -20,7 +20,7 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", summary="S3 and Argo Server are reachable", response_model=None)
 async def readyz(request: Request) -> Response | dict[str, str]:
-    tenant: Tenant = request.app.state.tenant
+    tenant: TenantContext = request.app.state.tenant
     try:
         await tenant.storage.ping()
     except StorageUnavailable as exc:

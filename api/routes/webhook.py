@@ -10,7 +10,7 @@ from fastapi import APIRouter, status
 from api.core.errors import HTTPProblem, TargetRefused, not_found
 from api.core.schemas import WebhookSettings, WebhookUpdate
 from api.routes.deps import TenantDep
-from api.services.tenant import Tenant
+from api.services.tenant import TenantContext
 from api.services.webhooks import config as webhook_config
 from api.services.webhooks.config import WebhookConfig
 from api.services.webhooks.dispatcher import utcnow
@@ -25,7 +25,7 @@ def _view(cfg: WebhookConfig) -> WebhookSettings:
     return WebhookSettings(url=cfg.url, secret=current.value, secrets_signing=len(cfg.live(utcnow())))
 
 
-async def _existing(tenant: Tenant) -> WebhookConfig:
+async def _existing(tenant: TenantContext) -> WebhookConfig:
     cfg = await webhook_config.load(tenant.storage)
     if cfg is None:
         raise not_found("a webhook")

@@ -7,7 +7,7 @@ from api.core.errors import ArgoNotFound, HTTPProblem, StorageUnavailable, not_f
 from api.core.schemas import Job, StepInfo
 from api.core.states import JobState, job_state
 from api.services.outputs import seal
-from api.services.tenant import Tenant
+from api.services.tenant import TenantContext
 from api.settings import ApiSettings
 from templates import OutputKind, WorkflowAsset
 from templates.jobs import JOB_ID
@@ -20,7 +20,7 @@ def ui_url(settings: ApiSettings, name: str) -> str | None:
     return f"{base.rstrip('/')}/workflows/{settings.namespace}/{name}" if base else None
 
 
-def job_view(tenant: Tenant, wf: m.Workflow) -> Job:
+def job_view(tenant: TenantContext, wf: m.Workflow) -> Job:
     meta = wf.metadata
     labels = meta.labels or {}
     st = wf.status
@@ -52,7 +52,7 @@ def job_view(tenant: Tenant, wf: m.Workflow) -> Job:
     )
 
 
-async def settled(tenant: Tenant, wf: m.Workflow, job: Job | None = None, strict: bool = False) -> Job:
+async def settled(tenant: TenantContext, wf: m.Workflow, job: Job | None = None, strict: bool = False) -> Job:
     """The job as Argo reports it, except that a run whose required outputs are missing did not complete: the
     outputs are checked when they are sealed (Argo collects the output directory, not each output). ``strict``: S3
     being away raises instead of leaving Argo's word standing (for what is said once, like a webhook event)."""
@@ -76,7 +76,7 @@ async def settled(tenant: Tenant, wf: m.Workflow, job: Job | None = None, strict
     return job
 
 
-async def workflow_of(tenant: Tenant, job: str) -> m.Workflow:
+async def workflow_of(tenant: TenantContext, job: str) -> m.Workflow:
     if not JOB_ID.match(job):
         raise not_found(f"job {job!r}")
     try:
@@ -88,12 +88,12 @@ async def workflow_of(tenant: Tenant, job: str) -> m.Workflow:
     return wf
 
 
-def output_key(tenant: Tenant, asset: WorkflowAsset, job: str, name: str) -> str:
+def output_key(tenant: TenantContext, asset: WorkflowAsset, job: str, name: str) -> str:
     out = asset.output(name)
     return tenant.storage.keys.job_output(job, name, directory=out.kind is OutputKind.DIRECTORY)
 
 
-async def job_asset(tenant: Tenant, wf: m.Workflow) -> WorkflowAsset:
+async def job_asset(tenant: TenantContext, wf: m.Workflow) -> WorkflowAsset:
     name = (wf.metadata.annotations or {}).get(ANNOTATION_ASSET_NAME)
     asset = await tenant.catalogue.get(name) if name else None
     if asset is None:

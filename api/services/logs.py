@@ -6,7 +6,7 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-from api.services.tenant import Tenant
+from api.services.tenant import TenantContext
 
 # Argo's emissary executor logs into the main container's stream; those lines are not the worker's.
 _EXECUTOR_LINE = re.compile(r"^time=\S+ level=\w+ msg=.*\bargo=true\b")
@@ -24,7 +24,7 @@ async def live_log(head: str | None, lines: AsyncIterator[str]) -> AsyncIterator
             yield (line + "\n").encode()
 
 
-async def archived_log(tenant: Tenant, entries: list[dict[str, Any]]) -> AsyncIterator[bytes]:
+async def archived_log(tenant: TenantContext, entries: list[dict[str, Any]]) -> AsyncIterator[bytes]:
     for entry in entries:
         if not entry["key"].endswith("main.log"):
             continue

@@ -9,7 +9,7 @@ from api.core import workflow as m
 from api.core.schemas import Receipt
 from api.services.jobviews import job_view, settled
 from api.services.outputs import seal
-from api.services.tenant import Tenant
+from api.services.tenant import TenantContext
 from templates import InputKind, WorkflowAsset
 from templates.labels import ANNOTATION_ENV_DIGESTS, ANNOTATION_INPUT_DIGESTS
 
@@ -23,7 +23,7 @@ def _env_digests(annotation: str | None) -> dict[str, str]:
     return {k: v for k, v in value.items() if isinstance(v, str)} if isinstance(value, dict) else {}
 
 
-async def receipt_of(tenant: Tenant, wf: m.Workflow, asset: WorkflowAsset) -> Receipt:
+async def receipt_of(tenant: TenantContext, wf: m.Workflow, asset: WorkflowAsset) -> Receipt:
     job = wf.metadata.name or ""
     key = tenant.storage.keys.job_receipt(job)
     cached = await tenant.storage.read_json(key)

@@ -29,7 +29,7 @@ from api.core.schemas import JobCreate
 from api.services import listings, staging
 from api.services.jobviews import job_view
 from api.services.staging import max_env_bytes
-from api.services.tenant import Tenant
+from api.services.tenant import TenantContext
 from api.services.webhooks import config as webhook_config
 from api.services.webhooks import records as webhook_records
 from api.services.webhooks.records import new_delivery
@@ -42,7 +42,7 @@ from templates.labels import (
 )
 
 
-def job_id_for(tenant: Tenant, idempotency_key: str | None) -> str:
+def job_id_for(tenant: TenantContext, idempotency_key: str | None) -> str:
     if idempotency_key is None:
         return new_job_id()
     # Same key → same job id: a retried start finds the job it already created, even under races.
@@ -54,7 +54,7 @@ def request_digest(body: JobCreate) -> str:
     return hashlib.sha256(json.dumps(body.model_dump(), sort_keys=True).encode()).hexdigest()
 
 
-async def check_inputs(tenant: Tenant, asset: WorkflowAsset) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+async def check_inputs(tenant: TenantContext, asset: WorkflowAsset) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     """Required file inputs are staged; returns the staged records and the dotenv texts of env inputs."""
     env_inputs = [i for i in asset.inputs if i.kind is InputKind.ENV]
 
@@ -87,7 +87,7 @@ async def check_inputs(tenant: Tenant, asset: WorkflowAsset) -> tuple[dict[str, 
     return staged, dotenv
 
 
-async def webhook_target(tenant: Tenant, body: JobCreate) -> str | None:
+async def webhook_target(tenant: TenantContext, body: JobCreate) -> str | None:
     """Where the job's completion event goes: the start's own URL, else the tenant's default, else nowhere."""
     if body.webhook_url is not None:
         try:
@@ -103,19 +103,19 @@ async def webhook_target(tenant: Tenant, body: JobCreate) -> str | None:
     return cfg.url if cfg is not None else None
 
 
-def _over_quota(tenant: Tenant) -> HTTPProblem:
+def _over_quota(tenant: TenantContext) -> HTTPProblem:
     limit = tenant.settings.quota_concurrent_jobs
     return HTTPProblem(429, "Too Many Requests", f"at most {limit} jobs may run at once", {"Retry-After": "30"})
 
 
-async def check_quota(tenant: Tenant) -> None:
+async def check_quota(tenant: TenantContext) -> None:
     try:
         await tenant.start_lock.precheck(tenant.kube.running_jobs, tenant.settings.quota_concurrent_jobs)
     except QuotaFull:
         raise _over_quota(tenant) from None
 
 
-async def check_storage(tenant: Tenant, asset: WorkflowAsset, staged: dict[str, dict[str, Any]]) -> None:
+async def check_storage(tenant: TenantContext, asset: WorkflowAsset, staged: dict[str, dict[str, Any]]) -> None:
     """A job's snapshot of its inputs is stored too: it must fit the contract's storage quota."""
     needed = sum(
         int(r.get("size") or 0) for i in asset.inputs if (r := staged.get(i.name)) and i.kind is not InputKind.ENV
@@ -125,7 +125,7 @@ async def check_storage(tenant: Tenant, asset: WorkflowAsset, staged: dict[str, 
         raise HTTPProblem(413, "Content Too Large", detail)
 
 
-async def write_env_secret(tenant: Tenant, job_id: str, env: dict[str, str]) -> None:
+async def write_env_secret(tenant: TenantContext, job_id: str, env: dict[str, str]) -> None:
     """Write the job's environment Secret. One of that name exists only after an earlier attempt with the same
     Idempotency-Key: if that attempt's Workflow exists, its Secret is left alone (the start replays or conflicts);
     otherwise the earlier attempt died before creating it, and its Secret is replaced."""
@@ -140,13 +140,13 @@ async def write_env_secret(tenant: Tenant, job_id: str, env: dict[str, str]) -> 
     raise Replay(existing)
 
 
-def replay(tenant: Tenant, wf: m.Workflow, digest: str) -> Response:
+def replay(tenant: TenantContext, wf: m.Workflow, digest: str) -> Response:
     if (wf.metadata.annotations or {}).get(ANNOTATION_REQUEST) != digest:
         raise HTTPProblem(409, "Conflict", "Idempotency-Key was already used for a different request")
     return JSONResponse(job_view(tenant, wf).model_dump(mode="json"), status_code=200)
 
 
-async def start(tenant: Tenant, body: JobCreate, idempotency_key: str | None) -> Response:
+async def start(tenant: TenantContext, body: JobCreate, idempotency_key: str | None) -> Response:
     """Start ``body.asset`` once: 201 with the new job, or 200 replaying an earlier start with the same key."""
     asset = await tenant.asset(body.asset)
     job_id = job_id_for(tenant, idempotency_key)

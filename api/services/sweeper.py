@@ -17,13 +17,13 @@ from datetime import UTC, datetime, timedelta
 
 from api.core.errors import ArgoNotFound, ArgoUnavailable, KubeRejected, KubeUnavailable, StorageUnavailable
 from api.services import listings
-from api.services.tenant import Tenant
+from api.services.tenant import TenantContext
 from templates.jobs import env_secret_name
 
 log = logging.getLogger(__name__)
 
 
-async def leftover(tenant: Tenant, job: str, now: datetime) -> bool:
+async def leftover(tenant: TenantContext, job: str, now: datetime) -> bool:
     keys, storage = tenant.storage.keys, tenant.storage
     try:
         await tenant.argo.get(job)
@@ -42,7 +42,7 @@ async def leftover(tenant: Tenant, job: str, now: datetime) -> bool:
     return newest is not None and newest < now - grace
 
 
-async def sweep_once(tenant: Tenant, now: datetime | None = None) -> list[str]:
+async def sweep_once(tenant: TenantContext, now: datetime | None = None) -> list[str]:
     """Remove the leftovers of failed starts; returns their job ids."""
     now = now or datetime.now(UTC)
     removed = []
@@ -57,7 +57,7 @@ async def sweep_once(tenant: Tenant, now: datetime | None = None) -> list[str]:
     return removed
 
 
-async def sweep_forever(tenant: Tenant) -> None:
+async def sweep_forever(tenant: TenantContext) -> None:
     while True:
         try:
             await sweep_once(tenant)

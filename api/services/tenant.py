@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from api.backends.argo import Argo
-from api.backends.kube import Kube
+from api.backends.kube import TenantKube
 from api.backends.s3 import ObjectStore
 from api.backends.startlock import StartLock
 from api.core.errors import not_found
@@ -17,12 +17,12 @@ from templates import WorkflowAsset
 
 
 @dataclass(frozen=True)
-class Tenant:
+class TenantContext:
     settings: ApiSettings
     storage: ObjectStore
     argo: Argo
     catalogue: Catalogue
-    kube: Kube
+    kube: TenantKube
     webhook_policy: TargetPolicy
     start_lock: StartLock  # quota count + create as one step
 

@@ -3,7 +3,7 @@ grant ended, the notice that it failed. Each goes through the grant's protocol
 :class:`~provisioner.infra.notify.Notifier`; what the outcome means (done, retry with backoff, give up) is decided
 here, the same for every protocol.
 
-Delivery is at least once: a crash between the connector's 2xx and our commit sends the same answer again,
+Handover is at least once: a crash between the connector's 2xx and our commit sends the same answer again,
 which every protocol tolerates (EDC treats a repeated callback as a no-op, signaling answers are idempotent).
 """
 
@@ -21,7 +21,7 @@ from provisioner.infra.models import Grant, Tenant
 from provisioner.infra.notify import CallbackResult, GrantRef, Outcome
 from provisioner.infra.secrets import grant_token
 from provisioner.infra.services import Services
-from provisioner.infra.states import Delivery, EndNotice, GrantState, Protocol, TenantState, move
+from provisioner.infra.states import EndNotice, GrantState, Handover, Protocol, TenantState, move
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def deliver(svc: Services, tenant_id: str) -> float | None:
             for g in session.scalars(
                 select(Grant).where(Grant.tenant_id == tenant_id, Grant.state == GrantState.READY, due)
             )
-            if g.delivery == Delivery.CALLBACK or _response_abandoned(svc, g)
+            if g.delivery == Handover.CALLBACK or _response_abandoned(svc, g)
         ]
         notices = list(
             session.scalars(

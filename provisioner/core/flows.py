@@ -18,7 +18,7 @@ from enum import StrEnum
 
 from provisioner.core import store
 from provisioner.core.delivery import mark_provisioned
-from provisioner.core.scheduler import Worker
+from provisioner.core.scheduler import Scheduler
 from provisioner.infra.kube import KubeError
 from provisioner.infra.models import Grant
 from provisioner.infra.secrets import grant_token
@@ -46,7 +46,7 @@ class Started:
 
 async def await_ready(
     svc: Services,
-    worker: Worker,
+    worker: Scheduler,
     grant_id: int,
     created: bool,
     wait: float,

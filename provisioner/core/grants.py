@@ -20,11 +20,11 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from provisioner.core import flows, identity, store
 from provisioner.core.flows import Started
 from provisioner.core.identity import Identity
-from provisioner.core.scheduler import Worker
+from provisioner.core.scheduler import Scheduler
 from provisioner.core.store import CONFLICT_RETRIES, GrantView, TransferRequest
 from provisioner.infra.connector import ENDING_STATES, EdcLookupError, EdcRejected
 from provisioner.infra.services import Services
-from provisioner.infra.states import Delivery, EndedBy, GrantState, Protocol
+from provisioner.infra.states import EndedBy, GrantState, Handover, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def flow_request(
         asset_id=dataset_id,
         callback_address=callback,
         policy={"profile": profile} if profile else None,
-        delivery=Delivery.RESPONSE,
+        delivery=Handover.RESPONSE,
     )
 
 
@@ -132,7 +132,7 @@ async def ending(svc: Services, transfer_process_id: str) -> bool:
     return state in ENDING_STATES
 
 
-async def provision(svc: Services, worker: Worker, request: TransferRequest) -> GrantView:
+async def provision(svc: Services, worker: Scheduler, request: TransferRequest) -> GrantView:
     """Take a provision request once: a retried or duplicated one finds the first grant (``created`` False)."""
     accepted = await asyncio.to_thread(_provision, svc, request)
     if accepted.created:
@@ -164,7 +164,7 @@ def _provision(svc: Services, request: TransferRequest) -> GrantView:
     raise AssertionError("unreachable")
 
 
-async def deprovision(svc: Services, worker: Worker, request: TransferRequest, verify: bool) -> GrantView:
+async def deprovision(svc: Services, worker: Scheduler, request: TransferRequest, verify: bool) -> GrantView:
     """End the grant(s) of a transfer. ``verify``: the connector's records must show the transfer ending (a
     typeless deprovision was recognised by them already)."""
     accepted = await asyncio.to_thread(_deprovision, svc, request, verify)
@@ -204,7 +204,7 @@ def _deprovision(svc: Services, request: TransferRequest, verify: bool) -> Grant
 
 async def start(
     svc: Services,
-    worker: Worker,
+    worker: Scheduler,
     request: TransferRequest,
     consumer: str,
     exclusive: bool,
@@ -247,13 +247,13 @@ def _accept_start(
                 existing = store.find_flow(svc.sessions, request.protocol, request.transfer_process_id)
                 continue
         if existing.state == GrantState.SUSPENDED:
-            resumed = store.resume(svc.sessions, request.protocol, request.transfer_process_id, Delivery.RESPONSE)
+            resumed = store.resume(svc.sessions, request.protocol, request.transfer_process_id, Handover.RESPONSE)
             return resumed or existing
         return existing
     raise AssertionError("unreachable")
 
 
-def _changed(worker: Worker, grant: GrantView | None, process: str) -> GrantView:
+def _changed(worker: Scheduler, grant: GrantView | None, process: str) -> GrantView:
     if grant is None:
         raise Refused(Refusal.UNKNOWN, f"unknown data flow {process!r}")
     if grant.tenant_id:
@@ -261,7 +261,7 @@ def _changed(worker: Worker, grant: GrantView | None, process: str) -> GrantView
     return grant
 
 
-async def suspend(svc: Services, worker: Worker, protocol: Protocol, process: str) -> GrantView:
+async def suspend(svc: Services, worker: Scheduler, protocol: Protocol, process: str) -> GrantView:
     """Revoke a data flow's token and keep its tenant."""
     try:
         grant = await asyncio.to_thread(store.suspend, svc.sessions, protocol, process)
@@ -271,7 +271,7 @@ async def suspend(svc: Services, worker: Worker, protocol: Protocol, process: st
     return _changed(worker, grant, process)
 
 
-async def end(svc: Services, worker: Worker, protocol: Protocol, process: str, ended_by: EndedBy) -> GrantView:
+async def end(svc: Services, worker: Scheduler, protocol: Protocol, process: str, ended_by: EndedBy) -> GrantView:
     """Terminate or complete a flow: its token is revoked and, when it was the last, the tenant torn down."""
     try:
         grant = await asyncio.to_thread(store.end_flow, svc.sessions, protocol, process, ended_by)
@@ -282,11 +282,15 @@ async def end(svc: Services, worker: Worker, protocol: Protocol, process: str, e
 
 
 async def resume(
-    svc: Services, worker: Worker, protocol: Protocol, process: str, gone: Callable[[], Awaitable[bool]] | None = None
+    svc: Services,
+    worker: Scheduler,
+    protocol: Protocol,
+    process: str,
+    gone: Callable[[], Awaitable[bool]] | None = None,
 ) -> Started:
     """A suspended flow starts again with a new token (DPS resume); a running one is answered as it is."""
     try:
-        resumed = await asyncio.to_thread(store.resume, svc.sessions, protocol, process, Delivery.RESPONSE)
+        resumed = await asyncio.to_thread(store.resume, svc.sessions, protocol, process, Handover.RESPONSE)
         if resumed is not None and resumed.state not in (
             GrantState.PROVISIONING,
             GrantState.READY,

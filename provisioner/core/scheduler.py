@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from provisioner.core import lifecycle, store, sweeper
 from provisioner.core.plan import RunMemory
 from provisioner.infra.leader import LeaderElector
-from provisioner.infra.s3users import StorageError
+from provisioner.infra.s3users import S3AdminError
 from provisioner.infra.services import Services
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class KeyedRunner:
         await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
 
 
-class Worker:
+class Scheduler:
     """What the app's request handlers and the reconciler use to start background work."""
 
     def __init__(self, svc: Services) -> None:
@@ -209,7 +209,7 @@ class Worker:
             if not kept:
                 # MinIO refuses the rule; it aborts stale uploads itself (api stale_uploads_expiry).
                 log.info("the store keeps no abort-incomplete-multipart rule: its own expiry of stale uploads applies")
-        except StorageError as exc:
+        except S3AdminError as exc:
             log.warning("bucket lifecycle rule not set: %s", exc)
         while True:
             if self.leading:

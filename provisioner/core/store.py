@@ -19,10 +19,10 @@ from provisioner.infra.models import Grant, Tenant
 from provisioner.infra.settings import ProvisionerSettings
 from provisioner.infra.states import (
     HOLDING_GRANT_STATES,
-    Delivery,
     EndedBy,
     EndNotice,
     GrantState,
+    Handover,
     Protocol,
     TenantState,
     move,
@@ -42,7 +42,7 @@ class TransferRequest:
     asset_id: str
     callback_address: str
     policy: dict[str, object] | None = None
-    delivery: Delivery = Delivery.CALLBACK
+    delivery: Handover = Handover.CALLBACK
 
 
 @dataclass(frozen=True)
@@ -285,7 +285,7 @@ def suspend(sessions: sessionmaker[Session], protocol: Protocol, transfer_proces
 
 
 def resume(
-    sessions: sessionmaker[Session], protocol: Protocol, transfer_process_id: str, delivery: Delivery
+    sessions: sessionmaker[Session], protocol: Protocol, transfer_process_id: str, delivery: Handover
 ) -> GrantView | None:
     """A suspended data flow starts again with a new token (signaling start after suspend, DPS resume)."""
     with sessions.begin() as session:
@@ -309,7 +309,7 @@ def respond_later(sessions: sessionmaker[Session], grant_id: int) -> bool:
         grant = session.get(Grant, grant_id)
         if grant is None or grant.state not in (GrantState.PROVISIONING, GrantState.READY):
             return False
-        grant.delivery = Delivery.CALLBACK
+        grant.delivery = Handover.CALLBACK
         return True
 
 

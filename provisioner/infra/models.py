@@ -14,8 +14,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from provisioner.infra.states import (
     ACTIVE_GRANT_STATES,
     HOLDING_GRANT_STATES,
-    Delivery,
     GrantState,
+    Handover,
     Protocol,
     TenantState,
 )
@@ -108,7 +108,7 @@ class Grant(Base):
     # The optional deprovision callback (states.EndNotice), None when not wanted.
     deprovision_callback: Mapped[str | None] = mapped_column(String(16), default=None)
     protocol: Mapped[str] = mapped_column(String(24), default=Protocol.HTTP_PROVISIONER)
-    delivery: Mapped[str] = mapped_column(String(16), default=Delivery.CALLBACK)
+    delivery: Mapped[str] = mapped_column(String(16), default=Handover.CALLBACK)
 
 
 class AuditEvent(Base):

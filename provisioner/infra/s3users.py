@@ -17,7 +17,7 @@ from provisioner.infra.settings import ProvisionerSettings
 from templates.keys import KeyLayout
 
 
-class StorageError(Exception):
+class S3AdminError(Exception):
     pass
 
 
@@ -104,7 +104,7 @@ def _absent(exc: MinioAdminException) -> bool:
     return "NoSuch" in text or "does not exist" in text or "not found" in text.lower()
 
 
-class Storage:
+class S3Admin:
     def __init__(self, settings: ProvisionerSettings) -> None:
         creds = StaticProvider(
             settings.s3_admin_access_key.get_secret_value(), settings.s3_admin_secret_key.get_secret_value()
@@ -133,7 +133,7 @@ class Storage:
             self.admin.user_add(user, secret)
             self._bind_policy(user)
         except (MinioAdminException, MinioException, HTTPError, OSError, ValueError) as exc:
-            raise StorageError(f"MinIO user {user}: {exc}") from None
+            raise S3AdminError(f"MinIO user {user}: {exc}") from None
 
     def _bind_policy(self, user: str) -> None:
         """The user's policy (of its own name) as its only one. MinIO's set-user-or-group-policy call is not
@@ -172,9 +172,9 @@ class Storage:
                 step(user)
             except MinioAdminException as exc:
                 if not _absent(exc):
-                    raise StorageError(f"MinIO user {user}: {exc}") from None
+                    raise S3AdminError(f"MinIO user {user}: {exc}") from None
             except (MinioException, HTTPError, OSError) as exc:
-                raise StorageError(f"MinIO user {user}: {exc}") from None
+                raise S3AdminError(f"MinIO user {user}: {exc}") from None
 
     def user_exists(self, user: str) -> bool:
         try:
@@ -189,9 +189,9 @@ class Storage:
             names = [o.object_name for o in self.s3.list_objects(self.bucket, prefix=f"{prefix}/", recursive=True)]
             errors = list(self.s3.remove_objects(self.bucket, (DeleteObject(n) for n in names if n)))
         except (MinioException, HTTPError, OSError) as exc:
-            raise StorageError(f"delete {prefix}: {exc}") from None
+            raise S3AdminError(f"delete {prefix}: {exc}") from None
         if errors:
-            raise StorageError(f"delete {prefix}: {errors[0]}")
+            raise S3AdminError(f"delete {prefix}: {errors[0]}")
         return len(names)
 
     def children(self, parent: str) -> list[str]:
@@ -200,13 +200,13 @@ class Storage:
             found = self.s3.list_objects(self.bucket, prefix=f"{parent}/", recursive=False)
             return sorted({o.object_name[len(parent) + 1 :].rstrip("/") for o in found if o.is_dir and o.object_name})
         except (MinioException, HTTPError, OSError) as exc:
-            raise StorageError(f"list {parent}: {exc}") from None
+            raise S3AdminError(f"list {parent}: {exc}") from None
 
     def ensure_lifecycle(self, days: int) -> bool:
         """The bucket rule that aborts multipart uploads left incomplete for ``days`` (AWS S3, Ceph, ...).
         Returns whether the store holds it: MinIO refuses the rule (or, in some releases, accepts and drops it)
         and aborts stale uploads by its own ``api stale_uploads_expiry`` setting instead (the local stack sets it).
-        Transport faults raise StorageError."""
+        Transport faults raise S3AdminError."""
         rule = Rule(
             ENABLED,
             rule_filter=Filter(prefix=""),
@@ -224,7 +224,7 @@ class Storage:
                 raise
             kept = self.s3.get_bucket_lifecycle(self.bucket)
         except (MinioException, HTTPError, OSError) as exc:
-            raise StorageError(f"lifecycle of {self.bucket}: {exc}") from None
+            raise S3AdminError(f"lifecycle of {self.bucket}: {exc}") from None
         return any(
             r.rule_id == rule.rule_id and r.abort_incomplete_multipart_upload is not None
             for r in (kept.rules if kept else [])
@@ -234,4 +234,4 @@ class Storage:
         try:
             self.s3.bucket_exists(self.bucket)
         except (MinioException, HTTPError, OSError) as exc:
-            raise StorageError(str(exc)) from None
+            raise S3AdminError(str(exc)) from None

@@ -21,7 +21,7 @@ from provisioner.infra.kube import PARALLEL_APPLIES, Kube, load_api_client
 from provisioner.infra.metrics import Metrics
 from provisioner.infra.models import utcnow
 from provisioner.infra.notify import Notifier
-from provisioner.infra.s3users import Storage
+from provisioner.infra.s3users import S3Admin
 from provisioner.infra.settings import ProvisionerSettings
 from provisioner.infra.states import Protocol
 
@@ -36,7 +36,7 @@ class Services:
     engine: Engine
     sessions: sessionmaker[Session]
     kube: Kube
-    storage: Storage
+    storage: S3Admin
     management: ManagementClient
     catalogue: Catalogue
     probe: ApiProbe
@@ -69,7 +69,7 @@ class Services:
                 load_api_client(settings.kubeconfig, settings.worker_threads * PARALLEL_APPLIES + 4),
                 timeout=settings.kube_timeout_seconds,
             ),
-            "storage": Storage(settings),
+            "storage": S3Admin(settings),
             "management": ManagementClient(settings),
             "catalogue": Catalogue.load(settings.assets_dir, settings.asset_map),
             "probe": ApiProbe(settings),

@@ -51,7 +51,7 @@ class Protocol(StrEnum):
     DPS = "dps"  # Eclipse Data Plane Signaling, plain JSON (EDC >= 0.18)
 
 
-class Delivery(StrEnum):
+class Handover(StrEnum):
     """How the endpoint and token reach the connector once the tenant is ready."""
 
     CALLBACK = "callback"  # we call the connector (provision callback, `provisioned`, DPS `started`)

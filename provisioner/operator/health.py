@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from provisioner.infra import db
 from provisioner.infra.kube import KubeError
 from provisioner.infra.models import Grant, Tenant
-from provisioner.infra.s3users import StorageError
+from provisioner.infra.s3users import S3AdminError
 from provisioner.web.deps import ServicesDep, require_admin
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def router() -> APIRouter:
             try:
                 await asyncio.to_thread(probe)
                 checks[name] = "ok"
-            except (SQLAlchemyError, KubeError, StorageError, OSError) as exc:
+            except (SQLAlchemyError, KubeError, S3AdminError, OSError) as exc:
                 log.warning("readiness: %s unavailable: %s", name, exc)
                 checks[name] = "unavailable"  # details go to the log, not to whoever asks
         ok = all(v == "ok" for v in checks.values())

@@ -11,7 +11,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import SecretStr
 
-from provisioner.core.scheduler import Worker
+from provisioner.core.scheduler import Scheduler
 from provisioner.infra.services import Services
 from provisioner.infra.settings import ProvisionerSettings
 
@@ -23,8 +23,8 @@ def get_services(request: Request) -> Services:
     return services
 
 
-def get_worker(request: Request) -> Worker:
-    worker: Worker = request.app.state.worker
+def get_worker(request: Request) -> Scheduler:
+    worker: Scheduler = request.app.state.worker
     return worker
 
 
@@ -35,7 +35,7 @@ def get_settings(request: Request) -> ProvisionerSettings:
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
-WorkerDep = Annotated[Worker, Depends(get_worker)]
+WorkerDep = Annotated[Scheduler, Depends(get_worker)]
 SettingsDep = Annotated[ProvisionerSettings, Depends(get_settings)]
 
 

@@ -21,7 +21,7 @@ from devstack.servers import serve
 from devstack.stack import kube
 from devstack.stack.launcher import StackInfo
 from provisioner import manifests
-from provisioner.infra.s3users import Storage, StorageError
+from provisioner.infra.s3users import S3Admin, S3AdminError
 from provisioner.infra.settings import ProvisionerSettings
 from templates import WorkflowAsset, load_directory
 from templates.names import API
@@ -80,7 +80,7 @@ def prepare_namespace(
     """Everything the provisioner makes for ``tenant`` but the API Deployment; (its spec, the API account's token)."""
     settings = provisioner_settings(stack)
     spec = tenant_spec(settings, tenant, token, extra)
-    storage = Storage(settings)
+    storage = S3Admin(settings)
     prefix = settings.s3_prefix_for(tenant)
     storage.ensure_user(spec.s3_access_key, spec.s3_secret_key, prefix)
     storage.ensure_user(spec.exec_access_key, spec.exec_secret_key, prefix, executor=True)
@@ -99,8 +99,8 @@ def prepare_namespace(
 def remove_tenant(stack: StackInfo, api: k8s.ApiClient, spec: manifests.TenantSpec) -> None:
     with contextlib.suppress(k8s.ApiException):
         k8s.CoreV1Api(api).delete_namespace(spec.namespace, propagation_policy="Background")
-    storage = Storage(provisioner_settings(stack))
-    with contextlib.suppress(StorageError):
+    storage = S3Admin(provisioner_settings(stack))
+    with contextlib.suppress(S3AdminError):
         storage.remove_user(spec.s3_access_key)
         storage.remove_user(spec.exec_access_key)
 

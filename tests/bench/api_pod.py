@@ -19,7 +19,7 @@ from devstack.stack import host, kube
 from devstack.stack.app_image import ensure_app_image
 from devstack.stack.launcher import ensure_stack
 from provisioner import manifests
-from provisioner.infra.s3users import Storage
+from provisioner.infra.s3users import S3Admin
 from templates.names import API
 from tests.api.tenant import tenant_spec
 from tests.provisioner.helpers import stack_settings
@@ -49,7 +49,7 @@ def _one(stack: object, image: str) -> tuple[float, float]:
     token = secrets.token_urlsafe(32)
     spec = tenant_spec(settings, tenant, token)
     api = kube.api_client(stack.kubeconfig)  # type: ignore[attr-defined]
-    storage = Storage(settings)
+    storage = S3Admin(settings)
     storage.ensure_user(spec.s3_access_key, spec.s3_secret_key, settings.s3_prefix_for(tenant))
     dyn = kube.dynamic(api)
     core = k8s.CoreV1Api(api)

@@ -3,7 +3,7 @@
 A crash is simulated by a hook that raises a BaseException before the chosen step: nothing of ours
 catches it, uncommitted transactions roll back and the rest of the run never happens — as with
 SIGKILL. "Restart" is a new Services (fresh clients, no in-process state) on the same database, driven
-by the reconciler's own pass (``Worker.reconcile_once``).
+by the reconciler's own pass (``Scheduler.reconcile_once``).
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from provisioner import steps
 from provisioner.app import build_services
 from provisioner.core import grants, lifecycle, store
 from provisioner.core.identity import Identity, IdentitySource
-from provisioner.core.scheduler import Worker
+from provisioner.core.scheduler import Scheduler
 from provisioner.infra.models import GrantState, TenantState
 from provisioner.infra.services import Services
 from provisioner.infra.settings import ProvisionerSettings
-from provisioner.infra.states import Delivery, EndedBy, Protocol
+from provisioner.infra.states import EndedBy, Handover, Protocol
 from provisioner.protocols.http_provisioner.routes import request_of
 from provisioner.protocols.http_provisioner.wire import ProvisionRequest
 from templates.names import grant_token_secret_name
@@ -60,7 +60,7 @@ def restart_and_reconcile(settings: ProvisionerSettings, until: Callable[[Servic
     try:
 
         async def run() -> None:
-            worker = Worker(svc)
+            worker = Scheduler(svc)
             try:
                 for _ in range(100):
                     await worker.reconcile_once()
@@ -85,7 +85,7 @@ def accept(svc: Services, body: dict, protocol: Protocol = Protocol.HTTP_PROVISI
     asked = request_of(request)
     if protocol is not Protocol.HTTP_PROVISIONER:
         asked = grants.flow_request(protocol, request.transfer_process_id, "dummy", request.callback_base)
-        asked = dataclasses.replace(asked, delivery=Delivery.CALLBACK)
+        asked = dataclasses.replace(asked, delivery=Handover.CALLBACK)
     return store.accept_provision(svc.sessions, svc.settings, asked, "dummy", svc.clock(), who).grant_id
 
 

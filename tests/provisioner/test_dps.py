@@ -29,7 +29,7 @@ from referencing import Registry, Resource
 
 from devstack.servers import ThreadedServer, free_port
 from provisioner.app import build_services, create_app
-from provisioner.core.scheduler import Worker
+from provisioner.core.scheduler import Scheduler
 from provisioner.infra.services import Services
 from provisioner.infra.settings import ProvisionerSettings
 from templates.names import tenant_id_for
@@ -322,7 +322,7 @@ def test_kubernetes_down_during_start_answers_starting_and_loses_nothing(
     try:
 
         async def reconcile() -> None:
-            worker = Worker(back)
+            worker = Scheduler(back)
             try:
                 for _ in range(120):
                     await worker.reconcile_once()

@@ -10,7 +10,7 @@ import httpx
 
 from provisioner.app import PROVISION_PATH
 from provisioner.infra.kube import KubeError
-from provisioner.infra.s3users import StorageError
+from provisioner.infra.s3users import S3AdminError
 from provisioner.infra.services import Services
 from templates.names import tenant_id_for
 from tests.provisioner.helpers import INBOUND_KEY
@@ -25,7 +25,7 @@ def cleanup(svc: Services) -> None:
     with svc.sessions() as session:
         tenants = list(session.scalars(select(Tenant)))
     for tenant in tenants:
-        with contextlib.suppress(KubeError, StorageError):  # a stack hiccup fails the test, not this
+        with contextlib.suppress(KubeError, S3AdminError):  # a stack hiccup fails the test, not this
             svc.kube.delete("v1", "Namespace", tenant.namespace)
             svc.storage.remove_user(f"wml-{tenant.id}")
             svc.storage.remove_user(f"wml-{tenant.id}-exec")

@@ -9,7 +9,7 @@ from typing import cast
 
 import pytest
 
-from api.backends.kube import Kube
+from api.backends.kube import TenantKube
 from api.backends.startlock import StartLock
 from api.core.errors import QuotaFull
 from api.settings import StartLockMode
@@ -29,7 +29,7 @@ class Argo:
 
 
 def lock() -> StartLock:
-    return StartLock(StartLockMode.PROCESS, cast(Kube, None))
+    return StartLock(StartLockMode.PROCESS, cast(TenantKube, None))
 
 
 class Refused(Exception):
@@ -158,7 +158,7 @@ class Leases:
 
 
 def replicas(leases: Leases, count: int = 2, tenure: float = 0.5) -> list[StartLock]:
-    return [StartLock(StartLockMode.LEASE, cast(Kube, leases), tenure_seconds=tenure) for _ in range(count)]
+    return [StartLock(StartLockMode.LEASE, cast(TenantKube, leases), tenure_seconds=tenure) for _ in range(count)]
 
 
 def test_two_replicas_take_exactly_the_free_places_creating_in_parallel() -> None:

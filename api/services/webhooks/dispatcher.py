@@ -29,7 +29,7 @@ from api.core.errors import (
 from api.core.schemas import RESPONSE_KEPT, Delivery
 from api.core.states import DeliveryState
 from api.services.jobviews import settled
-from api.services.tenant import Tenant
+from api.services.tenant import TenantContext
 from api.services.webhooks import config as webhook_config
 from api.services.webhooks import records
 from api.services.webhooks.signing import signature_header
@@ -50,7 +50,7 @@ def utcnow() -> datetime:
 class Dispatcher:
     def __init__(
         self,
-        tenant: Tenant,
+        tenant: TenantContext,
         http: httpx.AsyncClient,
         policy: TargetPolicy,
         now: Callable[[], datetime] = utcnow,

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from provisioner.core import grants
 from provisioner.core.grants import Refusal, Refused
-from provisioner.core.scheduler import Worker
+from provisioner.core.scheduler import Scheduler
 from provisioner.core.store import TransferRequest
 from provisioner.infra.connector import same_url
 from provisioner.infra.services import Services
@@ -101,7 +101,7 @@ def router() -> APIRouter:
     return api
 
 
-async def _handle(request: Request, svc: Services, worker: Worker) -> Response:
+async def _handle(request: Request, svc: Services, worker: Scheduler) -> Response:
     raw = await request.body()
     try:
         data = json.loads(raw)
