@@ -1,23 +1,21 @@
 """The provisioner: one isolated Kubernetes/Argo tenant per dataspace consumer, bound to its transfers.
 
-Three entry points, one core. The protocol adapters translate a connector's messages into the core's terms
-and the core's answers back (routes in ``routes/``, wire shapes in ``wire/``, outgoing calls in the notifiers):
+Three entry points, one core, in layers (top to bottom; import-linter enforces them, see ``pyproject.toml``):
 
-- ``routes.edc_http``: EDC's control-plane HTTP provisioner (EDC 0.10 - 0.15), ``POST /edc/provision``;
-- ``routes.signaling``: EDC data plane signaling, JSON-LD (EDC 0.5 - 0.17, Tractus-X): we are the data plane;
-- ``routes.dps``: Eclipse Data Plane Signaling (EDC >= 0.18, spec RC2 and RC3).
+- ``app`` composes (the FastAPI app, the protocol clients, the scheduler and registrar), ``cli`` serves;
+- ``protocols`` (``http_provisioner``, ``signaling``, ``dps``: routes, wire shapes, client each) and ``operator``
+  (admin, health): adapters that only translate, calling the one core entry;
+- ``web``: what those route modules share;
+- ``core``: the one entry (``grants``), durable requests (``store``), identity, the lifecycle and its run plan, answers
+  to connectors, the scheduler and the reconciler;
+- ``steps``: the ordered, idempotent apply and teardown steps;
+- ``manifests``: pure builders of a tenant's Kubernetes objects;
+- ``infra``: settings, states, the database, Kubernetes, MinIO, the connector's management API.
 
-The core: ``states`` (every state value, the one transition table), ``store`` (claims become grants, linked to
-the consumer's tenant), ``identity`` (who the consumer is), ``flows`` (data-flow start/suspend/resume/end),
-``lifecycle`` (what a tenant needs), ``steps`` (the ordered, idempotent apply and teardown steps), ``errors``
-(typed outcomes), ``delivery`` (answers to connectors), ``scheduler`` (per-tenant serialized work, re-queues and
-the reconciler), ``registrar`` (data plane registration). Infrastructure: ``kube``, ``storage`` (MinIO),
-``edc_client`` and ``signaling_client`` (the notifiers), ``tenants`` (manifests), ``catalogue`` (assets), ``db``,
-``models`` (+ ``migrations/``, Alembic), ``settings``, ``metrics``, ``audit``; ``app`` composes, ``cli`` serves.
+Every name derived from a tenant is owned by :mod:`templates.names`, every label by :mod:`templates.labels`, the S3
+layout (its policy globs included) by :mod:`templates.keys`.
 
 Secrets: each grant's token lives in full only in its Secret in the tenant namespace; the API gets the
-digests; the database keeps a digest of the set. The architecture and the threat model: ``docs/architecture.md``;
-protocols and settings per EDC version: ``docs/operator-guide.md``.
-
-Run one replica per database (per-tenant serialization is in-process).
+digests; the database keeps a digest of the set. The architecture, a reading order and the threat model:
+``docs/architecture.md``; protocols and settings per EDC version: ``docs/operator-guide.md``.
 """

@@ -167,27 +167,6 @@ def executor_cluster_role() -> dict[str, Any]:
     }
 
 
-def grant_executor(api: k8s.ApiClient, namespace: str, service_account: str = "default") -> None:
-    """Bind Argo's executor ClusterRole to `service_account` in `namespace` (idempotent)."""
-    apply(
-        dynamic(api),
-        [
-            executor_cluster_role(),
-            {
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "RoleBinding",
-                "metadata": {"name": f"{EXECUTOR_ROLE}-{service_account}", "namespace": namespace},
-                "roleRef": {
-                    "apiGroup": "rbac.authorization.k8s.io",
-                    "kind": "ClusterRole",
-                    "name": EXECUTOR_ROLE,
-                },
-                "subjects": [{"kind": "ServiceAccount", "name": service_account, "namespace": namespace}],
-            },
-        ],
-    )
-
-
 def service_account_token(api: k8s.ApiClient, namespace: str, name: str, seconds: int = 3600) -> str:
     """A bound token for a ServiceAccount (TokenRequest API), e.g. as Argo Server bearer token."""
     req = k8s.AuthenticationV1TokenRequest(spec=k8s.V1TokenRequestSpec(audiences=[], expiration_seconds=seconds))

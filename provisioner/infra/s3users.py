@@ -176,13 +176,6 @@ class S3Admin:
             except (MinioException, HTTPError, OSError) as exc:
                 raise S3AdminError(f"MinIO user {user}: {exc}") from None
 
-    def user_exists(self, user: str) -> bool:
-        try:
-            self.admin.user_info(user)
-        except MinioAdminException:
-            return False
-        return True
-
     def delete_prefix(self, prefix: str) -> int:
         """Delete every object under ``prefix/``; returns how many."""
         try:

@@ -14,6 +14,7 @@ from provisioner.infra.services import Services
 from tests.provisioner.helpers import ADMIN_TOKEN, db_tenant
 from tests.provisioner.servers import EdcStub, wait_for
 from tests.support.edc import edc_request, new_consumer, post, tenant_of
+from tests.support.s3 import user_exists
 
 pytestmark = pytest.mark.stack
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -65,7 +66,7 @@ def test_admin_endpoints_and_forced_teardown(provisioner: str, services: Service
     assert response.status_code == 202
     wait_for(lambda: db_tenant(services, tenant).state == TenantState.DELETED, 120, what="forced teardown")
     assert services.kube.get("v1", "Namespace", services.settings.namespace_for(tenant)) is None
-    assert not services.storage.user_exists(f"wml-{tenant}")
+    assert not user_exists(services.storage, f"wml-{tenant}")
 
 
 def test_admin_disabled_without_token(make_settings: object, services: Services) -> None:

@@ -39,6 +39,7 @@ from tests.provisioner.helpers import (
 )
 from tests.provisioner.servers import EdcStub, wait_for
 from tests.support.edc import cleanup, edc_request, new_consumer, tenant_of
+from tests.support.s3 import user_exists
 
 pytestmark = pytest.mark.stack
 
@@ -186,7 +187,7 @@ def test_crash_during_teardown_then_resume(
         ),
     )
     assert services.kube.get("v1", "Namespace", services.settings.namespace_for(tenant)) is None
-    assert not services.storage.user_exists(f"wml-{tenant}")
+    assert not user_exists(services.storage, f"wml-{tenant}")
     assert s3_denied(lambda: put(s3, services.settings.s3_bucket, f"tenants/{tenant}/again"))
     assert list(services.storage.s3.list_objects(services.settings.s3_bucket, prefix=f"tenants/{tenant}/")) == []
     assert len(stub.deprovisions(body["transferProcessId"])) == (1 if notice else 0)

@@ -34,6 +34,7 @@ from tests.provisioner.helpers import (
 )
 from tests.provisioner.servers import EdcStub, wait_for
 from tests.support.edc import edc_request, new_consumer, post, tenant_of
+from tests.support.s3 import user_exists
 
 EDC_NS = "https://w3id.org/edc/v0.0.1/ns/"  # spelt out here on purpose: the wire format, not our constant
 
@@ -236,7 +237,7 @@ def test_deprovision_of_last_grant_tears_down_and_calls_back(
     assert response.status_code == 200
     wait_for(lambda: db_tenant(services, tenant).state == TenantState.DELETED, 120, what="teardown")
     assert services.kube.get("v1", "Namespace", namespace) is None
-    assert not services.storage.user_exists(f"wml-{tenant}")
+    assert not user_exists(services.storage, f"wml-{tenant}")
     assert list(services.storage.s3.list_objects(bucket, prefix=f"tenants/{tenant}/", recursive=True)) == []
     assert s3_denied(lambda: put(s3, bucket, f"tenants/{tenant}/again"))
     call = wait_for(lambda: stub.deprovisions(first["transferProcessId"]), 30, what="deprovision callback")[0]
@@ -329,7 +330,7 @@ def test_expiry_tears_the_tenant_down(provisioner: str, services: Services, edc:
     skew[0] = timedelta(hours=1, seconds=1)
     wait_for(lambda: db_tenant(services, tenant).state == TenantState.DELETED, 120, what="expiry teardown")
     assert services.kube.get("v1", "Namespace", services.settings.namespace_for(tenant)) is None
-    assert not services.storage.user_exists(f"wml-{tenant}")
+    assert not user_exists(services.storage, f"wml-{tenant}")
     [grant] = db_grants(services, tenant)
     assert grant.state == GrantState.DEPROVISIONED and grant.ended_by == "expiry"
     assert stub.deprovisions() == []  # EDC did not ask; it is not told
