@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+from pydantic import SecretStr
 
 from provisioner.infra.settings import ProvisionerSettings
 
@@ -65,15 +66,21 @@ def _local(data: Any, name: str) -> Any:
     return None
 
 
+def connector_http(
+    settings: ProvisionerSettings, api_key: SecretStr | None, transport: httpx.BaseTransport | None = None
+) -> httpx.Client:
+    """An HTTP client for calls to a connector (management API, callbacks, registration): the operator's timeout,
+    and its key as ``x-api-key`` where one is configured."""
+    headers = {"x-api-key": api_key.get_secret_value()} if api_key is not None else {}
+    return httpx.Client(timeout=settings.http_timeout_seconds, headers=headers, transport=transport)
+
+
 class ManagementClient:
     """Transfer lookups on the connector's management API (``edc_management_url``, with ``edc_api_key``)."""
 
     def __init__(self, settings: ProvisionerSettings, transport: httpx.BaseTransport | None = None) -> None:
         self.settings = settings
-        headers = {}
-        if settings.edc_api_key is not None:
-            headers["x-api-key"] = settings.edc_api_key.get_secret_value()
-        self.http = httpx.Client(timeout=settings.http_timeout_seconds, headers=headers, transport=transport)
+        self.http = connector_http(settings, settings.edc_api_key, transport)
 
     def close(self) -> None:
         self.http.close()

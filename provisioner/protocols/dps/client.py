@@ -18,6 +18,7 @@ import httpx
 import jwt
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
+from provisioner.infra.connector import connector_http
 from provisioner.infra.notify import CallbackResult, GrantRef, Outcome
 from provisioner.infra.settings import ProvisionerSettings
 from provisioner.protocols.common import RegistrationError, post_result
@@ -29,7 +30,7 @@ class DpsClient:
 
     def __init__(self, settings: ProvisionerSettings, transport: httpx.BaseTransport | None = None) -> None:
         self.settings = settings
-        self.http = httpx.Client(timeout=settings.http_timeout_seconds, transport=transport)
+        self.http = connector_http(settings, None, transport)
         self._key: Any = None
         if settings.dps_oauth2_private_key is not None:
             from cryptography.hazmat.primitives.serialization import load_pem_private_key

@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 import httpx
 
+from provisioner.infra.connector import connector_http
 from provisioner.infra.notify import CallbackResult, GrantRef, Outcome
 from provisioner.infra.settings import ProvisionerSettings
 from provisioner.protocols.common import RegistrationError, post_result
@@ -32,10 +33,7 @@ class SignalingClient:
 
     def __init__(self, settings: ProvisionerSettings, transport: httpx.BaseTransport | None = None) -> None:
         self.settings = settings
-        headers = {}
-        if settings.signaling_control_key is not None:
-            headers["x-api-key"] = settings.signaling_control_key.get_secret_value()
-        self.http = httpx.Client(timeout=settings.http_timeout_seconds, headers=headers, transport=transport)
+        self.http = connector_http(settings, settings.signaling_control_key, transport)
 
     def close(self) -> None:
         self.http.close()
