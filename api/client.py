@@ -56,6 +56,10 @@ class ClientError(RuntimeError):
         super().__init__(f"{response.status_code}: {detail}")
 
 
+# The client's error before it was named ClientError: consumers' code may still catch it by that name.
+ApiError = ClientError
+
+
 class Client:
     """The consumer API, either directly (``base_url`` and the tenant token from the provision callback) or
     through the provider's EDC data plane (``Client.through_edc`` with the consumer's EDR)."""

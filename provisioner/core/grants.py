@@ -134,27 +134,30 @@ async def ending(svc: Services, transfer_process_id: str) -> bool:
 
 async def provision(svc: Services, worker: Scheduler, request: TransferRequest) -> GrantView:
     """Take a provision request once: a retried or duplicated one finds the first grant (``created`` False)."""
-    accepted = await asyncio.to_thread(_provision, svc, request)
-    if accepted.created:
+    accepted, inserted = await asyncio.to_thread(_provision, svc, request)
+    # A grant this request inserted, or one a concurrent copy inserted while this one tried (that copy kicked it
+    # already: this kick is not due); a plain retry of a settled request changes nothing.
+    if inserted:
         if accepted.tenant_id:
-            worker.kick_tenant(accepted.tenant_id, due=True)
+            worker.kick_tenant(accepted.tenant_id, due=accepted.created)
         else:
             worker.kick_grant(accepted.grant_id)
     return accepted
 
 
-def _provision(svc: Services, request: TransferRequest) -> GrantView:
+def _provision(svc: Services, request: TransferRequest) -> tuple[GrantView, bool]:
+    """The request's grant, and whether this call got as far as inserting it (won or lost the race)."""
     try:
         asset_name = _asset_name(svc, request.asset_id)
         who: Identity | None = None
         for attempt in range(CONFLICT_RETRIES):
             existing = store.existing_grant(svc.sessions, request)
             if existing is not None:
-                return existing
+                return existing, attempt > 0
             if who is None:
                 who = _verified(svc, request)
             try:
-                return _insert(svc, request, asset_name, who)
+                return _insert(svc, request, asset_name, who), True
             except IntegrityError:
                 if attempt == CONFLICT_RETRIES - 1:
                     raise
@@ -244,12 +247,12 @@ def _accept_start(
             except IntegrityError:
                 if attempt == CONFLICT_RETRIES - 1:
                     raise
-                existing = store.find_flow(svc.sessions, request.protocol, request.transfer_process_id)
+                existing = store.find_flow(svc.sessions, request.protocol, request.transfer_process_id, duplicate=True)
                 continue
-        if existing.state == GrantState.SUSPENDED:
-            resumed = store.resume(svc.sessions, request.protocol, request.transfer_process_id, Handover.RESPONSE)
-            return resumed or existing
-        return existing
+        # Read again under the row's lock, whatever ``existing`` said: a suspend may have committed since it was
+        # looked up (identity and the catalogue run in between); a suspended flow resumes.
+        resumed = store.resume(svc.sessions, request.protocol, request.transfer_process_id, Handover.RESPONSE)
+        return resumed or existing
     raise AssertionError("unreachable")
 
 

@@ -264,11 +264,18 @@ def _flow(session: Session, protocol: Protocol, transfer_process_id: str, lock: 
     return session.scalars(query.with_for_update() if lock else query).one_or_none()
 
 
-def find_flow(sessions: sessionmaker[Session], protocol: Protocol, transfer_process_id: str) -> GrantView | None:
-    """The grant of a signaling data flow."""
-    with sessions() as session:
+def find_flow(
+    sessions: sessionmaker[Session], protocol: Protocol, transfer_process_id: str, duplicate: bool = False
+) -> GrantView | None:
+    """The grant of a signaling data flow. ``duplicate``: the caller's own insert of it lost to a concurrent copy of
+    the same start, which is recorded as such (as :func:`existing_grant` records a provision's)."""
+    with sessions.begin() as session:
         grant = _flow(session, protocol, transfer_process_id)
-        return _view(grant) if grant is not None else None
+        if grant is None:
+            return None
+        if duplicate:
+            audit.record(session, "provision_duplicate", grant.tenant_id, grant.id, state=grant.state)
+        return _view(grant)
 
 
 def suspend(sessions: sessionmaker[Session], protocol: Protocol, transfer_process_id: str) -> GrantView | None:

@@ -123,8 +123,8 @@ class S3Admin:
     def ensure_user(self, user: str, secret: str, prefix: str, executor: bool = False) -> None:
         """Create or update the user, its policy and the binding (idempotent). ``executor``: the narrow
         policy of Argo's executor instead of the API's whole-prefix one."""
-        policy = executor_policy(self.bucket, prefix) if executor else tenant_policy(self.bucket, prefix)
         try:
+            policy = executor_policy(self.bucket, prefix) if executor else tenant_policy(self.bucket, prefix)
             if self._in_place(user, secret, policy, prefix):
                 return
             if not self.s3.bucket_exists(self.bucket):

@@ -34,10 +34,11 @@ class Registrar:
         settings, ok = self.svc.settings, True
         registrations = self.svc.registrations
         targets = []
-        if settings.signaling_enabled and settings.signaling_control_url:
-            targets.append(("signaling", registrations[Protocol.SIGNALING]))
-        if settings.dps_enabled and settings.dps_registration_url and not self.registered.get("dps"):
-            targets.append(("dps", registrations[Protocol.DPS]))
+        signaling, dps = registrations.get(Protocol.SIGNALING), registrations.get(Protocol.DPS)
+        if settings.signaling_enabled and settings.signaling_control_url and signaling is not None:
+            targets.append(("signaling", signaling))
+        if settings.dps_enabled and settings.dps_registration_url and not self.registered.get("dps") and dps:
+            targets.append(("dps", dps))
         for name, register in targets:
             try:
                 register()
