@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exception_handlers import http_exception_handler
@@ -30,6 +31,7 @@ from provisioner.protocols.registrar import Registrar
 from provisioner.protocols.signaling import routes as signaling
 from provisioner.protocols.signaling import wire as signaling_wire
 from provisioner.protocols.signaling.client import SignalingClient
+from provisioner.web.limits import BodyLimit
 
 __all__ = ["PROVISION_PATH", "build_services", "create_app"]
 log = logging.getLogger(__name__)
@@ -100,14 +102,16 @@ def create_app(
     @app.exception_handler(HTTPException)
     async def protocol_errors(request: Request, exc: HTTPException) -> Response:
         # Refusals before a handler runs (no key, a bad token) in the shape of the caller's protocol.
-        shape = None
-        if request.url.path.startswith("/signaling/"):
-            shape = signaling_wire.error(str(exc.detail))
-        elif request.url.path.startswith("/dps/"):
-            shape = dps_wire.error(str(exc.detail))
+        shape = _protocol_error(request.url.path, str(exc.detail))
         if shape is None:
             return await http_exception_handler(request, exc)
         return JSONResponse(shape, status_code=exc.status_code, headers=exc.headers)
+
+    app.add_middleware(
+        BodyLimit,
+        limit=settings.request_max_bytes,
+        shape=lambda path, reason: _protocol_error(path, reason) or {"detail": reason},
+    )
 
     app.state.services = svc
     app.state.settings = settings  # what create_app was given governs who may call (tests vary it)
@@ -119,3 +123,12 @@ def create_app(
     app.include_router(health.router())
     app.include_router(admin.router())
     return app
+
+
+def _protocol_error(path: str, reason: str) -> dict[str, Any] | None:
+    """An error in the shape of the protocol whose route ``path`` is (None: FastAPI's own)."""
+    if path.startswith("/signaling/"):
+        return signaling_wire.error(reason)
+    if path.startswith("/dps/"):
+        return dps_wire.error(reason)
+    return None

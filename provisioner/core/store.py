@@ -54,11 +54,13 @@ class GrantView:
     tenant_id: str | None
     created: bool = False
     profile: str = ""  # the transfer type/profile a signaling start named
+    ended_by: EndedBy | None = None  # who ended it, once it is ending or ended
 
 
 def _view(grant: Grant, created: bool = False) -> GrantView:
     profile = str((grant.policy or {}).get("profile", ""))
-    return GrantView(grant.id, GrantState(grant.state), grant.tenant_id, created, profile)
+    ended_by = EndedBy(grant.ended_by) if grant.ended_by else None
+    return GrantView(grant.id, GrantState(grant.state), grant.tenant_id, created, profile, ended_by)
 
 
 class UnknownTransfer(LookupError):

@@ -232,6 +232,12 @@ class ConnectorSettings(BaseModel):
     retry_max_seconds: float = 300.0
     http_timeout_seconds: float = 30.0
     deprovision_callback: bool = True
+    request_max_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="The largest request body any provisioner route reads (413 past it); EDC's messages are a few "
+        "KiB, an asset file registered through the admin API rarely more.",
+    )
 
     def callback_base(self) -> str | None:
         """Where callbacks go: the configured callback URL, else the management API's ``/callback``."""

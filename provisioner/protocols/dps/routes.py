@@ -60,6 +60,13 @@ FLOW_STATES = {
 }
 
 
+def flow_state(state: GrantState, ended_by: EndedBy | None) -> wire.FlowState:
+    """The flow state the specification defines for a grant: a flow the control plane ended with ``completed`` is
+    COMPLETED, any other end TERMINATED."""
+    ending = state in (GrantState.DEPROVISIONING, GrantState.DEPROVISIONED)
+    return wire.FlowState.COMPLETED if ending and ended_by is EndedBy.COMPLETED else FLOW_STATES[state]
+
+
 # What each refusal of the core is to the control plane.
 STATUS = {
     Refusal.NOT_OFFERED: 404,
@@ -219,7 +226,7 @@ async def status(flow_id: str, svc: ServicesDep) -> Response:
         grant = await asyncio.to_thread(grants.look_up, svc, PROTOCOL, flow_id)
     except Refused as refused:
         return _refused(refused, flow_id)
-    return JSONResponse(wire.status_response(flow_id, FLOW_STATES[grant.state]))
+    return JSONResponse(wire.status_response(flow_id, flow_state(grant.state, grant.ended_by)))
 
 
 async def prepare() -> Response:
