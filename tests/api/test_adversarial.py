@@ -224,6 +224,42 @@ def test_the_api_token_cannot_read_or_forge_secrets(adv: ApiTenant, echo_job: di
     assert _kube(adv, "PATCH", path, rewrite, patch=True).status_code in (400, 403, 422)
 
 
+# What Argo runs instead of the referenced template when a Workflow's status already holds one (issue #30).
+FORGED_STATUS = {
+    "storedWorkflowTemplateSpec": {
+        "entrypoint": "x",
+        "serviceAccountName": "wml-api",
+        "templates": [{"name": "x", "container": {"image": "imlahso/dummy-job", "command": ["id"]}}],
+    }
+}
+
+
+def test_a_workflow_cannot_bring_its_own_status(adv: ApiTenant, echo_job: dict[str, Any]) -> None:
+    """The Workflow CRD has no status subresource: with the API's token, a create carrying a stored template (or an
+    update replacing one) is refused by admission, straight to Kubernetes and through Argo Server alike."""
+    ns = adv.namespace
+    path = f"/apis/argoproj.io/v1alpha1/namespaces/{ns}/workflows"
+    names_before = {w["metadata"]["name"] for w in _kube(adv, "GET", path).json()["items"]}
+    forged = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Workflow",
+        "metadata": {"generateName": "evil-"},
+        "spec": {"workflowTemplateRef": {"name": "wml-probe"}},
+        "status": FORGED_STATUS,
+    }
+    direct = _kube(adv, "POST", path, forged)
+    assert direct.status_code in (400, 403, 422), direct.text
+    assert "carries no status" in direct.text
+    through_argo = _argo(adv, "POST", f"/api/v1/workflows/{ns}", {"workflow": forged})
+    assert not through_argo.is_success, through_argo.text
+    replaced = _kube(adv, "PATCH", f"{path}/{echo_job['id']}", {"status": FORGED_STATUS}, patch=True)
+    assert replaced.status_code in (400, 403, 422), replaced.text
+    assert {w["metadata"]["name"] for w in _kube(adv, "GET", path).json()["items"]} == names_before
+    # what the API itself does to a Workflow (a label) still goes through
+    label = {"metadata": {"labels": {"probe": "yes"}}}
+    assert _kube(adv, "PATCH", f"{path}/{echo_job['id']}", label, patch=True).status_code == 200
+
+
 def _raw_request(url: str, head: str, body: bytes) -> tuple[int, int]:
     """Send a request's head and as much of ``body`` as the server takes; (status, body bytes sent)."""
     parts = urlsplit(url)
