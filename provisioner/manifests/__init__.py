@@ -13,6 +13,7 @@ from provisioner.manifests.config import (
     executor_secret,
     grant_token_secret,
     storage_target,
+    tokens_secret,
 )
 from provisioner.manifests.namespace import namespace, quota, rbac
 from provisioner.manifests.network import WORKFLOW_POD_LABEL, network_policies
@@ -34,5 +35,6 @@ __all__ = [
     "rbac",
     "storage_target",
     "token_sha256",
+    "tokens_secret",
     "workflow_templates",
 ]

@@ -86,6 +86,17 @@ def executor_secret(spec: TenantSpec) -> dict[str, Any]:
     )
 
 
+def tokens_secret(spec: TenantSpec) -> dict[str, Any]:
+    """The live grants' token digests, which the API re-reads (an empty set refuses every token)."""
+    return _obj(
+        "v1",
+        "Secret",
+        _meta(spec, API_TOKENS_SECRET),
+        type="Opaque",
+        stringData={"sha256": ",".join(sorted(spec.token_digests))},
+    )
+
+
 def config_objects(settings: ProvisionerSettings, spec: TenantSpec) -> list[dict[str, Any]]:
     """S3 credentials, the API's environment, and the namespace's artifact repository."""
     plain, secret = api_env(settings, spec)
@@ -106,13 +117,7 @@ def config_objects(settings: ProvisionerSettings, spec: TenantSpec) -> list[dict
     return [
         executor_secret(spec),
         _obj("v1", "Secret", _meta(spec, API_ENV_SECRET), type="Opaque", stringData=secret),
-        _obj(
-            "v1",
-            "Secret",
-            _meta(spec, API_TOKENS_SECRET),
-            type="Opaque",
-            stringData={"sha256": ",".join(sorted(spec.token_digests))},
-        ),
+        tokens_secret(spec),
         _obj("v1", "ConfigMap", _meta(spec, API_ENV_CONFIGMAP), data=plain),
         _obj(
             "v1",

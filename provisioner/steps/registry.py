@@ -18,7 +18,15 @@ from provisioner.steps.credentials import choose_s3_keys, ensure_s3_users, ensur
 from provisioner.steps.model import Made, Product, Step, StepContext, StepFailed
 from provisioner.steps.objects import applier, apply_templates, ensure_namespace, revoke_ended_grants
 from provisioner.steps.readiness import api_answers, mark_ready
-from provisioner.steps.teardown import delete_namespace, delete_objects, delete_s3_users, mark_deleted, namespace_gone
+from provisioner.steps.teardown import (
+    delete_ingress,
+    delete_namespace,
+    delete_objects,
+    delete_s3_users,
+    mark_deleted,
+    namespace_gone,
+    revoke_tokens,
+)
 
 KEYS, GRANTS = Product.S3_KEYS, Product.GRANTS
 
@@ -47,6 +55,8 @@ APPLY: tuple[Step, ...] = (
 )
 
 TEARDOWN: tuple[Step, ...] = (
+    Step("revoke_tokens", revoke_tokens),
+    Step("delete_ingress", delete_ingress),
     Step("delete_namespace", delete_namespace),
     Step("delete_s3_user", delete_s3_users),
     Step("delete_objects", delete_objects),

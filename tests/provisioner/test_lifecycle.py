@@ -231,11 +231,25 @@ def test_deprovision_of_last_grant_tears_down_and_calls_back(
     wait_for(lambda: db_tenant(services, tenant).state == TenantState.READY, 60, what="the tenant ready again")
     wait_for(lambda: stub.deprovisions(second["transferProcessId"]), 30, what="deprovision callback")
 
-    # deprovision of the last: everything goes, then the deprovision callback
+    # deprovision of the last: every token refused first (401 through the ingress, never a 5xx, never served past
+    # the API's token refresh), then everything goes, then the deprovision callback
+    token = stub.provisions(first["transferProcessId"])[0].body["apiKeyJwt"]
+    url = f"{services.settings.api_url_for(tenant).rstrip('/')}/v1/assets"
+    assert httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=30).status_code == 200
     stub.end(first["transferProcessId"])
     response = post(provisioner, {**first, "type": "deprovision"})
+    answered = time.monotonic()
     assert response.status_code == 200
+    seen: list[tuple[float, int]] = []
+    while db_tenant(services, tenant).state != TenantState.DELETED and time.monotonic() - answered < 120:
+        status = httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=30).status_code
+        seen.append((time.monotonic() - answered, status))
+        time.sleep(0.1)
     wait_for(lambda: db_tenant(services, tenant).state == TenantState.DELETED, 120, what="teardown")
+    assert all(status in (200, 401, 404) for _, status in seen), seen
+    refresh = services.settings.api_token_refresh_seconds
+    assert all(at <= refresh + 1.0 for at, status in seen if status == 200), seen  # revoked within the refresh
+    assert any(status == 401 for _, status in seen), seen  # refused while the tenant still existed
     assert services.kube.get("v1", "Namespace", namespace) is None
     assert not user_exists(services.storage, f"wml-{tenant}")
     assert list(services.storage.s3.list_objects(bucket, prefix=f"tenants/{tenant}/", recursive=True)) == []
