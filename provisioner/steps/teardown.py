@@ -33,7 +33,10 @@ def revoke_tokens(ctx: StepContext) -> None:
     if live:
         svc.kube.apply(manifests.tokens_secret(ctx.spec))  # no products in teardown: no digests
         if api_serving(svc, snap.namespace):
-            raise NotYet("every token leaves the API's token set", delay=svc.settings.api_token_refresh_seconds)
+            # Half a second beyond the pods' re-read: their refusal (401) is what a consumer meets before the route
+            # goes, not a race between the two.
+            delay = svc.settings.api_token_refresh_seconds + 0.5
+            raise NotYet("every token leaves the API's token set", delay=delay)
 
 
 def delete_ingress(ctx: StepContext) -> None:
