@@ -42,6 +42,32 @@ def _raise_for(status: int, body: bytes, what: str) -> None:
     raise ArgoUnavailable(f"Argo Server answered {status}")
 
 
+ENTRY_MAX = 1024 * 1024  # one NDJSON entry of Argo Server's log stream (a log line and its framing)
+CUT_MARKER = f"[workflow-middlelayer: a log line longer than {ENTRY_MAX} bytes was left out of the live log]"
+
+
+async def ndjson_lines(chunks: AsyncIterator[bytes], limit: int = ENTRY_MAX) -> AsyncIterator[bytes | None]:
+    """Lines of a byte stream, each at most ``limit`` bytes held: a longer one is skipped to its end and stands as
+    one None (httpx's line iterator would hold any line whole)."""
+    pending, skipping = b"", False
+    async for chunk in chunks:
+        while chunk:
+            end = chunk.find(b"\n")
+            piece, chunk = (chunk, b"") if end < 0 else (chunk[:end], chunk[end + 1 :])
+            if not skipping:
+                pending += piece
+                if len(pending) > limit:
+                    pending, skipping = b"", True
+                    yield None
+                elif end >= 0:
+                    yield pending
+                    pending = b""
+            if end >= 0:
+                skipping = False
+    if pending and not skipping:
+        yield pending
+
+
 class Argo:
     def __init__(
         self, settings: ApiSettings, session: httpx.AsyncClient, starts: aiohttp.ClientSession | None = None
@@ -149,7 +175,10 @@ class Argo:
                     raise ArgoNotFound(name)
                 if resp.status_code >= 400:
                     raise ArgoUnavailable(f"Argo Server answered {resp.status_code} for logs")
-                async for line in resp.aiter_lines():
+                async for line in ndjson_lines(resp.aiter_bytes()):
+                    if line is None:  # an entry too long to hold: said, not kept
+                        yield CUT_MARKER
+                        continue
                     if not line.strip():
                         continue
                     entry = json.loads(line)
