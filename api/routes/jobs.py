@@ -15,7 +15,6 @@ from api.core.states import PHASE_SELECTOR, JobState, job_state
 from api.routes.deps import TenantDep
 from api.services.jobviews import job_asset, job_view, output_key, settled, workflow_of
 from api.services.logs import archived_log, live_log
-from api.services.outputs import seal
 from api.services.receipts import receipt_of
 from api.services.starting import start
 from api.services.webhooks import records as webhook_records
@@ -125,7 +124,7 @@ async def list_outputs(job: JobPath, tenant: TenantDep) -> OutputList:
     asset = await job_asset(tenant, wf)
     if not job_state(wf).finished:
         return OutputList(job=job, items=[])  # outputs are sealed when the job has finished
-    sealed = await seal(tenant.storage, asset, job, wf.metadata.uid or "")
+    sealed = await tenant.sealing.seal(tenant.storage, asset, job, wf.metadata.uid or "")
     items = [
         OutputFile(name=out.name, size=sealed.outputs[out.name]["size"], sha256=sealed.outputs[out.name]["sha256"])
         for out in asset.outputs
@@ -158,7 +157,7 @@ async def download_output(
         raise not_found(f"output {name!r}") from None
     if not job_state(wf).finished:
         raise HTTPProblem(409, "Conflict", f"job {job} has not finished: outputs are handed out once it has")
-    sealed = await seal(tenant.storage, asset, job, wf.metadata.uid or "")
+    sealed = await tenant.sealing.seal(tenant.storage, asset, job, wf.metadata.uid or "")
     if name not in sealed.outputs:
         why = sealed.missing.get(name, "not produced")
         raise HTTPProblem(404, "Not Found", f"output {name!r} of job {job} does not exist: {why}")

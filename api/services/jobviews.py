@@ -6,7 +6,6 @@ from api.core import workflow as m
 from api.core.errors import ArgoNotFound, HTTPProblem, StorageUnavailable, not_found
 from api.core.schemas import Job, StepInfo
 from api.core.states import JobState, job_state
-from api.services.outputs import seal
 from api.services.tenant import TenantContext
 from api.settings import ApiSettings
 from templates import OutputKind, WorkflowAsset
@@ -64,7 +63,9 @@ async def settled(tenant: TenantContext, wf: m.Workflow, job: Job | None = None,
     if asset is None or not any(o.required for o in asset.outputs):
         return job
     try:
-        missing = (await seal(tenant.storage, asset, job.id, wf.metadata.uid or "")).required_missing(asset)
+        missing = (await tenant.sealing.seal(tenant.storage, asset, job.id, wf.metadata.uid or "")).required_missing(
+            asset
+        )
     except StorageUnavailable:
         if strict:
             raise

@@ -10,6 +10,7 @@ The record of what was sealed (sizes, sha256, what is missing and why) is kept b
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gzip
 import hashlib
@@ -17,7 +18,7 @@ import posixpath
 import tarfile
 import zlib
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from pydantic import BaseModel, Field
 
@@ -28,6 +29,7 @@ from templates.asset import quantity
 
 MAX_MEMBERS = 100_000  # bounds the work an archive of many tiny entries can cause
 COPY_CHUNK = 1024 * 1024
+FRAMING = 1024  # bytes of tar framing (a header and padding) allowed per member read, beyond the output cap
 
 
 class Sealed(BaseModel):
@@ -40,6 +42,7 @@ class Sealed(BaseModel):
     damaged: str | None = None  # why the archive could not be read to its end
     sealed_at: str = ""
     run: str = ""  # the Workflow uid sealed: a job id reused after its Workflow expired is a new run
+    read: int = 0  # bytes of the archive decompressed to seal it (every member, declared or not)
 
     def required_missing(self, asset: WorkflowAsset) -> list[str]:
         return [o.name for o in asset.outputs if o.required and o.name in self.missing]
@@ -68,6 +71,23 @@ class _OverCap(Exception):
     """The archive holds more output bytes than the asset allows."""
 
 
+class _Budgeted:
+    """The decompressed archive, read with a budget over every byte of it: skipping an undeclared member costs the
+    same decompression as copying it (a sparse file of gigabytes is a few megabytes compressed), so the budget
+    counts all of it, whatever a header claims. The budget grows by :data:`FRAMING` per member seen."""
+
+    def __init__(self, source: IO[bytes], budget: int) -> None:
+        self.source, self.budget, self.read_bytes = source, budget, 0
+
+    def read(self, size: int = -1) -> bytes:
+        # tarfile reads in bounded blocks; a read of "everything" is refused rather than trusted
+        data = self.source.read(size if size is not None and size >= 0 else COPY_CHUNK)
+        self.read_bytes += len(data)
+        if self.read_bytes > self.budget:
+            raise _OverCap(f"the output archive unpacks to more than limits.outputSize allows ({self.budget} bytes)")
+        return data
+
+
 def _relative(member: str) -> str | None:
     """The entry's path below the output directory (Argo names entries ``<dir name>/<path>``)."""
     parts = [p for p in member.split("/") if p not in ("", ".")]
@@ -77,7 +97,7 @@ def _relative(member: str) -> str | None:
 
 
 def _unpack(
-    raw: IO[bytes],
+    raw: _Budgeted,
     sealed: Sealed,
     files: dict[str, Output],
     dirs: dict[str, Output],
@@ -89,12 +109,13 @@ def _unpack(
 ) -> None:
     keys = storage.keys
     used = 0
-    with tarfile.open(fileobj=raw, mode="r|gz") as tar:
+    with tarfile.open(fileobj=cast(IO[bytes], raw), mode="r|") as tar:
         count = 0
         while (member := tar.next()) is not None:
             # stream mode keeps every header otherwise: memory would grow with the entries (typeshed omits .members)
             tar.members.clear()  # type: ignore[attr-defined]
             count += 1
+            raw.budget += FRAMING
             if count > MAX_MEMBERS:
                 sealed.dropped += 1
                 break
@@ -158,14 +179,17 @@ def _extract(storage: ObjectStore, asset: WorkflowAsset, job: str) -> Sealed:
         except FileNotFoundError:
             raw = None
         if raw is not None:
+            unzipped = open_outputs.enter_context(gzip.GzipFile(fileobj=raw, mode="rb"))
+            stream = _Budgeted(cast(IO[bytes], unzipped), budget + FRAMING)
             try:
-                _unpack(raw, sealed, files, dirs, packers, open_outputs, storage, job, budget)
+                _unpack(stream, sealed, files, dirs, packers, open_outputs, storage, job, budget)
             except _OverCap as exc:
                 sealed.damaged = str(exc)
             except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
                 # A damaged archive is the job's fault, not a fault of S3: whole files read before the damage stay;
                 # a directory output may be cut short, so none is handed out.
                 sealed.damaged = f"{type(exc).__name__}: {exc}"[:300]
+            sealed.read = stream.read_bytes
     for rel, (hashing, _) in packers.items():
         if sealed.damaged:
             sealed.missing[dirs[rel].name] = f"withheld: {sealed.damaged}"
@@ -177,6 +201,29 @@ def _extract(storage: ObjectStore, asset: WorkflowAsset, job: str) -> Sealed:
             sealed.missing.setdefault(out.name, f"withheld: {sealed.damaged}" if sealed.damaged else "not produced")
     sealed.sealed_at = datetime.now(UTC).isoformat(timespec="seconds")
     return sealed
+
+
+class SealOnce:
+    """Concurrent readers of one job's outputs in this process share one sealing (a second replica reads the record
+    the first one wrote, or at worst seals the same bytes once more)."""
+
+    def __init__(self) -> None:
+        self._running: dict[tuple[str, str], asyncio.Future[Sealed]] = {}
+
+    async def seal(self, storage: ObjectStore, asset: WorkflowAsset, job: str, run: str) -> Sealed:
+        key = (job, run)
+        running = self._running.get(key)
+        if running is not None:
+            return await asyncio.shield(running)
+        task = asyncio.ensure_future(seal(storage, asset, job, run))
+        self._running[key] = task
+        try:
+            return await asyncio.shield(task)  # a reader that goes away does not cancel the others' sealing
+        finally:
+            if task.done():
+                self._running.pop(key, None)
+            else:
+                task.add_done_callback(lambda _: self._running.pop(key, None))
 
 
 async def seal(storage: ObjectStore, asset: WorkflowAsset, job: str, run: str) -> Sealed:

@@ -8,7 +8,6 @@ import json
 from api.core import workflow as m
 from api.core.schemas import Receipt
 from api.services.jobviews import job_view, settled
-from api.services.outputs import seal
 from api.services.tenant import TenantContext
 from templates import InputKind, WorkflowAsset
 from templates.labels import ANNOTATION_ENV_DIGESTS, ANNOTATION_INPUT_DIGESTS
@@ -49,7 +48,7 @@ async def receipt_of(tenant: TenantContext, wf: m.Workflow, asset: WorkflowAsset
         if entries:
             digests = [f"{await tenant.storage.sha256(e['key'])}  {e['key']}" for e in entries]
             inputs[item.name] = hashlib.sha256("\n".join(digests).encode()).hexdigest()
-    sealed = await seal(tenant.storage, asset, job, wf.metadata.uid or "")
+    sealed = await tenant.sealing.seal(tenant.storage, asset, job, wf.metadata.uid or "")
     outputs = {name: str(record["sha256"]) for name, record in sealed.outputs.items()}
     info = await settled(tenant, wf, info)
     receipt = Receipt(

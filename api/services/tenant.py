@@ -3,7 +3,7 @@ per process in the app's lifespan (:mod:`api.app`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from api.backends.argo import Argo
 from api.backends.kube import TenantKube
@@ -11,6 +11,7 @@ from api.backends.s3 import ObjectStore
 from api.backends.startlock import StartLock
 from api.core.errors import not_found
 from api.services.catalogue import Catalogue
+from api.services.outputs import SealOnce
 from api.services.webhooks.targets import TargetPolicy
 from api.settings import ApiSettings
 from templates import WorkflowAsset
@@ -25,6 +26,7 @@ class TenantContext:
     kube: TenantKube
     webhook_policy: TargetPolicy
     start_lock: StartLock  # quota count + create as one step
+    sealing: SealOnce = field(default_factory=SealOnce)  # one sealing per job, whatever the readers
 
     async def asset(self, name: str) -> WorkflowAsset:
         asset = await self.catalogue.get(name)

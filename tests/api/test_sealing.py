@@ -11,7 +11,7 @@ import tarfile
 import pytest
 
 from api.backends.s3 import ObjectStore
-from api.services.outputs import seal
+from api.services.outputs import COPY_CHUNK, FRAMING, SealOnce, seal
 from templates import parse_document
 
 ASSET = parse_document(
@@ -164,3 +164,29 @@ def test_a_new_run_of_a_reused_job_id_is_sealed_anew(storage: ObjectStore) -> No
     storage.put_bytes(path, archive(("output/result", b"newer")))
     assert asyncio.run(seal(storage, ASSET, JOB, "run-1")).outputs["result"]["size"] == 3  # the same run: cached
     assert asyncio.run(seal(storage, ASSET, JOB, "run-2")).outputs["result"]["size"] == 5
+
+
+def test_undeclared_members_count_against_the_budget_too(storage: ObjectStore) -> None:
+    """A sparse undeclared file costs the worker nothing and sealing all of its decompression: reading stops at the
+    cap (plus tar framing), whatever the member, and the record says how much was read."""
+    small = parse_document({**ASSET.model_dump(by_alias=True, exclude_none=True), "limits": {"outputSize": "1Mi"}})
+    cap = 1024 * 1024
+    data = archive(("output/result", b"ok"), ("output/undeclared.bin", bytes(64 * cap)))
+    assert len(data) < cap  # a few dozen KiB compressed
+    storage.put_bytes(storage.keys.job_outputs_archive(JOB), data)
+    sealed = asyncio.run(seal(storage, small, JOB, "run-1"))
+    assert sealed.outputs["result"]["size"] == 2  # before the damage: kept
+    assert "unpacks to more than limits.outputSize" in (sealed.damaged or "")
+    assert cap < sealed.read <= cap + 3 * FRAMING + COPY_CHUNK
+
+
+def test_concurrent_readers_share_one_sealing(storage: ObjectStore) -> None:
+    storage.put_bytes(storage.keys.job_outputs_archive(JOB), archive(("output/result", b"42")))
+    once = SealOnce()
+
+    async def readers() -> list[object]:
+        return list(await asyncio.gather(*(once.seal(storage, ASSET, JOB, "run-1") for _ in range(10))))
+
+    results = asyncio.run(readers())
+    assert len({id(r) for r in results}) == 1  # one sealing, its record handed to all ten
+    assert results[0].outputs["result"]["size"] == 2  # type: ignore[attr-defined]
