@@ -208,7 +208,8 @@ fi
 # Build one component and, when it really had to be built, record how long it took.
 timed_build() {
   local start elapsed; start=$(date +%s)
-  "build_$1"
+  # Go's module chatter (hundreds of "go: downloading …" lines on a cold cache) goes to the component's log only.
+  "build_$1" 2> >(tee -a "$cache/logs/build-$1.log" | grep --line-buffered -v -E '^go: (downloading|added|finding|extracting|upgraded|found) ' >&2)
   elapsed=$(( $(date +%s) - start ))
   [ "$elapsed" -lt 2 ] || echo "$1 ${elapsed}s $(date -u +%FT%TZ)" >>"$cache/logs/build-times"
 }
