@@ -84,6 +84,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
             kube = TenantKube(settings)
             if settings.token_secret:
                 tokens.reader = kube.token_digests
+                tokens.expire()  # the seed names no scopes: the Secret's set (with them) decides from the start
             app.state.tenant = TenantContext(
                 settings=settings,
                 storage=ObjectStore(s3, settings.s3_bucket, settings.keys),

@@ -10,6 +10,8 @@ it to ``job-*-env`` Secrets of its own shape.
 from __future__ import annotations
 
 import base64
+import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -17,8 +19,11 @@ from typing import Any
 import httpx
 
 from api.core.errors import KubeRejected, KubeUnavailable
+from api.core.tokens import LiveTokens
 from api.settings import ApiSettings
 from templates.labels import LABEL_WEBHOOK, WebhookMark
+
+log = logging.getLogger(__name__)
 
 
 def in_cluster_url() -> str | None:
@@ -151,16 +156,27 @@ class TenantKube:
         if not response.is_success and response.status_code != 404:
             raise KubeRejected(f"workflow {job}: {response.status_code} {_reason(response)}")
 
-    async def token_digests(self) -> tuple[str, ...] | None:
-        """The live token digests from the provisioner's Secret; None when it is absent (the seed stays)."""
+    async def token_digests(self) -> LiveTokens | None:
+        """The live token digests, and the assets each covers, from the provisioner's Secret; None when it is
+        absent (the seed stays)."""
         response = await self._call("GET", self._secrets(self.settings.token_secret))
         if response.status_code == 404:
             return None
         if not response.is_success:
             raise KubeRejected(f"secret {self.settings.token_secret}: {response.status_code} {_reason(response)}")
-        raw = (response.json().get("data") or {}).get("sha256", "")
+        data = response.json().get("data") or {}
+        raw = data.get("sha256", "")
         text = base64.b64decode(raw).decode() if raw else ""
-        return tuple(d.strip().lower() for d in text.split(",") if d.strip())
+        digests = tuple(d.strip().lower() for d in text.split(",") if d.strip())
+        scopes = None
+        if data.get("scopes"):
+            try:
+                parsed = json.loads(base64.b64decode(data["scopes"]))
+                scopes = {str(d).lower(): frozenset(str(a) for a in assets) for d, assets in dict(parsed).items()}
+            except (ValueError, TypeError) as exc:  # unreadable scopes cover nothing, rather than everything
+                log.warning("token scopes unreadable: %s", exc)
+                scopes = {}
+        return LiveTokens(digests, scopes)
 
 
 def _reason(response: httpx.Response) -> str:

@@ -58,7 +58,7 @@ def _detail(asset: WorkflowAsset) -> AssetDetail:
 
 @router.get("", response_model=AssetList, summary="List contracted assets")
 async def list_assets(tenant: TenantDep) -> AssetList:
-    assets = await tenant.catalogue.list()
+    assets = [a for a in await tenant.catalogue.list() if tenant.allows(a.name)]
     return AssetList(items=[AssetSummary(name=a.name, version=a.version, description=a.description) for a in assets])
 
 

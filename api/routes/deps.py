@@ -23,7 +23,7 @@ async def tenant(
     reason = await tokens.problem(header)
     if reason:
         raise HTTPProblem(401, "Unauthorized", reason, {"WWW-Authenticate": "Bearer"})
-    return ctx
+    return ctx.scoped(tokens.assets_of(header))
 
 
 TenantDep = Annotated[TenantContext, Depends(tenant)]

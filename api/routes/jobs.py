@@ -57,6 +57,7 @@ async def list_jobs(
 ) -> JobList:
     selector = [f"{LABEL_MANAGED_BY}={MANAGER}"]
     if asset is not None:
+        tenant.require(asset)
         selector.append(f"{LABEL_ASSET}={dns_label(asset)}")
     if state is not None:
         selector.append(PHASE_SELECTOR[state])
@@ -66,6 +67,7 @@ async def list_jobs(
         jobs = [j for j in jobs if j.state is state]
     if asset is not None:
         jobs = [j for j in jobs if j.asset == asset]
+    jobs = [j for j in jobs if tenant.allows(j.asset)]  # another contract's jobs are not this token's to see
     cont = result.metadata.continue_ if result.metadata else None
     return JobList(items=jobs, next=cont or None)
 

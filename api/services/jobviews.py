@@ -86,7 +86,14 @@ async def workflow_of(tenant: TenantContext, job: str) -> m.Workflow:
         raise not_found(f"job {job!r}") from None
     if (wf.metadata.labels or {}).get(LABEL_MANAGED_BY) != MANAGER:
         raise not_found(f"job {job!r}")
+    tenant.require(asset_name(wf))
     return wf
+
+
+def asset_name(wf: m.Workflow) -> str:
+    """The name of the asset a job ran (the annotation keeps the name; the label holds it as a DNS label)."""
+    meta = wf.metadata
+    return (meta.annotations or {}).get(ANNOTATION_ASSET_NAME, (meta.labels or {}).get(LABEL_ASSET, ""))
 
 
 def output_key(tenant: TenantContext, asset: WorkflowAsset, job: str, name: str) -> str:

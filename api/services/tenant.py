@@ -3,13 +3,13 @@ per process in the app's lifespan (:mod:`api.app`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from api.backends.argo import Argo
 from api.backends.kube import TenantKube
 from api.backends.s3 import ObjectStore
 from api.backends.startlock import StartLock
-from api.core.errors import not_found
+from api.core.errors import HTTPProblem, not_found
 from api.services.catalogue import Catalogue
 from api.services.outputs import SealOnce
 from api.services.webhooks.targets import TargetPolicy
@@ -27,8 +27,23 @@ class TenantContext:
     webhook_policy: TargetPolicy
     start_lock: StartLock  # quota count + create as one step
     sealing: SealOnce = field(default_factory=SealOnce)  # one sealing per job, whatever the readers
+    # The assets the request's token covers (its grant's contract); None: every asset of the tenant.
+    allowed: frozenset[str] | None = None
+
+    def scoped(self, allowed: frozenset[str] | None) -> TenantContext:
+        """This tenant as one token sees it (a copy per request; the clients are shared)."""
+        return replace(self, allowed=allowed)
+
+    def allows(self, asset: str) -> bool:
+        return self.allowed is None or asset in self.allowed
+
+    def require(self, asset: str) -> None:
+        """403 for an asset the token's contract does not cover (it may well exist: its name is no secret)."""
+        if not self.allows(asset):
+            raise HTTPProblem(403, "Forbidden", f"this token's contract does not cover asset {asset!r}")
 
     async def asset(self, name: str) -> WorkflowAsset:
+        self.require(name)
         asset = await self.catalogue.get(name)
         if asset is None:
             raise not_found(f"asset {name!r}")

@@ -17,17 +17,20 @@ import hashlib
 import hmac
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.core.tokens import LiveTokens
 from api.web.problems import problem
 
 log = logging.getLogger(__name__)
 
 MISS_INTERVAL = 0.2
-Reader = Callable[[], Awaitable[tuple[str, ...] | None]]
+
+
+Reader = Callable[[], Awaitable[LiveTokens | None]]
 
 
 def token_problem(authorization: str, digests: tuple[str, ...]) -> str | None:
@@ -51,6 +54,7 @@ class TokenSet:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.digests = seed
+        self.scopes: Mapping[str, frozenset[str]] | None = None
         self.refresh_seconds = refresh_seconds
         self.reader = reader
         self.clock = clock
@@ -71,7 +75,18 @@ class TokenSet:
                 log.warning("token set not refreshed: %s", exc)
                 fresh = None
             if fresh is not None:
-                self.digests = fresh
+                self.digests, self.scopes = fresh.digests, fresh.scopes
+
+    def expire(self) -> None:
+        """Read the live set before its next use (the seed comes from the pod's environment, without scopes)."""
+        self.read_at = float("-inf")
+
+    def assets_of(self, authorization: str) -> frozenset[str] | None:
+        """The assets an accepted token's contract covers; None: every asset (no scopes published)."""
+        if self.scopes is None:
+            return None
+        _, _, token = authorization.partition(" ")
+        return self.scopes.get(hashlib.sha256(token.encode()).hexdigest(), frozenset())
 
     async def problem(self, authorization: str) -> str | None:
         """Why ``authorization`` is refused (None: accepted), against a set no older than the refresh period."""

@@ -207,6 +207,7 @@ def decide(svc: Services, tenant_id: str, force: bool, due: bool = False) -> Dec
             grant_ids=tuple(g.id for g in [*holding, *ending]),
             grant_states=tuple((g.id, g.state) for g in grants),
             active_grant_ids=tuple(sorted(g.id for g in active)),
+            grant_assets=tuple(sorted((g.id, g.asset_name) for g in active)),
             asset_names=tuple(sorted({g.asset_name for g in holding})),
             contract_id=contract,
         )

@@ -69,7 +69,7 @@ class Recall:
 
 def beyond_grants(snap: Snapshot) -> Snapshot:
     """The snapshot without its grants: what must be unchanged for a run of grants only."""
-    return replace(snap, grant_ids=(), active_grant_ids=(), grant_states=())
+    return replace(snap, grant_ids=(), active_grant_ids=(), grant_states=(), grant_assets=())
 
 
 def with_producers(steps: Sequence[Step], chosen: set[int]) -> Planned:

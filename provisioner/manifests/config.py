@@ -87,14 +87,15 @@ def executor_secret(spec: TenantSpec) -> dict[str, Any]:
 
 
 def tokens_secret(spec: TenantSpec) -> dict[str, Any]:
-    """The live grants' token digests, which the API re-reads (an empty set refuses every token)."""
-    return _obj(
-        "v1",
-        "Secret",
-        _meta(spec, API_TOKENS_SECRET),
-        type="Opaque",
-        stringData={"sha256": ",".join(sorted(spec.token_digests))},
-    )
+    """The live grants' token digests, which the API re-reads (an empty set refuses every token), and the assets
+    each token's grant covers (``scopes``: a token opens its own contract's assets only)."""
+    scopes: dict[str, list[str]] = {}
+    for digest, asset in spec.token_scopes:
+        scopes.setdefault(digest, []).append(asset)
+    data = {"sha256": ",".join(sorted(spec.token_digests))}
+    if scopes:  # none named (no active grant, or a hand-made tenant): every token covers every asset
+        data["scopes"] = json.dumps(scopes, sort_keys=True)
+    return _obj("v1", "Secret", _meta(spec, API_TOKENS_SECRET), type="Opaque", stringData=data)
 
 
 def config_objects(settings: ProvisionerSettings, spec: TenantSpec) -> list[dict[str, Any]]:

@@ -27,6 +27,7 @@ class TenantSpec:
     exec_access_key: str = ""  # the executor's MinIO user: job inputs (read), outputs and logs (write)
     exec_secret_key: str = ""
     contract_id: str = ""
+    token_scopes: tuple[tuple[str, str], ...] = ()  # (token sha256, asset name) for each active grant
     assets: list[WorkflowAsset] = field(default_factory=list)
 
 

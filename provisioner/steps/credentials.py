@@ -61,12 +61,16 @@ def ensure_tokens(ctx: StepContext) -> Made:
     """Each active grant's own token (made once, kept in its Secret); the database keeps their digests."""
     svc, snap = ctx.svc, ctx.snap
     digests = []
+    assets_of = dict(snap.grant_assets)
+    scopes = []
     for grant_id in snap.active_grant_ids:
         token = grant_token(svc.kube, snap.namespace, grant_id)
         if token is None:
             token = secrets.token_urlsafe(32)
             svc.kube.apply(manifests.grant_token_secret(ctx.spec, grant_id, token))
         digests.append(manifests.token_sha256(token))
+        if grant_id in assets_of:
+            scopes.append((digests[-1], assets_of[grant_id]))
     joined = manifests.token_sha256(",".join(sorted(digests)))
     with svc.sessions.begin() as session:
         tenant = session.get(Tenant, snap.tenant_id)
@@ -75,4 +79,4 @@ def ensure_tokens(ctx: StepContext) -> Made:
             tenant.s3_user = snap.s3_user
             audit.record(session, "credentials_set", snap.tenant_id, s3_user=snap.s3_user, grants=len(digests))
     assets = svc.catalogue.by_names(list(snap.asset_names), svc.sessions)
-    return Made(grants=GrantSet(tuple(sorted(digests)), snap.contract_id, tuple(assets)))
+    return Made(grants=GrantSet(tuple(sorted(digests)), snap.contract_id, tuple(assets), tuple(sorted(scopes))))

@@ -31,6 +31,7 @@ class Snapshot:
     asset_names: tuple[str, ...]
     contract_id: str
     grant_states: tuple[tuple[int, str], ...] = ()  # every grant of the tenant as the run found it
+    grant_assets: tuple[tuple[int, str], ...] = ()  # each active grant's asset: what its token opens
 
     @property
     def exec_user(self) -> str:
@@ -59,6 +60,7 @@ class GrantSet:
     token_digests: tuple[str, ...]
     contract_id: str
     assets: tuple[WorkflowAsset, ...]
+    token_scopes: tuple[tuple[str, str], ...] = ()  # (digest, asset) per active grant
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,7 @@ class StepContext:
             exec_access_key=self.snap.exec_user if keys else "",
             exec_secret_key=keys.exec_secret_key if keys else "",
             contract_id=grants.contract_id if grants else "",
+            token_scopes=grants.token_scopes if grants else (),
             assets=list(grants.assets) if grants else [],
         )
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 
+from api.core.tokens import LiveTokens
 from api.web.auth import MISS_INTERVAL, TokenSet
 
 
@@ -21,11 +22,11 @@ class Source:
         self.reads = 0
         self.down = False
 
-    async def read(self) -> tuple[str, ...] | None:
+    async def read(self) -> LiveTokens | None:
         self.reads += 1
         if self.down:
             raise ConnectionError("kube down")
-        return self.digests
+        return LiveTokens(self.digests)
 
 
 def test_new_revoked_rate_limited_and_outage() -> None:
@@ -55,5 +56,27 @@ def test_new_revoked_rate_limited_and_outage() -> None:
         now[0] += 5.0
         assert await tokens.problem("Bearer b") is None
         assert await tokens.problem("Basic b") == "missing bearer token"
+
+    asyncio.run(run())
+
+
+def test_each_token_covers_its_own_assets_once_the_set_is_read() -> None:
+    now = [100.0]
+    source = Source("a", "b")
+    tokens = TokenSet((digest("a"),), refresh_seconds=2.0, reader=source.read, clock=lambda: now[0])
+
+    async def run() -> None:
+        assert tokens.assets_of("Bearer a") is None  # the seed names no scopes: every asset
+        tokens.expire()  # as the app does: the live set (with scopes) decides from the first request on
+        scoped = {digest("a"): frozenset({"dummy"}), digest("b"): frozenset({"input-dummy"})}
+
+        async def read() -> LiveTokens:
+            return LiveTokens(source.digests, scoped)
+
+        tokens.reader = read
+        assert await tokens.problem("Bearer a") is None
+        assert tokens.assets_of("Bearer a") == {"dummy"}
+        assert tokens.assets_of("Bearer b") == {"input-dummy"}
+        assert tokens.assets_of("Bearer unknown") == frozenset()  # named by no scope: no asset
 
     asyncio.run(run())
