@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, status
@@ -10,7 +11,8 @@ from fastapi import APIRouter, Path, Request, status
 from api.core.errors import FormError, HTTPProblem, TooLarge, not_found
 from api.core.schemas import AssetDetail, AssetList, AssetSummary, InputInfo, OutputInfo, StagedInput, StagedInputList
 from api.routes.deps import TenantDep
-from api.services import listings, staging
+from api.services import staging
+from api.services.ledger import QuotaExceeded
 from api.services.staging import check_relative_path, max_env_bytes
 from api.web.multipart import boundary_of, file_field
 from templates import Input, InputKind, WorkflowAsset
@@ -86,15 +88,20 @@ async def _slot(
     return asset, item
 
 
-async def _limit(tenant: TenantDep, asset: WorkflowAsset, item: Input, declared: int | None) -> int:
+@asynccontextmanager
+async def _limit(tenant: TenantDep, asset: WorkflowAsset, item: Input, declared: int | None) -> AsyncIterator[int]:
+    """The bytes this upload may write, reserved in the storage quota while it writes."""
     # An env input is read whole when a job starts: its cap is the env cap, not the general upload cap.
     cap = max_env_bytes(asset, item) if item.kind is InputKind.ENV else asset.upload_cap(item)
     if declared is not None and declared > cap:
         raise HTTPProblem(413, "Content Too Large", f"input {item.name!r} is limited to {cap} bytes")
-    remaining = tenant.settings.quota_storage_bytes - await listings.used_bytes(tenant.storage)
-    if remaining <= 0 or (declared is not None and declared > remaining):
-        raise HTTPProblem(413, "Content Too Large", "the contract's storage quota is used up")
-    return min(cap, remaining)
+    quota = tenant.settings.quota_storage_bytes
+    try:
+        # A declared length reserves just that; a stream reserves what it may grow to (up to what is free).
+        async with tenant.ledger.reserve(tenant.storage, quota, declared or cap, declared or 1) as limit:
+            yield limit
+    except QuotaExceeded as exc:
+        raise HTTPProblem(413, "Content Too Large", f"the contract's storage quota is used up: {exc}") from None
 
 
 async def _store(
@@ -135,8 +142,8 @@ _UPLOAD_BODY = {
 )
 async def upload_input(asset: NamePath, name: NamePath, request: Request, tenant: TenantDep) -> StagedInput:
     wf_asset, item = await _slot(tenant, asset, name, directory=False)
-    limit = await _limit(tenant, wf_asset, item, _declared_length(request))
-    return await _store(tenant, wf_asset, item, request.stream(), limit, None)
+    async with _limit(tenant, wf_asset, item, _declared_length(request)) as limit:
+        return await _store(tenant, wf_asset, item, request.stream(), limit, None)
 
 
 _FORM_BODY = {
@@ -171,11 +178,11 @@ async def upload_input_form(asset: NamePath, name: NamePath, request: Request, t
     except FormError as exc:
         raise HTTPProblem(400, "Bad Request", str(exc)) from None
     # The form's framing adds a few hundred bytes; the cap is applied to the file's own bytes while streaming.
-    limit = await _limit(tenant, wf_asset, item, None)
     try:
-        return await _store(
-            tenant, wf_asset, item, file_field(request.headers.get("content-type"), request.stream()), limit, None
-        )
+        async with _limit(tenant, wf_asset, item, None) as limit:
+            return await _store(
+                tenant, wf_asset, item, file_field(request.headers.get("content-type"), request.stream()), limit, None
+            )
     except FormError as exc:
         raise HTTPProblem(400, "Bad Request", f"{exc}; nothing was stored") from None
 
@@ -195,8 +202,8 @@ async def upload_directory_file(
         check_relative_path(path)
     except ValueError as exc:
         raise HTTPProblem(400, "Bad Request", f"path {path!r}: {exc}") from None
-    limit = await _limit(tenant, wf_asset, item, _declared_length(request))
-    return await _store(tenant, wf_asset, item, request.stream(), limit, path)
+    async with _limit(tenant, wf_asset, item, _declared_length(request)) as limit:
+        return await _store(tenant, wf_asset, item, request.stream(), limit, path)
 
 
 @router.get("/{asset}/inputs", response_model=StagedInputList, summary="List staged inputs")

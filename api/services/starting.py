@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import hashlib
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Response
@@ -26,8 +28,9 @@ from api.core.errors import (
     TooLarge,
 )
 from api.core.schemas import JobCreate
-from api.services import listings, staging
+from api.services import staging
 from api.services.jobviews import job_view
+from api.services.ledger import QuotaExceeded
 from api.services.staging import max_env_bytes
 from api.services.tenant import TenantContext
 from api.services.webhooks import config as webhook_config
@@ -115,14 +118,27 @@ async def check_quota(tenant: TenantContext) -> None:
         raise _over_quota(tenant) from None
 
 
-async def check_storage(tenant: TenantContext, asset: WorkflowAsset, staged: dict[str, dict[str, Any]]) -> None:
-    """A job's snapshot of its inputs is stored too: it must fit the contract's storage quota."""
+@asynccontextmanager
+async def storage_for(
+    tenant: TenantContext, asset: WorkflowAsset, staged: dict[str, dict[str, Any]]
+) -> AsyncIterator[None]:
+    """A job's snapshot of its inputs is stored too: its bytes are reserved in the contract's storage quota while
+    it is written (concurrent starts and uploads see each other's)."""
     needed = sum(
         int(r.get("size") or 0) for i in asset.inputs if (r := staged.get(i.name)) and i.kind is not InputKind.ENV
     )
-    if needed and await listings.used_bytes(tenant.storage) + needed > tenant.settings.quota_storage_bytes:
-        detail = f"the job's inputs ({needed} bytes) do not fit the contract's storage quota; delete jobs or inputs"
-        raise HTTPProblem(413, "Content Too Large", detail)
+    if not needed:
+        yield
+        return
+    try:
+        reservation = tenant.ledger.reserve(tenant.storage, tenant.settings.quota_storage_bytes, needed)
+        async with reservation:
+            yield
+    except QuotaExceeded as exc:
+        detail = (
+            f"the job's inputs ({needed} bytes) do not fit the contract's storage quota ({exc}); delete jobs or inputs"
+        )
+        raise HTTPProblem(413, "Content Too Large", detail) from None
 
 
 async def write_env_secret(tenant: TenantContext, job_id: str, env: dict[str, str]) -> None:
@@ -146,6 +162,16 @@ def replay(tenant: TenantContext, wf: m.Workflow, digest: str) -> Response:
     return JSONResponse(job_view(tenant, wf).model_dump(mode="json"), status_code=200)
 
 
+async def _undo(tenant: TenantContext, job_id: str, has_env: bool) -> None:
+    """A start refused after its snapshot: nothing of it stays (no Workflow would let the consumer delete it, and it
+    would count against the storage quota until the sweeper came)."""
+    if has_env:
+        with contextlib.suppress(KubeUnavailable, KubeRejected):
+            await tenant.kube.delete_secret(env_secret_name(job_id))
+    with contextlib.suppress(StorageUnavailable):  # else the sweeper takes it later
+        await tenant.storage.delete_prefix(tenant.storage.keys.job(job_id))
+
+
 async def start(tenant: TenantContext, body: JobCreate, idempotency_key: str | None) -> Response:
     """Start ``body.asset`` once: 201 with the new job, or 200 replaying an earlier start with the same key."""
     asset = await tenant.asset(body.asset)
@@ -161,7 +187,6 @@ async def start(tenant: TenantContext, body: JobCreate, idempotency_key: str | N
     (staged, dotenv), _, hook = await asyncio.gather(
         check_inputs(tenant, asset), check_quota(tenant), webhook_target(tenant, body)
     )
-    await check_storage(tenant, asset, staged)
     try:
         env = resolve_env(asset, dotenv, body.parameters)
     except EnvError as exc:
@@ -170,16 +195,17 @@ async def start(tenant: TenantContext, body: JobCreate, idempotency_key: str | N
     # none: their values travel in the job's own Secret (written alongside), their digests as an annotation.
     has_env = any(i.kind is InputKind.ENV for i in asset.inputs)
     try:
-        await asyncio.gather(
-            *(
-                staging.snapshot_input(tenant.storage, asset.name, item.name, job_id, staged[item.name])
-                for item in asset.inputs
-                if item.kind is not InputKind.ENV and item.name in staged
-            ),
-            *([write_env_secret(tenant, job_id, env)] if has_env else []),
-            # Before the Workflow: a job that finishes always finds where its event goes.
-            *([webhook_records.write(tenant.storage, job_id, new_delivery(hook))] if hook else []),
-        )
+        async with storage_for(tenant, asset, staged):
+            await asyncio.gather(
+                *(
+                    staging.snapshot_input(tenant.storage, asset.name, item.name, job_id, staged[item.name])
+                    for item in asset.inputs
+                    if item.kind is not InputKind.ENV and item.name in staged
+                ),
+                *([write_env_secret(tenant, job_id, env)] if has_env else []),
+                # Before the Workflow: a job that finishes always finds where its event goes.
+                *([webhook_records.write(tenant.storage, job_id, new_delivery(hook))] if hook else []),
+            )
     except Replay as found:
         return replay(tenant, found.workflow, digest)
     env_digests = {name: hashlib.sha256(text.encode()).hexdigest() for name, text in dotenv.items()}
@@ -200,16 +226,12 @@ async def start(tenant: TenantContext, body: JobCreate, idempotency_key: str | N
         ):
             wf = await tenant.argo.create(manifest)
     except QuotaFull:
-        if has_env:
-            with contextlib.suppress(KubeUnavailable, KubeRejected):
-                await tenant.kube.delete_secret(env_secret_name(job_id))
+        await _undo(tenant, job_id, has_env)
         raise _over_quota(tenant) from None
     except ArgoConflict:
         return replay(tenant, await tenant.argo.get(job_id), digest)
     except ArgoRejected:
-        if has_env:
-            with contextlib.suppress(KubeUnavailable, KubeRejected):
-                await tenant.kube.delete_secret(env_secret_name(job_id))
+        await _undo(tenant, job_id, has_env)
         raise
     if has_env and wf.metadata.uid:
         owner = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "name": job_id, "uid": wf.metadata.uid}

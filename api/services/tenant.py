@@ -11,6 +11,7 @@ from api.backends.s3 import ObjectStore
 from api.backends.startlock import StartLock
 from api.core.errors import HTTPProblem, not_found
 from api.services.catalogue import Catalogue
+from api.services.ledger import StorageLedger
 from api.services.outputs import SealOnce
 from api.services.webhooks.targets import TargetPolicy
 from api.settings import ApiSettings
@@ -27,6 +28,7 @@ class TenantContext:
     webhook_policy: TargetPolicy
     start_lock: StartLock  # quota count + create as one step
     sealing: SealOnce = field(default_factory=SealOnce)  # one sealing per job, whatever the readers
+    ledger: StorageLedger = field(default_factory=StorageLedger)  # the storage quota with writes under way
     # The assets the request's token covers (its grant's contract); None: every asset of the tenant.
     allowed: frozenset[str] | None = None
 
