@@ -45,8 +45,10 @@ class TenantContext:
             raise HTTPProblem(403, "Forbidden", f"this token's contract does not cover asset {asset!r}")
 
     async def asset(self, name: str) -> WorkflowAsset:
-        self.require(name)
+        """The tenant's asset ``name``: 404 when the tenant has none of that name, 403 when another of its contracts
+        covers it (both are this consumer's own assets: the difference tells no one else anything)."""
         asset = await self.catalogue.get(name)
         if asset is None:
             raise not_found(f"asset {name!r}")
+        self.require(name)
         return asset
