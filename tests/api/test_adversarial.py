@@ -249,7 +249,7 @@ def test_a_workflow_cannot_bring_its_own_status(adv: ApiTenant, echo_job: dict[s
     }
     direct = _kube(adv, "POST", path, forged)
     assert direct.status_code in (400, 403, 422), direct.text
-    assert "carries no status" in direct.text
+    assert "carries no stored template" in direct.text
     through_argo = _argo(adv, "POST", f"/api/v1/workflows/{ns}", {"workflow": forged})
     assert not through_argo.is_success, through_argo.text
     replaced = _kube(adv, "PATCH", f"{path}/{echo_job['id']}", {"status": FORGED_STATUS}, patch=True)
