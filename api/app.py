@@ -21,6 +21,7 @@ from api.backends.kube import TenantKube
 from api.backends.s3 import ObjectStore, make_client
 from api.backends.startlock import StartLock
 from api.core.schemas import Problem
+from api.core.tokens import parse_scopes
 from api.routes import assets, health, jobs, webhook
 from api.routes.deps import TenantDep
 from api.services import sweeper
@@ -52,7 +53,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
     registry = CollectorRegistry()
     requests = Counter("wml_api_requests", "HTTP requests", ["method", "route", "status"], registry=registry)
     latency = Histogram("wml_api_request_seconds", "HTTP request latency", ["route"], registry=registry)
-    tokens = TokenSet(settings.token_digests, settings.token_refresh_seconds)
+    scopes = parse_scopes(settings.token_scopes.get_secret_value())
+    tokens = TokenSet(settings.token_digests, settings.token_refresh_seconds, seed_scopes=scopes)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -84,7 +86,6 @@ def create_app(settings: ApiSettings) -> FastAPI:
             kube = TenantKube(settings)
             if settings.token_secret:
                 tokens.reader = kube.token_digests
-                tokens.expire()  # the seed names no scopes: the Secret's set (with them) decides from the start
             app.state.tenant = TenantContext(
                 settings=settings,
                 storage=ObjectStore(s3, settings.s3_bucket, settings.keys),

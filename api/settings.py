@@ -34,6 +34,11 @@ class ApiSettings(BaseSettings):
         description="hex sha256 of each valid bearer token (one per grant), comma-separated; tokens are never "
         "stored. The initial set: the Secret `token_secret` replaces it while it can be read."
     )
+    token_scopes: SecretStr = Field(
+        default=SecretStr(""),
+        description="JSON object: each digest's asset names (the assets its grant's contract covers). The initial "
+        "scopes, replaced with the digests from `token_secret`; empty: every token covers every asset.",
+    )
     token_secret: str = Field(
         default="wml-api-tokens",
         description="Secret (key `sha256`) with the live digests, re-read on an unknown token and every "

@@ -10,8 +10,6 @@ it to ``job-*-env`` Secrets of its own shape.
 from __future__ import annotations
 
 import base64
-import json
-import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -19,11 +17,9 @@ from typing import Any
 import httpx
 
 from api.core.errors import KubeRejected, KubeUnavailable
-from api.core.tokens import LiveTokens
+from api.core.tokens import LiveTokens, parse_scopes
 from api.settings import ApiSettings
 from templates.labels import LABEL_WEBHOOK, WebhookMark
-
-log = logging.getLogger(__name__)
 
 
 def in_cluster_url() -> str | None:
@@ -168,15 +164,8 @@ class TenantKube:
         raw = data.get("sha256", "")
         text = base64.b64decode(raw).decode() if raw else ""
         digests = tuple(d.strip().lower() for d in text.split(",") if d.strip())
-        scopes = None
-        if data.get("scopes"):
-            try:
-                parsed = json.loads(base64.b64decode(data["scopes"]))
-                scopes = {str(d).lower(): frozenset(str(a) for a in assets) for d, assets in dict(parsed).items()}
-            except (ValueError, TypeError) as exc:  # unreadable scopes cover nothing, rather than everything
-                log.warning("token scopes unreadable: %s", exc)
-                scopes = {}
-        return LiveTokens(digests, scopes)
+        raw_scopes = data.get("scopes", "")
+        return LiveTokens(digests, parse_scopes(base64.b64decode(raw_scopes).decode() if raw_scopes else ""))
 
 
 def _reason(response: httpx.Response) -> str:

@@ -52,9 +52,10 @@ class TokenSet:
         refresh_seconds: float,
         reader: Reader | None = None,
         clock: Callable[[], float] = time.monotonic,
+        seed_scopes: Mapping[str, frozenset[str]] | None = None,
     ) -> None:
         self.digests = seed
-        self.scopes: Mapping[str, frozenset[str]] | None = None
+        self.scopes: Mapping[str, frozenset[str]] | None = seed_scopes
         self.refresh_seconds = refresh_seconds
         self.reader = reader
         self.clock = clock
@@ -76,10 +77,6 @@ class TokenSet:
                 fresh = None
             if fresh is not None:
                 self.digests, self.scopes = fresh.digests, fresh.scopes
-
-    def expire(self) -> None:
-        """Read the live set before its next use (the seed comes from the pod's environment, without scopes)."""
-        self.read_at = float("-inf")
 
     def assets_of(self, authorization: str) -> frozenset[str] | None:
         """The assets an accepted token's contract covers; None: every asset (no scopes published)."""

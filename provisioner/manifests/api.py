@@ -19,7 +19,7 @@ def api_objects(settings: ProvisionerSettings, spec: TenantSpec) -> list[dict[st
     plain, secret = api_env(settings, spec)
     # A checksum of the environment restarts the pods when credentials or settings change; not when a token
     # comes or goes: the API re-reads the token Secret itself (api/tokens.py).
-    settled = {k: v for k, v in secret.items() if k != "WML_API_TOKEN_SHA256"}
+    settled = {k: v for k, v in secret.items() if k not in ("WML_API_TOKEN_SHA256", "WML_API_TOKEN_SCOPES")}
     checksum = hashlib.sha256(json.dumps([plain, settled], sort_keys=True).encode()).hexdigest()[:16]
     container = {
         "name": "api",

@@ -22,7 +22,12 @@ from templates.names import (
     grant_token_secret_name,
 )
 
-SECRET_ENV_KEYS = ("WML_API_S3_ACCESS_KEY", "WML_API_S3_SECRET_KEY", "WML_API_TOKEN_SHA256")
+SECRET_ENV_KEYS = (
+    "WML_API_S3_ACCESS_KEY",
+    "WML_API_S3_SECRET_KEY",
+    "WML_API_TOKEN_SHA256",
+    "WML_API_TOKEN_SCOPES",
+)
 
 
 def api_env(settings: ProvisionerSettings, spec: TenantSpec) -> tuple[dict[str, str], dict[str, str]]:
@@ -60,6 +65,8 @@ def api_env(settings: ProvisionerSettings, spec: TenantSpec) -> tuple[dict[str, 
         "WML_API_S3_ACCESS_KEY": spec.s3_access_key,
         "WML_API_S3_SECRET_KEY": spec.s3_secret_key,
         "WML_API_TOKEN_SHA256": ",".join(sorted(spec.token_digests)),
+        # The scopes travel with the digests, so a new pod knows them without asking Kubernetes first.
+        "WML_API_TOKEN_SCOPES": _scopes_json(spec),
     }
     return plain, secret
 
@@ -86,15 +93,20 @@ def executor_secret(spec: TenantSpec) -> dict[str, Any]:
     )
 
 
-def tokens_secret(spec: TenantSpec) -> dict[str, Any]:
-    """The live grants' token digests, which the API re-reads (an empty set refuses every token), and the assets
-    each token's grant covers (``scopes``: a token opens its own contract's assets only)."""
+def _scopes_json(spec: TenantSpec) -> str:
+    """Each token digest's assets, as the API reads them; empty when the spec names none."""
     scopes: dict[str, list[str]] = {}
     for digest, asset in spec.token_scopes:
         scopes.setdefault(digest, []).append(asset)
+    return json.dumps(scopes, sort_keys=True) if scopes else ""
+
+
+def tokens_secret(spec: TenantSpec) -> dict[str, Any]:
+    """The live grants' token digests, which the API re-reads (an empty set refuses every token), and the assets
+    each token's grant covers (``scopes``: a token opens its own contract's assets only)."""
     data = {"sha256": ",".join(sorted(spec.token_digests))}
-    if scopes:  # none named (no active grant, or a hand-made tenant): every token covers every asset
-        data["scopes"] = json.dumps(scopes, sort_keys=True)
+    if spec.token_scopes:  # none named (no active grant, or a hand-made tenant): every token covers every asset
+        data["scopes"] = _scopes_json(spec)
     return _obj("v1", "Secret", _meta(spec, API_TOKENS_SECRET), type="Opaque", stringData=data)
 
 

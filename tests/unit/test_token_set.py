@@ -67,16 +67,23 @@ def test_each_token_covers_its_own_assets_once_the_set_is_read() -> None:
 
     async def run() -> None:
         assert tokens.assets_of("Bearer a") is None  # the seed names no scopes: every asset
-        tokens.expire()  # as the app does: the live set (with scopes) decides from the first request on
+        now[0] += MISS_INTERVAL
         scoped = {digest("a"): frozenset({"dummy"}), digest("b"): frozenset({"input-dummy"})}
 
         async def read() -> LiveTokens:
             return LiveTokens(source.digests, scoped)
 
         tokens.reader = read
-        assert await tokens.problem("Bearer a") is None
+        assert await tokens.problem("Bearer b") is None  # an unknown token: the set is read again, scopes too
         assert tokens.assets_of("Bearer a") == {"dummy"}
         assert tokens.assets_of("Bearer b") == {"input-dummy"}
         assert tokens.assets_of("Bearer unknown") == frozenset()  # named by no scope: no asset
 
     asyncio.run(run())
+
+
+def test_a_new_pod_knows_the_scopes_from_its_environment() -> None:
+    """The provisioner hands the scopes to a new pod with the digests: its first request asks Kubernetes nothing."""
+    tokens = TokenSet((digest("a"),), refresh_seconds=2.0, seed_scopes={digest("a"): frozenset({"dummy"})})
+    assert asyncio.run(tokens.problem("Bearer a")) is None
+    assert tokens.assets_of("Bearer a") == {"dummy"}
