@@ -180,7 +180,8 @@ def _extract(storage: ObjectStore, asset: WorkflowAsset, job: str) -> Sealed:
             raw = None
         if raw is not None:
             unzipped = open_outputs.enter_context(gzip.GzipFile(fileobj=raw, mode="rb"))
-            stream = _Budgeted(cast(IO[bytes], unzipped), budget + FRAMING)
+            # tarfile reads a record (10 KiB) at a time, ahead of the member it is at: that much more may be read
+            stream = _Budgeted(cast(IO[bytes], unzipped), budget + FRAMING + tarfile.RECORDSIZE)
             try:
                 _unpack(stream, sealed, files, dirs, packers, open_outputs, storage, job, budget)
             except _OverCap as exc:
