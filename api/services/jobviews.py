@@ -21,7 +21,6 @@ def ui_url(settings: ApiSettings, name: str) -> str | None:
 
 def job_view(tenant: TenantContext, wf: m.Workflow) -> Job:
     meta = wf.metadata
-    labels = meta.labels or {}
     st = wf.status
     nodes = (st.nodes if st else None) or {}
     steps = [
@@ -39,7 +38,7 @@ def job_view(tenant: TenantContext, wf: m.Workflow) -> Job:
     name = meta.name or ""
     return Job(
         id=name,
-        asset=(meta.annotations or {}).get(ANNOTATION_ASSET_NAME, labels.get(LABEL_ASSET, "")),
+        asset=asset_name(wf),
         state=job_state(wf),
         argo_phase=st.phase if st else None,
         message=st.message if st else None,

@@ -75,9 +75,6 @@ class Made:
             return self
         return Made(s3_keys=other.s3_keys or self.s3_keys, grants=other.grants or self.grants)
 
-    def has(self, product: Product) -> bool:
-        return (self.s3_keys if product is Product.S3_KEYS else self.grants) is not None
-
 
 @dataclass
 class StepContext:
