@@ -20,12 +20,15 @@ from api.backends.argo import Argo
 from api.backends.kube import TenantKube
 from api.backends.s3 import ObjectStore, make_client
 from api.backends.startlock import StartLock
+from api.backends.sts import MinioSts
 from api.core.schemas import Problem
 from api.core.tokens import parse_scopes
 from api.routes import assets, health, jobs, webhook
 from api.routes.deps import TenantDep
 from api.services import sweeper
 from api.services.catalogue import Catalogue
+from api.services.finishing import Finisher
+from api.services.jobkeys import JobKeys
 from api.services.tenant import TenantContext
 from api.services.webhooks.dispatcher import Dispatcher
 from api.services.webhooks.targets import TargetPolicy
@@ -84,6 +87,13 @@ def create_app(settings: ApiSettings) -> FastAPI:
         ):
             argo = Argo(settings, session, starts)
             kube = TenantKube(settings)
+            sts = MinioSts(
+                settings.s3_endpoint_url,
+                settings.exec_s3_access_key.get_secret_value(),
+                settings.exec_s3_secret_key.get_secret_value(),
+                settings.s3_region,
+            )
+            job_keys = JobKeys(sts, kube, settings.s3_bucket, settings.keys, settings.tenant)
             if settings.token_secret:
                 tokens.reader = kube.token_digests
             app.state.tenant = TenantContext(
@@ -94,10 +104,12 @@ def create_app(settings: ApiSettings) -> FastAPI:
                 kube=kube,
                 webhook_policy=TargetPolicy.of(settings.webhook_allow_http, settings.webhook_allowed_networks),
                 start_lock=StartLock(settings.start_lock, kube),
+                job_keys=job_keys,
             )
             background = [
                 asyncio.create_task(Dispatcher(app.state.tenant, hooks, app.state.tenant.webhook_policy).run()),
                 asyncio.create_task(sweeper.sweep_forever(app.state.tenant)),
+                asyncio.create_task(Finisher(app.state.tenant, job_keys).run()),
             ]
             try:
                 yield
@@ -108,6 +120,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
                 await kube.aclose()
+                await sts.aclose()
 
     app = FastAPI(
         title="Workflow Middle-Layer consumer API",

@@ -49,6 +49,10 @@ class ApiSettings(BaseSettings):
     s3_endpoint_url: str = Field(description="S3 endpoint as this process reaches it, e.g. http://10.88.0.1:9000.")
     s3_access_key: SecretStr
     s3_secret_key: SecretStr
+    exec_s3_access_key: SecretStr = Field(
+        default=SecretStr(""), description="The executor user's keys: each job's own are minted from them (STS)."
+    )
+    exec_s3_secret_key: SecretStr = Field(default=SecretStr(""))
     s3_bucket: str = "workflows"
     s3_prefix: str = Field(description="Tenant prefix, e.g. tenants/t-3f9a (no slashes at the ends).")
     s3_region: str | None = None
@@ -75,6 +79,15 @@ class ApiSettings(BaseSettings):
         "everything else non-public is refused.",
     )
     webhook_poll_seconds: float = Field(default=2.0, gt=0, description="How often finished jobs are looked for.")
+    finish_poll_seconds: float = Field(
+        default=1.0, gt=0, description="How often finished jobs are settled: logs stored, pods deleted, keys revoked."
+    )
+    log_max_bytes: int = Field(
+        default=8 * 1024**2,
+        ge=1024,
+        description="A job pod's stored log is cut here, with a marker (keep it at or below the kubelet's "
+        "containerLogMaxSize: the kubelet serves only its current log file).",
+    )
     webhook_retry_seconds: list[float] = Field(
         default_factory=lambda: [5.0, 30.0, 120.0, 600.0, 1800.0, 7200.0, 18000.0, 36000.0],
         description="Delay before each retry of a failed delivery (the last retry fails the event for good).",

@@ -11,7 +11,8 @@ import typer
 from rich.console import Console
 
 from templates.asset import WorkflowAsset
-from templates.compiler import CompileOptions, StorageTarget, compile_asset, to_json, to_yaml
+from templates.compiler import JOB_S3_SECRET, CompileOptions, StorageTarget, compile_asset, to_json, to_yaml
+from templates.jobs import S3_SESSION_TOKEN
 from templates.loader import AssetError, load_file
 
 app = typer.Typer(help="Validate and compile WorkflowAssets into Argo WorkflowTemplates.", no_args_is_help=True)
@@ -47,7 +48,12 @@ def compile_(
     s3_endpoint: Annotated[str, typer.Option(help="S3 endpoint as pods reach it (host:port).")] = "minio:9000",
     bucket: Annotated[str, typer.Option(help="Bucket of the tenant's objects.")] = "workflows",
     prefix: Annotated[str, typer.Option(help="Tenant key prefix.")] = "tenants/default",
-    credentials_secret: Annotated[str, typer.Option(help="Secret with accessKey/secretKey.")] = "wml-s3",
+    credentials_secret: Annotated[
+        str, typer.Option(help="Secret with accessKey/secretKey (default: each job's own, as the provisioner compiles).")
+    ] = JOB_S3_SECRET,
+    session_token_key: Annotated[
+        str, typer.Option(help="Key of the Secret's STS session token; empty for long-lived keys.")
+    ] = S3_SESSION_TOKEN,
     insecure: Annotated[bool, typer.Option(help="Plain HTTP to S3.")] = False,
     service_account: Annotated[str, typer.Option(help="ServiceAccount of the workflow pods.")] = "wml-worker",
     output: Annotated[Format, typer.Option("--output", "-o")] = Format.yaml,
@@ -64,6 +70,7 @@ def compile_(
         bucket=bucket,
         prefix=prefix,
         credentials_secret=credentials_secret,
+        session_token_key=session_token_key or None,
         insecure=insecure,
     )
     options = CompileOptions(namespace=namespace, tenant=tenant, workflow_service_account=service_account)

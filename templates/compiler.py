@@ -1,9 +1,17 @@
 """Compilation of a WorkflowAsset, through Hera, into an Argo WorkflowTemplate.
 
 The template is self-contained: every artifact names its S3 endpoint, bucket, key and credentials
-Secret, and the worker's log is archived to the tenant's own keys, so nothing depends on Argo's global
-default artifact repository. The asset itself travels with the template as an annotation, which makes a
-registered template the single source of truth for the consumer API.
+Secret, so nothing depends on Argo's global default artifact repository.
+
+What a job pod's worker can reach is shaped here (threat model: docs/architecture.md). Argo's wait container
+shares ``/var/run/argo`` (world-writable) with the worker and follows symlinks in it, so it must read nothing
+there that matters: logs are not archived by Argo (the API stores the kubelet's copy, see
+api.services.finishing), the controller signals the wait container with the executor image's own binary (not
+the shared copy), its Kubernetes token is projected, bound to the pod and short-lived, and its S3 keys are the
+job's own (minted per job by the API, revoked when the job ends).
+
+The asset itself travels with the template as an annotation, which makes a registered template the single source
+of truth for the consumer API.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ from hera.workflows import (
 from hera.workflows import models as m
 
 from templates.asset import Input, InputKind, Output, WorkflowAsset
-from templates.keys import JOB_NAME_PLACEHOLDER, POD_NAME_PLACEHOLDER, KeyLayout
+from templates.keys import JOB_NAME_PLACEHOLDER, KeyLayout
 from templates.labels import (
     ANNOTATION_ASSET,
     ANNOTATION_ASSET_NAME,
@@ -39,7 +47,7 @@ from templates.labels import (
     LABEL_TENANT,
     MANAGER,
 )
-from templates.names import ENV_SECRET_SUFFIX, argo_name, dns_label, template_name
+from templates.names import ENV_SECRET_SUFFIX, S3_SECRET_SUFFIX, argo_name, dns_label, template_name
 
 WORKER_TEMPLATE = "worker"
 OUTPUT_VOLUME = "wml-output"
@@ -48,6 +56,18 @@ TMP_VOLUME = "wml-tmp"
 # A job's consumer-supplied environment lives in this Secret (made by the API, owned by the Workflow): the values
 # never pass through Argo's template engine, only this name does, and the job name is ours.
 ENV_SECRET_NAME = JOB_NAME_PLACEHOLDER + ENV_SECRET_SUFFIX
+# The job's own S3 keys: what a storage target's ``credentials_secret`` is for compiled templates.
+JOB_S3_SECRET = JOB_NAME_PLACEHOLDER + S3_SECRET_SUFFIX
+# Argo 4.0.x signals a container by exec'ing /var/run/argo/argoexec in it: a file the worker can replace (the
+# volume is world-writable), which would run the worker's code in the wait container with its credentials
+# (fixed upstream in 4.1.0). This annotation makes the controller exec the executor image's own binary instead.
+KILL_CMD_WAIT = "workflows.argoproj.io/kill-cmd-wait"
+EXECUTOR_BINARY = "/bin/argoexec"
+# Argo mounts the executor's token from a Secret (a legacy token: no expiry, valid as long as the tenant). The
+# patch replaces that volume with a projected token: bound to the pod (dead once the pod is deleted, which the
+# API does as soon as the job's log is stored) and short-lived (kubelet refreshes it while the pod runs).
+EXEC_TOKEN_VOLUME = "exec-sa-token"
+EXEC_TOKEN_SECONDS = 600  # the shortest Kubernetes allows
 
 
 @dataclass(frozen=True)
@@ -60,6 +80,7 @@ class StorageTarget:
     credentials_secret: str  # Secret in the tenant namespace with the two keys below
     access_key_key: str = "accessKey"
     secret_key_key: str = "secretKey"
+    session_token_key: str | None = None  # set for short-lived (STS) keys, as each job's own are
     insecure: bool = False
     region: str | None = None
 
@@ -73,14 +94,27 @@ class CompileOptions:
     namespace: str
     tenant: str = ""
     workflow_service_account: str = "wml-worker"
-    pod_gc_delay: str = "60s"
+    # A backstop only: the API deletes a finished job's pods once it has stored their logs.
+    pod_gc_delay: str = "10m"
+    executor_binary: str = EXECUTOR_BINARY
     ttl_seconds_after_completion: int = 7 * 24 * 3600
     image_pull_policy: str = "IfNotPresent"
     extra_labels: dict[str, str] = field(default_factory=dict)
 
 
+class _S3Artifact(S3Artifact):
+    """Hera 7.1.0's S3Artifact drops ``session_token_secret`` when it builds Argo's model (its ``_build_artifact``
+    copies every other field); each job's own keys are STS keys and need it."""
+
+    def _build_artifact(self) -> m.Artifact:
+        artifact = super()._build_artifact()
+        if artifact.s3 is not None and self.session_token_secret is not None:
+            artifact.s3.session_token_secret = self.session_token_secret
+        return artifact
+
+
 def _s3(target: StorageTarget, name: str, key: str, **kwargs: Any) -> S3Artifact:
-    return S3Artifact(
+    return _S3Artifact(
         name=name,
         key=key,
         endpoint=target.endpoint,
@@ -89,6 +123,9 @@ def _s3(target: StorageTarget, name: str, key: str, **kwargs: Any) -> S3Artifact
         region=target.region,
         access_key_secret=m.SecretKeySelector(name=target.credentials_secret, key=target.access_key_key),
         secret_key_secret=m.SecretKeySelector(name=target.credentials_secret, key=target.secret_key_key),
+        session_token_secret=m.SecretKeySelector(name=target.credentials_secret, key=target.session_token_key)
+        if target.session_token_key
+        else None,
         **kwargs,
     )
 
@@ -151,6 +188,21 @@ def _labels(asset: WorkflowAsset, options: CompileOptions) -> dict[str, str]:
     if options.tenant:
         labels[LABEL_TENANT] = dns_label(options.tenant)
     return {**labels, **options.extra_labels}
+
+
+def executor_token_patch() -> str:
+    """The pod-spec patch that gives Argo's executor containers a projected, pod-bound, short-lived token."""
+    volume = {
+        "name": EXEC_TOKEN_VOLUME,
+        "projected": {
+            "sources": [
+                {"serviceAccountToken": {"path": "token", "expirationSeconds": EXEC_TOKEN_SECONDS}},
+                {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}]}},
+            ]
+        },
+    }
+    return json.dumps({"volumes": [volume]}, sort_keys=True)
 
 
 def asset_annotation(asset: WorkflowAsset) -> str:
@@ -219,8 +271,13 @@ def compile_asset(asset: WorkflowAsset, target: StorageTarget, options: CompileO
         ttl_strategy=m.TTLStrategy(seconds_after_completion=options.ttl_seconds_after_completion),
         security_context=pod_security,
         workflow_metadata=m.WorkflowMetadata(labels=labels),
-        pod_metadata=m.Metadata(labels=labels),
-        archive_logs=True,
+        pod_metadata=m.Metadata(
+            labels=labels,
+            annotations={KILL_CMD_WAIT: json.dumps([options.executor_binary, "kill", "%d", "1"])},
+        ),
+        pod_spec_patch=executor_token_patch(),
+        # Argo's log archive reads a file the worker can replace with a symlink: the API archives logs instead.
+        archive_logs=False,
         node_selector=dict(res.node_selector) or None,
         tolerations=[m.Toleration(**t.model_dump(exclude_none=True)) for t in res.tolerations] or None,
     ) as template:
@@ -240,18 +297,6 @@ def compile_asset(asset: WorkflowAsset, target: StorageTarget, options: CompileO
             inputs=inputs or None,
             outputs=outputs or None,
             volumes=volumes or None,
-            archive_location=m.ArtifactLocation(
-                archive_logs=True,
-                s3=m.S3Artifact(
-                    endpoint=target.endpoint,
-                    bucket=target.bucket,
-                    insecure=target.insecure,
-                    region=target.region,
-                    key=keys.job_log_archive(JOB_NAME_PLACEHOLDER, POD_NAME_PLACEHOLDER),
-                    access_key_secret=m.SecretKeySelector(name=target.credentials_secret, key=target.access_key_key),
-                    secret_key_secret=m.SecretKeySelector(name=target.credentials_secret, key=target.secret_key_key),
-                ),
-            ),
             retry_strategy=RetryStrategy(limit=asset.limits.retries) if asset.limits.retries else None,
         )
     return template

@@ -18,14 +18,16 @@ from templates.labels import (
     ANNOTATION_INPUT_DIGESTS,
     ANNOTATION_REQUEST,
     LABEL_ASSET,
+    LABEL_FINISH,
     LABEL_JOB,
     LABEL_MANAGED_BY,
     LABEL_TENANT,
     LABEL_WEBHOOK,
     MANAGER,
+    FinishMark,
     WebhookMark,
 )
-from templates.names import ENV_SECRET_SUFFIX, dns_label, template_name
+from templates.names import ENV_SECRET_SUFFIX, S3_SECRET_SUFFIX, dns_label, template_name
 
 JOB_ID = re.compile(r"^job-[a-z0-9]{8,40}\Z")
 
@@ -104,6 +106,7 @@ def job_workflow(
         labels[LABEL_TENANT] = dns_label(tenant)
     if webhook is not None:
         labels[LABEL_WEBHOOK] = str(webhook)
+    labels[LABEL_FINISH] = str(FinishMark.PENDING)
     annotations: dict[str, str] = {}
     if idempotency_key:
         annotations[ANNOTATION_IDEMPOTENCY] = idempotency_key
@@ -125,6 +128,31 @@ def job_workflow(
 
 def env_secret_name(job_id: str) -> str:
     return job_id + ENV_SECRET_SUFFIX
+
+
+def s3_secret_name(job_id: str) -> str:
+    """The Secret with the job's own S3 credentials (see templates.compiler.JOB_S3_SECRET)."""
+    return job_id + S3_SECRET_SUFFIX
+
+
+# The keys of a job's S3 Secret, as compiled templates name them (templates.compiler.StorageTarget).
+S3_ACCESS_KEY, S3_SECRET_KEY, S3_SESSION_TOKEN = "accessKey", "secretKey", "sessionToken"
+
+
+def s3_secret(job_id: str, access_key: str, secret_key: str, session_token: str, tenant: str = "") -> dict[str, Any]:
+    """The Secret with the job's own short-lived S3 keys, which Argo mounts into its init and wait containers."""
+    if not JOB_ID.match(job_id):
+        raise ValueError(f"invalid job id {job_id!r}")
+    labels = {LABEL_MANAGED_BY: MANAGER, LABEL_JOB: job_id}
+    if tenant:
+        labels[LABEL_TENANT] = dns_label(tenant)
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {"name": s3_secret_name(job_id), "labels": labels},
+        "stringData": {S3_ACCESS_KEY: access_key, S3_SECRET_KEY: secret_key, S3_SESSION_TOKEN: session_token},
+    }
 
 
 def env_secret(job_id: str, env: Mapping[str, str], tenant: str = "") -> dict[str, Any]:

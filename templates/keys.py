@@ -10,9 +10,9 @@
     <tenant prefix>/jobs/<job>/sealed.json                       what the API took from outputs.tgz (API only)
     <tenant prefix>/jobs/<job>/receipt.json                      the job's receipt                 (API only)
     <tenant prefix>/jobs/<job>/webhook.json                      its completion event's delivery   (API only)
+    <tenant prefix>/jobs/<job>/logs/<pod>.log                    a pod's worker log, from the kubelet (API only)
     <tenant prefix>/webhook.json                                 the tenant's webhook URL and secrets (API only)
     <tenant prefix>/exec/<job>/outputs.tgz                       the output directory as Argo's executor saved it
-    <tenant prefix>/exec/<job>/logs/<pod>/main.log               the worker's archived log
     <tenant prefix>/exec/<job>/artifacts/<pod>/…                 anything else Argo's executor stores
 
 Everything Argo's executor writes lives under ``exec/``, the only prefix its credentials may write (S3 policy
@@ -83,10 +83,12 @@ class KeyLayout:
         return f"{self.job(job)}/sealed.json"
 
     def job_logs(self, job: str) -> str:
-        return f"{self.executor(job)}/logs"
+        """A job's archived logs: stored by the API from the kubelet's copy, never by Argo's executor (which
+        would follow a symlink the worker planted in its place)."""
+        return f"{self.job(job)}/logs"
 
     def job_log_archive(self, job: str, pod: str) -> str:
-        return f"{self.job_logs(job)}/{pod}"
+        return f"{self.job_logs(job)}/{check_safe_name(pod)}.log"
 
     def job_receipt(self, job: str) -> str:
         return f"{self.job(job)}/receipt.json"
@@ -106,6 +108,14 @@ class KeyLayout:
     def job_inputs_glob(self) -> str:
         """Every job's input snapshot: what the executor reads."""
         return f"{self.job('*')}/inputs/*"
+
+    def job_inputs_glob_of(self, job: str) -> str:
+        """One job's input snapshot: what that job's own keys read."""
+        return f"{self.job(job)}/inputs/*"
+
+    def executor_glob_of(self, job: str) -> str:
+        """What one job's executor writes: all that job's own keys may write."""
+        return f"{self.executor(job)}/*"
 
     def executor_glob(self) -> str:
         """Everything Argo's executor writes: its own prefix, since a glob under ``jobs/`` would reach the API's."""

@@ -21,6 +21,7 @@ ANNOTATION_REQUEST = f"{GROUP}/request-sha256"
 ANNOTATION_ENV_DIGESTS = f"{GROUP}/env-sha256"  # {input name: sha256 of its dotenv text}
 ANNOTATION_INPUT_DIGESTS = f"{GROUP}/input-sha256"  # {input name: sha256 as uploaded, or the staged tree digest}
 LABEL_WEBHOOK = f"{GROUP}/webhook"  # a job whose completion event is to be sent: WebhookMark (consumer API)
+LABEL_FINISH = f"{GROUP}/finish"  # a job whose end the API has yet to settle: FinishMark (consumer API)
 LABEL_GRANT = f"{GROUP}/grant"  # a grant's token Secret (provisioner)
 ANNOTATION_ENV_CHECKSUM = f"{GROUP}/env-checksum"  # the API pods' environment (provisioner)
 MANAGER = "workflow-middlelayer"
@@ -31,3 +32,11 @@ class WebhookMark(StrEnum):
 
     PENDING = "pending"
     SETTLED = "settled"
+
+
+class FinishMark(StrEnum):
+    """Values of :data:`LABEL_FINISH`: what the API still owes a finished job (its pods' logs stored, its pods
+    deleted, its own S3 keys revoked) is listed by the pending ones."""
+
+    PENDING = "pending"
+    DONE = "done"

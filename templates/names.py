@@ -49,7 +49,7 @@ def dns_label(name: str, max_len: int = 63) -> str:
 
 API = "wml-api"  # the tenant API's Deployment, Service, ServiceAccount and its pods' app.kubernetes.io/name
 WORKER = "wml-worker"  # the ServiceAccount of a job's pods
-S3_SECRET = "wml-s3"  # the executor's S3 credentials (scoped to job inputs, outputs and logs)
+S3_SECRET = "wml-s3"  # the executor user's keys: held for the API, which mints each job's own from them
 GRANT_TOKEN_PREFIX = "wml-grant-"  # one Secret per grant with its token in full; read only by the provisioner
 API_ENV_SECRET = "wml-api-env"  # the API pods' secret environment
 API_TOKENS_SECRET = "wml-api-tokens"  # the live grants' token digests, re-read by the API (no restart for a token)
@@ -97,3 +97,6 @@ def template_name(asset_name: str) -> str:
 
 # A job's environment Secret is named ``<job id>`` + this (templates.jobs.env_secret_name).
 ENV_SECRET_SUFFIX = "-env"
+# A job's own S3 credentials (minted by the API for that job alone, revoked when it ends) live in ``<job id>`` +
+# this (templates.jobs.s3_secret_name); Argo mounts them into the job's init and wait containers only.
+S3_SECRET_SUFFIX = "-s3"

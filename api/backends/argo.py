@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from api.core.errors import ArgoConflict, ArgoNotFound, ArgoRejected, ArgoUnavailable
 from api.core.workflow import Workflow, WorkflowList, WorkflowTemplate, WorkflowTemplateList
 from api.settings import ApiSettings
-from templates.labels import LABEL_WEBHOOK, WebhookMark
+from templates.labels import LABEL_FINISH, LABEL_WEBHOOK, FinishMark, WebhookMark
 
 M = TypeVar("M", Workflow, WorkflowList, WorkflowTemplate, WorkflowTemplateList)
 
@@ -146,8 +146,15 @@ class Argo:
 
     async def finished_with_pending_webhook(self) -> Sequence[tuple[str, str]]:
         """(name, uid) of finished jobs whose completion event is not settled yet (only those fields are fetched)."""
+        return await self.finished_marked(LABEL_WEBHOOK, WebhookMark.PENDING)
+
+    async def finished_with_pending_finish(self) -> Sequence[tuple[str, str]]:
+        """(name, uid) of finished jobs whose end the API has not settled yet (logs, pods, keys)."""
+        return await self.finished_marked(LABEL_FINISH, FinishMark.PENDING)
+
+    async def finished_marked(self, label: str, mark: str) -> Sequence[tuple[str, str]]:
         params = {
-            "listOptions.labelSelector": f"workflows.argoproj.io/completed=true,{LABEL_WEBHOOK}={WebhookMark.PENDING}",
+            "listOptions.labelSelector": f"workflows.argoproj.io/completed=true,{label}={mark}",
             "fields": "items.metadata.name,items.metadata.uid",
         }
         body = await self._call("GET", f"/api/v1/workflows/{self.namespace}", "workflows", params=params)

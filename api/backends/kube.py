@@ -1,25 +1,41 @@
-"""The little the consumer API asks of the Kubernetes API itself: each job's environment Secret, and the label
-that settles a job's completion event.
+"""The little the consumer API asks of the Kubernetes API itself: each job's environment and S3 Secrets, the
+labels that settle a job's completion event and its end, and a finished job's pods (their logs, their deletion).
 
 Workflows go through Argo Server; only the job's environment goes to Kubernetes directly, as a Secret the
 Workflow owns, so that consumer values never pass through Argo's template engine. The API's ServiceAccount may
 create, replace and delete Secrets (never read them), and an admission policy (``argo/base/admission``) limits
-it to ``job-*-env`` Secrets of its own shape.
+it to ``job-*-env`` and ``job-*-s3`` Secrets of its own shape, and its pod deletions to job pods.
 """
 
 from __future__ import annotations
 
 import base64
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import BaseModel
 
 from api.core.errors import KubeRejected, KubeUnavailable
 from api.core.tokens import LiveTokens, parse_scopes
 from api.settings import ApiSettings
-from templates.labels import LABEL_WEBHOOK, WebhookMark
+from templates.labels import LABEL_FINISH, LABEL_WEBHOOK, FinishMark, WebhookMark
+
+WORKFLOW_LABEL = "workflows.argoproj.io/workflow"  # Argo's label on a Workflow's pods
+LOG_CHUNK = 64 * 1024
+
+
+class JobPod(BaseModel):
+    """One pod of a job, as far as finishing it needs."""
+
+    name: str
+    phase: str
+
+    @property
+    def done(self) -> bool:
+        return self.phase in ("Succeeded", "Failed")
 
 
 def in_cluster_url() -> str | None:
@@ -151,6 +167,50 @@ class TenantKube:
         response = await self._call("PATCH", path, patch, "application/merge-patch+json")
         if not response.is_success and response.status_code != 404:
             raise KubeRejected(f"workflow {job}: {response.status_code} {_reason(response)}")
+
+    async def settle_finish(self, job: str) -> None:
+        """Mark a finished job settled (logs stored, pods gone, keys revoked): the finishing loop stops listing it."""
+        path = f"/apis/argoproj.io/v1alpha1/namespaces/{self.settings.namespace}/workflows/{job}"
+        patch = {"metadata": {"labels": {LABEL_FINISH: str(FinishMark.DONE)}}}
+        response = await self._call("PATCH", path, patch, "application/merge-patch+json")
+        if not response.is_success and response.status_code != 404:
+            raise KubeRejected(f"workflow {job}: {response.status_code} {_reason(response)}")
+
+    def _pods(self, name: str = "") -> str:
+        path = f"/api/v1/namespaces/{self.settings.namespace}/pods"
+        return f"{path}/{name}" if name else path
+
+    async def job_pods(self, job: str) -> list[JobPod]:
+        """The pods Argo made for ``job`` (a retried job has several)."""
+        response = await self._call("GET", self._pods() + f"?labelSelector={WORKFLOW_LABEL}%3D{job}")
+        if not response.is_success:
+            raise KubeRejected(f"pods of {job}: {response.status_code} {_reason(response)}")
+        return [
+            JobPod(name=item["metadata"]["name"], phase=(item.get("status") or {}).get("phase", "Unknown"))
+            for item in response.json().get("items") or []
+        ]
+
+    async def container_log(self, pod: str, container: str, limit: int) -> AsyncIterator[bytes]:
+        """The kubelet's copy of a container's log (the container runtime wrote it: nothing in the pod can swap
+        it for another file), at most ``limit`` bytes, in chunks."""
+        headers = {"Authorization": f"Bearer {self.settings.argo_bearer()}"}
+        params = {"container": container, "limitBytes": str(limit)}
+        try:
+            async with self.http.stream("GET", self._pods(pod) + "/log", params=params, headers=headers) as response:
+                if response.status_code >= 500 or response.status_code == 429:
+                    raise KubeUnavailable(f"Kubernetes API answered {response.status_code} for a log")
+                if not response.is_success:
+                    await response.aread()
+                    raise KubeRejected(f"log of {pod}: {response.status_code} {_reason(response)}")
+                async for chunk in response.aiter_bytes(LOG_CHUNK):
+                    yield chunk
+        except httpx.HTTPError as exc:
+            raise KubeUnavailable(f"Kubernetes API unreachable: {type(exc).__name__}") from exc
+
+    async def delete_pod(self, name: str) -> None:
+        response = await self._call("DELETE", self._pods(name))
+        if not response.is_success and response.status_code != 404:
+            raise KubeRejected(f"pod {name}: {response.status_code} {_reason(response)}")
 
     async def token_digests(self) -> LiveTokens | None:
         """The live token digests, and the assets each covers, from the provisioner's Secret; None when it is

@@ -188,6 +188,13 @@ class ObjectStore:
         entries = await self._run(self.tree, prefix)
         return max((e.last_modified for e in entries if isinstance(e.last_modified, datetime)), default=None)
 
+    async def exists(self, key: str) -> bool:
+        try:
+            await self.size(key)
+        except FileNotFoundError:
+            return False
+        return True
+
     async def size(self, key: str) -> int:
         return int((await self._run(self.client.stat_object, self.bucket, key)).size or 0)
 

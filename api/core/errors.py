@@ -16,7 +16,8 @@ so code that catches the built-in behaves as before.
     ├── UploadAbandoned                    a streamed upload's writer gave up: the S3 SDK aborts (never answered)
     ├── BackendRefused                     a backend refused our request as it was made
     │   ├── ArgoRejected                   Argo Server: malformed request (400)
-    │   └── KubeRejected                   Kubernetes: RBAC, admission, validation (502)
+    │   ├── KubeRejected                   Kubernetes: RBAC, admission, validation (502)
+    │   └── StsRefused                     S3's STS would not mint or revoke a job's keys (502)
     ├── ArgoNotFound                       no such Workflow / WorkflowTemplate (a lookup's answer)
     ├── ArgoConflict                       the Workflow exists already (a replayed start)
     ├── Replay                             a job start finds its job already there
@@ -91,6 +92,10 @@ class ArgoRejected(BackendRefused, ValueError):
 
 class KubeRejected(BackendRefused):
     """The Kubernetes API refused the request (RBAC, admission, validation)."""
+
+
+class StsRefused(BackendRefused):
+    """S3's STS refused to mint or revoke a job's own keys (the executor user is missing, say)."""
 
 
 class ArgoNotFound(ConsumerApiError, LookupError):

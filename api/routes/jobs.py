@@ -92,6 +92,7 @@ async def cancel_job(job: JobPath, tenant: TenantDep) -> Job:
 @router.delete("/{job}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a job and its objects")
 async def delete_job(job: JobPath, tenant: TenantDep) -> None:
     await workflow_of(tenant, job)
+    await tenant.job_keys.revoke(job)  # a running job's keys end with it
     await tenant.argo.delete(job)
     # Best effort: the Workflow owns the Secret, so Kubernetes removes it anyway.
     with contextlib.suppress(KubeUnavailable, KubeRejected):

@@ -38,7 +38,7 @@ from api.services.webhooks import records as webhook_records
 from api.services.webhooks.records import new_delivery
 from templates import Input, InputKind, WorkflowAsset, job_workflow, new_job_id, resolve_env
 from templates.envvars import EnvError
-from templates.jobs import env_secret, env_secret_name
+from templates.jobs import env_secret, env_secret_name, s3_secret_name
 from templates.labels import (
     ANNOTATION_REQUEST,
     WebhookMark,
@@ -141,11 +141,10 @@ async def storage_for(
         raise HTTPProblem(413, "Content Too Large", detail) from None
 
 
-async def write_env_secret(tenant: TenantContext, job_id: str, env: dict[str, str]) -> None:
-    """Write the job's environment Secret. One of that name exists only after an earlier attempt with the same
+async def write_job_secret(tenant: TenantContext, job_id: str, manifest: dict[str, Any]) -> None:
+    """Write one of the job's own Secrets. One of that name exists only after an earlier attempt with the same
     Idempotency-Key: if that attempt's Workflow exists, its Secret is left alone (the start replays or conflicts);
     otherwise the earlier attempt died before creating it, and its Secret is replaced."""
-    manifest = env_secret(job_id, env, tenant.settings.tenant)
     if await tenant.kube.create_secret(manifest):
         return
     try:
@@ -156,6 +155,15 @@ async def write_env_secret(tenant: TenantContext, job_id: str, env: dict[str, st
     raise Replay(existing)
 
 
+async def write_env_secret(tenant: TenantContext, job_id: str, env: dict[str, str]) -> None:
+    await write_job_secret(tenant, job_id, env_secret(job_id, env, tenant.settings.tenant))
+
+
+async def write_s3_secret(tenant: TenantContext, job_id: str, asset: WorkflowAsset) -> None:
+    """The job's own S3 keys (api.services.jobkeys), minted now for this job alone."""
+    await write_job_secret(tenant, job_id, await tenant.job_keys.secret(job_id, asset.limits.timeout))
+
+
 def replay(tenant: TenantContext, wf: m.Workflow, digest: str) -> Response:
     if (wf.metadata.annotations or {}).get(ANNOTATION_REQUEST) != digest:
         raise HTTPProblem(409, "Conflict", "Idempotency-Key was already used for a different request")
@@ -164,7 +172,8 @@ def replay(tenant: TenantContext, wf: m.Workflow, digest: str) -> Response:
 
 async def _undo(tenant: TenantContext, job_id: str, has_env: bool) -> None:
     """A start refused after its snapshot: nothing of it stays (no Workflow would let the consumer delete it, and it
-    would count against the storage quota until the sweeper came)."""
+    would count against the storage quota until the sweeper came), and its keys end now."""
+    await tenant.job_keys.revoke_quietly(job_id)
     if has_env:
         with contextlib.suppress(KubeUnavailable, KubeRejected):
             await tenant.kube.delete_secret(env_secret_name(job_id))
@@ -203,6 +212,7 @@ async def start(tenant: TenantContext, body: JobCreate, idempotency_key: str | N
                     if item.kind is not InputKind.ENV and item.name in staged
                 ),
                 *([write_env_secret(tenant, job_id, env)] if has_env else []),
+                write_s3_secret(tenant, job_id, asset),
                 # Before the Workflow: a job that finishes always finds where its event goes.
                 *([webhook_records.write(tenant.storage, job_id, new_delivery(hook))] if hook else []),
             )
@@ -233,9 +243,10 @@ async def start(tenant: TenantContext, body: JobCreate, idempotency_key: str | N
     except ArgoRejected:
         await _undo(tenant, job_id, has_env)
         raise
-    if has_env and wf.metadata.uid:
+    if wf.metadata.uid:
         owner = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "name": job_id, "uid": wf.metadata.uid}
-        # Best effort: without the owner the Secret still goes with the job's delete route.
-        with contextlib.suppress(KubeUnavailable, KubeRejected):
-            await tenant.kube.own_secret(env_secret_name(job_id), owner)
+        # Best effort: without the owner the Secrets still go with the job's end (keys) and its delete route.
+        for name in [s3_secret_name(job_id), *([env_secret_name(job_id)] if has_env else [])]:
+            with contextlib.suppress(KubeUnavailable, KubeRejected):
+                await tenant.kube.own_secret(name, owner)
     return JSONResponse(job_view(tenant, wf).model_dump(mode="json"), status_code=201)

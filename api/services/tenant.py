@@ -11,6 +11,7 @@ from api.backends.s3 import ObjectStore
 from api.backends.startlock import StartLock
 from api.core.errors import HTTPProblem, not_found
 from api.services.catalogue import Catalogue
+from api.services.jobkeys import JobKeys
 from api.services.ledger import StorageLedger
 from api.services.outputs import SealOnce
 from api.services.webhooks.targets import TargetPolicy
@@ -27,6 +28,7 @@ class TenantContext:
     kube: TenantKube
     webhook_policy: TargetPolicy
     start_lock: StartLock  # quota count + create as one step
+    job_keys: JobKeys  # each job's own S3 keys
     sealing: SealOnce = field(default_factory=SealOnce)  # one sealing per job, whatever the readers
     ledger: StorageLedger = field(default_factory=StorageLedger)  # the storage quota with writes under way
     # The assets the request's token covers (its grant's contract); None: every asset of the tenant.

@@ -23,6 +23,7 @@ from api.core.errors import (
     KubeRejected,
     KubeUnavailable,
     StorageUnavailable,
+    StsRefused,
 )
 from api.web import observability
 
@@ -85,6 +86,11 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(KubeRejected)
     async def _kube_rejected(_: Request, exc: KubeRejected) -> JSONResponse:
-        observability.log.error("kubernetes refused a job environment Secret: %s", exc)
+        observability.log.error("kubernetes refused a job's Secret: %s", exc)
         # Our own request was refused (RBAC or admission): the provider's configuration, not the consumer's input.
-        return problem(502, "Bad Gateway", f"the cluster refused the job's environment: {exc}")
+        return problem(502, "Bad Gateway", f"the cluster refused the job's Secret: {exc}")
+
+    @app.exception_handler(StsRefused)
+    async def _sts_refused(_: Request, exc: StsRefused) -> JSONResponse:
+        observability.log.error("S3 refused a job's own keys: %s", exc)
+        return problem(502, "Bad Gateway", f"the object store refused the job's own keys: {exc}")

@@ -431,7 +431,14 @@ def workflow_controller(layout: Layout) -> Process:
             f"--executor-image={layout.argoexec_image}",
             "--executor-image-pull-policy=IfNotPresent",
         ],
-        env={"LEADER_ELECTION_DISABLE": "true", "KUBECONFIG": str(layout.component_kubeconfig("argo"))},
+        env={
+            "LEADER_ELECTION_DISABLE": "true",
+            "KUBECONFIG": str(layout.component_kubeconfig("argo")),
+            # No progress ticks: the wait container would read /var/run/argo/progress, a file the worker can
+            # replace with a symlink to the wait container's secrets (docs/operator-guide.md).
+            "ARGO_PROGRESS_PATCH_TICK_DURATION": "0",
+            "ARGO_PROGRESS_FILE_TICK_DURATION": "0",
+        },
         netns=config.ARGO_NETNS,
         health=lambda: _http_ok(f"http://{config.ARGO_NETNS_IP}:{config.ARGO_CONTROLLER_HEALTH_PORT}/healthz"),
         stop_grace=5,

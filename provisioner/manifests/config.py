@@ -11,6 +11,8 @@ import yaml
 from provisioner.infra.settings import ProvisionerSettings
 from provisioner.manifests.spec import TenantSpec, _meta, _obj, token_sha256
 from templates import StorageTarget
+from templates.compiler import JOB_S3_SECRET
+from templates.jobs import S3_ACCESS_KEY, S3_SECRET_KEY, S3_SESSION_TOKEN
 from templates.keys import JOB_NAME_PLACEHOLDER, POD_NAME_PLACEHOLDER, KeyLayout
 from templates.labels import LABEL_GRANT
 from templates.names import (
@@ -25,6 +27,8 @@ from templates.names import (
 SECRET_ENV_KEYS = (
     "WML_API_S3_ACCESS_KEY",
     "WML_API_S3_SECRET_KEY",
+    "WML_API_EXEC_S3_ACCESS_KEY",
+    "WML_API_EXEC_S3_SECRET_KEY",
     "WML_API_TOKEN_SHA256",
     "WML_API_TOKEN_SCOPES",
 )
@@ -64,6 +68,9 @@ def api_env(settings: ProvisionerSettings, spec: TenantSpec) -> tuple[dict[str, 
     secret = {
         "WML_API_S3_ACCESS_KEY": spec.s3_access_key,
         "WML_API_S3_SECRET_KEY": spec.s3_secret_key,
+        # The executor user's keys: the API mints each job's own (scoped to it, revoked at its end) from them.
+        "WML_API_EXEC_S3_ACCESS_KEY": spec.exec_access_key,
+        "WML_API_EXEC_S3_SECRET_KEY": spec.exec_secret_key,
         "WML_API_TOKEN_SHA256": ",".join(sorted(spec.token_digests)),
         # The scopes travel with the digests, so a new pod knows them without asking Kubernetes first.
         "WML_API_TOKEN_SCOPES": _scopes_json(spec),
@@ -76,14 +83,18 @@ def storage_target(settings: ProvisionerSettings, spec: TenantSpec) -> StorageTa
         endpoint=settings.s3_endpoint,
         bucket=settings.s3_bucket,
         prefix=settings.s3_prefix_for(spec.tenant),
-        credentials_secret=S3_SECRET,
+        credentials_secret=JOB_S3_SECRET,  # each job's own keys, minted by the API (api.services.jobkeys)
+        access_key_key=S3_ACCESS_KEY,
+        secret_key_key=S3_SECRET_KEY,
+        session_token_key=S3_SESSION_TOKEN,
         insecure=not settings.s3_secure,
         region=settings.s3_region,
     )
 
 
 def executor_secret(spec: TenantSpec) -> dict[str, Any]:
-    """The executor's S3 credentials, mounted by Argo into a job's init and wait containers."""
+    """The executor user's S3 keys: the truth the provisioner reads back (steps.credentials). No pod mounts it;
+    the API holds a copy in its environment to mint each job's own short-lived keys from."""
     return _obj(
         "v1",
         "Secret",
@@ -116,15 +127,17 @@ def config_objects(settings: ProvisionerSettings, spec: TenantSpec) -> list[dict
     target = storage_target(settings, spec)
     keys = KeyLayout(target.prefix)
     repository = {
-        "archiveLogs": True,
+        # Argo's log archive follows a symlink the worker can plant: the API stores logs (api.services.finishing).
+        "archiveLogs": False,
         "s3": {
             "endpoint": target.endpoint,
             "bucket": target.bucket,
             "insecure": target.insecure,
             **({"region": target.region} if target.region else {}),
             "keyFormat": f"{keys.job_artifacts(JOB_NAME_PLACEHOLDER)}/{POD_NAME_PLACEHOLDER}",
-            "accessKeySecret": {"name": S3_SECRET, "key": target.access_key_key},
-            "secretKeySecret": {"name": S3_SECRET, "key": target.secret_key_key},
+            "accessKeySecret": {"name": JOB_S3_SECRET, "key": target.access_key_key},
+            "secretKeySecret": {"name": JOB_S3_SECRET, "key": target.secret_key_key},
+            "sessionTokenSecret": {"name": JOB_S3_SECRET, "key": S3_SESSION_TOKEN},
         },
     }
     return [

@@ -41,6 +41,9 @@ def rbac(spec: TenantSpec) -> list[dict[str, Any]]:
         _rule([""], ["secrets"], ["get"], [API_TOKENS_SECRET]),
         _rule(["argoproj.io"], ["workflowtemplates"], ["get", "list", "watch"]),
         _rule([""], ["pods"], ["get", "list", "watch"]),
+        # A finished job's pods, once the API has stored their logs (the admission policy: job pods only). That
+        # ends the executor's projected token, which is bound to its pod.
+        _rule([""], ["pods"], ["delete"]),
         _rule([""], ["pods/log"], ["get"]),
         _rule([""], ["events"], ["list", "watch"]),
         # The start lock of several API replicas (api/startlock.py): create cannot be limited to a name in RBAC.
@@ -48,7 +51,8 @@ def rbac(spec: TenantSpec) -> list[dict[str, Any]]:
         _rule(["coordination.k8s.io"], ["leases"], ["get", "update", "delete"], [API_START_LEASE]),
     ]
     # What argoexec (emissary) needs: report outputs as WorkflowTaskResults. Nothing else (its S3 credentials
-    # arrive as a mounted Secret, not through the API).
+    # arrive as a mounted Secret, not through the API). Its token is projected into the pod by the compiled
+    # template's podSpecPatch: bound to the pod, short-lived; no long-lived token Secret exists for it.
     worker_rules = [_rule(["argoproj.io"], ["workflowtaskresults"], ["create", "patch"])]
     objects: list[dict[str, Any]] = []
     for name, rules, automount in ((API, api_rules, True), (WORKER, worker_rules, False)):
@@ -63,15 +67,6 @@ def rbac(spec: TenantSpec) -> list[dict[str, Any]]:
                 subjects=[{"kind": "ServiceAccount", "name": name, "namespace": spec.namespace}],
             )
         )
-    # Argo mounts the executor's token from "<sa>.service-account-token" when the pod does not automount.
-    objects.append(
-        _obj(
-            "v1",
-            "Secret",
-            _meta(spec, f"{WORKER}.service-account-token", annotations={"kubernetes.io/service-account.name": WORKER}),
-            type="kubernetes.io/service-account-token",
-        )
-    )
     return objects
 
 

@@ -48,6 +48,8 @@ async def json_object(request: Request, refuse: Callable[[int, str], JSONRespons
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         return refuse(400, f"malformed JSON: {exc}")
+    except RecursionError:  # nested deeper than the parser goes: no protocol message is anything like it
+        return refuse(400, "malformed JSON: nested too deeply")
     if not isinstance(data, dict):
         return refuse(400, "the body must be a JSON object")
     return data

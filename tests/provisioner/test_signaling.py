@@ -48,6 +48,11 @@ def start_message(process: str, consumer: str, callback: str, dataset: str = "du
     return body
 
 
+def flow_message(kind: str) -> dict[str, Any]:
+    """A suspend or terminate as EDC 0.15.1 sends it: JSON-LD with the start's inline context (no reason)."""
+    return {"@context": json.loads(FIXTURE.read_text())["@context"], "@type": kind}
+
+
 def address_of(answer: dict[str, Any]) -> dict[str, str]:
     """The DSP v0.8 DataAddress of our answer, by property local name."""
     address = answer["dataAddress"]
@@ -113,8 +118,8 @@ def test_bad_or_unauthenticated_messages_are_refused_and_change_nothing(
         answer = httpx.post(f"{base}/start", content=content, headers={"content-type": "application/json"})
         assert answer.status_code == status, (body, answer.text)
         assert answer.json()["@type"] == "DataFlowError" and reason in answer.json()["message"], answer.text
-    assert httpx.post(f"{base}/nobody/terminate", json={}).status_code == 404
-    assert httpx.post(f"{base}/nobody/suspend", json={}).status_code == 404
+    assert httpx.post(f"{base}/nobody/terminate", json=flow_message("DataFlowTerminateMessage")).status_code == 404
+    assert httpx.post(f"{base}/nobody/suspend", json=flow_message("DataFlowSuspendMessage")).status_code == 404
     assert db_grants(svc) == []
 
 
@@ -146,7 +151,7 @@ def test_async_start_suspend_restart_and_terminate(
     assert len(stub.signals("provisioned", process)) == 1
 
     # suspend: the token stops working, the tenant stays
-    assert httpx.post(f"{base}/{process}/suspend", json={"@type": "DataFlowSuspendMessage"}).status_code == 204
+    assert httpx.post(f"{base}/{process}/suspend", json=flow_message("DataFlowSuspendMessage")).status_code == 204
     wait_for(lambda: sha(token) not in live_digests(svc, tenant), 60, what="the token revoked")
     wait_for(lambda: db_tenant(svc, tenant).state == "ready", 60, what="the tenant ready, without the token")
     # a new start of the same process: a new token, the old one stays dead
@@ -158,7 +163,7 @@ def test_async_start_suspend_restart_and_terminate(
     assert fresh != token and live_digests(svc, tenant) == {sha(fresh)}
 
     # terminate (EDC sends no reason): the last flow ends, so does the tenant
-    assert httpx.post(f"{base}/{process}/terminate", json={"@type": "DataFlowTerminateMessage"}).status_code == 204
+    assert httpx.post(f"{base}/{process}/terminate", json=flow_message("DataFlowTerminateMessage")).status_code == 204
     wait_for(lambda: db_tenant(svc, tenant).state == "deleted", 120, what="the tenant deleted")
     assert svc.kube.get("v1", "Namespace", svc.settings.namespace_for(tenant)) is None
     [grant] = db_grants(svc, tenant)

@@ -67,10 +67,18 @@ def test_template_is_self_contained_and_hardened() -> None:
     for art in worker["inputs"]["artifacts"]:
         assert art["s3"]["bucket"] == "workflows"
         assert art["s3"]["key"].startswith("tenants/t-demo/jobs/{{workflow.name}}/inputs/")
-        assert art["s3"]["accessKeySecret"]["name"] == "wml-s3"
-    assert worker["archiveLocation"]["archiveLogs"] is True
-    # everything the executor writes goes under the tenant's exec/ prefix, the only one its credentials may write
-    assert worker["archiveLocation"]["s3"]["key"].startswith("tenants/t-demo/exec/{{workflow.name}}/logs/")
+        # each job's own short-lived keys (minted by the API), never a Secret that lives as long as the tenant
+        assert art["s3"]["accessKeySecret"]["name"] == "{{workflow.name}}-s3"
+        assert art["s3"]["sessionTokenSecret"] == {"name": "{{workflow.name}}-s3", "key": "sessionToken"}
+    # Argo archives no log (its wait container would follow a symlink the worker planted): the API stores it.
+    assert spec["archiveLogs"] is False and "archiveLocation" not in worker
+    # The controller signals the wait container with the executor image's binary, not the worker-writable copy.
+    assert json.loads(spec["podMetadata"]["annotations"]["workflows.argoproj.io/kill-cmd-wait"])[0] == "/bin/argoexec"
+    # The executor's token: projected, short-lived, bound to the pod (no Secret that outlives the job).
+    [volume] = json.loads(spec["podSpecPatch"])["volumes"]
+    assert volume["name"] == "exec-sa-token"
+    [token] = [s["serviceAccountToken"] for s in volume["projected"]["sources"] if "serviceAccountToken" in s]
+    assert token["expirationSeconds"] == 600
     ctx = worker["container"]["securityContext"]
     assert ctx["allowPrivilegeEscalation"] is False
     assert ctx["capabilities"]["drop"] == ["ALL"]

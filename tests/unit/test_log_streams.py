@@ -9,6 +9,7 @@ import tracemalloc
 from collections.abc import AsyncIterator, Iterable
 
 from api.backends.argo import ndjson_lines
+from api.services.finishing import capped, cut_marker
 from api.services.logs import worker_bytes
 
 EXECUTOR = b'time=2026-01-01T00:00:00Z level=info msg="saving" argo=true\n'
@@ -74,3 +75,20 @@ def test_live_log_entries_past_the_bound_are_cut_not_held() -> None:
     for size in (5, 100, len(stream)):
         parts = [stream[i : i + size] for i in range(0, len(stream), size)]
         assert asyncio.run(collect(parts)) == [entry, None, entry]
+
+
+def _capped(parts: Iterable[bytes], limit: int) -> bytes:
+    async def collect() -> bytes:
+        return b"".join([piece async for piece in capped(_chunks(parts), limit)])
+
+    return asyncio.run(collect())
+
+
+def test_a_stored_log_is_cut_at_its_cap_with_a_marker() -> None:
+    """The finishing loop asks the kubelet for one byte over the cap: a log of exactly the cap is kept whole and
+    unmarked, anything longer is cut there and says so."""
+    assert _capped([b"abc", b"def"], 6) == b"abcdef"
+    assert _capped([b"abc", b"defg"], 6) == b"abcdef" + cut_marker(6)
+    assert _capped([b"abcdefgh"], 3) == b"abc" + cut_marker(3)
+    assert _capped([b"abc", b"", b"d"], 3) == b"abc" + cut_marker(3)
+    assert b"cut at 3 bytes" in cut_marker(3)

@@ -1,11 +1,14 @@
 """Wire shapes of EDC's data plane signaling (JSON-LD; EDC 0.5-0.17, Tractus-X).
 
 What the control plane sends us (``DataFlowStartMessage``, ``DataFlowSuspendMessage``,
-``DataFlowTerminateMessage``) arrives as compacted JSON-LD whose keys may be bare (``processId``, under the
-``@vocab``), prefixed (``edc:processId``) or full IRIs; :func:`local_view` reads them all the same way. The
-asset's DataAddress arrives in DSP v0.8 form (``dspace:endpointType`` + ``dspace:endpointProperties``, a
-single property as an object, not a list), and our answer's DataAddress must be in that form too: EDC 0.15
-fails the transfer ("Data flow controller throws an exception: null") when it gets the EDC-vocabulary form.
+``DataFlowTerminateMessage``) is compacted JSON-LD whose keys may be bare (``processId``, under the ``@vocab``),
+prefixed (``edc:processId``) or full IRIs. Each message is expanded (:mod:`.jsonld`: only contexts bundled with us,
+never fetched) and read by expanded IRIs, after its ``@type`` is checked against the route's; a body without the
+EDC context, with a foreign ``@vocab`` or of another type is refused (:class:`NotAMessage`, 400). The asset's
+DataAddress arrives in DSP form (``dspace:endpointType`` + ``dspace:endpointProperties``, a single property as an
+object, not a list; ``dspace`` is DSP v0.8 up to EDC 0.15, DSP 2025-1 from 0.16: both are read), and our answer's
+DataAddress must be in DSP v0.8 form: EDC 0.15 fails the transfer ("Data flow controller throws an exception:
+null") when it gets the EDC-vocabulary form.
 """
 
 from __future__ import annotations
@@ -13,13 +16,21 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
-EDC = "https://w3id.org/edc/v0.0.1/ns/"
-DSPACE = "https://w3id.org/dspace/v0.8/"
+from provisioner.protocols.signaling import jsonld
+from provisioner.protocols.signaling.jsonld import DSPACE as DSPACE
+from provisioner.protocols.signaling.jsonld import DSPACE_2025
+from provisioner.protocols.signaling.jsonld import EDC as EDC
+from provisioner.protocols.signaling.jsonld import NotAMessage as NotAMessage
+
 CONTEXT = {"@vocab": EDC, "dspace": DSPACE}
 HTTP_ENDPOINT_TYPE = "https://w3id.org/idsa/v4.1/HTTP"
 PULL_TRANSFER_TYPE = "HttpData-PULL"
+# The @type each route takes, expanded.
+START = EDC + "DataFlowStartMessage"
+SUSPEND = EDC + "DataFlowSuspendMessage"
+TERMINATE = EDC + "DataFlowTerminateMessage"
 
 
 def local_name(key: str) -> str:
@@ -27,7 +38,8 @@ def local_name(key: str) -> str:
 
 
 def local_view(data: Any) -> Any:
-    """A JSON-LD document with every key by its local name and ``{"@value": v}`` unwrapped, recursively."""
+    """A JSON-LD document with every key by its local name and ``{"@value": v}`` unwrapped, recursively (for what
+    the control plane answers us, e.g. its data plane listing; never for what it asks of us)."""
     if isinstance(data, list):
         return [local_view(v) for v in data]
     if not isinstance(data, dict):
@@ -50,6 +62,7 @@ class SourceAddress(BaseModel):
 
     @classmethod
     def read(cls, raw: Any) -> SourceAddress:
+        """From the compacted form, by local names (for a compacted address; messages use :meth:`of_node`)."""
         data = _one(raw)
         if not isinstance(data, dict):
             return cls()
@@ -68,6 +81,50 @@ class SourceAddress(BaseModel):
                 props.setdefault(key, value)
         kind = data.get("endpointType") or props.get("type") or ""
         return cls(type=str(_one(kind)), properties=props)
+
+    @classmethod
+    def of_node(cls, node: dict[str, Any]) -> SourceAddress:
+        """From the expanded DataAddress: DSP form (v0.8 or 2025-1), or the EDC-vocabulary form older versions send.
+        Property names in the EDC namespace go by their local name (``…/ns/assetId`` is ``assetId``)."""
+        props: dict[str, str] = {}
+        for entry in jsonld.objects(node, DSPACE + "endpointProperties", DSPACE_2025 + "endpointProperties"):
+            if isinstance(entry, dict):
+                name = jsonld.scalar(entry, DSPACE + "name", DSPACE_2025 + "name")
+                value = jsonld.scalar(entry, DSPACE + "value", DSPACE_2025 + "value")
+                if isinstance(name, str) and isinstance(value, str | int | float | bool):
+                    props[jsonld.local(name)] = str(value)
+        nested = jsonld.scalar(node, EDC + "properties")
+        if isinstance(nested, dict):
+            props.update({k: str(v) for k, v in nested.items() if isinstance(v, str | int | float | bool)})
+        for key, values in node.items():
+            name = jsonld.local(key)
+            if name not in (key, "endpointProperties", "properties"):
+                value = jsonld.one(values)
+                if isinstance(value, str):
+                    props.setdefault(name, value)
+        kind = jsonld.scalar(node, DSPACE + "endpointType", DSPACE_2025 + "endpointType") or props.get("type") or ""
+        return cls(type=str(kind), properties=props)
+
+
+def _refusal(kind: str, exc: ValidationError) -> NotAMessage:
+    """A validation error of a message read from its expansion, named by the IRIs it was read from."""
+    errors = exc.errors(include_url=False, include_context=False, include_input=False)
+    problems = []
+    for error in errors:
+        where = EDC + ".".join(str(part) for part in error["loc"])
+        problems.append(f"missing {where}" if error["type"] == "missing" else f"{where}: {error['msg']}")
+    return NotAMessage(f"not a {kind}: {'; '.join(problems)}", errors)
+
+
+def _expand(body: dict[str, Any], expected: str) -> dict[str, Any]:
+    """The message's expanded node, of the ``expected`` @type."""
+    kind = expected.removeprefix(EDC)
+    try:
+        node = jsonld.expand(body)
+        jsonld.check_type(node, expected)
+    except NotAMessage as exc:
+        raise NotAMessage(f"not a {kind}: {exc}", exc.details) from None
+    return node
 
 
 class StartMessage(BaseModel):
@@ -97,7 +154,22 @@ class StartMessage(BaseModel):
 
     @classmethod
     def parse(cls, body: dict[str, Any]) -> StartMessage:
-        return cls.model_validate(local_view(body))
+        """Read from the body's JSON-LD expansion (:class:`NotAMessage` if it is not a start message)."""
+        node = _expand(body, START)
+        fields: dict[str, Any] = {}
+        for field in cls.model_fields.values():
+            alias = field.alias or ""
+            if alias != "sourceDataAddress" and EDC + alias in node:
+                fields[alias] = jsonld.scalar(node, EDC + alias)
+        sources = list(jsonld.objects(node, EDC + "sourceDataAddress"))
+        if len(sources) > 1 or (sources and (not isinstance(sources[0], dict) or "@value" in sources[0])):
+            raise NotAMessage(f"not a DataFlowStartMessage: {EDC}sourceDataAddress is not one DataAddress")
+        if sources:
+            fields["sourceDataAddress"] = SourceAddress.of_node(sources[0])
+        try:
+            return cls.model_validate(fields)
+        except ValidationError as exc:
+            raise _refusal("DataFlowStartMessage", exc) from None
 
 
 class FlowMessage(BaseModel):
@@ -106,9 +178,10 @@ class FlowMessage(BaseModel):
     reason: str | None = None
 
     @classmethod
-    def parse(cls, body: dict[str, Any]) -> FlowMessage:
-        view = local_view(body)
-        reason = _one(view.get("reason")) if isinstance(view, dict) else None
+    def parse(cls, body: dict[str, Any], expected: str) -> FlowMessage:
+        """Read from the body's JSON-LD expansion, which must be of the ``expected`` @type (:data:`SUSPEND`,
+        :data:`TERMINATE`); :class:`NotAMessage` otherwise, an empty body included (EDC always sends one)."""
+        reason = jsonld.scalar(_expand(body, expected), EDC + "reason")
         return cls(reason=reason if isinstance(reason, str) else None)
 
 

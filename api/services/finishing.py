@@ -1,0 +1,114 @@
+"""What the API owes a job once it has finished: its pods' logs stored, its pods deleted, its own S3 keys revoked.
+
+Why the API and not Argo: Argo's wait container archives a log by opening ``/var/run/argo/ctr/main/combined``, a
+file in a volume the worker can write, and follows a symlink planted there to the wait container's own secrets.
+So Argo archives nothing here (``archiveLogs: false``); the API reads the kubelet's copy of the worker's output
+(written by the container runtime, out of the pod's reach), at most ``log_max_bytes`` of it, with a visible marker
+where it was cut, and stores it under the job's own keys with its own credentials (the storage quota counts it).
+Deleting the pods then ends the executor's projected token (bound to its pod), and revoking the job's S3 keys ends
+what a stolen copy of them could do.
+
+Every finished Workflow carries ``LABEL_FINISH=pending`` until all of that is done; the loop lists them, so an API
+restart, an outage of S3 or Kubernetes, or two replicas doing it at once lose nothing (each step is idempotent).
+Argo's own pod GC (``podGC.deleteDelayDuration``, 10 min by default) is the backstop when the API is away longer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+from api.backends.kube import JobPod
+from api.core.errors import ArgoUnavailable, KubeRejected, KubeUnavailable, StorageUnavailable
+from api.services.jobkeys import JobKeys
+from api.services.tenant import TenantContext
+
+log = logging.getLogger(__name__)
+
+MAIN = "main"  # the worker's container in an Argo pod
+RETRYABLE = (ArgoUnavailable, StorageUnavailable, KubeUnavailable)
+PARALLEL = 4
+
+
+def cut_marker(limit: int) -> bytes:
+    return f"\n[workflow-middlelayer: log cut at {limit} bytes]\n".encode()
+
+
+async def capped(chunks: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
+    """At most ``limit`` bytes of ``chunks``, then the cut marker if there was more (the source is asked for one
+    byte over the limit, so that "exactly at the limit" and "more" tell apart)."""
+    sent = 0
+    async for chunk in chunks:
+        room = limit - sent
+        if len(chunk) > room:
+            if room > 0:
+                yield chunk[:room]
+            yield cut_marker(limit)
+            return
+        sent += len(chunk)
+        yield chunk
+
+
+class Finisher:
+    def __init__(self, tenant: TenantContext, keys: JobKeys) -> None:
+        self.tenant = tenant
+        self.keys = keys
+        self.settings = tenant.settings
+        self._gate = asyncio.Semaphore(PARALLEL)
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except RETRYABLE as exc:
+                log.warning("finishing jobs paused: %s", exc)
+            except Exception:  # the loop must outlive any one bad job
+                log.exception("finishing round failed")
+            await asyncio.sleep(self.settings.finish_poll_seconds)
+
+    async def tick(self) -> list[str]:
+        """One round; the jobs settled in it."""
+        listed = await self.tenant.argo.finished_with_pending_finish()
+        results = await asyncio.gather(*(self._guarded(job) for job, _ in listed), return_exceptions=True)
+        settled = []
+        for (job, _), result in zip(listed, results, strict=True):
+            if result is True:
+                settled.append(job)
+            elif isinstance(result, BaseException) and not isinstance(result, RETRYABLE):
+                log.error("finishing job %s failed: %s", job, type(result).__name__, exc_info=result)
+        return settled
+
+    async def _guarded(self, job: str) -> bool:
+        async with self._gate:
+            return await self.finish(job)
+
+    async def finish(self, job: str) -> bool:
+        """Settle one finished job; False while one of its pods is still running (a terminated job's wait
+        container may still be saving its outputs): the next round tries again."""
+        pods = await self.tenant.kube.job_pods(job)
+        if not all(pod.done for pod in pods):
+            return False
+        for pod in pods:
+            await self.store_log(job, pod)
+            await self.tenant.kube.delete_pod(pod.name)
+        await self.keys.revoke(job)
+        await self.tenant.kube.settle_finish(job)  # a Workflow deleted meanwhile is no error
+        return True
+
+    async def store_log(self, job: str, pod: JobPod) -> None:
+        storage = self.tenant.storage
+        key = storage.keys.job_log_archive(job, pod.name)
+        if await storage.exists(key):
+            return  # stored by an earlier round or another replica
+        limit = self.settings.log_max_bytes
+        source = self.tenant.kube.container_log(pod.name, MAIN, limit + 1)
+        try:
+            await storage.write_stream(key, capped(source, limit), limit + len(cut_marker(limit)))
+        except KubeRejected as exc:  # the worker never started (an image that would not pull, say): no log
+            note = f"[workflow-middlelayer: no log from pod {pod.name}: {exc}]\n".encode()
+            await storage.write_stream(key, _once(note), len(note))
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
