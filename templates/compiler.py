@@ -194,6 +194,7 @@ def executor_token_patch() -> str:
     """The pod-spec patch that gives Argo's executor containers a projected, pod-bound, short-lived token."""
     volume = {
         "name": EXEC_TOKEN_VOLUME,
+        "secret": None,  # a strategic merge patch keeps the Secret source beside the new one unless it is removed
         "projected": {
             "sources": [
                 {"serviceAccountToken": {"path": "token", "expirationSeconds": EXEC_TOKEN_SECONDS}},

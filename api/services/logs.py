@@ -63,7 +63,7 @@ async def worker_bytes(chunks: AsyncIterator[bytes], line_max: int = LINE_MAX) -
 
 async def archived_log(tenant: TenantContext, entries: list[dict[str, Any]]) -> AsyncIterator[bytes]:
     for entry in entries:
-        if not entry["key"].endswith("main.log"):
+        if not entry["key"].endswith(".log"):
             continue
         async for part in worker_bytes(tenant.storage.read_range(entry["key"], 0, entry["size"])):
             yield part

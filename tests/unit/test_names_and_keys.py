@@ -38,7 +38,11 @@ def test_every_accepted_name_stays_under_its_prefix(name: str) -> None:
 
 def test_layout_of_one_job() -> None:
     assert KEYS.job_outputs_archive("job-1") == "tenants/t-1/exec/job-1/outputs.tgz"  # the executor's own prefix
-    assert KEYS.job_logs("job-1") == "tenants/t-1/exec/job-1/logs"
+    # stored by the API from the kubelet, never by the executor: under the job's own keys, not exec/
+    assert KEYS.job_logs("job-1") == "tenants/t-1/jobs/job-1/logs"
+    assert KEYS.job_log_archive("job-1", "job-1-worker-1") == "tenants/t-1/jobs/job-1/logs/job-1-worker-1.log"
+    assert KEYS.executor_glob_of("job-1") == "tenants/t-1/exec/job-1/*"
+    assert KEYS.job_inputs_glob_of("job-1") == "tenants/t-1/jobs/job-1/inputs/*"
     assert KEYS.job_output("job-1", "tree", directory=True) == "tenants/t-1/jobs/job-1/outputs/tree.tgz"
     assert KEYS.job_seal("job-1") == "tenants/t-1/jobs/job-1/sealed.json"
     assert KEYS.job_receipt("job-1") == "tenants/t-1/jobs/job-1/receipt.json"
