@@ -36,7 +36,6 @@ APPLY: tuple[Step, ...] = (
     Step("s3_keys", choose_s3_keys, makes=frozenset({KEYS})),
     Step("s3_secret", write_s3_secret, needs=frozenset({KEYS})),
     Step("token", ensure_tokens, makes=frozenset({GRANTS}), on_grants=True),
-    # In order: a service-account-token Secret made before its ServiceAccount is deleted by Kubernetes.
     Step("rbac", applier(lambda c: manifests.rbac(c.spec), side_by_side=False)),
     Step("quota", applier(lambda c: manifests.quota(c.svc.settings, c.spec)), needs=frozenset({GRANTS})),
     Step("network", applier(lambda c: manifests.network_policies(c.svc.settings, c.spec))),

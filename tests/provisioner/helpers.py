@@ -89,7 +89,6 @@ TENANT_OBJECTS = [
     ("rbac.authorization.k8s.io/v1", "Role", "wml-worker"),
     ("rbac.authorization.k8s.io/v1", "RoleBinding", "wml-api"),
     ("rbac.authorization.k8s.io/v1", "RoleBinding", "wml-worker"),
-    ("v1", "Secret", "wml-worker.service-account-token"),
     ("v1", "Secret", "wml-s3"),
     ("v1", "Secret", "wml-api-env"),
     ("v1", "Secret", "wml-api-tokens"),

@@ -98,12 +98,8 @@ def test_provision_creates_every_object_and_calls_back(
     template = services.kube.get("argoproj.io/v1alpha1", "WorkflowTemplate", "wml-dummy", namespace)
     assert template["spec"]["serviceAccountName"] == "wml-worker"
     assert template["metadata"]["labels"][LABEL_TENANT] == tenant
-    # the token controller fills the executor's token Secret
-    wait_for(
-        lambda: secret_data(services, namespace, "wml-worker.service-account-token").get("token"),
-        30,
-        what="executor token",
-    )
+    # no long-lived executor token: job pods get a projected one, bound to the pod
+    assert services.kube.get("v1", "Secret", "wml-worker.service-account-token", namespace) is None
 
     # only the token's hash reaches the API; the database file never holds the token
     row = db_tenant(services, tenant)
