@@ -21,6 +21,7 @@ from kubernetes import client as k8s
 from api.client import Client
 from devstack.stack import kube
 from devstack.stack.launcher import StackInfo
+from devstack.wait import wait_for
 from tests.api.tenant import ApiTenant
 
 PAYLOADS = {
@@ -38,21 +39,34 @@ id -u > /output/result
 """
 # Every trick a worker has to make the executor read something outside the output directory.
 ESCAPE = """#!/bin/sh
+S=/argo/secret/$HOSTNAME-s3
 ln -s /var/run/secrets/kubernetes.io/serviceaccount/token /output/result
 mkdir -p /output/tree/sub
 echo ok > /output/tree/sub/real.txt
 ln /output/tree/sub/real.txt /output/tree/hard.txt
-ln -s /argo/secret/wml-s3/secretKey /output/tree/key
-ln -s /argo/secret/wml-s3 /output/tree/secrets
+ln -s $S/secretKey /output/tree/key
+ln -s $S /output/tree/secrets
 ln -s / /output/tree/root
 mkfifo /output/tree/fifo
 mkdir -p /var/run/argo/outputs/artifacts/output
-ln -s /argo/secret/wml-s3/secretKey /var/run/argo/outputs/artifacts/output.tgz
+ln -s $S/secretKey /var/run/argo/outputs/artifacts/output.tgz
 ln -s /var/run/secrets/kubernetes.io/serviceaccount/token /var/run/argo/outputs/artifacts/output/result.tgz
 echo planted
 """
 
 pytestmark = pytest.mark.stack
+
+JWT_HEAD = b"eyJhbGciOi"  # the start of every Kubernetes token
+
+
+def _secret_or_none(api: k8s.ApiClient, namespace: str, name: str) -> dict[str, bytes] | None:
+    try:
+        data = k8s.CoreV1Api(api).read_namespaced_secret(name, namespace).data or {}
+    except k8s.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return {k: base64.b64decode(v) for k, v in data.items()}
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +114,11 @@ def test_env_values_reach_the_worker_verbatim_and_unevaluated(
 def test_output_links_and_special_files_leak_nothing(adv: ApiTenant, stack: StackInfo, tmp_path: Path) -> None:
     with adv.client() as client:
         client.upload_bytes("probe", "entrypoint.sh", ESCAPE.encode())
-        job = client.wait(client.start("probe")["id"], timeout=300)
+        started = client.start("probe")["id"]
+        api = kube.api_client(stack.kubeconfig)
+        # the job's own S3 keys, read while it runs (its Secret goes when it ends)
+        job_secret = wait_for(lambda: _secret_or_none(api, adv.namespace, f"{started}-s3"), 30, what="job keys")
+        job = client.wait(started, timeout=300)
         assert job["state"] in {"COMPLETE", "EXECUTOR_ERROR"}, job  # never SYSTEM_ERROR: our side held
         listing = httpx.get(
             f"{adv.url}/v1/jobs/{job['id']}/outputs", headers={"Authorization": f"Bearer {adv.token}"}, timeout=60
@@ -111,13 +129,12 @@ def test_output_links_and_special_files_leak_nothing(adv: ApiTenant, stack: Stac
     assert set(members) == {"tree/sub", "tree/sub/real.txt", "tree/hard.txt"}, sorted(members)
     assert all(m.isreg() or m.isdir() for m in members.values())
     assert _file(tree, "tree/hard.txt") == b"ok\n"
-    # Whatever the executor may have stored: no object of the job holds a credential of the executor.
-    api = kube.api_client(stack.kubeconfig)
-    token_secret = k8s.CoreV1Api(api).read_namespaced_secret("wml-worker.service-account-token", adv.namespace)
-    token = base64.b64decode((token_secret.data or {})["token"])
-    s3_secret = base64.b64decode(
+    # Whatever the executor may have stored: no object of the job holds a credential of the executor (its
+    # Kubernetes token is a JWT: its header never appears), of the job or of the tenant.
+    tenant_exec = base64.b64decode(
         (k8s.CoreV1Api(api).read_namespaced_secret("wml-s3", adv.namespace).data or {})["secretKey"]
     )
+    needles = [JWT_HEAD, tenant_exec, job_secret["secretKey"], job_secret["sessionToken"]]
     fs = s3fs.S3FileSystem(
         key=stack.s3_access_key, secret=stack.s3_secret_key, endpoint_url=stack.s3_endpoint, skip_instance_cache=True
     )
@@ -134,7 +151,7 @@ def test_output_links_and_special_files_leak_nothing(adv: ApiTenant, stack: Stac
             with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
                 blobs += [tar.extractfile(m).read() for m in tar.getmembers() if m.isreg()]  # type: ignore[union-attr]
         for blob in blobs:
-            assert token not in blob and s3_secret not in blob, path
+            assert not any(needle in blob for needle in needles), path
 
 
 def _argo(tenant: ApiTenant, method: str, path: str, body: Any = None) -> httpx.Response:
