@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -121,6 +122,64 @@ def test_bad_or_unauthenticated_messages_are_refused_and_change_nothing(
     assert httpx.post(f"{base}/nobody/terminate", json=flow_message("DataFlowTerminateMessage")).status_code == 404
     assert httpx.post(f"{base}/nobody/suspend", json=flow_message("DataFlowSuspendMessage")).status_code == 404
     assert db_grants(svc) == []
+
+
+def test_messages_are_read_as_json_ld(dataplane: Callable[..., tuple[str, Services]], edc: tuple[EdcStub, str]) -> None:
+    """Issue #30: a start is what its expanded JSON-LD says, not what its keys look like. Each of these got 200 and
+    a tenant before; each is a 400 DataFlowError now, naming what is wrong, and makes nothing."""
+    base, svc = dataplane()
+    _, edc_url = edc
+    good = start_message(str(uuid.uuid4()), new_consumer(), f"{edc_url}/control")
+    context = good["@context"]
+    variants = [
+        # a foreign vocabulary: every key means something else than EDC's
+        ({**good, "@context": {**context, "@vocab": "https://evil.example/ns/"}}, "not a DataFlowStartMessage"),
+        # no context at all: no key is an EDC term
+        ({k: v for k, v in good.items() if k != "@context"}, "not a DataFlowStartMessage"),
+        # a terminate posted to /start
+        ({**good, "@type": "DataFlowTerminateMessage"}, "DataFlowTerminateMessage"),
+        # a remote context: never fetched
+        ({**good, "@context": [f"{edc_url}/context.jsonld", context]}, "context"),
+    ]
+    for body, reason in variants:
+        answer = httpx.post(f"{base}/start", json=body, timeout=30)
+        assert answer.status_code == 400, (body, answer.text)
+        assert answer.json()["@type"] == "DataFlowError" and reason in answer.json()["message"], answer.text
+    assert db_grants(svc) == []
+
+
+def test_a_huge_authenticated_body_is_refused_before_it_is_read(
+    dataplane: Callable[..., tuple[str, Services]],
+) -> None:
+    """A 400 MiB body with the right key: 413 once the cap is passed, and the rest is never read."""
+    base, _ = dataplane()
+    url = httpx.URL(f"{base}/start")
+    announced = 400 * 1024 * 1024
+    head = (
+        f"POST {url.raw_path.decode()} HTTP/1.1\r\nHost: {url.host}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {announced}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    sent = 0
+    with socket.create_connection((url.host, url.port or 80), timeout=30) as sock:
+        sock.sendall(head)
+        sock.settimeout(0.2)
+        chunk = b" " * 65536
+        try:
+            while sent < announced:
+                sock.sendall(chunk)
+                sent += len(chunk)
+                try:
+                    if sock.recv(1, socket.MSG_PEEK):
+                        break
+                except TimeoutError:
+                    continue
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        sock.settimeout(30)
+        answer = sock.recv(65536)
+    assert answer.split(b"\r\n", 1)[0].split()[1] == b"413", answer[:300]
+    assert b"DataFlowError" in answer
+    assert sent < 64 * 1024 * 1024, f"{sent} bytes were taken before the answer"
 
 
 def test_async_start_suspend_restart_and_terminate(
