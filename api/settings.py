@@ -44,7 +44,7 @@ class ApiSettings(BaseSettings):
         description="Secret (key `sha256`) with the live digests, re-read on an unknown token and every "
         "`token_refresh_seconds`; empty: only `token_sha256` counts.",
     )
-    token_refresh_seconds: float = Field(default=2.0, gt=0, description="Bound on a revoked token's life here.")
+    token_refresh_seconds: float = Field(default=1.0, gt=0, description="Bound on a revoked token's life here.")
 
     s3_endpoint_url: str = Field(description="S3 endpoint as this process reaches it, e.g. http://10.88.0.1:9000.")
     s3_access_key: SecretStr

@@ -162,7 +162,7 @@ class TenantApiSettings(BaseModel):
     )
     api_probe_verify_tls: bool = Field(default=True, description="Verify TLS of the probed tenant API URL.")
     api_token_refresh_seconds: float = Field(
-        default=2.0, gt=0, description="How often tenant APIs re-read their token set: a revoked token's last seconds."
+        default=1.0, gt=0, description="How often tenant APIs re-read their token set: a revoked token's last seconds."
     )
     api_url_template: str = Field(
         default="http://wml-api.{namespace}.svc:8080/",

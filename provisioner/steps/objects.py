@@ -64,4 +64,6 @@ def revoke_ended_grants(ctx: StepContext) -> None:
             svc.kube.delete("v1", "Secret", secret["metadata"]["name"], snap.namespace)
             revoked = True
     if revoked and api_serving(svc, snap.namespace):
-        raise NotYet("revoked tokens leave the API's token set", delay=svc.settings.api_token_refresh_seconds)
+        # Half a second beyond the pods' re-read, so that every replica refuses the token before the connector
+        # hears that the grant ended.
+        raise NotYet("revoked tokens leave the API's token set", delay=svc.settings.api_token_refresh_seconds + 0.5)
