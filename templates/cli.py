@@ -49,7 +49,7 @@ def compile_(
     bucket: Annotated[str, typer.Option(help="Bucket of the tenant's objects.")] = "workflows",
     prefix: Annotated[str, typer.Option(help="Tenant key prefix.")] = "tenants/default",
     credentials_secret: Annotated[
-        str, typer.Option(help="Secret with accessKey/secretKey (default: each job's own, as the provisioner compiles).")
+        str, typer.Option(help="Secret with accessKey/secretKey (default: each job's own, as compiled for tenants).")
     ] = JOB_S3_SECRET,
     session_token_key: Annotated[
         str, typer.Option(help="Key of the Secret's STS session token; empty for long-lived keys.")

@@ -70,8 +70,8 @@ def tenant_policy(bucket: str, prefix: str) -> dict[str, Any]:
 
 def executor_policy(bucket: str, prefix: str) -> dict[str, Any]:
     """What Argo's executor needs of one tenant, and no more: read job inputs, write under ``exec/`` (the output
-    archive, logs, artifacts). No delete, no staging, no sealed outputs, no receipts: a consumer who extracts these
-    credentials from a job can change nothing the API serves (see templates.keys)."""
+    archive). No delete, no staging, no sealed outputs, no receipts. No pod holds these keys: the API mints each
+    job's own from them (STS, a session policy of that job's keys), which can only be narrower."""
     keys = KeyLayout(prefix)
     return {
         "Version": "2012-10-17",
@@ -95,6 +95,9 @@ def executor_policy(bucket: str, prefix: str) -> dict[str, Any]:
                 "Condition": {"StringLike": {"s3:prefix": [keys.job_inputs_glob()]}},
             },
             {"Effect": "Allow", "Action": ["s3:GetBucketLocation"], "Resource": [f"arn:aws:s3:::{bucket}"]},
+            # MinIO lets any user make access keys for itself unless denied: keys that would outlive every job.
+            # The API mints each job's own keys with STS (api.backends.sts), which this does not stop.
+            {"Effect": "Deny", "Action": ["admin:CreateServiceAccount"]},
         ],
     }
 

@@ -140,7 +140,9 @@ def test_executor_policy_cannot_touch_receipts_staging_or_other_tenants() -> Non
     from provisioner.infra.s3users import executor_policy
 
     statements = executor_policy("workflows", "tenants/t-abc")["Statement"]
-    resources = {r for s in statements for r in s["Resource"]}
+    # no access keys of its own (they would outlive every job): only the API's STS minting of job keys
+    assert {"Effect": "Deny", "Action": ["admin:CreateServiceAccount"]} in statements
+    resources = {r for s in statements for r in s.get("Resource", [])}
     assert not any("receipt" in r or "staging" in r for r in resources)
     writes = [s for s in statements if "s3:PutObject" in s["Action"]]
     # one prefix of its own: S3 policy wildcards match '/', so no pattern under jobs/ would be exact
