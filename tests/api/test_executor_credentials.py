@@ -165,9 +165,11 @@ def planted(adv: ApiTenant, stack: StackInfo) -> dict[str, Any]:
         done = client.wait(job["id"], timeout=300)
         # the API settles the job's end: its log stored from the kubelet, then its pods deleted
         wait_for(
-            lambda: not k8s.CoreV1Api(api).list_namespaced_pod(
-                adv.namespace, label_selector=f"workflows.argoproj.io/workflow={job['id']}"
-            ).items,
+            lambda: (
+                not k8s.CoreV1Api(api)
+                .list_namespaced_pod(adv.namespace, label_selector=f"workflows.argoproj.io/workflow={job['id']}")
+                .items
+            ),
             60,
             what="the finished job's pods deleted",
         )
