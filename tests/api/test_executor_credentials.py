@@ -16,6 +16,7 @@ import base64
 import io
 import json
 import tarfile
+import time
 from typing import Any
 
 import httpx
@@ -48,6 +49,7 @@ ln -s $T /var/run/argo/ctr/main/stdout
 ln -s $S/sessionToken /var/run/argo/progress
 cat > /tmp/evil <<EOF
 #!/bin/sh
+[ -d /argo/secret ] && echo "EVIL-RAN-IN-WAIT \$(cat $S/accessKey)"
 cat $S/accessKey $S/secretKey $S/sessionToken $T > /mainctrfs/output/tree/stolen 2>&1
 exec /bin/argoexec "\$@"
 EOF
@@ -197,6 +199,33 @@ def test_shared_files_lead_the_wait_container_nowhere(
     assert not any(path.endswith("stolen") for path, _ in blobs), [p for p, _ in blobs]
     annotations = planted["pod"]["metadata"]["annotations"]
     assert json.loads(annotations["workflows.argoproj.io/kill-cmd-wait"])[0] == "/bin/argoexec"
+
+
+def test_a_cancel_signals_the_wait_container_with_its_own_binary(adv: ApiTenant, stack: StackInfo) -> None:
+    """Argo 4.0.x signals a pod's containers by exec'ing ``/var/run/argo/argoexec`` in each (on a cancel, a
+    deadline): the worker replaced that file, and without the template's kill-cmd annotation its script ran in the
+    wait container, with the job's keys and token (seen with this very test against a template without it: the
+    controller's log then shows the script's EVIL-RAN-IN-WAIT line). With it, the controller runs the executor
+    image's own binary there."""
+    controller_log = stack.state_dir / "logs" / "workflow-controller.log"
+    with adv.client() as client:
+        client.upload_bytes("probe", "entrypoint.sh", PLANT.encode())
+        client.upload_bytes("probe", "env", b"HOLD=120\n")
+        job = client.start("probe")["id"]
+        wait_for(lambda: b"planting for" in "\n".join(client.logs(job)).encode(), 120, interval=1, what="planted")
+        time.sleep(2)
+        client.cancel(job)
+        assert client.wait(job, timeout=180)["state"] == "CANCELED"
+
+    def signalled() -> list[str] | None:
+        lines = [line for line in controller_log.read_text(errors="replace").splitlines() if job in line]
+        signals = [line for line in lines if "signaled container" in line and "container=wait" in line]
+        return lines if signals else None
+
+    lines = wait_for(signalled, 60, interval=1, what="the controller signalling the wait container")
+    execs = [line for line in lines if "/exec?command=" in line and "container=wait" in line]
+    assert execs and all("command=%2Fbin%2Fargoexec" in line for line in execs), execs
+    assert not any("EVIL-RAN-IN-WAIT" in line for line in lines)
 
 
 def test_the_job_pod_holds_no_long_lived_credential(planted: dict[str, Any], adv: ApiTenant, stack: StackInfo) -> None:
