@@ -165,6 +165,11 @@ class Limits(Model):
     retries: int = Field(default=0, ge=0, le=10)
     output_size: Quantity = Field(default="1Gi", description="Cap on the output directory's size.")
     max_upload_size: Quantity = Field(default="1Gi", description="Default cap of one uploaded input.")
+    input_size: Quantity = Field(
+        default="2Gi",
+        description="Cap on the job's inputs as the worker sees them, archives unpacked (the size of the volume "
+        "Argo downloads them into; the kubelet evicts a job past it).",
+    )
 
 
 class Security(Model):

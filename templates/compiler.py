@@ -36,6 +36,7 @@ from hera.workflows import (
 from hera.workflows import models as m
 
 from templates.asset import Input, InputKind, Output, WorkflowAsset
+from templates.quantity import parse_quantity
 from templates.keys import JOB_NAME_PLACEHOLDER, KeyLayout
 from templates.labels import (
     ANNOTATION_ASSET,
@@ -97,6 +98,7 @@ class CompileOptions:
     # A backstop only: the API deletes a finished job's pods once it has stored their logs.
     pod_gc_delay: str = "10m"
     executor_binary: str = EXECUTOR_BINARY
+    tmp_size: str = "1Gi"  # the worker's /tmp when the asset names no ephemeral storage
     ttl_seconds_after_completion: int = 7 * 24 * 3600
     image_pull_policy: str = "IfNotPresent"
     extra_labels: dict[str, str] = field(default_factory=dict)
@@ -190,8 +192,29 @@ def _labels(asset: WorkflowAsset, options: CompileOptions) -> dict[str, str]:
     return {**labels, **options.extra_labels}
 
 
-def executor_token_patch() -> str:
-    """The pod-spec patch that gives Argo's executor containers a projected, pod-bound, short-lived token."""
+# Argo's own emptyDirs have no size limit: a worker could fill the node's disk through them. Capped here by name
+# (a strategic merge patch on the volumes Argo adds): the shared /var/run/argo (argoexec itself, ~110 MiB, and
+# the executor's small files), the wait container's staging of the output archive, and the inputs as downloaded
+# and unpacked.
+ARGO_RUN_VOLUME, ARGO_TMP_VOLUME, ARGO_INPUTS_VOLUME = "var-run-argo", "tmp-dir-argo", "input-artifacts"
+ARGO_RUN_SIZE = "256Mi"
+STAGING_MARGIN = 256 * 1024**2
+
+
+def pod_patch(asset: WorkflowAsset) -> str:
+    """The pod-spec patch of every job: the executor's projected token, and a size on each of Argo's emptyDirs."""
+    staging = int(parse_quantity(asset.limits.output_size)) + STAGING_MARGIN
+    sized = [
+        {"name": ARGO_RUN_VOLUME, "emptyDir": {"sizeLimit": ARGO_RUN_SIZE}},
+        {"name": ARGO_TMP_VOLUME, "emptyDir": {"sizeLimit": str(staging)}},
+    ]
+    if any(i.kind is not InputKind.ENV for i in asset.inputs):
+        sized.append({"name": ARGO_INPUTS_VOLUME, "emptyDir": {"sizeLimit": asset.limits.input_size}})
+    return json.dumps({"volumes": [executor_token_volume(), *sized]}, sort_keys=True)
+
+
+def executor_token_volume() -> dict[str, Any]:
+    """Argo's executor token volume, as a projected, pod-bound, short-lived token."""
     volume = {
         "name": EXEC_TOKEN_VOLUME,
         "secret": None,  # a strategic merge patch keeps the Secret source beside the new one unless it is removed
@@ -203,7 +226,7 @@ def executor_token_patch() -> str:
             ]
         },
     }
-    return json.dumps({"volumes": [volume]}, sort_keys=True)
+    return volume
 
 
 def asset_annotation(asset: WorkflowAsset) -> str:
@@ -243,8 +266,9 @@ def compile_asset(asset: WorkflowAsset, target: StorageTarget, options: CompileO
             )
         )
     if asset.security.read_only_root_filesystem and (asset.worker.output_dir or "").rstrip("/") != "/tmp":
-        cap = asset.resources.ephemeral_storage
-        volumes.append(EmptyDirVolume(name=TMP_VOLUME, mount_path="/tmp", size_limit=m.Quantity(cap) if cap else None))
+        # Always sized: an unbounded /tmp is the node's disk.
+        cap = asset.resources.ephemeral_storage or options.tmp_size
+        volumes.append(EmptyDirVolume(name=TMP_VOLUME, mount_path="/tmp", size_limit=m.Quantity(cap)))
     res = asset.resources
     items: list[Input | Output] = [*asset.inputs, *asset.outputs]
     names = {item.name: argo_name(item.name) for item in items}
@@ -276,7 +300,7 @@ def compile_asset(asset: WorkflowAsset, target: StorageTarget, options: CompileO
             labels=labels,
             annotations={KILL_CMD_WAIT: json.dumps([options.executor_binary, "kill", "%d", "1"])},
         ),
-        pod_spec_patch=executor_token_patch(),
+        pod_spec_patch=pod_patch(asset),
         # Argo's log archive reads a file the worker can replace with a symlink: the API archives logs instead.
         archive_logs=False,
         node_selector=dict(res.node_selector) or None,

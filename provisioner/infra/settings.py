@@ -196,6 +196,9 @@ class QuotaSettings(BaseModel):
     limit_default_memory: str = "512Mi"
     limit_default_request_cpu: str = "100m"
     limit_default_request_memory: str = "128Mi"
+    # Every container declares ephemeral storage (the quota counts limits): a container without its own gets these.
+    limit_default_ephemeral_storage: str = "2Gi"
+    limit_default_request_ephemeral_storage: str = "64Mi"
 
 
 class ConnectorSettings(BaseModel):

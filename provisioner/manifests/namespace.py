@@ -77,6 +77,8 @@ def quota(settings: ProvisionerSettings, spec: TenantSpec) -> list[dict[str, Any
         "requests.memory": settings.quota_memory,
         "limits.memory": settings.quota_memory,
         "requests.ephemeral-storage": settings.quota_ephemeral_storage,
+        # Limits too: a quota on requests alone lets a pod that declares little use the node's whole disk.
+        "limits.ephemeral-storage": settings.quota_ephemeral_storage,
         "pods": str(settings.quota_pods),
         "services.loadbalancers": "0",
         "services.nodeports": "0",
@@ -86,8 +88,16 @@ def quota(settings: ProvisionerSettings, spec: TenantSpec) -> list[dict[str, Any
         hard[f"requests.{resource}"] = str(settings.quota_gpus)
     limits = {
         "type": "Container",
-        "default": {"cpu": settings.limit_default_cpu, "memory": settings.limit_default_memory},
-        "defaultRequest": {"cpu": settings.limit_default_request_cpu, "memory": settings.limit_default_request_memory},
+        "default": {
+            "cpu": settings.limit_default_cpu,
+            "memory": settings.limit_default_memory,
+            "ephemeral-storage": settings.limit_default_ephemeral_storage,
+        },
+        "defaultRequest": {
+            "cpu": settings.limit_default_request_cpu,
+            "memory": settings.limit_default_request_memory,
+            "ephemeral-storage": settings.limit_default_request_ephemeral_storage,
+        },
     }
     return [
         _obj("v1", "ResourceQuota", _meta(spec, QUOTA), spec={"hard": hard}),

@@ -210,3 +210,20 @@ def test_the_provisioner_may_apply_every_kind_a_tenant_is_made_of() -> None:
         group = manifest["apiVersion"].rpartition("/")[0]
         plural = KINDS[(manifest["apiVersion"], manifest["kind"])].plural
         assert (group, plural) in held, manifest["kind"]
+
+
+def test_every_container_declares_ephemeral_storage_and_the_quota_counts_its_limits() -> None:
+    """Issue #26: a quota on requests alone let a pod that declared little fill the node's disk."""
+    quota, limits = manifests.quota(SETTINGS, SPEC)
+    assert quota["spec"]["hard"]["limits.ephemeral-storage"] == SETTINGS.quota_ephemeral_storage
+    assert quota["spec"]["hard"]["requests.ephemeral-storage"] == SETTINGS.quota_ephemeral_storage
+    [container] = limits["spec"]["limits"]
+    assert container["default"]["ephemeral-storage"] == SETTINGS.limit_default_ephemeral_storage
+    assert container["defaultRequest"]["ephemeral-storage"] == SETTINGS.limit_default_request_ephemeral_storage
+    # Argo's init and wait containers are bounded by the controller's own executor settings, as operators deploy it
+    configmap = yaml.safe_load(
+        (ASSETS.parents[1] / "argo" / "base" / "argo-config" / "workflow-controller-configmap.yaml").read_text()
+    )
+    executor = yaml.safe_load(configmap["data"]["executor"])
+    for kind in ("requests", "limits"):
+        assert {"cpu", "memory", "ephemeral-storage"} <= set(executor["resources"][kind])

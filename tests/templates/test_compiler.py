@@ -75,10 +75,16 @@ def test_template_is_self_contained_and_hardened() -> None:
     # The controller signals the wait container with the executor image's binary, not the worker-writable copy.
     assert json.loads(spec["podMetadata"]["annotations"]["workflows.argoproj.io/kill-cmd-wait"])[0] == "/bin/argoexec"
     # The executor's token: projected, short-lived, bound to the pod (no Secret that outlives the job).
-    [volume] = json.loads(spec["podSpecPatch"])["volumes"]
-    assert volume["name"] == "exec-sa-token"
+    volumes = {v["name"]: v for v in json.loads(spec["podSpecPatch"])["volumes"]}
+    volume = volumes["exec-sa-token"]
     [token] = [s["serviceAccountToken"] for s in volume["projected"]["sources"] if "serviceAccountToken" in s]
     assert token["expirationSeconds"] == 600
+    # Argo's own emptyDirs are sized (issue #26): the shared run volume, the output staging, the unpacked inputs
+    assert volumes["var-run-argo"]["emptyDir"]["sizeLimit"] == "256Mi"
+    assert int(volumes["tmp-dir-argo"]["emptyDir"]["sizeLimit"]) == (16 + 256) * 1024**2  # outputSize 16Mi
+    assert volumes["input-artifacts"]["emptyDir"]["sizeLimit"] == "2Gi"
+    # every emptyDir the template itself declares has a size too
+    assert all(v["emptyDir"].get("sizeLimit") for v in spec.get("volumes", []) if "emptyDir" in v)
     ctx = worker["container"]["securityContext"]
     assert ctx["allowPrivilegeEscalation"] is False
     assert ctx["capabilities"]["drop"] == ["ALL"]
