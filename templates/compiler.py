@@ -36,7 +36,6 @@ from hera.workflows import (
 from hera.workflows import models as m
 
 from templates.asset import Input, InputKind, Output, WorkflowAsset
-from templates.quantity import parse_quantity
 from templates.keys import JOB_NAME_PLACEHOLDER, KeyLayout
 from templates.labels import (
     ANNOTATION_ASSET,
@@ -49,6 +48,7 @@ from templates.labels import (
     MANAGER,
 )
 from templates.names import ENV_SECRET_SUFFIX, S3_SECRET_SUFFIX, argo_name, dns_label, template_name
+from templates.quantity import parse_quantity
 
 WORKER_TEMPLATE = "worker"
 OUTPUT_VOLUME = "wml-output"
