@@ -11,7 +11,7 @@ from fastapi import APIRouter, Path, Request, status
 from api.core.errors import FormError, HTTPProblem, TooLarge, not_found
 from api.core.schemas import AssetDetail, AssetList, AssetSummary, InputInfo, OutputInfo, StagedInput, StagedInputList
 from api.routes.deps import TenantDep
-from api.services import staging
+from api.services import archives, staging
 from api.services.ledger import QuotaExceeded
 from api.services.staging import check_relative_path, max_env_bytes
 from api.web.multipart import boundary_of, file_field
@@ -107,8 +107,9 @@ async def _limit(tenant: TenantDep, asset: WorkflowAsset, item: Input, declared:
 async def _store(
     tenant: TenantDep, asset: WorkflowAsset, item: Input, chunks: AsyncIterator[bytes], limit: int, rel: str | None
 ) -> StagedInput:
+    inspect = archives.upload_check(tenant.storage, asset, item)
     try:
-        stored = await staging.stage_input(tenant.storage, asset.name, item.name, chunks, limit, rel)
+        stored = await staging.stage_input(tenant.storage, asset.name, item.name, chunks, limit, rel, inspect)
     except TooLarge as exc:
         raise HTTPProblem(413, "Content Too Large", f"input {item.name!r}: {exc}; nothing was stored") from None
     return StagedInput(name=stored.name, size=stored.size, sha256=stored.sha256, uploaded_at=stored.uploaded_at)

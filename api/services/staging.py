@@ -8,7 +8,7 @@ the staged inputs into the job's own keys (:func:`snapshot_input`), so later upl
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -46,12 +46,26 @@ def max_env_bytes(asset: WorkflowAsset, item: Input) -> int:
 
 
 async def stage_input(
-    store: ObjectStore, asset: str, name: str, chunks: AsyncIterator[bytes], limit: int, relpath: str | None = None
+    store: ObjectStore,
+    asset: str,
+    name: str,
+    chunks: AsyncIterator[bytes],
+    limit: int,
+    relpath: str | None = None,
+    inspect: Callable[[str, int], Awaitable[None]] | None = None,
 ) -> StoredObject:
+    """Store an upload; it becomes visible with its record. ``inspect(key, size)`` may refuse it first (raising):
+    the object is then deleted and no record written."""
     key = store.keys.staging(asset, name)
     if relpath is not None:
         key = f"{key}/{check_relative_path(relpath)}"
     size, sha = await store.write_stream(key, chunks, limit)
+    if inspect is not None:
+        try:
+            await inspect(key, size)
+        except BaseException:
+            await store.delete_key(key)
+            raise
     record: dict[str, Any] = {"name": name, "size": size, "sha256": sha, "uploaded_at": _now()}
     if relpath is not None:
         meta = await store.read_json(store.keys.staged_record(asset, name)) or {"name": name, "files": {}}
