@@ -18,13 +18,14 @@ worker:
   command: ["/bin/sh", "/app/entrypoint.sh"]
   workingDir: /app
   outputDir: /output
-resources: {cpu: 100m, memory: 64Mi}
-limits: {timeout: 5m, outputSize: 8Mi}
+resources: {cpu: 100m, memory: 64Mi, ephemeralStorage: 64Mi}
+limits: {timeout: 5m, outputSize: 8Mi, inputSize: 256Mi}
 inputs:
   - {name: env, kind: env}
   - {name: entrypoint.sh, kind: file, path: /app/entrypoint.sh, maxSize: 64Ki}
   - {name: data, kind: directory, path: /data, required: false}
   - {name: bundle.tgz, kind: archive, format: tar.gz, path: /bundle, required: false}
+  - {name: bundle.zip, kind: archive, format: zip, path: /zipped, required: false, maxSize: 8Mi}
 outputs:
   - {name: result, kind: file, path: /output/result, required: false}
   - {name: tree, kind: directory, path: /output/tree, required: false}

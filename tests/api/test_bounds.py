@@ -1,0 +1,88 @@
+"""Issue #26 on the real stack: what a job can take of the node is bounded, and a job past a bound is stopped with a
+clear state while the API and the node stay as they were.
+
+The probe asset (tests/support/probe.py) declares 64 MiB of ephemeral storage and a 256 MiB input cap."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import zipfile
+from typing import Any
+
+import pytest
+from kubernetes import client as k8s
+
+from api.client import ClientError
+from devstack.stack import kube
+from devstack.stack.launcher import StackInfo
+from devstack.wait import wait_for
+from tests.api.tenant import ApiTenant
+
+pytestmark = pytest.mark.stack
+
+GiB = 1024**3
+MiB = 1024**2
+
+# Writes its /tmp full, slowly enough that the kubelet (which measures volumes every few seconds) sees it long
+# before the node's disk would: 8 MiB every 0.2 s, up to 2 GiB.
+FILL = """#!/bin/sh
+echo "filling /tmp"
+i=0
+while [ $i -lt 256 ]; do
+  dd if=/dev/zero of=/tmp/fill-$i bs=1M count=8 2>/dev/null || { echo "write failed at $i"; break; }
+  i=$((i + 1))
+  sleep 0.2
+done
+echo "wrote $i chunks of 8 MiB"
+"""
+
+
+def _zip_bomb(total: int, members: int = 16) -> bytes:
+    out = io.BytesIO()
+    zeros = b"\0" * (total // members)
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        for i in range(members):
+            archive.writestr(f"zeros-{i}.bin", zeros)
+    return out.getvalue()
+
+
+def test_a_zip_that_unpacks_past_the_input_cap_is_refused_at_upload(adv: ApiTenant) -> None:
+    bomb = _zip_bomb(1 * GiB)
+    assert len(bomb) < 2 * MiB  # ~1 MiB on the wire
+    with adv.client() as client:
+        with pytest.raises(ClientError) as refused:
+            client.upload_bytes("probe", "bundle.zip", bomb)
+        assert refused.value.status == 413
+        assert "unpacks to 1073741824 bytes" in str(refused.value) and "limits.inputSize" in str(refused.value)
+        assert "bundle.zip" not in {i["name"] for i in client.staged("probe")}  # nothing was stored
+        small = _zip_bomb(64 * MiB)  # within the cap: taken
+        assert client.upload_bytes("probe", "bundle.zip", small)["size"] == len(small)
+
+
+def test_a_worker_filling_its_disk_is_stopped_at_its_bound(adv: ApiTenant, stack: StackInfo) -> None:
+    before = shutil.disk_usage(stack.state_dir).free
+    with adv.client() as client:
+        client.upload_bytes("probe", "entrypoint.sh", FILL.encode())
+        job: dict[str, Any] = client.wait(client.start("probe")["id"], timeout=300)
+        log = "\n".join(client.logs(job["id"]))
+        assert client.assets()  # the API answered throughout
+    # stopped at the bound, with a state that says so: never completed, never a system error of ours
+    assert job["state"] in {"EXECUTOR_ERROR", "CANCELED"} or "ephemeral" in (job.get("message") or ""), job
+    assert job["state"] != "COMPLETE", (job, log)
+    assert "wrote 256 chunks" not in log, log
+    message = " ".join([job.get("message") or "", *[s.get("message") or "" for s in job.get("steps", [])]])
+    assert "ephemeral" in message.lower() or "evict" in message.lower() or "usage" in message.lower(), job
+    # the node's disk is given back (the pod and its volumes are deleted once the job's end is settled)
+    api = kube.api_client(stack.kubeconfig)
+    wait_for(
+        lambda: (
+            not k8s.CoreV1Api(api)
+            .list_namespaced_pod(adv.namespace, label_selector=f"workflows.argoproj.io/workflow={job['id']}")
+            .items
+        ),
+        120,
+        what="the job's pod deleted",
+    )
+    after = shutil.disk_usage(stack.state_dir).free
+    assert before - after < 100 * MiB, (before, after)
