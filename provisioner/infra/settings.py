@@ -192,6 +192,8 @@ class QuotaSettings(BaseModel):
     quota_gpus: int = 0
     quota_concurrent_jobs: int = 4
     quota_storage_bytes: int = 50 * 1024**3
+    # Each job pod's stored log (the API cuts it there, with a marker); at most the kubelets' containerLogMaxSize.
+    quota_log_bytes: int = Field(default=8 * 1024**2, ge=1024)
     limit_default_cpu: str = "500m"
     limit_default_memory: str = "512Mi"
     limit_default_request_cpu: str = "100m"

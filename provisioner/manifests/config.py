@@ -47,6 +47,7 @@ def api_env(settings: ProvisionerSettings, spec: TenantSpec) -> tuple[dict[str, 
         "WML_API_ARGO_VERIFY_TLS": "true" if settings.argo_verify_tls else "false",
         "WML_API_QUOTA_CONCURRENT_JOBS": str(settings.quota_concurrent_jobs),
         "WML_API_QUOTA_STORAGE_BYTES": str(settings.quota_storage_bytes),
+        "WML_API_LOG_MAX_BYTES": str(settings.quota_log_bytes),
         "WML_API_TOKEN_SECRET": API_TOKENS_SECRET,
         "WML_API_TOKEN_REFRESH_SECONDS": str(settings.api_token_refresh_seconds),
         # Several replicas serialise job starts through a Lease; one needs only its own lock.
