@@ -20,21 +20,24 @@ def api_serving(svc: Services, namespace: str) -> bool:
 
 
 def api_rolled_out(svc: Services, namespace: str) -> bool:
-    """While API pods serve, a changed token set rolls them: True once every serving pod has the new set.
-    A Deployment that never served has nothing to wait for."""
     deployment = svc.kube.get("apps/v1", "Deployment", API, namespace)
-    if deployment is None:
-        return True
-    status, spec = deployment.get("status") or {}, deployment.get("spec") or {}
-    wanted = int(spec.get("replicas", 1))
+    return deployment is None or rolled_out(deployment)
+
+
+def rolled_out(deployment: dict[str, Any]) -> bool:
+    """Whether every pod that serves runs the Deployment's current settings (a changed environment rolls them).
+
+    No pod of an older generation left and one pod available is enough: the Service sends requests to available
+    pods only, and each re-reads the token set itself, so the endpoint works as soon as the first one answers;
+    the second comes a moment later (a new tenant's endpoint then costs one pod's start, not two). During a
+    rolling update older pods still serve: that waits until all are replaced. A Deployment that never served has
+    nothing to wait for."""
+    status = deployment.get("status") or {}
     if not status.get("availableReplicas") and not status.get("readyReplicas"):
         return True
-    return (
-        int(status.get("observedGeneration", 0)) >= int(deployment["metadata"].get("generation", 0))
-        and int(status.get("updatedReplicas", 0)) == wanted
-        and int(status.get("replicas", 0)) == wanted
-        and int(status.get("availableReplicas", 0)) >= wanted
-    )
+    current = int(status.get("observedGeneration", 0)) >= int(deployment["metadata"].get("generation", 0))
+    replicas, updated = int(status.get("replicas", 0)), int(status.get("updatedReplicas", 0))
+    return current and replicas == updated and int(status.get("availableReplicas", 0)) >= 1
 
 
 def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
