@@ -98,7 +98,19 @@ def create_app(settings: ApiSettings) -> FastAPI:
                 tokens.reader = kube.token_digests
             app.state.tenant = TenantContext(
                 settings=settings,
-                storage=ObjectStore(s3, settings.s3_bucket, settings.keys),
+                storage=ObjectStore(
+                    s3,
+                    settings.s3_bucket,
+                    settings.keys,
+                    public=make_client(
+                        settings.s3_public_url,
+                        settings.s3_access_key.get_secret_value(),
+                        settings.s3_secret_key.get_secret_value(),
+                        settings.s3_region,
+                    )
+                    if settings.s3_public_url
+                    else None,
+                ),
                 argo=argo,
                 catalogue=Catalogue(argo),
                 kube=kube,

@@ -60,6 +60,15 @@ class ClientError(RuntimeError):
 ApiError = ClientError
 
 
+REDIRECTS = frozenset({302, 303, 307})
+
+
+def _range_only(headers: Any) -> dict[str, str]:
+    """What a followed download keeps of the request's own headers: its Range, nothing else."""
+    found = dict(headers or {})
+    return {k: v for k, v in found.items() if k.lower() == "range"}
+
+
 class Client:
     """The consumer API, either directly (``base_url`` and the tenant token from the provision callback) or
     through the provider's EDC data plane (``Client.through_edc`` with the consumer's EDR)."""
@@ -80,6 +89,9 @@ class Client:
             timeout=httpx.Timeout(timeout, connect=10.0),
             transport=transport,
         )
+        # Large downloads may be answered with a presigned object-store URL: followed without our token (the URL is
+        # its own authorisation, scoped to one object for a few minutes; the token must never reach another host).
+        self.bare = httpx.Client(timeout=httpx.Timeout(timeout, connect=10.0), transport=transport)
         self.retry = retry or RetryPolicy()
         self.sleep = sleep
         # EDC's data plane drops Idempotency-Key: through it, a start is never repeated.
@@ -96,6 +108,7 @@ class Client:
 
     def __exit__(self, *_: object) -> None:
         self.http.close()
+        self.bare.close()
 
     def _send(self, method: str, url: str, body: Body = None, retry_safe: bool = True, **kwargs: Any) -> httpx.Response:
         attempt = 0
@@ -128,7 +141,14 @@ class Client:
             attempt += 1
             last = attempt >= self.retry.attempts
             try:
-                with self.http.stream("GET", url, **kwargs) as response:
+                with contextlib.ExitStack() as answers:
+                    response = answers.enter_context(self.http.stream("GET", url, **kwargs))
+                    if response.status_code in REDIRECTS and "location" in response.headers:
+                        # a presigned URL of the object store (large downloads): followed once, without our token
+                        location = response.headers["location"]
+                        response = answers.enter_context(
+                            self.bare.stream("GET", location, headers=_range_only(kwargs.get("headers")))
+                        )
                     if response.status_code in RETRYABLE_STATUS and not last:
                         retry_after = response.headers.get("retry-after")
                     else:

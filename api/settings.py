@@ -56,6 +56,14 @@ class ApiSettings(BaseSettings):
     s3_bucket: str = "workflows"
     s3_prefix: str = Field(description="Tenant prefix, e.g. tenants/t-3f9a (no slashes at the ends).")
     s3_region: str | None = None
+    s3_public_url: str | None = Field(
+        default=None,
+        description="The object store as consumers reach it (e.g. https://s3.example.com). Set: downloads of at "
+        "least `presign_min_bytes` are answered with a 307 to a presigned URL of that one object, valid "
+        "`presign_seconds`, so the bytes do not pass through this API. Unset: every download streams through it.",
+    )
+    presign_min_bytes: int = Field(default=8 * 1024**2, ge=0)
+    presign_seconds: int = Field(default=300, ge=1, le=3600)
 
     argo_server_url: str = Field(description="Argo Server base URL, e.g. http://10.88.0.1:2746.")
     argo_token: SecretStr | None = Field(default=None, description="Bearer token for Argo Server (client auth).")

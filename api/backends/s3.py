@@ -19,7 +19,7 @@ import io
 import json
 import os
 from collections.abc import AsyncIterator, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -49,10 +49,11 @@ def _absent(exc: S3Error) -> FileNotFoundError | S3Error:
 class ObjectStore:
     """One tenant's objects in S3 (``keys``: the tenant's key layout)."""
 
-    def __init__(self, client: Minio, bucket: str, keys: KeyLayout) -> None:
+    def __init__(self, client: Minio, bucket: str, keys: KeyLayout, public: Minio | None = None) -> None:
         self.client = client
         self.bucket = bucket
         self.keys = keys
+        self.public = public  # the same store at the address consumers reach: presigned URLs are made for it
         # A streamed upload holds its thread from the first byte to the last: a limiter of their own, so that they
         # never take the threads every other S3 call runs in (anyio's default limiter).
         self._uploads = anyio.CapacityLimiter(UPLOADS_AT_ONCE)
@@ -228,6 +229,18 @@ class ObjectStore:
 
     async def delete_key(self, key: str) -> None:
         await self._run(self.client.remove_object, self.bucket, key)  # S3 deletes are no error when absent
+
+    def presigned(self, key: str, seconds: int, filename: str) -> str | None:
+        """A GET URL for ``key`` alone, valid ``seconds``, at the consumers' address (None: there is none). Made
+        offline (a signature over the key and its expiry): it costs S3 nothing."""
+        if self.public is None:
+            return None
+        return self.public.presigned_get_object(
+            self.bucket,
+            key,
+            expires=timedelta(seconds=seconds),
+            response_headers={"response-content-disposition": f'attachment; filename="{filename}"'},
+        )
 
     async def ping(self) -> None:
         # A tenant's credentials may list only its own prefix, not the bucket; its first page of folders is enough.

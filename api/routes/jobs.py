@@ -13,6 +13,7 @@ from api.core.errors import HTTPProblem, KubeRejected, KubeUnavailable, RangeNot
 from api.core.schemas import Job, JobCreate, JobList, OutputFile, OutputList, Receipt
 from api.core.states import PHASE_SELECTOR, JobState, job_state
 from api.routes.deps import TenantDep
+from api.services import downloads
 from api.services.jobviews import job_asset, job_view, output_key, settled, workflow_of
 from api.services.logs import archived_log, live_log
 from api.services.receipts import receipt_of
@@ -143,6 +144,7 @@ async def list_outputs(job: JobPath, tenant: TenantDep) -> OutputList:
     responses={
         200: {"content": {"application/octet-stream": {}}},
         206: {"description": "partial content"},
+        307: {"description": "large output: a presigned URL of the object store, for this object alone, valid minutes"},
         416: {"description": "range not satisfiable"},
     },
 )
@@ -166,6 +168,9 @@ async def download_output(
         raise HTTPProblem(404, "Not Found", f"output {name!r} of job {job} does not exist: {why}")
     size = int(sealed.outputs[name]["size"])
     filename = key.rsplit("/", 1)[-1]
+    redirect = downloads.presigned_download(tenant, key, size, filename)
+    if redirect is not None:
+        return redirect
     headers = {
         "Accept-Ranges": "bytes",
         "Content-Disposition": f'attachment; filename="{filename}"',

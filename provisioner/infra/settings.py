@@ -94,6 +94,11 @@ class StorageSettings(BaseModel):
     s3_admin_access_key: SecretStr = SecretStr("minioadmin")
     s3_admin_secret_key: SecretStr = SecretStr("minioadmin")
     s3_prefix_template: str = "tenants/{tenant}"
+    s3_public_url: str | None = Field(
+        default=None,
+        description="The object store as consumers reach it: set, tenant APIs answer large downloads with presigned "
+        "URLs of that one object (the bytes skip the API); unset, every download streams through the API.",
+    )
     retention: Literal["delete", "keep"] = Field(
         default="delete", description="What happens to a tenant's objects at teardown."
     )

@@ -53,6 +53,8 @@ def api_env(settings: ProvisionerSettings, spec: TenantSpec) -> tuple[dict[str, 
         # Several replicas serialise job starts through a Lease; one needs only its own lock.
         "WML_API_START_LOCK": "lease" if settings.api_replicas > 1 else "process",
     }
+    if settings.s3_public_url:
+        plain["WML_API_S3_PUBLIC_URL"] = settings.s3_public_url
     if settings.s3_region:
         plain["WML_API_S3_REGION"] = settings.s3_region
     if settings.argo_ui_url:
