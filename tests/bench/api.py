@@ -2,6 +2,9 @@
 
 - upload and download of a 1 GiB file through the API as a ratio of direct s3fs, in each of 5 runs (goals: upload
   ≥ 0.9x, download ≥ 0.95x); a run times each path twice (direct, API, API, direct) and compares the faster times;
+- the same download answered with a presigned URL of the object (a second API process with `s3_public_url` set, as
+  an operator who exposes the object store would run it): the client follows the 307 straight to S3 (goal ≥ 0.95x
+  in each run);
 - the API process's peak memory growth during those transfers (goal < 64 MiB).
 
 Job starts are measured in :mod:`tests.bench.starts`. ``WML_BENCH_RUNS`` and ``WML_BENCH_BYTES`` change the 5 and
@@ -136,14 +139,19 @@ def run() -> dict[str, float]:
         tempfile.TemporaryDirectory() as tmp,
     ):
         proc, url = _serve_process(_env_of(tenant.settings))
+        # the shipped default streams; this one is what an operator who sets s3_public_url runs
+        presigning = tenant.settings.model_copy(update={"s3_public_url": stack.s3_endpoint})
+        print(f"presigned path: s3_public_url={stack.s3_endpoint} (default unset: every download streams)")
+        proc2, url2 = _serve_process(_env_of(presigning))
         try:
-            return _measure(stack, tenant, url, proc.pid, Path(tmp))
+            return _measure(stack, tenant, url, proc.pid, Path(tmp), url2)
         finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+            for each in (proc, proc2):
+                each.terminate()
+                each.wait(timeout=10)
 
 
-def _measure(stack: object, tenant: object, url: str, pid: int, tmp: Path) -> dict[str, float]:
+def _measure(stack: object, tenant: object, url: str, pid: int, tmp: Path, presign_url: str) -> dict[str, float]:
     settings = tenant.settings  # type: ignore[attr-defined]
     fs = filesystem(stack.s3_endpoint, stack.s3_access_key, stack.s3_secret_key)  # type: ignore[attr-defined]
     big = tmp / "big.bin"
@@ -152,6 +160,7 @@ def _measure(stack: object, tenant: object, url: str, pid: int, tmp: Path) -> di
         for _ in range(SIZE // len(block)):
             handle.write(block)
     client = Client(url, tenant.token, timeout=600)  # type: ignore[attr-defined]
+    presigned_client = Client(presign_url, tenant.token, timeout=600)  # type: ignore[attr-defined]
     bucket = settings.s3_bucket
     gib = SIZE / 1024**3
     direct_key = f"{bucket}/{settings.s3_prefix}/bench/direct.bin"
@@ -163,7 +172,7 @@ def _measure(stack: object, tenant: object, url: str, pid: int, tmp: Path) -> di
     out_key = f"{bucket}/{keys.job_output(job['id'], 'result')}"
     client.receipt(job["id"])  # outputs sealed and receipt computed now, so the download below streams only
 
-    up, down, down_cold, up_mem, down_mem = [], [], [], [], []
+    up, down, down_cold, up_mem, down_mem, presigned = [], [], [], [], [], []
     cold_reads = _evict()
     seal_key = f"{bucket}/{keys.job_seal(job['id'])}"  # the sealed record names the size the API serves
     record = json.loads(fs.cat_file(seal_key))
@@ -202,14 +211,23 @@ def _measure(stack: object, tenant: object, url: str, pid: int, tmp: Path) -> di
         down.append(t_direct_down / t_api_down)
         down_mem.append(mem.growth_mib)
         assert _sha(tmp / "api.out") == _sha(big)
+
+        def presigned_down() -> None:
+            presigned_client.download(job["id"], "result", tmp / "presigned.out")
+
+        t_direct_p, t_presigned = _abba(direct_down, presigned_down)
+        presigned.append(t_direct_p / t_presigned)
+        assert _sha(tmp / "presigned.out") == _sha(big)
         cold = f", from disk {down_cold[-1]:.2f}x" if cold_reads else ""
         print(
             f"run {run}: upload {gib:.2f} GiB direct {SIZE / t_direct_up / 1e6:6.1f} MB/s, API "
             f"{SIZE / t_api_up / 1e6:6.1f} MB/s ({up[-1]:.2f}x); download (cached) direct "
-            f"{SIZE / t_direct_down / 1e6:6.1f} MB/s, API {SIZE / t_api_down / 1e6:6.1f} MB/s ({down[-1]:.2f}x{cold})"
+            f"{SIZE / t_direct_down / 1e6:6.1f} MB/s, API {SIZE / t_api_down / 1e6:6.1f} MB/s ({down[-1]:.2f}x{cold}); "
+            f"presigned {SIZE / t_presigned / 1e6:6.1f} MB/s ({presigned[-1]:.2f}x)"
         )
     print(f"upload ratio, worst of {RUNS}: {min(up):4.2f}x   (goal ≥ 0.9x in each run)")
     print(f"download ratio (object cached), worst of {RUNS}: {min(down):4.2f}x   (goal ≥ 0.95x in each run)")
+    print(f"download ratio via a presigned URL (cached), worst of {RUNS}: {min(presigned):4.2f}x   (goal ≥ 0.95x)")
     if cold_reads:
         print(f"download ratio (object read from disk), worst of {RUNS}: {min(down_cold):4.2f}x   (goal ≥ 0.95x)")
     else:
@@ -218,6 +236,7 @@ def _measure(stack: object, tenant: object, url: str, pid: int, tmp: Path) -> di
     return {
         "upload_ratio_min": min(up),
         "download_ratio_min": min(down),
+        "presigned_ratio_min": min(presigned),
         **({"download_from_disk_ratio_min": min(down_cold)} if cold_reads else {}),
         "upload_mem_mib": max(up_mem),
         "download_mem_mib": max(down_mem),
