@@ -23,7 +23,7 @@ from api.backends.startlock import StartLock
 from api.backends.sts import MinioSts
 from api.core.schemas import Problem
 from api.core.tokens import parse_scopes
-from api.routes import assets, health, jobs, webhook
+from api.routes import assets, health, jobs, usage, webhook
 from api.routes.deps import TenantDep
 from api.services import sweeper
 from api.services.catalogue import Catalogue
@@ -148,7 +148,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.state.registry = registry
     app.state.tokens = tokens
     problems.install(app)
-    for router in (health.router, assets.router, jobs.router, webhook.router):
+    for router in (health.router, assets.router, jobs.router, usage.router, webhook.router):
         app.include_router(router)
 
     def schema_with_problems() -> dict[str, Any]:

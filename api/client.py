@@ -235,6 +235,10 @@ class Client:
     def delete_webhook(self) -> None:
         self._json("DELETE", "/v1/webhook")
 
+    def storage_usage(self) -> dict[str, Any]:
+        """What counts against the contract's storage quota (``GET /v1/usage/storage``)."""
+        return self._object("GET", "/v1/usage/storage")
+
     def job(self, job: str) -> dict[str, Any]:
         return self._object("GET", f"/v1/jobs/{job}")
 

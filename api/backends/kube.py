@@ -102,19 +102,25 @@ class TenantKube:
         if not response.is_success and response.status_code != 404:
             raise KubeRejected(f"secret {name}: {response.status_code} {_reason(response)}")
 
+    async def job_names(self) -> set[str]:
+        """Names of every Workflow of the tenant (finished or not), from the Kubernetes API."""
+        return await self._workflow_names(None)
+
     async def running_jobs(self) -> set[str]:
         """Names of the tenant's Workflows not yet completed, read from the Kubernetes API (a quorum read: Argo
         Server answers lists from its informer's cache, which can miss a Workflow created a moment ago)."""
+        return await self._workflow_names("workflows.argoproj.io/completed!=true")
+
+    async def _workflow_names(self, selector: str | None) -> set[str]:
         path = f"/apis/argoproj.io/v1alpha1/namespaces/{self.settings.namespace}/workflows"
         headers = {
             "Authorization": f"Bearer {self.settings.argo_bearer()}",
             # names only: no specs or statuses over the wire
             "Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json",
         }
+        params = {"labelSelector": selector} if selector else {}
         try:
-            response = await self.http.get(
-                path, params={"labelSelector": "workflows.argoproj.io/completed!=true"}, headers=headers
-            )
+            response = await self.http.get(path, params=params, headers=headers)
         except httpx.HTTPError as exc:
             raise KubeUnavailable(f"Kubernetes API unreachable: {type(exc).__name__}") from exc
         if response.status_code >= 500 or response.status_code == 429:

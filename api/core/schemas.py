@@ -190,3 +190,29 @@ class WebhookSettings(Body):
     url: str | None = None
     secret: str = Field(description="The current signing secret (`whsec_…`): verify `webhook-signature` with it.")
     secrets_signing: int = Field(description="How many secrets sign each event now (2 during a rotation).")
+
+
+class StagedBytes(Body):
+    asset: str
+    bytes: int = Field(description="Inputs waiting for a job (with their upload records).")
+
+
+class JobBytes(Body):
+    job: str
+    bytes: int = Field(
+        description="The job's input snapshot, outputs, seal record, receipt, log and the executor's output archive."
+    )
+    has_job: bool = Field(
+        description="False: its Workflow has expired or never came; DELETE /v1/jobs/{job} removes what is left."
+    )
+
+
+class StorageUsage(Body):
+    """Everything that counts against the contract's storage quota, by what holds it."""
+
+    quota_bytes: int
+    used_bytes: int
+    free_bytes: int
+    staged: list[StagedBytes]
+    jobs: list[JobBytes]
+    other_bytes: int = Field(description="The tenant's own settings (its webhook).")

@@ -14,7 +14,7 @@ from api.core.schemas import Job, JobCreate, JobList, OutputFile, OutputList, Re
 from api.core.states import PHASE_SELECTOR, JobState, job_state
 from api.routes.deps import TenantDep
 from api.services import downloads
-from api.services.jobviews import job_asset, job_view, output_key, settled, workflow_of
+from api.services.jobviews import job_asset, job_view, leftover_job, output_key, settled, workflow_of
 from api.services.logs import archived_log, live_log
 from api.services.receipts import receipt_of
 from api.services.starting import start
@@ -92,7 +92,16 @@ async def cancel_job(job: JobPath, tenant: TenantDep) -> Job:
 
 @router.delete("/{job}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a job and its objects")
 async def delete_job(job: JobPath, tenant: TenantDep) -> None:
-    await workflow_of(tenant, job)
+    try:
+        await workflow_of(tenant, job)
+    except HTTPProblem as missing:
+        # A job whose Workflow expired (Argo's TTL) or never came may have left keys that count against the quota
+        # (GET /v1/usage/storage lists them): they are the consumer's to delete too.
+        if missing.status != 404 or not await leftover_job(tenant, job):
+            raise
+        await tenant.storage.delete_prefix(tenant.storage.keys.job(job))
+        await tenant.storage.delete_prefix(tenant.storage.keys.executor(job))
+        return
     await tenant.job_keys.revoke(job)  # a running job's keys end with it
     await tenant.argo.delete(job)
     # Best effort: the Workflow owns the Secret, so Kubernetes removes it anyway.

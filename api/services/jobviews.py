@@ -76,6 +76,16 @@ async def settled(tenant: TenantContext, wf: m.Workflow, job: Job | None = None,
     return job
 
 
+async def leftover_job(tenant: TenantContext, job: str) -> bool:
+    """Whether ``job`` (a well-formed id with no Workflow) still has keys of its own."""
+    if not JOB_ID.match(job):
+        return False
+    keys = tenant.storage.keys
+    return bool(await tenant.storage.list_prefix(keys.job(job) + "/")) or bool(
+        await tenant.storage.list_prefix(keys.executor(job) + "/")
+    )
+
+
 async def workflow_of(tenant: TenantContext, job: str) -> m.Workflow:
     if not JOB_ID.match(job):
         raise not_found(f"job {job!r}")

@@ -86,3 +86,35 @@ def test_a_worker_filling_its_disk_is_stopped_at_its_bound(adv: ApiTenant, stack
     )
     after = shutil.disk_usage(stack.state_dir).free
     assert before - after < 100 * MiB, (before, after)
+
+
+def test_what_counts_against_the_quota_is_listed_and_deletable(adv: ApiTenant, stack: StackInfo) -> None:
+    """Everything under the tenant's keys is listed by what holds it; a job whose Workflow is gone (Argo's TTL)
+    is listed too, and DELETE /v1/jobs/{job} removes what it left."""
+    with adv.client() as client:
+        client.upload_bytes("probe", "entrypoint.sh", b"#!/bin/sh\necho kept > /output/result\n")
+        job = client.wait(client.start("probe")["id"], timeout=300)["id"]
+        usage = client.storage_usage()
+        assert (
+            usage["used_bytes"]
+            == sum(s["bytes"] for s in usage["staged"]) + sum(j["bytes"] for j in usage["jobs"]) + usage["other_bytes"]
+        )
+        assert usage["free_bytes"] == max(0, usage["quota_bytes"] - usage["used_bytes"])
+        assert any(s["asset"] == "probe" and s["bytes"] > 0 for s in usage["staged"])
+        [mine] = [j for j in usage["jobs"] if j["job"] == job]
+        assert mine["has_job"] and mine["bytes"] > 0
+        # the Workflow goes behind the API's back (as Argo's TTL does): its keys stay, listed, and deletable
+        api = kube.api_client(stack.kubeconfig)
+        k8s.CustomObjectsApi(api).delete_namespaced_custom_object(
+            "argoproj.io", "v1alpha1", adv.namespace, "workflows", job
+        )
+        wait_for(
+            lambda: [j for j in client.storage_usage()["jobs"] if j["job"] == job and not j["has_job"]],
+            60,
+            what="the job listed without its Workflow",
+        )
+        client.delete(job)
+        assert not [j for j in client.storage_usage()["jobs"] if j["job"] == job]
+        with pytest.raises(ClientError) as gone:
+            client.delete(job)
+        assert gone.value.status == 404
