@@ -99,6 +99,7 @@ async def delete_job(job: JobPath, tenant: TenantDep) -> None:
         # (GET /v1/usage/storage lists them): they are the consumer's to delete too.
         if missing.status != 404 or not await leftover_job(tenant, job):
             raise
+        await tenant.job_keys.revoke_quietly(job)
         await tenant.storage.delete_prefix(tenant.storage.keys.job(job))
         await tenant.storage.delete_prefix(tenant.storage.keys.executor(job))
         return
