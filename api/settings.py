@@ -88,7 +88,7 @@ class ApiSettings(BaseSettings):
     )
     webhook_poll_seconds: float = Field(default=2.0, gt=0, description="How often finished jobs are looked for.")
     finish_poll_seconds: float = Field(
-        default=1.0, gt=0, description="How often finished jobs are settled: logs stored, pods deleted, keys revoked."
+        default=2.0, gt=0, description="How often finished jobs are settled: logs stored, pods deleted, keys revoked."
     )
     log_max_bytes: int = Field(
         default=8 * 1024**2,

@@ -11,6 +11,7 @@ kubelet evicts the job: see templates.compiler.pod_patch).
 from __future__ import annotations
 
 import io
+import struct
 import zipfile
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -20,8 +21,10 @@ from api.core.errors import HTTPProblem
 from templates import Input, InputKind, WorkflowAsset
 from templates.quantity import parse_quantity
 
-MAX_MEMBERS = 100_000  # a central directory is read whole: its size is bounded by its entries
-DIRECTORY_MAX = 64 * 1024**2  # and by this many bytes of it
+MAX_MEMBERS = 50_000  # Python's zipfile builds every entry of a central directory: its count is checked first
+DIRECTORY_MAX = 16 * 1024**2  # and its size
+EOCD, EOCD64_LOCATOR = b"PK\x05\x06", b"PK\x06\x07"
+TAIL = 22 + 65535  # the end record and the longest comment it may carry
 
 
 class _Ranged(io.RawIOBase):
@@ -57,15 +60,47 @@ class _Ranged(io.RawIOBase):
         return len(data)
 
 
+def directory_shape(store: ObjectStore, key: str, size: int) -> tuple[int, int]:
+    """(entries, bytes) of the central directory, from the end records alone (ValueError: no zip end record)."""
+    start = max(0, size - TAIL)
+    tail = store.get_bytes(key, start, size)
+    at = tail.rfind(EOCD)
+    if at < 0 or len(tail) - at < 22:
+        raise ValueError("not a zip archive: no end of central directory")
+    entries, directory = struct.unpack("<HI", tail[at + 10 : at + 16])
+    if entries == 0xFFFF or directory == 0xFFFFFFFF:  # zip64: the counts are in the zip64 end record
+        locator = at - 20
+        if locator < 0 or tail[locator : locator + 4] != EOCD64_LOCATOR:
+            if start + locator < 0:
+                raise ValueError("not a zip archive: a zip64 end record without its locator")
+            found = store.get_bytes(key, start + locator, start + locator + 20) if locator < 0 else b""
+            if found[:4] != EOCD64_LOCATOR:
+                raise ValueError("not a zip archive: a zip64 end record without its locator")
+        else:
+            found = tail[locator : locator + 20]
+        (record,) = struct.unpack("<Q", found[8:16])
+        zip64 = store.get_bytes(key, record, record + 56)
+        if zip64[:4] != b"PK\x06\x06" or len(zip64) < 56:
+            raise ValueError("not a zip archive: a broken zip64 end record")
+        entries, directory = struct.unpack("<QQ", zip64[32:48])
+    return entries, directory
+
+
 def declared_size(store: ObjectStore, key: str, size: int) -> int:
-    """The sum of the members' declared uncompressed sizes (ValueError: not a readable zip)."""
+    """The sum of the members' declared uncompressed sizes (ValueError: not a readable zip, or a central directory
+    larger than this service reads)."""
+    entries, directory = directory_shape(store, key, size)
+    if entries > MAX_MEMBERS:
+        raise ValueError(f"{entries} members, more than {MAX_MEMBERS}")
+    if directory > DIRECTORY_MAX:
+        raise ValueError(f"a central directory of {directory} bytes, more than {DIRECTORY_MAX}")
     raw = _Ranged(store, key, size)
     try:
         with zipfile.ZipFile(io.BufferedReader(raw, 1024 * 1024)) as archive:
             infos = archive.infolist()
     except zipfile.BadZipFile as exc:
         raise ValueError(f"not a zip archive: {exc}") from None
-    if len(infos) > MAX_MEMBERS:
+    if len(infos) > MAX_MEMBERS:  # the end record lied about its count
         raise ValueError(f"more than {MAX_MEMBERS} members")
     return sum(info.file_size for info in infos)
 

@@ -23,6 +23,7 @@ from api.backends.kube import JobPod
 from api.core.errors import ArgoUnavailable, KubeRejected, KubeUnavailable, StorageUnavailable
 from api.services.jobkeys import JobKeys
 from api.services.tenant import TenantContext
+from templates.jobs import JOB_ID
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,8 @@ class Finisher:
 
     async def tick(self) -> list[str]:
         """One round; the jobs settled in it."""
-        listed = await self.tenant.argo.finished_with_pending_finish()
+        # Ours only: a Workflow of another shape (made with a stolen API token) is not settled here.
+        listed = [(job, uid) for job, uid in await self.tenant.argo.finished_with_pending_finish() if JOB_ID.match(job)]
         results = await asyncio.gather(*(self._guarded(job) for job, _ in listed), return_exceptions=True)
         settled = []
         for (job, _), result in zip(listed, results, strict=True):
@@ -86,13 +88,15 @@ class Finisher:
     async def finish(self, job: str) -> bool:
         """Settle one finished job; False while one of its pods is still running (a terminated job's wait
         container may still be saving its outputs): the next round tries again."""
+        # A completed Workflow has its outputs saved (Argo completes it once the wait containers reported): its
+        # keys go first, whatever happens to its logs below.
+        await self.keys.revoke(job)
         pods = await self.tenant.kube.job_pods(job)
         if not all(pod.done for pod in pods):
             return False
         for pod in pods:
             await self.store_log(job, pod)
             await self.tenant.kube.delete_pod(pod.name)
-        await self.keys.revoke(job)
         await self.tenant.kube.settle_finish(job)  # a Workflow deleted meanwhile is no error
         return True
 
@@ -106,6 +110,8 @@ class Finisher:
         try:
             await storage.write_stream(key, capped(source, limit), limit + len(cut_marker(limit)))
         except KubeRejected as exc:  # the worker never started (an image that would not pull, say): no log
+            if await storage.exists(key):
+                return  # another replica stored it, then deleted the pod this read asked for
             note = f"[workflow-middlelayer: no log from pod {pod.name}: {exc}]\n".encode()
             await storage.write_stream(key, _once(note), len(note))
 

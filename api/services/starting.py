@@ -218,6 +218,11 @@ async def start(tenant: TenantContext, body: JobCreate, idempotency_key: str | N
             )
     except Replay as found:
         return replay(tenant, found.workflow, digest)
+    except BaseException:
+        # Nothing of a start that failed before its Workflow stays, its own keys least of all (no Workflow would
+        # ever settle them). Shielded: a request cancelled midway still cleans up.
+        await asyncio.shield(_undo(tenant, job_id, has_env))
+        raise
     env_digests = {name: hashlib.sha256(text.encode()).hexdigest() for name, text in dotenv.items()}
     manifest = job_workflow(
         asset,

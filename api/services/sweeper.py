@@ -49,6 +49,7 @@ async def sweep_once(tenant: TenantContext, now: datetime | None = None) -> list
     for job in await listings.job_ids(tenant.storage):
         if not await leftover(tenant, job, now):
             continue
+        await tenant.job_keys.revoke_quietly(job)  # its own S3 keys and their Secret, if the start minted any
         await tenant.storage.delete_prefix(tenant.storage.keys.job(job))
         with contextlib.suppress(KubeUnavailable, KubeRejected):
             await tenant.kube.delete_secret(env_secret_name(job))

@@ -18,9 +18,7 @@ from provisioner.infra import audit
 from provisioner.infra.models import Tenant
 from provisioner.infra.secrets import grant_token, secret_value
 from provisioner.steps.model import GrantSet, Made, S3Keys, StepContext
-from templates.names import API_ENV_SECRET, S3_SECRET, WORKER
-
-LEGACY_WORKER_TOKEN = f"{WORKER}.service-account-token"
+from templates.names import API_ENV_SECRET, S3_SECRET
 
 
 def choose_s3_keys(ctx: StepContext) -> Made:
@@ -57,9 +55,6 @@ def ensure_s3_users(ctx: StepContext) -> None:
 def write_s3_secret(ctx: StepContext) -> None:
     # The executor's Secret only: the API's environment is written whole, tokens included, by "config".
     ctx.svc.kube.apply(manifests.executor_secret(ctx.spec))
-    # Tenants made by earlier releases have the executor's long-lived token Secret, which no pod mounts any more
-    # (job pods get a projected, pod-bound token): it goes, so no token of the tenant outlives its jobs.
-    ctx.svc.kube.delete("v1", "Secret", LEGACY_WORKER_TOKEN, ctx.snap.namespace)
 
 
 def ensure_tokens(ctx: StepContext) -> Made:

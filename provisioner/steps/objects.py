@@ -13,7 +13,9 @@ from provisioner.infra.kube import PARALLEL_APPLIES
 from provisioner.steps.apipods import api_serving
 from provisioner.steps.model import StepContext, StepFn
 from templates.labels import LABEL_GRANT, LABEL_MANAGED_BY, LABEL_TENANT, MANAGER
-from templates.names import grant_token_secret_name
+from templates.names import WORKER, grant_token_secret_name
+
+LEGACY_WORKER_TOKEN = f"{WORKER}.service-account-token"  # made by releases before the projected token
 
 
 def ensure_namespace(ctx: StepContext) -> None:
@@ -49,6 +51,10 @@ def apply_templates(ctx: StepContext) -> None:
     for existing in svc.kube.list("argoproj.io/v1alpha1", "WorkflowTemplate", ns, selector):
         if existing["metadata"]["name"] not in names:
             svc.kube.delete("argoproj.io/v1alpha1", "WorkflowTemplate", existing["metadata"]["name"], ns)
+    # Tenants made by earlier releases have the executor's long-lived token Secret; templates compiled now give
+    # job pods a projected, pod-bound token instead, so it goes (a job started from a template of the earlier
+    # release before this step would wait for it: upgrade between jobs, see the operator guide).
+    svc.kube.delete("v1", "Secret", LEGACY_WORKER_TOKEN, ns)
 
 
 def revoke_ended_grants(ctx: StepContext) -> None:
