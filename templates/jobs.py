@@ -141,6 +141,12 @@ S3_ACCESS_KEY, S3_SECRET_KEY, S3_SESSION_TOKEN = "accessKey", "secretKey", "sess
 
 def s3_secret(job_id: str, access_key: str, secret_key: str, session_token: str, tenant: str = "") -> dict[str, Any]:
     """The Secret with the job's own short-lived S3 keys, which Argo mounts into its init and wait containers."""
+    keys = {S3_ACCESS_KEY: access_key, S3_SECRET_KEY: secret_key, S3_SESSION_TOKEN: session_token}
+    return _job_secret(job_id, s3_secret_name(job_id), tenant, stringData=keys)
+
+
+def _job_secret(job_id: str, name: str, tenant: str, **content: Any) -> dict[str, Any]:
+    """One of a job's own Opaque Secrets, labelled with the job (and tenant)."""
     if not JOB_ID.match(job_id):
         raise ValueError(f"invalid job id {job_id!r}")
     labels = {LABEL_MANAGED_BY: MANAGER, LABEL_JOB: job_id}
@@ -150,22 +156,12 @@ def s3_secret(job_id: str, access_key: str, secret_key: str, session_token: str,
         "apiVersion": "v1",
         "kind": "Secret",
         "type": "Opaque",
-        "metadata": {"name": s3_secret_name(job_id), "labels": labels},
-        "stringData": {S3_ACCESS_KEY: access_key, S3_SECRET_KEY: secret_key, S3_SESSION_TOKEN: session_token},
+        "metadata": {"name": name, "labels": labels},
+        **content,
     }
 
 
 def env_secret(job_id: str, env: Mapping[str, str], tenant: str = "") -> dict[str, Any]:
     """The Secret whose keys the worker receives as environment variables (``envFrom``), values verbatim."""
-    if not JOB_ID.match(job_id):
-        raise ValueError(f"invalid job id {job_id!r}")
-    labels = {LABEL_MANAGED_BY: MANAGER, LABEL_JOB: job_id}
-    if tenant:
-        labels[LABEL_TENANT] = dns_label(tenant)
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": env_secret_name(job_id), "labels": labels},
-        "type": "Opaque",
-        "data": {k: base64.b64encode(env[k].encode()).decode() for k in sorted(env)},
-    }
+    data = {k: base64.b64encode(env[k].encode()).decode() for k in sorted(env)}
+    return _job_secret(job_id, env_secret_name(job_id), tenant, data=data)

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 
 from api.backends.kube import JobPod
 from api.core.errors import ArgoUnavailable, KubeRejected, KubeUnavailable, StorageUnavailable
+from api.services import loops
 from api.services.jobkeys import JobKeys
 from api.services.tenant import TenantContext
 from templates.jobs import JOB_ID
@@ -59,14 +60,7 @@ class Finisher:
         self._gate = asyncio.Semaphore(PARALLEL)
 
     async def run(self) -> None:
-        while True:
-            try:
-                await self.tick()
-            except RETRYABLE as exc:
-                log.warning("finishing jobs paused: %s", exc)
-            except Exception:  # the loop must outlive any one bad job
-                log.exception("finishing round failed")
-            await asyncio.sleep(self.settings.finish_poll_seconds)
+        await loops.forever(self.tick, lambda: self.settings.finish_poll_seconds, "finishing jobs")
 
     async def tick(self) -> list[str]:
         """One round; the jobs settled in it."""

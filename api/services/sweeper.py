@@ -15,8 +15,8 @@ import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
 
-from api.core.errors import ArgoNotFound, ArgoUnavailable, KubeRejected, KubeUnavailable, StorageUnavailable
-from api.services import listings
+from api.core.errors import ArgoNotFound, KubeRejected, KubeUnavailable
+from api.services import listings, loops
 from api.services.tenant import TenantContext
 from templates.jobs import env_secret_name
 
@@ -59,11 +59,6 @@ async def sweep_once(tenant: TenantContext, now: datetime | None = None) -> list
 
 
 async def sweep_forever(tenant: TenantContext) -> None:
-    while True:
-        try:
-            await sweep_once(tenant)
-        except (StorageUnavailable, ArgoUnavailable, KubeUnavailable) as exc:
-            log.warning("orphan sweep postponed: %s", exc)
-        except Exception:
-            log.exception("orphan sweep failed")
-        await asyncio.sleep(tenant.settings.orphan_sweep_interval_seconds)
+    await loops.forever(
+        lambda: sweep_once(tenant), lambda: tenant.settings.orphan_sweep_interval_seconds, "orphan sweep"
+    )

@@ -28,6 +28,7 @@ from api.core.errors import (
 )
 from api.core.schemas import RESPONSE_KEPT, Delivery
 from api.core.states import DeliveryState
+from api.services import loops
 from api.services.jobviews import settled
 from api.services.tenant import TenantContext
 from api.services.webhooks import config as webhook_config
@@ -66,14 +67,7 @@ class Dispatcher:
         self._gate = asyncio.Semaphore(PARALLEL)
 
     async def run(self) -> None:
-        while True:
-            try:
-                await self.tick()
-            except RETRYABLE as exc:
-                log.warning("webhook delivery paused: %s", exc)
-            except Exception:  # the loop must outlive any one bad record
-                log.exception("webhook delivery round failed")
-            await asyncio.sleep(self.settings.webhook_poll_seconds)
+        await loops.forever(self.tick, lambda: self.settings.webhook_poll_seconds, "webhook delivery")
 
     async def tick(self) -> int:
         """One round; returns how many events were sent (successfully or not)."""
