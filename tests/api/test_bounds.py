@@ -18,6 +18,7 @@ from devstack.stack import kube
 from devstack.stack.launcher import StackInfo
 from devstack.wait import wait_for
 from tests.api.tenant import ApiTenant
+from tests.support.pods import wait_pods_gone
 
 pytestmark = pytest.mark.stack
 
@@ -75,15 +76,7 @@ def test_a_worker_filling_its_disk_is_stopped_at_its_bound(adv: ApiTenant, stack
     assert "ephemeral" in message.lower() or "evict" in message.lower() or "usage" in message.lower(), job
     # the node's disk is given back (the pod and its volumes are deleted once the job's end is settled)
     api = kube.api_client(stack.kubeconfig)
-    wait_for(
-        lambda: (
-            not k8s.CoreV1Api(api)
-            .list_namespaced_pod(adv.namespace, label_selector=f"workflows.argoproj.io/workflow={job['id']}")
-            .items
-        ),
-        120,
-        what="the job's pod deleted",
-    )
+    wait_pods_gone(api, adv.namespace, job["id"])
     wait_for(
         lambda: before - shutil.disk_usage(stack.state_dir).free < 100 * MiB,
         60,

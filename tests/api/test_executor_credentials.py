@@ -30,6 +30,7 @@ from devstack.stack import kube
 from devstack.stack.launcher import StackInfo
 from devstack.wait import wait_for
 from tests.api.tenant import ApiTenant
+from tests.support.pods import job_pods, wait_pods_gone
 
 pytestmark = pytest.mark.stack
 
@@ -138,18 +139,7 @@ def planted(adv: ApiTenant, stack: StackInfo) -> dict[str, Any]:
         job = client.start("probe")
         keys = _job_keys(stack, adv, job["id"])
         api = kube.api_client(stack.kubeconfig)
-        pod = wait_for(
-            lambda: next(
-                iter(
-                    k8s.CoreV1Api(api)
-                    .list_namespaced_pod(adv.namespace, label_selector=f"workflows.argoproj.io/workflow={job['id']}")
-                    .items
-                ),
-                None,
-            ),
-            60,
-            what="the job's pod",
-        )
+        pod = wait_for(lambda: next(iter(job_pods(api, adv.namespace, job["id"])), None), 60, what="the job's pod")
         # A token exactly like the one the wait container holds: the pod's account, bound to the pod.
         request = k8s.AuthenticationV1TokenRequest(
             spec=k8s.V1TokenRequestSpec(
@@ -166,15 +156,7 @@ def planted(adv: ApiTenant, stack: StackInfo) -> dict[str, Any]:
         running = {"pod": pod.to_dict(), "token": token}
         done = client.wait(job["id"], timeout=300)
         # the API settles the job's end: its log stored from the kubelet, then its pods deleted
-        wait_for(
-            lambda: (
-                not k8s.CoreV1Api(api)
-                .list_namespaced_pod(adv.namespace, label_selector=f"workflows.argoproj.io/workflow={job['id']}")
-                .items
-            ),
-            60,
-            what="the finished job's pods deleted",
-        )
+        wait_pods_gone(api, adv.namespace, job["id"])
         log = b"\n".join(line.encode() for line in client.logs(done["id"]))
     return {"job": done, "keys": keys, "log": log, **running}
 
@@ -301,15 +283,7 @@ def test_the_executor_token_dies_with_the_job(planted: dict[str, Any], adv: ApiT
     """The token the wait container holds is bound to its pod: the API deletes the pod as soon as it has stored
     the log, and the token is refused from then on."""
     api = kube.api_client(stack.kubeconfig)
-    wait_for(
-        lambda: (
-            not k8s.CoreV1Api(api)
-            .list_namespaced_pod(adv.namespace, label_selector=f"workflows.argoproj.io/workflow={planted['job']['id']}")
-            .items
-        ),
-        60,
-        what="the finished job's pods deleted",
-    )
+    wait_pods_gone(api, adv.namespace, planted["job"]["id"], timeout=60)
     url = f"{api.configuration.host}/apis/argoproj.io/v1alpha1/namespaces/{adv.namespace}/workflowtaskresults"
     answer = httpx.get(
         url, headers={"Authorization": f"Bearer {planted['token']}"}, verify=api.configuration.ssl_ca_cert, timeout=30
