@@ -5,6 +5,7 @@ the worker's `FAIL:` line, and `argo lint` accepts every compiled example and re
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import secrets
@@ -22,13 +23,17 @@ import pytest
 import yaml
 from kubernetes import client as k8s
 
+from api.backends.sts import JobCredentials, MinioSts
+from api.services.jobkeys import job_policy
 from devstack.stack import StackInfo, ensure_stack, kube, s3
 from devstack.stack.config import Layout
 from devstack.wait import wait_for
+from provisioner.manifests import TenantSpec
 from templates import CompileOptions, StorageTarget, compile_asset, job_workflow, load_file, new_job_id
 from templates.compiler import to_yaml
-from templates.jobs import env_secret
-from tests.api.tenant import EXAMPLES, prepare_namespace, remove_tenant
+from templates.jobs import env_secret, s3_secret
+from templates.keys import KeyLayout
+from tests.api.tenant import EXAMPLES, prepare_namespace, provisioner_settings, remove_tenant
 from tests.support.examples import EXAMPLE_FILES
 
 pytestmark = pytest.mark.stack
@@ -41,6 +46,7 @@ class Tenant:
     token: str
     stack: StackInfo
     api: k8s.ApiClient
+    spec: TenantSpec
 
     def argo(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         req = urllib.request.Request(
@@ -57,12 +63,26 @@ class Tenant:
         return raw if path.split("?")[0].endswith("/log") else json.loads(raw)
 
     def submit(self, env: dict[str, str]) -> str:
-        """Start the compiled dummy template as one job, exactly as the consumer API does."""
+        """Start the compiled dummy template as one job, exactly as the consumer API does: its environment and its
+        own S3 keys (minted with MinIO's STS as the tenant's executor user) in Secrets of the job's own."""
         job = new_job_id()
-        k8s.CoreV1Api(self.api).create_namespaced_secret(self.namespace, env_secret(job, env, self.name))
+        core = k8s.CoreV1Api(self.api)
+        core.create_namespaced_secret(self.namespace, env_secret(job, env, self.name))
+        creds = asyncio.run(self._mint(job))
+        keys = (creds.access_key, creds.secret_key.get_secret_value(), creds.session_token.get_secret_value())
+        core.create_namespaced_secret(self.namespace, s3_secret(job, *keys, self.name))
         manifest = job_workflow(load_file(EXAMPLES / "dummy.yaml"), namespace=self.namespace, job_id=job)
         self.argo("POST", f"/api/v1/workflows/{self.namespace}", {"workflow": manifest})
         return job
+
+    async def _mint(self, job: str) -> JobCredentials:
+        sts = MinioSts(self.stack.s3_endpoint, self.spec.exec_access_key, self.spec.exec_secret_key, None)
+        try:
+            prefix = provisioner_settings(self.stack).s3_prefix_for(self.name)
+            policy = job_policy(self.stack.bucket, KeyLayout(prefix), job)
+            return await sts.assume(policy, 900, revoke_type=job)
+        finally:
+            await sts.aclose()
 
     def wait(self, name: str, timeout: float = 240) -> dict[str, Any]:
         def finished() -> dict[str, Any] | None:
@@ -79,7 +99,7 @@ def tenant(stack: StackInfo) -> Iterator[Tenant]:
     name = f"stack-{uuid.uuid4().hex[:8]}"
     spec, token = prepare_namespace(stack, api, name, secrets.token_urlsafe(16))
     try:
-        yield Tenant(name, spec.namespace, token, stack, api)
+        yield Tenant(name, spec.namespace, token, stack, api, spec)
     finally:
         remove_tenant(stack, api, spec)
 
