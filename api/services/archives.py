@@ -69,15 +69,12 @@ def directory_shape(store: ObjectStore, key: str, size: int) -> tuple[int, int]:
         raise ValueError("not a zip archive: no end of central directory")
     entries, directory = struct.unpack("<HI", tail[at + 10 : at + 16])
     if entries == 0xFFFF or directory == 0xFFFFFFFF:  # zip64: the counts are in the zip64 end record
-        locator = at - 20
-        if locator < 0 or tail[locator : locator + 4] != EOCD64_LOCATOR:
-            if start + locator < 0:
-                raise ValueError("not a zip archive: a zip64 end record without its locator")
-            found = store.get_bytes(key, start + locator, start + locator + 20) if locator < 0 else b""
-            if found[:4] != EOCD64_LOCATOR:
-                raise ValueError("not a zip archive: a zip64 end record without its locator")
-        else:
-            found = tail[locator : locator + 20]
+        position = start + at - 20  # the zip64 locator sits just before the end record
+        if position < 0:
+            raise ValueError("not a zip archive: a zip64 end record without its locator")
+        found = tail[at - 20 : at] if at >= 20 else store.get_bytes(key, position, position + 20)
+        if found[:4] != EOCD64_LOCATOR:
+            raise ValueError("not a zip archive: a zip64 end record without its locator")
         (record,) = struct.unpack("<Q", found[8:16])
         zip64 = store.get_bytes(key, record, record + 56)
         if zip64[:4] != b"PK\x06\x06" or len(zip64) < 56:
