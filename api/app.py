@@ -17,7 +17,9 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from api.backends.argo import Argo
+from api.backends.claims import WorkflowClaims
 from api.backends.kube import TenantKube
+from api.backends.leasebook import LeaseBook
 from api.backends.s3 import ObjectStore, make_client
 from api.backends.startlock import StartLock
 from api.backends.sts import MinioSts
@@ -29,12 +31,16 @@ from api.services import sweeper
 from api.services.catalogue import Catalogue
 from api.services.finishing import Finisher
 from api.services.jobkeys import JobKeys
+from api.services.ledger import StorageLedger
+from api.services.outputs import SealOnce
 from api.services.tenant import TenantContext
 from api.services.webhooks.dispatcher import Dispatcher
 from api.services.webhooks.targets import TargetPolicy
-from api.settings import ApiSettings
+from api.settings import ApiSettings, StartLockMode
 from api.web import observability, problems
 from api.web.auth import TokenGate, TokenSet
+from templates.labels import ANNOTATION_RESERVATION_PREFIX, ANNOTATION_SEALING
+from templates.names import API_STORAGE_LEASE
 
 DESCRIPTION = """\
 Run the provider's contracted WorkflowAssets: upload inputs, start jobs, follow logs, download outputs.
@@ -117,6 +123,13 @@ def create_app(settings: ApiSettings) -> FastAPI:
                 webhook_policy=TargetPolicy.of(settings.webhook_allow_http, settings.webhook_allowed_networks),
                 start_lock=StartLock(settings.start_lock, kube),
                 job_keys=job_keys,
+                sealing=SealOnce(WorkflowClaims(kube, ANNOTATION_SEALING)),
+                ledger=StorageLedger(
+                    # several replicas (the start lock says so) share one book of the writes under way
+                    LeaseBook(kube, API_STORAGE_LEASE, ANNOTATION_RESERVATION_PREFIX)
+                    if settings.start_lock is StartLockMode.LEASE
+                    else None
+                ),
             )
             background = [
                 asyncio.create_task(Dispatcher(app.state.tenant, hooks, app.state.tenant.webhook_policy).run()),

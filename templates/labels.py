@@ -40,3 +40,12 @@ class FinishMark(StrEnum):
 
     PENDING = "pending"
     DONE = "done"
+
+
+# A write under way that holds part of the storage quota, kept by several API replicas in one shared Lease
+# (consumer API): the annotation's name ends in the reservation's id, its value is "<bytes> <expiry epoch>".
+ANNOTATION_RESERVATION_PREFIX = f"reservation.{GROUP}/"
+# A replica sealing a finished job's outputs (consumer API): "<replica id> <epoch>", renewed while it seals.
+ANNOTATION_SEALING = f"{GROUP}/sealing"
+# Limits a finished job hit (consumer API): JSON {what: detail}, e.g. {"log": "cut at 8388608 bytes"}.
+ANNOTATION_CUTS = f"{GROUP}/cuts"

@@ -60,6 +60,7 @@ LIMITS = "wml-limits"  # the tenant's LimitRange
 DEFAULT_DENY = "wml-default-deny"  # the NetworkPolicy denying everything not allowed by another
 WORKERS_POLICY = "wml-workers"  # the NetworkPolicy of job pods
 API_START_LEASE = "wml-api-start"  # the start lock of several API replicas (coordination.k8s.io Lease)
+API_STORAGE_LEASE = "wml-api-storage"  # the storage quota's writes under way, shared by several API replicas
 TENANT_ID_PREFIX = "t-"
 
 

@@ -10,6 +10,7 @@ it to ``job-*-env`` and ``job-*-s3`` Secrets of its own shape, and its pod delet
 from __future__ import annotations
 
 import base64
+import json
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,7 +22,7 @@ from pydantic import BaseModel
 from api.core.errors import KubeRejected, KubeUnavailable
 from api.core.tokens import LiveTokens, parse_scopes
 from api.settings import ApiSettings
-from templates.labels import LABEL_FINISH, LABEL_WEBHOOK, FinishMark, WebhookMark
+from templates.labels import ANNOTATION_CUTS, LABEL_FINISH, LABEL_WEBHOOK, FinishMark, WebhookMark
 
 WORKFLOW_LABEL = "workflows.argoproj.io/workflow"  # Argo's label on a Workflow's pods
 LOG_CHUNK = 64 * 1024
@@ -174,13 +175,42 @@ class TenantKube:
         if not response.is_success and response.status_code != 404:
             raise KubeRejected(f"workflow {job}: {response.status_code} {_reason(response)}")
 
-    async def settle_finish(self, job: str) -> None:
-        """Mark a finished job settled (logs stored, pods gone, keys revoked): the finishing loop stops listing it."""
+    async def settle_finish(self, job: str, cuts: dict[str, str] | None = None) -> None:
+        """Mark a finished job settled (logs stored, pods gone, keys revoked, outputs sealed), with the limits it
+        hit (``cuts``): the finishing loop stops listing it."""
         path = f"/apis/argoproj.io/v1alpha1/namespaces/{self.settings.namespace}/workflows/{job}"
-        patch = {"metadata": {"labels": {LABEL_FINISH: str(FinishMark.DONE)}}}
+        patch: dict[str, Any] = {"metadata": {"labels": {LABEL_FINISH: str(FinishMark.DONE)}}}
+        if cuts:
+            patch["metadata"]["annotations"] = {ANNOTATION_CUTS: json.dumps(cuts, sort_keys=True)}
         response = await self._call("PATCH", path, patch, "application/merge-patch+json")
         if not response.is_success and response.status_code != 404:
             raise KubeRejected(f"workflow {job}: {response.status_code} {_reason(response)}")
+
+    def _workflow(self, job: str) -> str:
+        return f"/apis/argoproj.io/v1alpha1/namespaces/{self.settings.namespace}/workflows/{job}"
+
+    async def workflow_annotations(self, job: str) -> tuple[dict[str, str], str] | None:
+        """A Workflow's annotations and the resourceVersion they were read at; None when it is gone."""
+        response = await self._call("GET", self._workflow(job))
+        if response.status_code == 404:
+            return None
+        if not response.is_success:
+            raise KubeRejected(f"workflow {job}: {response.status_code} {_reason(response)}")
+        meta = response.json().get("metadata") or {}
+        return {str(k): str(v) for k, v in (meta.get("annotations") or {}).items()}, str(meta["resourceVersion"])
+
+    async def annotate_workflow(self, job: str, changes: dict[str, str | None], version: str | None = None) -> bool:
+        """Set (or, with None, remove) annotations of a Workflow; with ``version``, only if it is still at that
+        resourceVersion. False when it changed meanwhile or is gone."""
+        meta: dict[str, Any] = {"annotations": changes}
+        if version:
+            meta["resourceVersion"] = version
+        response = await self._call("PATCH", self._workflow(job), {"metadata": meta}, "application/merge-patch+json")
+        if response.status_code in (404, 409):
+            return False
+        if not response.is_success:
+            raise KubeRejected(f"workflow {job}: {response.status_code} {_reason(response)}")
+        return True
 
     def _pods(self, name: str = "") -> str:
         path = f"/api/v1/namespaces/{self.settings.namespace}/pods"

@@ -41,14 +41,32 @@ class ConsumerApiError(Exception):
 
 
 class HTTPProblem(ConsumerApiError):
-    """Answered as it is, as a problem document: ``status``, ``title``, ``detail`` and extra ``headers``."""
+    """Answered as it is, as a problem document: ``status``, ``title``, ``detail``, extra ``headers``, and extension
+    members (``limit``: a refused bound's name, ``value`` and ``left``, as :func:`over_limit` gives them)."""
 
-    def __init__(self, status: int, title: str, detail: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        headers: dict[str, str] | None = None,
+        members: dict[str, object] | None = None,
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.title = title
         self.detail = detail
         self.headers = headers
+        self.members = members or {}
+
+
+def over_limit(status: int, detail: str, limit: str, value: int, left: int | None = None) -> HTTPProblem:
+    """A refusal at a bound: the problem document names the bound, its value and what is left of it."""
+    title = {413: "Content Too Large", 429: "Too Many Requests"}.get(status, "Unprocessable Content")
+    members: dict[str, object] = {"limit": limit, "value": value}
+    if left is not None:
+        members["left"] = left
+    return HTTPProblem(status, title, detail, members=members)
 
 
 def not_found(what: str) -> HTTPProblem:

@@ -123,6 +123,11 @@ class Job(Body):
     steps: list[StepInfo] = Field(default_factory=list)
     ui_url: str | None = None
     webhook: Delivery | None = Field(default=None, description="The completion event's delivery (job detail only).")
+    cuts: dict[str, str] = Field(
+        default_factory=dict,
+        description="Limits the job hit once it ended, and what was cut: `log:<pod>` (the log cap), `outputs` "
+        "(sealing stopped at limits.outputSize).",
+    )
 
 
 class JobList(Body):
@@ -157,6 +162,7 @@ class Receipt(Body):
     inputs: dict[str, str] = Field(description="input name → sha256")
     outputs: dict[str, str] = Field(description="output name → sha256")
     outputs_missing: dict[str, str] = Field(default_factory=dict, description="output name → why it is missing")
+    cuts: dict[str, str] = Field(default_factory=dict, description="limits the job hit, as in its status")
     created_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, status
 
-from api.core.errors import FormError, HTTPProblem, TooLarge, not_found
+from api.core.errors import FormError, HTTPProblem, TooLarge, not_found, over_limit
 from api.core.schemas import AssetDetail, AssetList, AssetSummary, InputInfo, OutputInfo, StagedInput, StagedInputList
 from api.routes.deps import TenantDep
 from api.services import archives, staging
@@ -101,7 +101,8 @@ async def _limit(tenant: TenantDep, asset: WorkflowAsset, item: Input, declared:
         async with tenant.ledger.reserve(tenant.storage, quota, declared or cap, declared or 1) as limit:
             yield limit
     except QuotaExceeded as exc:
-        raise HTTPProblem(413, "Content Too Large", f"the contract's storage quota is used up: {exc}") from None
+        detail = f"the contract's storage quota is used up: {exc}"
+        raise over_limit(413, detail, "storage_bytes", exc.quota, exc.free) from None
 
 
 async def _store(

@@ -16,13 +16,15 @@ Argo's own pod GC (``podGC.deleteDelayDuration``, 10 min by default) is the back
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 
 from api.backends.kube import JobPod
-from api.core.errors import ArgoUnavailable, KubeRejected, KubeUnavailable, StorageUnavailable
+from api.core.errors import ArgoNotFound, ArgoUnavailable, KubeRejected, KubeUnavailable, StorageUnavailable
 from api.services import loops
 from api.services.jobkeys import JobKeys
+from api.services.jobviews import asset_name
 from api.services.tenant import TenantContext
 from templates.jobs import JOB_ID
 
@@ -37,9 +39,9 @@ def cut_marker(limit: int) -> bytes:
     return f"\n[workflow-middlelayer: log cut at {limit} bytes]\n".encode()
 
 
-async def capped(chunks: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
+async def capped(chunks: AsyncIterator[bytes], limit: int, cut: list[bool] | None = None) -> AsyncIterator[bytes]:
     """At most ``limit`` bytes of ``chunks``, then the cut marker if there was more (the source is asked for one
-    byte over the limit, so that "exactly at the limit" and "more" tell apart)."""
+    byte over the limit, so that "exactly at the limit" and "more" tell apart); ``cut`` gets True appended then."""
     sent = 0
     async for chunk in chunks:
         room = limit - sent
@@ -47,6 +49,8 @@ async def capped(chunks: AsyncIterator[bytes], limit: int) -> AsyncIterator[byte
             if room > 0:
                 yield chunk[:room]
             yield cut_marker(limit)
+            if cut is not None:
+                cut.append(True)
             return
         sent += len(chunk)
         yield chunk
@@ -88,26 +92,45 @@ class Finisher:
         pods = await self.tenant.kube.job_pods(job)
         if not all(pod.done for pod in pods):
             return False
+        cuts: dict[str, str] = {}
         for pod in pods:
-            await self.store_log(job, pod)
+            if await self.store_log(job, pod):
+                cuts[f"log:{pod.name}"] = f"cut at {self.settings.log_max_bytes} bytes (the log cap)"
             await self.tenant.kube.delete_pod(pod.name)
-        await self.tenant.kube.settle_finish(job)  # a Workflow deleted meanwhile is no error
+        cuts.update(await self.seal(job))
+        await self.tenant.kube.settle_finish(job, cuts)  # a Workflow deleted meanwhile is no error
         return True
 
-    async def store_log(self, job: str, pod: JobPod) -> None:
+    async def seal(self, job: str) -> dict[str, str]:
+        """Seal the job's outputs now, once (whatever the readers later): the cut it hit, if any."""
+        try:
+            wf = await self.tenant.argo.get(job)
+        except ArgoNotFound:
+            return {}
+        asset = await self.tenant.catalogue.get(asset_name(wf))
+        if asset is None:
+            return {}
+        sealed = await self.tenant.sealing.seal(self.tenant.storage, asset, job, wf.metadata.uid or "")
+        return {"outputs": sealed.damaged or "cut at limits.outputSize"} if sealed.over_cap else {}
+
+    async def store_log(self, job: str, pod: JobPod) -> bool:
+        """Store a pod's log; whether it was cut (only a cut log is longer than the cap: the marker follows it)."""
         storage = self.tenant.storage
         key = storage.keys.job_log_archive(job, pod.name)
-        if await storage.exists(key):
-            return  # stored by an earlier round or another replica
         limit = self.settings.log_max_bytes
+        with contextlib.suppress(FileNotFoundError):
+            return await storage.size(key) > limit  # stored by an earlier round or another replica
         source = self.tenant.kube.container_log(pod.name, MAIN, limit + 1)
+        cut: list[bool] = []
         try:
-            await storage.write_stream(key, capped(source, limit), limit + len(cut_marker(limit)))
+            await storage.write_stream(key, capped(source, limit, cut), limit + len(cut_marker(limit)))
+            return bool(cut)
         except KubeRejected as exc:  # the worker never started (an image that would not pull, say): no log
-            if await storage.exists(key):
-                return  # another replica stored it, then deleted the pod this read asked for
+            with contextlib.suppress(FileNotFoundError):
+                return await storage.size(key) > limit  # another replica stored it, then deleted the pod
             note = f"[workflow-middlelayer: no log from pod {pod.name}: {exc}]\n".encode()
             await storage.write_stream(key, _once(note), len(note))
+            return False
 
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from api.core import workflow as m
 from api.core.errors import ArgoNotFound, HTTPProblem, StorageUnavailable, not_found
 from api.core.schemas import Job, StepInfo
@@ -10,7 +12,15 @@ from api.services.tenant import TenantContext
 from api.settings import ApiSettings
 from templates import OutputKind, WorkflowAsset
 from templates.jobs import JOB_ID
-from templates.labels import ANNOTATION_ASSET_NAME, LABEL_ASSET, LABEL_MANAGED_BY, MANAGER
+from templates.labels import (
+    ANNOTATION_ASSET_NAME,
+    ANNOTATION_CUTS,
+    LABEL_ASSET,
+    LABEL_FINISH,
+    LABEL_MANAGED_BY,
+    MANAGER,
+    FinishMark,
+)
 
 
 def ui_url(settings: ApiSettings, name: str) -> str | None:
@@ -47,7 +57,23 @@ def job_view(tenant: TenantContext, wf: m.Workflow) -> Job:
         finished_at=st.finished_at if st else None,
         steps=steps,
         ui_url=ui_url(tenant.settings, name),
+        cuts=cuts_of(wf),
     )
+
+
+def cuts_of(wf: m.Workflow) -> dict[str, str]:
+    """The limits a settled job hit (the finishing loop's annotation; anything unreadable there says nothing)."""
+    raw = (wf.metadata.annotations or {}).get(ANNOTATION_CUTS)
+    try:
+        cuts = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in cuts.items()} if isinstance(cuts, dict) else {}
+
+
+def finish_settled(wf: m.Workflow) -> bool:
+    """Whether the API has settled the job's end (logs stored, outputs sealed, cuts noted)."""
+    return (wf.metadata.labels or {}).get(LABEL_FINISH) == str(FinishMark.DONE)
 
 
 async def settled(tenant: TenantContext, wf: m.Workflow, job: Job | None = None, strict: bool = False) -> Job:

@@ -22,6 +22,7 @@ from typing import IO, Any, cast
 
 from pydantic import BaseModel, Field
 
+from api.backends.claims import Claim, WorkflowClaims
 from api.backends.s3 import ObjectStore
 from api.backends.s3upload import ObjectWriter
 from templates import Output, OutputKind, WorkflowAsset
@@ -43,6 +44,7 @@ class Sealed(BaseModel):
     sealed_at: str = ""
     run: str = ""  # the Workflow uid sealed: a job id reused after its Workflow expired is a new run
     read: int = 0  # bytes of the archive decompressed to seal it (every member, declared or not)
+    over_cap: bool = False  # sealing stopped at the byte budget (limits.outputSize): ``damaged`` says where
 
     def required_missing(self, asset: WorkflowAsset) -> list[str]:
         return [o.name for o in asset.outputs if o.required and o.name in self.missing]
@@ -185,7 +187,7 @@ def _extract(storage: ObjectStore, asset: WorkflowAsset, job: str) -> Sealed:
             try:
                 _unpack(stream, sealed, files, dirs, packers, open_outputs, storage, job, budget)
             except _OverCap as exc:
-                sealed.damaged = str(exc)
+                sealed.damaged, sealed.over_cap = str(exc), True
             except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
                 # A damaged archive is the job's fault, not a fault of S3: whole files read before the damage stay;
                 # a directory output may be cut short, so none is handed out.
@@ -205,18 +207,22 @@ def _extract(storage: ObjectStore, asset: WorkflowAsset, job: str) -> Sealed:
 
 
 class SealOnce:
-    """Concurrent readers of one job's outputs in this process share one sealing (a second replica reads the record
-    the first one wrote, or at worst seals the same bytes once more)."""
+    """Concurrent readers of one job's outputs share one sealing: in this process through one task, across replicas
+    through a claim on the job's Workflow (:mod:`api.backends.claims`); a replica that finds another one sealing
+    waits for the record it writes. ``count``: sealings this process did (a figure for tests and operators)."""
 
-    def __init__(self) -> None:
+    def __init__(self, claims: WorkflowClaims | None = None, poll_seconds: float = 0.25) -> None:
         self._running: dict[tuple[str, str], asyncio.Future[Sealed]] = {}
+        self.claims = claims
+        self.poll_seconds = poll_seconds
+        self.count = 0
 
     async def seal(self, storage: ObjectStore, asset: WorkflowAsset, job: str, run: str) -> Sealed:
         key = (job, run)
         running = self._running.get(key)
         if running is not None:
             return await asyncio.shield(running)
-        task = asyncio.ensure_future(seal(storage, asset, job, run))
+        task = asyncio.ensure_future(self._once(storage, asset, job, run))
         self._running[key] = task
         try:
             return await asyncio.shield(task)  # a reader that goes away does not cancel the others' sealing
@@ -226,12 +232,43 @@ class SealOnce:
             else:
                 task.add_done_callback(lambda _: self._running.pop(key, None))
 
+    async def _once(self, storage: ObjectStore, asset: WorkflowAsset, job: str, run: str) -> Sealed:
+        while True:
+            cached = await _record(storage, job, run)
+            if cached is not None:
+                return cached
+            claim = Claim.GONE if self.claims is None else await self.claims.claim(job)
+            if claim is not Claim.TAKEN:
+                break
+            await asyncio.sleep(self.poll_seconds)  # another replica seals it: its record comes
+        if claim is Claim.GONE:
+            return await self._seal(storage, asset, job, run)
+        assert self.claims is not None
+        renewer = asyncio.ensure_future(self.claims.renewing(job))
+        try:
+            # read again under the claim: the last holder may have written its record and let go meanwhile
+            return await _record(storage, job, run) or await self._seal(storage, asset, job, run)
+        finally:
+            renewer.cancel()
+            await self.claims.release(job)
 
-async def seal(storage: ObjectStore, asset: WorkflowAsset, job: str, run: str) -> Sealed:
-    """The outputs of run ``run`` (the Workflow uid) of ``job``, sealed once (a repeated call reads the record)."""
+    async def _seal(self, storage: ObjectStore, asset: WorkflowAsset, job: str, run: str) -> Sealed:
+        self.count += 1
+        return await seal(storage, asset, job, run)
+
+
+async def _record(storage: ObjectStore, job: str, run: str) -> Sealed | None:
     cached = await storage.read_json(storage.keys.job_seal(job))
     if isinstance(cached, dict) and cached.get("run", "") == run:
         return Sealed.model_validate(cached)
+    return None
+
+
+async def seal(storage: ObjectStore, asset: WorkflowAsset, job: str, run: str) -> Sealed:
+    """The outputs of run ``run`` (the Workflow uid) of ``job``, sealed once (a repeated call reads the record)."""
+    cached = await _record(storage, job, run)
+    if cached is not None:
+        return cached
     sealed: Sealed = await storage.blocking(_extract, storage, asset, job)
     sealed.run = run
     await storage.write_json(storage.keys.job_seal(job), sealed.model_dump(mode="json"))

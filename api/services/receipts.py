@@ -7,7 +7,7 @@ import json
 
 from api.core import workflow as m
 from api.core.schemas import Receipt
-from api.services.jobviews import job_view, settled
+from api.services.jobviews import finish_settled, job_view, settled
 from api.services.tenant import TenantContext
 from templates import InputKind, WorkflowAsset
 from templates.labels import ANNOTATION_ENV_DIGESTS, ANNOTATION_INPUT_DIGESTS
@@ -64,9 +64,11 @@ async def receipt_of(tenant: TenantContext, wf: m.Workflow, asset: WorkflowAsset
         inputs=inputs,
         outputs=outputs,
         outputs_missing=sealed.missing,
+        cuts=info.cuts,
         created_at=info.created_at,
         started_at=info.started_at,
         finished_at=info.finished_at,
     )
-    await tenant.storage.write_json(key, receipt.model_dump(mode="json"))
+    if finish_settled(wf):  # until then the cuts it hit may be unknown: kept once they are
+        await tenant.storage.write_json(key, receipt.model_dump(mode="json"))
     return receipt

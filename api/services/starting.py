@@ -26,6 +26,7 @@ from api.core.errors import (
     StorageUnavailable,
     TargetRefused,
     TooLarge,
+    over_limit,
 )
 from api.core.schemas import JobCreate
 from api.services import staging
@@ -108,7 +109,9 @@ async def webhook_target(tenant: TenantContext, body: JobCreate) -> str | None:
 
 def _over_quota(tenant: TenantContext) -> HTTPProblem:
     limit = tenant.settings.quota_concurrent_jobs
-    return HTTPProblem(429, "Too Many Requests", f"at most {limit} jobs may run at once", {"Retry-After": "30"})
+    problem = over_limit(429, f"at most {limit} jobs may run at once", "concurrent_jobs", limit, 0)
+    problem.headers = {"Retry-After": "30"}
+    return problem
 
 
 async def check_quota(tenant: TenantContext) -> None:
@@ -138,7 +141,7 @@ async def storage_for(
         detail = (
             f"the job's inputs ({needed} bytes) do not fit the contract's storage quota ({exc}); delete jobs or inputs"
         )
-        raise HTTPProblem(413, "Content Too Large", detail) from None
+        raise over_limit(413, detail, "storage_bytes", exc.quota, exc.free) from None
 
 
 async def write_job_secret(tenant: TenantContext, job_id: str, manifest: dict[str, Any]) -> None:

@@ -69,7 +69,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPProblem)
     async def _api_error(_: Request, exc: HTTPProblem) -> JSONResponse:
-        return problem(exc.status, exc.title, exc.detail, exc.headers)
+        return problem(exc.status, exc.title, exc.detail, exc.headers, **exc.members)
 
     @app.exception_handler(ArgoRejected)
     async def _argo_rejected(_: Request, exc: ArgoRejected) -> JSONResponse:

@@ -8,7 +8,7 @@ from typing import Any
 from provisioner.infra.settings import ProvisionerSettings
 from provisioner.manifests.spec import TenantSpec, _meta, _obj
 from templates.labels import LABEL_MANAGED_BY, LABEL_TENANT, MANAGER
-from templates.names import API, API_START_LEASE, API_TOKENS_SECRET, LIMITS, QUOTA, WORKER
+from templates.names import API, API_START_LEASE, API_STORAGE_LEASE, API_TOKENS_SECRET, LIMITS, QUOTA, WORKER
 
 
 def namespace(settings: ProvisionerSettings, spec: TenantSpec) -> dict[str, Any]:
@@ -46,9 +46,10 @@ def rbac(spec: TenantSpec) -> list[dict[str, Any]]:
         _rule([""], ["pods"], ["delete"]),
         _rule([""], ["pods/log"], ["get"]),
         _rule([""], ["events"], ["list", "watch"]),
-        # The start lock of several API replicas (api/startlock.py): create cannot be limited to a name in RBAC.
+        # The start lock and the storage quota's shared book of several API replicas (api/backends/startlock.py,
+        # leasebook.py): create cannot be limited to a name in RBAC.
         _rule(["coordination.k8s.io"], ["leases"], ["create"]),
-        _rule(["coordination.k8s.io"], ["leases"], ["get", "update", "delete"], [API_START_LEASE]),
+        _rule(["coordination.k8s.io"], ["leases"], ["get", "update", "delete"], [API_START_LEASE, API_STORAGE_LEASE]),
     ]
     # What argoexec (emissary) needs: report outputs as WorkflowTaskResults. Nothing else (its S3 credentials
     # arrive as a mounted Secret, not through the API). Its token is projected into the pod by the compiled

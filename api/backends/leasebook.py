@@ -1,0 +1,123 @@
+"""A small book of entries shared by several API replicas, kept in the annotations of one Kubernetes ``Lease`` and
+changed only by optimistic updates (a write names the resourceVersion it read; a faster writer makes it read again).
+
+Each entry is an annotation ``<prefix><id>`` with the value ``"<amount> <expiry epoch>"``. Its writer renews the
+expiry while it holds the entry and removes it when done; an entry whose replica died expires by itself, so a crash
+holds nothing for longer than ``ttl_seconds``.
+
+:meth:`LeaseBook.add` hands the caller the sum of the live entries together with the resourceVersion it read them
+at, and writes the new entry only if nothing changed since: whatever the caller decided from that sum (and from
+anything it read after it) still holds when the entry lands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from api.backends.kube import TenantKube
+from api.core.errors import KubeUnavailable, LockBusy
+
+ATTEMPTS = 200
+
+
+class LeaseBook:
+    def __init__(
+        self,
+        kube: TenantKube,
+        name: str,
+        prefix: str,
+        ttl_seconds: float = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.kube, self.name, self.prefix = kube, name, prefix
+        self.ttl_seconds = ttl_seconds
+        self.clock = clock
+
+    def _live(self, lease: dict[str, Any]) -> dict[str, tuple[int, float]]:
+        now = self.clock()
+        entries: dict[str, tuple[int, float]] = {}
+        for key, value in ((lease.get("metadata") or {}).get("annotations") or {}).items():
+            if not key.startswith(self.prefix):
+                continue
+            try:
+                amount, expiry = str(value).split(" ", 1)
+                entry = (int(amount), float(expiry))
+            except ValueError:
+                continue  # not ours to read: it holds nothing
+            if entry[1] > now:
+                entries[key[len(self.prefix) :]] = entry
+        return entries
+
+    def _body(self, version: str | None, entries: dict[str, tuple[int, float]]) -> dict[str, Any]:
+        meta: dict[str, Any] = {
+            "name": self.name,
+            "annotations": {f"{self.prefix}{k}": f"{amount} {expiry:.3f}" for k, (amount, expiry) in entries.items()},
+        }
+        if version:
+            meta["resourceVersion"] = version
+        return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": meta, "spec": {}}
+
+    async def _change(self, change: Callable[[dict[str, tuple[int, float]]], Awaitable[bool]]) -> None:
+        """Read the book, let ``change`` edit its live entries (False: nothing to write), write it back if nobody
+        wrote in between; otherwise read again."""
+        pause = 0.002
+        for _ in range(ATTEMPTS):
+            lease = await self.kube.get_lease(self.name)
+            entries = self._live(lease) if lease is not None else {}
+            if not await change(entries):
+                return
+            if lease is None:
+                written = await self.kube.create_lease(self._body(None, entries))
+            else:
+                written = await self.kube.replace_lease(
+                    self.name, self._body(str(lease["metadata"]["resourceVersion"]), entries)
+                )
+            if written is not None:
+                return
+            await asyncio.sleep(pause * (0.5 + random.random()))  # jitter: replicas do not retry in step
+            pause = min(pause * 2, 0.05)
+        raise LockBusy("the storage quota's shared book is busy; retry")
+
+    async def add(self, decide: Callable[[int], Awaitable[int]]) -> tuple[str, int]:
+        """Add an entry: ``decide`` gets the sum of the live entries and returns the amount to hold (or raises to
+        refuse; nothing is written then). Returns the entry's id and its amount."""
+        entry = uuid.uuid4().hex[:16]
+        held = 0
+
+        async def change(entries: dict[str, tuple[int, float]]) -> bool:
+            nonlocal held
+            held = await decide(sum(amount for amount, _ in entries.values()))
+            entries[entry] = (held, self.clock() + self.ttl_seconds)
+            return True
+
+        await self._change(change)
+        return entry, held
+
+    async def renew(self, entry: str) -> None:
+        async def change(entries: dict[str, tuple[int, float]]) -> bool:
+            if entry not in entries:
+                return False  # expired meanwhile: the next add no longer counts it, nothing to renew
+            entries[entry] = (entries[entry][0], self.clock() + self.ttl_seconds)
+            return True
+
+        await self._change(change)
+
+    async def remove(self, entry: str) -> None:
+        async def change(entries: dict[str, tuple[int, float]]) -> bool:
+            return entries.pop(entry, None) is not None
+
+        await self._change(change)
+
+    async def renewing(self, entry: str) -> None:
+        """Renew ``entry`` every third of its lifetime until cancelled (a Kubernetes outage skips a round)."""
+        while True:
+            await asyncio.sleep(self.ttl_seconds / 3)
+            try:
+                await self.renew(entry)
+            except (KubeUnavailable, LockBusy):
+                continue
