@@ -12,8 +12,7 @@ at 20 parallel starts).
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import aiohttp
@@ -40,32 +39,6 @@ def _raise_for(status: int, body: bytes, what: str) -> None:
     if status in (400, 422):
         raise ArgoRejected("the workflow engine rejected the request as invalid")
     raise ArgoUnavailable(f"Argo Server answered {status}")
-
-
-ENTRY_MAX = 1024 * 1024  # one NDJSON entry of Argo Server's log stream (a log line and its framing)
-CUT_MARKER = f"[workflow-middlelayer: a log line longer than {ENTRY_MAX} bytes was left out of the live log]"
-
-
-async def ndjson_lines(chunks: AsyncIterator[bytes], limit: int = ENTRY_MAX) -> AsyncIterator[bytes | None]:
-    """Lines of a byte stream, each at most ``limit`` bytes held: a longer one is skipped to its end and stands as
-    one None (httpx's line iterator would hold any line whole)."""
-    pending, skipping = b"", False
-    async for chunk in chunks:
-        while chunk:
-            end = chunk.find(b"\n")
-            piece, chunk = (chunk, b"") if end < 0 else (chunk[:end], chunk[end + 1 :])
-            if not skipping:
-                pending += piece
-                if len(pending) > limit:
-                    pending, skipping = b"", True
-                    yield None
-                elif end >= 0:
-                    yield pending
-                    pending = b""
-            if end >= 0:
-                skipping = False
-    if pending and not skipping:
-        yield pending
 
 
 class Argo:
@@ -171,28 +144,3 @@ class Argo:
 
     async def info(self) -> None:
         await self._call("GET", "/api/v1/info", "info")
-
-    async def log_lines(self, name: str, follow: bool) -> AsyncIterator[str]:
-        """The worker's log, live, as lines (direct call: the endpoint streams NDJSON)."""
-        url = f"{self.base}/api/v1/workflows/{self.namespace}/{name}/log"
-        params = {"logOptions.container": "main", "logOptions.follow": "true" if follow else "false"}
-        try:
-            async with self.session.stream("GET", url, params=params, headers=self._headers(), timeout=None) as resp:
-                if resp.status_code == 404:
-                    raise ArgoNotFound(name)
-                if resp.status_code >= 400:
-                    raise ArgoUnavailable(f"Argo Server answered {resp.status_code} for logs")
-                async for line in ndjson_lines(resp.aiter_bytes()):
-                    if line is None:  # an entry too long to hold: said, not kept
-                        yield CUT_MARKER
-                        continue
-                    if not line.strip():
-                        continue
-                    entry = json.loads(line)
-                    if "error" in entry:
-                        raise ArgoUnavailable(f"log stream failed: {entry['error'].get('message', '')}")
-                    content = entry.get("result", {}).get("content")
-                    if content is not None:
-                        yield content
-        except httpx.HTTPError as exc:
-            raise ArgoUnavailable(f"Argo Server is unreachable: {type(exc).__name__}") from exc

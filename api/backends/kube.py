@@ -29,10 +29,11 @@ LOG_CHUNK = 64 * 1024
 
 
 class JobPod(BaseModel):
-    """One pod of a job, as far as finishing it needs."""
+    """One pod of a job, as far as reading its log and finishing it need."""
 
     name: str
     phase: str
+    created: str = ""  # RFC 3339: a retried job's pods in the order they ran
 
     @property
     def done(self) -> bool:
@@ -221,18 +222,27 @@ class TenantKube:
         response = await self._call("GET", self._pods() + f"?labelSelector={WORKFLOW_LABEL}%3D{job}")
         if not response.is_success:
             raise KubeRejected(f"pods of {job}: {response.status_code} {_reason(response)}")
-        return [
-            JobPod(name=item["metadata"]["name"], phase=(item.get("status") or {}).get("phase", "Unknown"))
+        pods = [
+            JobPod(
+                name=item["metadata"]["name"],
+                phase=(item.get("status") or {}).get("phase", "Unknown"),
+                created=item["metadata"].get("creationTimestamp") or "",
+            )
             for item in response.json().get("items") or []
         ]
+        return sorted(pods, key=lambda pod: (pod.created, pod.name))
 
-    async def container_log(self, pod: str, container: str, limit: int) -> AsyncIterator[bytes]:
+    async def container_log(self, pod: str, container: str, limit: int, follow: bool = False) -> AsyncIterator[bytes]:
         """The kubelet's copy of a container's log (the container runtime wrote it: nothing in the pod can swap
-        it for another file), at most ``limit`` bytes, in chunks."""
+        it for another file), at most ``limit`` bytes, in chunks; ``follow``: until the container ends."""
         headers = {"Authorization": f"Bearer {self.settings.argo_bearer()}"}
         params = {"container": container, "limitBytes": str(limit)}
+        if follow:
+            params["follow"] = "true"
+        timeout = httpx.Timeout(self.http.timeout.connect, read=None) if follow else self.http.timeout
+        url = self._pods(pod) + "/log"
         try:
-            async with self.http.stream("GET", self._pods(pod) + "/log", params=params, headers=headers) as response:
+            async with self.http.stream("GET", url, params=params, headers=headers, timeout=timeout) as response:
                 if response.status_code >= 500 or response.status_code == 429:
                     raise KubeUnavailable(f"Kubernetes API answered {response.status_code} for a log")
                 if not response.is_success:

@@ -1,7 +1,8 @@
 """A small book of entries shared by several API replicas, kept in the annotations of one Kubernetes ``Lease`` and
 changed only by optimistic updates (a write names the resourceVersion it read; a faster writer makes it read again).
 
-Each entry is an annotation ``<prefix><id>`` with the value ``"<amount> <expiry epoch>"``. Its writer renews the
+Each entry is an annotation ``<prefix><id>`` with the value ``"<amount> <expiry epoch> <tag>"`` (the tag: what the
+entry is for, free text without meaning here). Its writer renews the
 expiry while it holds the entry and removes it when done; an entry whose replica died expires by itself, so a crash
 holds nothing for longer than ``ttl_seconds``.
 
@@ -17,12 +18,18 @@ import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from api.backends.kube import TenantKube
 from api.core.errors import KubeUnavailable, LockBusy
 
 ATTEMPTS = 200
+
+
+class Entry(NamedTuple):
+    amount: int
+    expiry: float  # epoch seconds
+    tag: str
 
 
 class LeaseBook:
@@ -38,31 +45,31 @@ class LeaseBook:
         self.ttl_seconds = ttl_seconds
         self.clock = clock
 
-    def _live(self, lease: dict[str, Any]) -> dict[str, tuple[int, float]]:
+    def _live(self, lease: dict[str, Any]) -> dict[str, Entry]:
         now = self.clock()
-        entries: dict[str, tuple[int, float]] = {}
+        entries: dict[str, Entry] = {}
         for key, value in ((lease.get("metadata") or {}).get("annotations") or {}).items():
             if not key.startswith(self.prefix):
                 continue
             try:
-                amount, expiry = str(value).split(" ", 1)
-                entry = (int(amount), float(expiry))
+                amount, expiry, tag = [*str(value).split(" ", 2), ""][:3]
+                entry = Entry(int(amount), float(expiry), tag)
             except ValueError:
                 continue  # not ours to read: it holds nothing
-            if entry[1] > now:
+            if entry.expiry > now:
                 entries[key[len(self.prefix) :]] = entry
         return entries
 
-    def _body(self, version: str | None, entries: dict[str, tuple[int, float]]) -> dict[str, Any]:
+    def _body(self, version: str | None, entries: dict[str, Entry]) -> dict[str, Any]:
         meta: dict[str, Any] = {
             "name": self.name,
-            "annotations": {f"{self.prefix}{k}": f"{amount} {expiry:.3f}" for k, (amount, expiry) in entries.items()},
+            "annotations": {f"{self.prefix}{k}": f"{e.amount} {e.expiry:.3f} {e.tag}" for k, e in entries.items()},
         }
         if version:
             meta["resourceVersion"] = version
         return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": meta, "spec": {}}
 
-    async def _change(self, change: Callable[[dict[str, tuple[int, float]]], Awaitable[bool]]) -> None:
+    async def _change(self, change: Callable[[dict[str, Entry]], Awaitable[bool]]) -> None:
         """Read the book, let ``change`` edit its live entries (False: nothing to write), write it back if nobody
         wrote in between; otherwise read again."""
         pause = 0.002
@@ -83,32 +90,32 @@ class LeaseBook:
             pause = min(pause * 2, 0.05)
         raise LockBusy("the storage quota's shared book is busy; retry")
 
-    async def add(self, decide: Callable[[int], Awaitable[int]]) -> tuple[str, int]:
-        """Add an entry: ``decide`` gets the sum of the live entries and returns the amount to hold (or raises to
-        refuse; nothing is written then). Returns the entry's id and its amount."""
+    async def add(self, tag: str, decide: Callable[[list[Entry]], Awaitable[int]]) -> tuple[str, int]:
+        """Add an entry: ``decide`` gets the live entries and returns the amount to hold (or raises to refuse;
+        nothing is written then). Returns the entry's id and its amount."""
         entry = uuid.uuid4().hex[:16]
         held = 0
 
-        async def change(entries: dict[str, tuple[int, float]]) -> bool:
+        async def change(entries: dict[str, Entry]) -> bool:
             nonlocal held
-            held = await decide(sum(amount for amount, _ in entries.values()))
-            entries[entry] = (held, self.clock() + self.ttl_seconds)
+            held = await decide(list(entries.values()))
+            entries[entry] = Entry(held, self.clock() + self.ttl_seconds, tag)
             return True
 
         await self._change(change)
         return entry, held
 
     async def renew(self, entry: str) -> None:
-        async def change(entries: dict[str, tuple[int, float]]) -> bool:
+        async def change(entries: dict[str, Entry]) -> bool:
             if entry not in entries:
                 return False  # expired meanwhile: the next add no longer counts it, nothing to renew
-            entries[entry] = (entries[entry][0], self.clock() + self.ttl_seconds)
+            entries[entry] = entries[entry]._replace(expiry=self.clock() + self.ttl_seconds)
             return True
 
         await self._change(change)
 
     async def remove(self, entry: str) -> None:
-        async def change(entries: dict[str, tuple[int, float]]) -> bool:
+        async def change(entries: dict[str, Entry]) -> bool:
             return entries.pop(entry, None) is not None
 
         await self._change(change)
@@ -119,5 +126,5 @@ class LeaseBook:
             await asyncio.sleep(self.ttl_seconds / 3)
             try:
                 await self.renew(entry)
-            except (KubeUnavailable, LockBusy):
+            except KubeUnavailable:  # (LockBusy too) the entry lives on until it expires: try again
                 continue

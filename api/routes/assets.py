@@ -89,8 +89,11 @@ async def _slot(
 
 
 @asynccontextmanager
-async def _limit(tenant: TenantDep, asset: WorkflowAsset, item: Input, declared: int | None) -> AsyncIterator[int]:
-    """The bytes this upload may write, reserved in the storage quota while it writes."""
+async def _limit(
+    tenant: TenantDep, asset: WorkflowAsset, item: Input, declared: int | None, rel: str | None = None
+) -> AsyncIterator[int]:
+    """The bytes this upload may write (to the input's key, or one file of a directory input), reserved in the
+    storage quota while it writes."""
     # An env input is read whole when a job starts: its cap is the env cap, not the general upload cap.
     cap = max_env_bytes(asset, item) if item.kind is InputKind.ENV else asset.upload_cap(item)
     if declared is not None and declared > cap:
@@ -98,7 +101,9 @@ async def _limit(tenant: TenantDep, asset: WorkflowAsset, item: Input, declared:
     quota = tenant.settings.quota_storage_bytes
     try:
         # A declared length reserves just that; a stream reserves what it may grow to (up to what is free).
-        async with tenant.ledger.reserve(tenant.storage, quota, declared or cap, declared or 1) as limit:
+        key = tenant.storage.keys.staging(asset.name, item.name)
+        covers = f"{key}/{rel}" if rel else key
+        async with tenant.ledger.reserve(tenant.storage, quota, declared or cap, covers, declared or 1) as limit:
             yield limit
     except QuotaExceeded as exc:
         detail = f"the contract's storage quota is used up: {exc}"
@@ -204,7 +209,7 @@ async def upload_directory_file(
         check_relative_path(path)
     except ValueError as exc:
         raise HTTPProblem(400, "Bad Request", f"path {path!r}: {exc}") from None
-    async with _limit(tenant, wf_asset, item, _declared_length(request)) as limit:
+    async with _limit(tenant, wf_asset, item, _declared_length(request), path) as limit:
         return await _store(tenant, wf_asset, item, request.stream(), limit, path)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, Response, status
@@ -123,13 +124,20 @@ async def job_logs(job: JobPath, tenant: TenantDep, follow: bool = False) -> Str
     archived = await tenant.storage.list_prefix(tenant.storage.keys.job_logs(job))
     if job_state(wf).finished and archived:
         return StreamingResponse(archived_log(tenant, archived), media_type="text/plain; charset=utf-8")
-    lines = tenant.argo.log_lines(job, follow)
-    # Pull the first line before answering, so that a failure becomes a proper error status.
+    live = live_log(tenant, job, follow)
+    # Pull the first piece before answering, so that a failure becomes a proper error status.
     try:
-        head: str | None = await anext(lines)
+        head = await anext(live)
     except StopAsyncIteration:
-        head = None
-    return StreamingResponse(live_log(head, lines), media_type="text/plain; charset=utf-8")
+        head = b""
+    return StreamingResponse(_after(head, live), media_type="text/plain; charset=utf-8")
+
+
+async def _after(head: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    if head:
+        yield head
+    async for part in rest:
+        yield part
 
 
 @router.get("/{job}/outputs", response_model=OutputList, summary="List a job's outputs")

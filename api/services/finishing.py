@@ -25,35 +25,14 @@ from api.core.errors import ArgoNotFound, ArgoUnavailable, KubeRejected, KubeUna
 from api.services import loops
 from api.services.jobkeys import JobKeys
 from api.services.jobviews import asset_name
+from api.services.logs import MAIN, capped, cut_marker
 from api.services.tenant import TenantContext
 from templates.jobs import JOB_ID
 
 log = logging.getLogger(__name__)
 
-MAIN = "main"  # the worker's container in an Argo pod
 RETRYABLE = (ArgoUnavailable, StorageUnavailable, KubeUnavailable)
 PARALLEL = 4
-
-
-def cut_marker(limit: int) -> bytes:
-    return f"\n[workflow-middlelayer: log cut at {limit} bytes]\n".encode()
-
-
-async def capped(chunks: AsyncIterator[bytes], limit: int, cut: list[bool] | None = None) -> AsyncIterator[bytes]:
-    """At most ``limit`` bytes of ``chunks``, then the cut marker if there was more (the source is asked for one
-    byte over the limit, so that "exactly at the limit" and "more" tell apart); ``cut`` gets True appended then."""
-    sent = 0
-    async for chunk in chunks:
-        room = limit - sent
-        if len(chunk) > room:
-            if room > 0:
-                yield chunk[:room]
-            yield cut_marker(limit)
-            if cut is not None:
-                cut.append(True)
-            return
-        sent += len(chunk)
-        yield chunk
 
 
 class Finisher:

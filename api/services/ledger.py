@@ -1,6 +1,8 @@
 """The contract's storage quota, exact under concurrency: what is in S3 (listed) plus what writes under way have
 reserved. A write (an upload, a job's snapshot of its inputs) reserves its bytes before it writes and releases them
-when it ends; by then its objects are listed, or gone.
+when it ends; by then its objects are listed, or gone. A reservation names the key (or folder) it writes: while it
+lives, what is listed there is not counted, its reserved bytes are (so an object written and not yet released is
+counted once, and an object being replaced is counted as its new size).
 
 - One replica: the reservations are kept in this process, taken one at a time under a lock.
 - Several replicas: they keep them in one shared book (:class:`api.backends.leasebook.LeaseBook`, a Lease in the
@@ -17,10 +19,9 @@ import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from api.backends.leasebook import LeaseBook
+from api.backends.leasebook import Entry, LeaseBook
 from api.backends.s3 import ObjectStore
 from api.core.errors import KubeRejected, KubeUnavailable, LockBusy
-from api.services.listings import used_bytes
 
 
 class QuotaExceeded(Exception):
@@ -34,36 +35,43 @@ class QuotaExceeded(Exception):
 class StorageLedger:
     def __init__(self, book: LeaseBook | None = None) -> None:
         self._lock = asyncio.Lock()
-        self.reserved = 0  # this process's reservations (one replica)
+        self._live: dict[int, tuple[int, str]] = {}  # this process's reservations (one replica): bytes, key
         self.book = book
+
+    @property
+    def reserved(self) -> int:
+        return sum(amount for amount, _ in self._live.values())
 
     @asynccontextmanager
     async def reserve(
-        self, store: ObjectStore, quota: int, wanted: int, at_least: int | None = None
+        self, store: ObjectStore, quota: int, wanted: int, covers: str, at_least: int | None = None
     ) -> AsyncIterator[int]:
-        """Reserve ``wanted`` bytes (or as many as are free, down to ``at_least``) for the block; yields how many."""
+        """Reserve ``wanted`` bytes (or as many as are free, down to ``at_least``) for the block, which writes
+        ``covers`` (a key, or a folder of keys); yields how many."""
         least = wanted if at_least is None else at_least
         if self.book is not None:
-            async with self._shared(self.book, store, quota, wanted, least) as granted:
+            async with self._shared(self.book, store, quota, wanted, least, covers) as granted:
                 yield granted
             return
+        token = object()
         async with self._lock:  # one reservation at a time: each sees the others' bytes
-            free = quota - await used_bytes(store) - self.reserved
-            granted = _grant(free, quota, wanted, least)
-            self.reserved += granted
+            live = list(self._live.values())
+            granted = _grant(quota - await _used(store, live), quota, wanted, least)
+            self._live[id(token)] = (granted, covers)
         try:
             yield granted
         finally:
-            self.reserved -= granted
+            del self._live[id(token)]
 
     @asynccontextmanager
     async def _shared(
-        self, book: LeaseBook, store: ObjectStore, quota: int, wanted: int, least: int
+        self, book: LeaseBook, store: ObjectStore, quota: int, wanted: int, least: int, covers: str
     ) -> AsyncIterator[int]:
-        async def decide(reserved: int) -> int:
-            return _grant(quota - await used_bytes(store) - reserved, quota, wanted, least)
+        async def decide(entries: list[Entry]) -> int:
+            live = [(e.amount, e.tag) for e in entries]
+            return _grant(quota - await _used(store, live), quota, wanted, least)
 
-        entry, granted = await book.add(decide)
+        entry, granted = await book.add(covers, decide)
         renewer = asyncio.ensure_future(book.renewing(entry))
         try:
             yield granted
@@ -74,6 +82,16 @@ class StorageLedger:
             # Unremoved (Kubernetes away), the entry expires by itself: a write that succeeded must not fail here.
             with contextlib.suppress(KubeUnavailable, KubeRejected, LockBusy):
                 await asyncio.shield(book.remove(entry))
+
+
+async def _used(store: ObjectStore, live: list[tuple[int, str]]) -> int:
+    """What is stored, with each live reservation counted instead of what is listed where it writes."""
+    listed = await store.list_prefix(store.keys.prefix)
+    covered = [key for _, key in live]
+    stored: int = sum(
+        int(e["size"]) for e in listed if not any(e["key"] == key or e["key"].startswith(key + "/") for key in covered)
+    )
+    return stored + sum(amount for amount, _ in live)
 
 
 def _grant(free: int, quota: int, wanted: int, least: int) -> int:

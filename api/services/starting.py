@@ -123,7 +123,7 @@ async def check_quota(tenant: TenantContext) -> None:
 
 @asynccontextmanager
 async def storage_for(
-    tenant: TenantContext, asset: WorkflowAsset, staged: dict[str, dict[str, Any]]
+    tenant: TenantContext, asset: WorkflowAsset, job_id: str, staged: dict[str, dict[str, Any]]
 ) -> AsyncIterator[None]:
     """A job's snapshot of its inputs is stored too: its bytes are reserved in the contract's storage quota while
     it is written (concurrent starts and uploads see each other's)."""
@@ -134,7 +134,8 @@ async def storage_for(
         yield
         return
     try:
-        reservation = tenant.ledger.reserve(tenant.storage, tenant.settings.quota_storage_bytes, needed)
+        snapshot = f"{tenant.storage.keys.job(job_id)}/inputs"
+        reservation = tenant.ledger.reserve(tenant.storage, tenant.settings.quota_storage_bytes, needed, snapshot)
         async with reservation:
             yield
     except QuotaExceeded as exc:
@@ -207,7 +208,7 @@ async def start(tenant: TenantContext, body: JobCreate, idempotency_key: str | N
     # none: their values travel in the job's own Secret (written alongside), their digests as an annotation.
     has_env = any(i.kind is InputKind.ENV for i in asset.inputs)
     try:
-        async with storage_for(tenant, asset, staged):
+        async with storage_for(tenant, asset, job_id, staged):
             await asyncio.gather(
                 *(
                     staging.snapshot_input(tenant.storage, asset.name, item.name, job_id, staged[item.name])

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from kubernetes import client as k8s
 
@@ -37,6 +38,7 @@ class ApiTenant:
     url: str
     token: str
     settings: ApiSettings
+    app: Any = None  # the FastAPI app serving it (its state: the tenant's services)
 
     def client(self, token: str | None = None) -> Client:
         return Client(self.url, token or self.token)
@@ -125,7 +127,8 @@ def api_tenant(
         }
     ).model_copy(update=overrides)
     try:
-        with serve(create_app(settings)) as url:
-            yield ApiTenant(tenant, spec.namespace, url, token, settings)
+        app = create_app(settings)
+        with serve(app) as url:
+            yield ApiTenant(tenant, spec.namespace, url, token, settings, app)
     finally:
         remove_tenant(stack, api, spec)

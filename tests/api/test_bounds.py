@@ -5,9 +5,7 @@ The probe asset (tests/support/probe.py) declares 64 MiB of ephemeral storage an
 
 from __future__ import annotations
 
-import io
 import shutil
-import zipfile
 from typing import Any
 
 import pytest
@@ -18,6 +16,7 @@ from devstack.stack import kube
 from devstack.stack.launcher import StackInfo
 from devstack.wait import wait_for
 from tests.api.tenant import ApiTenant
+from tests.support.attacks import zip_bomb
 from tests.support.pods import wait_pods_gone
 
 pytestmark = pytest.mark.stack
@@ -39,17 +38,8 @@ echo "wrote $i chunks of 8 MiB"
 """
 
 
-def _zip_bomb(total: int, members: int = 16) -> bytes:
-    out = io.BytesIO()
-    zeros = b"\0" * (total // members)
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
-        for i in range(members):
-            archive.writestr(f"zeros-{i}.bin", zeros)
-    return out.getvalue()
-
-
 def test_a_zip_that_unpacks_past_the_input_cap_is_refused_at_upload(adv: ApiTenant) -> None:
-    bomb = _zip_bomb(1 * GiB)
+    bomb = zip_bomb(1 * GiB)
     assert len(bomb) < 2 * MiB  # ~1 MiB on the wire
     with adv.client() as client:
         with pytest.raises(ClientError) as refused:
@@ -57,7 +47,7 @@ def test_a_zip_that_unpacks_past_the_input_cap_is_refused_at_upload(adv: ApiTena
         assert refused.value.status == 413
         assert "unpacks to 1073741824 bytes" in str(refused.value) and "limits.inputSize" in str(refused.value)
         assert "bundle.zip" not in {i["name"] for i in client.staged("probe")}  # nothing was stored
-        small = _zip_bomb(64 * MiB)  # within the cap: taken
+        small = zip_bomb(64 * MiB)  # within the cap: taken
         assert client.upload_bytes("probe", "bundle.zip", small)["size"] == len(small)
 
 

@@ -19,19 +19,19 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-import psutil
 
 from api.client import Client
 from devstack.servers import free_port
 from devstack.stack.launcher import ensure_stack
 from templates import parse_document
 from tests.api.tenant import api_tenant
+from tests.bench import api_memory
+from tests.support.memory import PeakRss
 from tests.support.s3 import filesystem
 
 BENCH_ASSET = parse_document(
@@ -44,34 +44,6 @@ BENCH_ASSET = parse_document(
 )
 SIZE = int(os.environ.get("WML_BENCH_BYTES", str(1024**3)))
 RUNS = int(os.environ.get("WML_BENCH_RUNS", "5"))
-
-
-class PeakRss:
-    """Samples a process's RSS in a thread; ``growth`` is peak minus the value at start."""
-
-    def __init__(self, pid: int) -> None:
-        self.proc = psutil.Process(pid)
-        self.base = self.proc.memory_info().rss
-        self.peak = self.base
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-            time.sleep(0.02)
-
-    def __enter__(self) -> PeakRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    @property
-    def growth_mib(self) -> float:
-        return (self.peak - self.base) / 1024**2
 
 
 def _serve_process(settings_env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
@@ -144,11 +116,12 @@ def run() -> dict[str, float]:
         print(f"presigned path: s3_public_url={stack.s3_endpoint} (default unset: every download streams)")
         proc2, url2 = _serve_process(_env_of(presigning))
         try:
-            return _measure(stack, tenant, url, proc.pid, Path(tmp), url2)
+            results = _measure(stack, tenant, url, proc.pid, Path(tmp), url2)
         finally:
             for each in (proc, proc2):
                 each.terminate()
                 each.wait(timeout=10)
+    return {**results, **api_memory.run()}
 
 
 def _measure(stack: object, tenant: object, url: str, pid: int, tmp: Path, presign_url: str) -> dict[str, float]:

@@ -4,13 +4,10 @@ executor's own lines are left out, the worker's pass byte for byte (issue #26: a
 from __future__ import annotations
 
 import asyncio
-import json
 import tracemalloc
 from collections.abc import AsyncIterator, Iterable
 
-from api.backends.argo import ndjson_lines
-from api.services.finishing import capped, cut_marker
-from api.services.logs import worker_bytes
+from api.services.logs import capped, cut_marker, worker_bytes
 
 EXECUTOR = b'time=2026-01-01T00:00:00Z level=info msg="saving" argo=true\n'
 
@@ -62,19 +59,6 @@ def test_an_endless_line_is_never_held_whole() -> None:
     tracemalloc.stop()
     assert total == 2000 * 65536 + 1
     assert peak < 4 * 1024 * 1024, peak
-
-
-def test_live_log_entries_past_the_bound_are_cut_not_held() -> None:
-    entry = json.dumps({"result": {"content": "ok"}}).encode()
-    huge = json.dumps({"result": {"content": "h" * 5000}}).encode()
-
-    async def collect(parts: list[bytes]) -> list[bytes | None]:
-        return [line async for line in ndjson_lines(_chunks(parts), limit=1024)]
-
-    stream = entry + b"\n" + huge + b"\n" + entry
-    for size in (5, 100, len(stream)):
-        parts = [stream[i : i + size] for i in range(0, len(stream), size)]
-        assert asyncio.run(collect(parts)) == [entry, None, entry]
 
 
 def _capped(parts: Iterable[bytes], limit: int) -> bytes:

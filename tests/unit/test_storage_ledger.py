@@ -33,7 +33,7 @@ def test_parallel_reservations_never_exceed_the_quota() -> None:
 
     async def start(i: int, gate: asyncio.Event) -> None:
         try:
-            async with ledger.reserve(cast(ObjectStore, store), 16, 3):
+            async with ledger.reserve(cast(ObjectStore, store), 16, 3, "tenants/t-1/w"):
                 granted.append(i)
                 await gate.wait()  # every granted write is still under way
         except QuotaExceeded as exc:
@@ -57,19 +57,44 @@ def test_stored_bytes_count_and_a_stream_gets_what_is_free() -> None:
     store, ledger = Listed(stored=10), StorageLedger()
 
     async def run() -> None:
-        async with ledger.reserve(cast(ObjectStore, store), 16, 100, at_least=1) as limit:
+        async with ledger.reserve(cast(ObjectStore, store), 16, 100, "tenants/t-1/w", at_least=1) as limit:
             assert limit == 6  # an upload of unknown length may grow to what is free
             with pytest.raises(QuotaExceeded):
-                async with ledger.reserve(cast(ObjectStore, store), 16, 1, at_least=1):
+                async with ledger.reserve(cast(ObjectStore, store), 16, 1, "tenants/t-1/w", at_least=1):
                     pass
         with pytest.raises(QuotaExceeded):
-            async with ledger.reserve(cast(ObjectStore, store), 16, 7):  # a declared 7 bytes: refused whole
+            # a declared 7 bytes: refused whole
+            async with ledger.reserve(cast(ObjectStore, store), 16, 7, "tenants/t-1/w"):
                 pass
         try:
-            async with ledger.reserve(cast(ObjectStore, store), 16, 6):
+            async with ledger.reserve(cast(ObjectStore, store), 16, 6, "tenants/t-1/w"):
                 raise RuntimeError("the write failed")
         except RuntimeError:
             pass
         assert ledger.reserved == 0
 
     asyncio.run(run())
+
+
+class Written:
+    """S3 with one object already written by a reservation that has not ended yet."""
+
+    def __init__(self) -> None:
+        self.keys = KeyLayout("tenants/t-1")
+
+    async def list_prefix(self, prefix: str) -> list[dict[str, Any]]:
+        return [{"key": "tenants/t-1/jobs/j1/inputs/data", "size": 10}, {"key": "tenants/t-1/other", "size": 2}]
+
+
+def test_a_written_object_of_a_live_reservation_counts_once() -> None:
+    """The write landed, its reservation is not released yet: its 10 bytes count once (as reserved), not twice."""
+    store, ledger = Written(), StorageLedger()
+
+    async def main() -> int:
+        async with (
+            ledger.reserve(cast(ObjectStore, store), 30, 10, "tenants/t-1/jobs/j1/inputs"),
+            ledger.reserve(cast(ObjectStore, store), 30, 100, "tenants/t-1/x", at_least=1) as second,
+        ):
+            return second
+
+    assert asyncio.run(main()) == 30 - 10 - 2  # not 30 - 10 - 10 - 2
