@@ -1,11 +1,15 @@
-"""What an uploaded zip input claims to unpack to, read from its central directory before it is accepted.
+"""What an uploaded archive input unpacks to, checked before it is accepted.
 
 Argo's executor unpacks zip inputs with Go's ``archive/zip``, which fails a member that decompresses past the size
 its header declares: the declared sizes bound what unpacking writes, whatever the compressed bytes hold. So the
 sum of the declared sizes, checked against the asset's ``limits.inputSize`` at upload, refuses a zip bomb before
 any job starts (a 1 MiB zip of 1 GiB of zeros: 413 at upload). Only the end of the object is read (the central
-directory), in ranged reads. A tar.gz has no index: it is bounded by the input volume's size when unpacked (the
-kubelet evicts the job: see templates.compiler.pod_patch).
+directory), in ranged reads.
+
+A tar.gz has no index and its gzip trailer holds the size modulo 4 GiB (and may lie): it is decompressed once at
+upload, as a stream, and refused as soon as it passes ``limits.inputSize`` (so checking it costs at most that much
+decompression, in a worker thread). What unpacking writes is bounded again by the input volume's size (the kubelet
+stops the job: see templates.compiler.pod_patch).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import io
 import struct
 import zipfile
+import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -117,13 +122,63 @@ async def check_zip(store: ObjectStore, key: str, size: int, cap: int, input_nam
         )
 
 
+CHUNK = 1024**2
+
+
+def gunzipped_size(store: ObjectStore, key: str, cap: int) -> int:
+    """Blocking: the decompressed size of a gzip object (all members), or ``cap + 1`` as soon as it passes ``cap``.
+    ValueError when it is no gzip."""
+    total = 0
+    with store.reader(key) as source:
+        inflater = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
+        pending = b""
+        while True:
+            data = pending or source.read(CHUNK)
+            pending = b""
+            if not data:
+                break
+            if inflater.eof:  # a further gzip member (gzip and tar allow several)
+                inflater = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
+            try:
+                # bounded output per call: a bomb's chunk never becomes gigabytes in memory
+                total += len(inflater.decompress(data, CHUNK))
+                while inflater.unconsumed_tail and total <= cap:
+                    total += len(inflater.decompress(inflater.unconsumed_tail, CHUNK))
+            except zlib.error as exc:
+                raise ValueError(f"not a gzip stream ({exc})") from None
+            if total > cap:
+                return cap + 1
+            if inflater.eof:
+                pending = inflater.unused_data
+        if not inflater.eof:
+            raise ValueError("the gzip stream ends early")
+    return total
+
+
+async def check_tgz(store: ObjectStore, key: str, cap: int, input_name: str) -> None:
+    """Refuse (413) a tar.gz that unpacks to more than ``cap`` bytes, or that is no gzip (422)."""
+    try:
+        total = await store.blocking(gunzipped_size, store, key, cap)
+    except ValueError as exc:
+        raise HTTPProblem(422, "Unprocessable Content", f"input {input_name!r} is a tar.gz input: {exc}") from None
+    if total > cap:
+        raise HTTPProblem(
+            413,
+            "Content Too Large",
+            f"input {input_name!r} unpacks to more than the asset's limits.inputSize ({cap} bytes); nothing was stored",
+        )
+
+
 def upload_check(store: ObjectStore, asset: WorkflowAsset, item: Input) -> Callable[[str, int], Awaitable[None]] | None:
     """What an upload of ``item`` is checked for before it is accepted (None: nothing beyond its size cap)."""
-    if item.kind is not InputKind.ARCHIVE or item.format != "zip":
+    if item.kind is not InputKind.ARCHIVE:
         return None
     cap = int(parse_quantity(asset.limits.input_size))
 
     async def check(key: str, size: int) -> None:
-        await check_zip(store, key, size, cap, item.name)
+        if item.format == "zip":
+            await check_zip(store, key, size, cap, item.name)
+        else:
+            await check_tgz(store, key, cap, item.name)
 
     return check

@@ -16,7 +16,7 @@ from devstack.stack import kube
 from devstack.stack.launcher import StackInfo
 from devstack.wait import wait_for
 from tests.api.tenant import ApiTenant
-from tests.support.attacks import zip_bomb
+from tests.support.attacks import tgz_bomb, zip_bomb
 from tests.support.pods import wait_pods_gone
 
 pytestmark = pytest.mark.stack
@@ -49,6 +49,23 @@ def test_a_zip_that_unpacks_past_the_input_cap_is_refused_at_upload(adv: ApiTena
         assert "bundle.zip" not in {i["name"] for i in client.staged("probe")}  # nothing was stored
         small = zip_bomb(64 * MiB)  # within the cap: taken
         assert client.upload_bytes("probe", "bundle.zip", small)["size"] == len(small)
+
+
+def test_a_tgz_that_unpacks_past_the_input_cap_is_refused_at_upload(adv: ApiTenant) -> None:
+    """A tar.gz has no index: the API decompresses it once at upload, and stops as soon as it passes the cap."""
+    bomb = tgz_bomb(1 * GiB)
+    assert len(bomb) < 2 * MiB
+    with adv.client() as client:
+        with pytest.raises(ClientError) as refused:
+            client.upload_bytes("probe", "bundle.tgz", bomb)
+        assert refused.value.status == 413
+        assert "unpacks to more than" in str(refused.value) and "limits.inputSize" in str(refused.value)
+        assert "bundle.tgz" not in {i["name"] for i in client.staged("probe")}  # nothing was stored
+        with pytest.raises(ClientError) as junk:
+            client.upload_bytes("probe", "bundle.tgz", b"no gzip here")
+        assert junk.value.status == 422 and "tar.gz" in str(junk.value)
+        small = tgz_bomb(64 * MiB)  # within the cap: taken
+        assert client.upload_bytes("probe", "bundle.tgz", small)["size"] == len(small)
 
 
 def test_a_worker_filling_its_disk_is_stopped_at_its_bound(adv: ApiTenant, stack: StackInfo) -> None:

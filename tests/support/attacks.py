@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import io
 import os
+import tarfile
 import zipfile
+import zlib
 
 import httpx
 
@@ -49,6 +51,19 @@ def zip_bomb(total: int, members: int = 16) -> bytes:
         for i in range(members):
             archive.writestr(f"zeros-{i}.bin", zeros)
     return out.getvalue()
+
+
+def tgz_bomb(total: int) -> bytes:
+    """A tar.gz of one member of ``total`` zeros (1 GiB: ~1 MiB on the wire), compressed as a stream."""
+    header = tarfile.TarInfo("zeros.bin")
+    header.size = total
+    packer = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    block = b"\0" * MiB
+    parts = [packer.compress(header.tobuf())]
+    parts += [packer.compress(block) for _ in range(total // MiB)]
+    parts.append(packer.compress(b"\0" * (2 * tarfile.RECORDSIZE)))  # the archive's end
+    parts.append(packer.flush())
+    return b"".join(parts)
 
 
 def zip_of(size: int) -> bytes:
