@@ -107,12 +107,19 @@ def declared_size(store: ObjectStore, key: str, size: int) -> int:
     return sum(info.file_size for info in infos)
 
 
+def _said(measure: Callable[..., int], *args: Any) -> int | str:
+    """A measure's figure, or what was wrong with the archive (the worker thread's faults stay S3's)."""
+    try:
+        return measure(*args)
+    except ValueError as exc:
+        return str(exc)
+
+
 async def check_zip(store: ObjectStore, key: str, size: int, cap: int, input_name: str) -> None:
     """Refuse (413) a zip whose members declare more than ``cap`` bytes unpacked, or that is no zip (422)."""
-    try:
-        total = await store.blocking(declared_size, store, key, size)
-    except ValueError as exc:
-        raise HTTPProblem(422, "Unprocessable Content", f"input {input_name!r} is a zip input: {exc}") from None
+    total = await store.blocking(_said, declared_size, store, key, size)
+    if isinstance(total, str):
+        raise HTTPProblem(422, "Unprocessable Content", f"input {input_name!r} is a zip input: {total}")
     if total > cap:
         raise HTTPProblem(
             413,
@@ -157,10 +164,9 @@ def gunzipped_size(store: ObjectStore, key: str, cap: int) -> int:
 
 async def check_tgz(store: ObjectStore, key: str, cap: int, input_name: str) -> None:
     """Refuse (413) a tar.gz that unpacks to more than ``cap`` bytes, or that is no gzip (422)."""
-    try:
-        total = await store.blocking(gunzipped_size, store, key, cap)
-    except ValueError as exc:
-        raise HTTPProblem(422, "Unprocessable Content", f"input {input_name!r} is a tar.gz input: {exc}") from None
+    total = await store.blocking(_said, gunzipped_size, store, key, cap)
+    if isinstance(total, str):
+        raise HTTPProblem(422, "Unprocessable Content", f"input {input_name!r} is a tar.gz input: {total}")
     if total > cap:
         raise HTTPProblem(
             413,

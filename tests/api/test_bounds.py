@@ -47,6 +47,9 @@ def test_a_zip_that_unpacks_past_the_input_cap_is_refused_at_upload(adv: ApiTena
         assert refused.value.status == 413
         assert "unpacks to 1073741824 bytes" in str(refused.value) and "limits.inputSize" in str(refused.value)
         assert "bundle.zip" not in {i["name"] for i in client.staged("probe")}  # nothing was stored
+        with pytest.raises(ClientError) as junk:
+            client.upload_bytes("probe", "bundle.zip", b"no zip here")
+        assert junk.value.status == 422 and "zip" in str(junk.value)
         small = zip_bomb(64 * MiB)  # within the cap: taken
         assert client.upload_bytes("probe", "bundle.zip", small)["size"] == len(small)
 
