@@ -19,7 +19,6 @@ from typing import Any
 
 import httpx
 import pytest
-from kubernetes import client as k8s
 
 from api.app import create_app
 from api.settings import StartLockMode
@@ -27,11 +26,10 @@ from devstack.servers import serve
 from devstack.stack import kube
 from devstack.stack.launcher import StackInfo
 from devstack.wait import wait_for
-from templates.labels import LABEL_FINISH, FinishMark
 from tests.api.tenant import ApiTenant, api_tenant
 from tests.support.attacks import LOG_BYTES, QUIET, ROOMY, SPARSE, long_line, read_all, zip_of
 from tests.support.memory import PeakRss
-from tests.support.pods import wait_pods_gone
+from tests.support.pods import wait_pods_gone, wait_settled
 from tests.support.probe import PROBE
 
 pytestmark = pytest.mark.stack
@@ -80,7 +78,7 @@ def test_a_single_line_log_is_stopped_at_a_bound_and_read_in_bounded_memory(
         time.sleep(8)  # the long line is being written: the live reads meet it
         live = [read_all(t.url, t.token, f"/v1/jobs/{job}/logs") for _ in range(5)]
         done = client.wait(job, timeout=300)
-        wait_for(lambda: _settled(stack, t, job), 120, what="the job's end settled by the API")
+        wait_settled(kube.api_client(stack.kubeconfig), t.namespace, job)
         stored = [read_all(t.url, t.token, f"/v1/jobs/{job}/logs") for _ in range(5)]
         view, receipt = client.job(job), client.receipt(job)
         assert client.assets()  # the API answered throughout
@@ -107,14 +105,6 @@ def test_a_single_line_log_is_stopped_at_a_bound_and_read_in_bounded_memory(
         interval=1,
         what="the node's disk given back",
     )
-
-
-def _settled(stack: StackInfo, t: ApiTenant, job: str) -> bool:
-    """Whether the API has settled the job's end (its finishing label: logs stored, outputs sealed, cuts noted)."""
-    wf = k8s.CustomObjectsApi(kube.api_client(stack.kubeconfig)).get_namespaced_custom_object(
-        "argoproj.io", "v1alpha1", t.namespace, "workflows", job
-    )
-    return bool(wf["metadata"].get("labels", {}).get(LABEL_FINISH) == FinishMark.DONE)
 
 
 def test_a_2_gib_sparse_output_is_sealed_once_within_its_budget(adv: ApiTenant, tenant: ApiTenant) -> None:

@@ -2,7 +2,7 @@
 (``api_limits_memory``, shipped 512Mi): the peak resident size of an API process run as its Deployment runs it
 (``python -m api.server`` with the tenant's settings) while it answers
 
-- a 1 MiB zip that unpacks to 1 GiB (refused at upload);
+- a 1 MiB zip and a 1 MiB tar.gz that unpack to 1 GiB (refused at upload);
 - a 300 MB single-line log, read 5 times live and 5 times once stored (cut at the log cap);
 - a 2 GiB sparse output, read by 5 concurrent readers (sealing stops at the output cap);
 - 20 parallel starts, each snapshotting a 3 MiB input against a 16 MiB storage quota.
@@ -20,13 +20,15 @@ from collections.abc import Callable
 
 import httpx
 
-from devstack.stack.launcher import ensure_stack
+from devstack.stack import kube
+from devstack.stack.launcher import StackInfo, ensure_stack
 from provisioner.infra.settings import ProvisionerSettings
-from templates.quantity import quantity
+from templates.quantity import parse_quantity
 from tests.api.tenant import ApiTenant, api_tenant
 from tests.bench.api import _env_of, _serve_process
-from tests.support.attacks import BIG_LOG, ROOMY, SPARSE, read_all, zip_bomb, zip_of
+from tests.support.attacks import BIG_LOG, ROOMY, SPARSE, read_all, tgz_bomb, zip_bomb, zip_of
 from tests.support.memory import PeakRss
+from tests.support.pods import wait_settled
 from tests.support.probe import PROBE
 
 MiB = 1024**2
@@ -35,7 +37,7 @@ QUOTA = 16 * MiB
 
 def run() -> dict[str, float]:
     stack = ensure_stack()
-    limit = quantity(ProvisionerSettings.model_fields["api_limits_memory"].default) / MiB
+    limit = float(parse_quantity(ProvisionerSettings.model_fields["api_limits_memory"].default)) / MiB
     print(f"API memory under attack shapes (changed: quota_storage_bytes={QUOTA}, quota_concurrent_jobs=1000)")
     overrides: dict[str, object] = {"quota_storage_bytes": QUOTA, "quota_concurrent_jobs": 1000}
     # The in-process API of the test tenant leaves the jobs' ends to the measured process (it would seal first).
@@ -43,7 +45,7 @@ def run() -> dict[str, float]:
         env = {**_env_of(tenant.settings), "WML_API_FINISH_POLL_SECONDS": "1"}
         proc, url = _serve_process(env)
         try:
-            peaks = _shapes(tenant, url, proc.pid)
+            peaks = _shapes(stack, tenant, url, proc.pid)
         finally:
             proc.terminate()
             proc.wait(timeout=10)
@@ -52,7 +54,7 @@ def run() -> dict[str, float]:
     return {f"api_peak_mib_{i}": peak for i, peak in enumerate(peaks.values())}
 
 
-def _shapes(tenant: ApiTenant, url: str, pid: int) -> dict[str, float]:
+def _shapes(stack: StackInfo, tenant: ApiTenant, url: str, pid: int) -> dict[str, float]:
     headers = {"Authorization": f"Bearer {tenant.token}"}
     peaks: dict[str, float] = {}
 
@@ -73,15 +75,15 @@ def _shapes(tenant: ApiTenant, url: str, pid: int) -> dict[str, float]:
             return str(answer.json()["id"])
 
         def settled(job: str) -> None:
-            """Until the job's end is settled with the cut it hit (its stored log is then what is read)."""
-            for _ in range(600):
-                if http.get(f"/v1/jobs/{job}").json()["cuts"]:
-                    return
-                time.sleep(0.5)
-            raise TimeoutError(job)
+            """Until the job's end is settled (its stored log is then what is read)."""
+            wait_settled(kube.api_client(stack.kubeconfig), tenant.namespace, job, timeout=300)
 
         def bomb() -> None:
             answer = upload("probe", "bundle.zip", zip_bomb(1024**3))
+            assert answer.status_code == 413, answer.text
+
+        def tgz() -> None:
+            answer = upload("probe", "bundle.tgz", tgz_bomb(1024**3))
             assert answer.status_code == 413, answer.text
 
         def log() -> None:
@@ -123,6 +125,7 @@ def _shapes(tenant: ApiTenant, url: str, pid: int) -> dict[str, float]:
             print(f"  (20 parallel starts answered {dict(codes)})")
 
         watch("1 MiB zip unpacking to 1 GiB, refused at upload", bomb)
+        watch("1 MiB tar.gz unpacking to 1 GiB, refused at upload", tgz)
         watch("300 MB single-line log, GET /logs x5 live and x5 stored", log)
         watch("2 GiB sparse output, 5 concurrent GET /outputs", sparse)
         watch("20 parallel starts snapshotting 3 MiB, 16 MiB quota", starts)
