@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from api.backends.s3 import ObjectStore
-from api.core.errors import HTTPProblem
+from api.core.errors import HTTPProblem, over_limit
 from templates import Input, InputKind, WorkflowAsset
 from templates.quantity import parse_quantity
 
@@ -115,20 +115,6 @@ def _said(measure: Callable[..., int], *args: Any) -> int | str:
         return str(exc)
 
 
-async def check_zip(store: ObjectStore, key: str, size: int, cap: int, input_name: str) -> None:
-    """Refuse (413) a zip whose members declare more than ``cap`` bytes unpacked, or that is no zip (422)."""
-    total = await store.blocking(_said, declared_size, store, key, size)
-    if isinstance(total, str):
-        raise HTTPProblem(422, "Unprocessable Content", f"input {input_name!r} is a zip input: {total}")
-    if total > cap:
-        raise HTTPProblem(
-            413,
-            "Content Too Large",
-            f"input {input_name!r} unpacks to {total} bytes, more than the asset's limits.inputSize ({cap} bytes); "
-            "nothing was stored",
-        )
-
-
 CHUNK = 1024**2
 
 
@@ -162,17 +148,21 @@ def gunzipped_size(store: ObjectStore, key: str, cap: int) -> int:
     return total
 
 
-async def check_tgz(store: ObjectStore, key: str, cap: int, input_name: str) -> None:
-    """Refuse (413) a tar.gz that unpacks to more than ``cap`` bytes, or that is no gzip (422)."""
-    total = await store.blocking(_said, gunzipped_size, store, key, cap)
+async def check_archive(store: ObjectStore, key: str, size: int, cap: int, item: Input) -> None:
+    """Refuse (413) an archive that unpacks to more than ``cap`` bytes, or that is none (422)."""
+    if item.format == "zip":
+        total = await store.blocking(_said, declared_size, store, key, size)
+    else:
+        total = await store.blocking(_said, gunzipped_size, store, key, cap)
     if isinstance(total, str):
-        raise HTTPProblem(422, "Unprocessable Content", f"input {input_name!r} is a tar.gz input: {total}")
+        raise HTTPProblem(422, "Unprocessable Content", f"input {item.name!r} is a {item.format} input: {total}")
     if total > cap:
-        raise HTTPProblem(
-            413,
-            "Content Too Large",
-            f"input {input_name!r} unpacks to more than the asset's limits.inputSize ({cap} bytes); nothing was stored",
+        # a zip's members declare their sizes; a tar.gz was decompressed only until it passed the cap
+        unpacked = f"{total} bytes, more than" if item.format == "zip" else "more than"
+        detail = (
+            f"input {item.name!r} unpacks to {unpacked} the asset's limits.inputSize ({cap} bytes); nothing was stored"
         )
+        raise over_limit(413, detail, "limits.inputSize", cap)
 
 
 def upload_check(store: ObjectStore, asset: WorkflowAsset, item: Input) -> Callable[[str, int], Awaitable[None]] | None:
@@ -182,9 +172,6 @@ def upload_check(store: ObjectStore, asset: WorkflowAsset, item: Input) -> Calla
     cap = int(parse_quantity(asset.limits.input_size))
 
     async def check(key: str, size: int) -> None:
-        if item.format == "zip":
-            await check_zip(store, key, size, cap, item.name)
-        else:
-            await check_tgz(store, key, cap, item.name)
+        await check_archive(store, key, size, cap, item)
 
     return check

@@ -6,6 +6,7 @@ The probe asset (tests/support/probe.py) declares 64 MiB of ephemeral storage an
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -38,37 +39,28 @@ echo "wrote $i chunks of 8 MiB"
 """
 
 
-def test_a_zip_that_unpacks_past_the_input_cap_is_refused_at_upload(adv: ApiTenant) -> None:
-    bomb = zip_bomb(1 * GiB)
-    assert len(bomb) < 2 * MiB  # ~1 MiB on the wire
+@pytest.mark.parametrize(
+    ("name", "bomb", "said"),
+    [("bundle.zip", zip_bomb, "unpacks to 1073741824 bytes"), ("bundle.tgz", tgz_bomb, "unpacks to more than")],
+)
+def test_an_archive_that_unpacks_past_the_input_cap_is_refused_at_upload(
+    adv: ApiTenant, name: str, bomb: Callable[[int], bytes], said: str
+) -> None:
+    """A zip is judged by what its members declare (its central directory); a tar.gz has no index, so the API
+    decompresses it once at upload and stops as soon as it passes the cap."""
+    data = bomb(1 * GiB)
+    assert len(data) < 2 * MiB  # ~1 MiB on the wire
     with adv.client() as client:
         with pytest.raises(ClientError) as refused:
-            client.upload_bytes("probe", "bundle.zip", bomb)
+            client.upload_bytes("probe", name, data)
         assert refused.value.status == 413
-        assert "unpacks to 1073741824 bytes" in str(refused.value) and "limits.inputSize" in str(refused.value)
-        assert "bundle.zip" not in {i["name"] for i in client.staged("probe")}  # nothing was stored
+        assert said in str(refused.value) and "limits.inputSize" in str(refused.value)
+        assert name not in {i["name"] for i in client.staged("probe")}  # nothing was stored
         with pytest.raises(ClientError) as junk:
-            client.upload_bytes("probe", "bundle.zip", b"no zip here")
-        assert junk.value.status == 422 and "zip" in str(junk.value)
-        small = zip_bomb(64 * MiB)  # within the cap: taken
-        assert client.upload_bytes("probe", "bundle.zip", small)["size"] == len(small)
-
-
-def test_a_tgz_that_unpacks_past_the_input_cap_is_refused_at_upload(adv: ApiTenant) -> None:
-    """A tar.gz has no index: the API decompresses it once at upload, and stops as soon as it passes the cap."""
-    bomb = tgz_bomb(1 * GiB)
-    assert len(bomb) < 2 * MiB
-    with adv.client() as client:
-        with pytest.raises(ClientError) as refused:
-            client.upload_bytes("probe", "bundle.tgz", bomb)
-        assert refused.value.status == 413
-        assert "unpacks to more than" in str(refused.value) and "limits.inputSize" in str(refused.value)
-        assert "bundle.tgz" not in {i["name"] for i in client.staged("probe")}  # nothing was stored
-        with pytest.raises(ClientError) as junk:
-            client.upload_bytes("probe", "bundle.tgz", b"no gzip here")
-        assert junk.value.status == 422 and "tar.gz" in str(junk.value)
-        small = tgz_bomb(64 * MiB)  # within the cap: taken
-        assert client.upload_bytes("probe", "bundle.tgz", small)["size"] == len(small)
+            client.upload_bytes("probe", name, b"no archive here")
+        assert junk.value.status == 422 and "input" in str(junk.value)
+        small = bomb(64 * MiB)  # within the cap: taken
+        assert client.upload_bytes("probe", name, small)["size"] == len(small)
 
 
 def test_a_worker_filling_its_disk_is_stopped_at_its_bound(adv: ApiTenant, stack: StackInfo) -> None:
