@@ -16,21 +16,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
-
 from api.client import Client
-from devstack.servers import free_port
 from devstack.stack.launcher import ensure_stack
 from templates import parse_document
 from tests.api.tenant import api_tenant
 from tests.bench import api_memory
+from tests.bench.serving import env_of, serve_process
 from tests.support.memory import PeakRss
 from tests.support.s3 import filesystem
 
@@ -44,36 +40,6 @@ BENCH_ASSET = parse_document(
 )
 SIZE = int(os.environ.get("WML_BENCH_BYTES", str(1024**3)))
 RUNS = int(os.environ.get("WML_BENCH_RUNS", "5"))
-
-
-def _serve_process(settings_env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "api.server", "--port", str(port)],
-        env={**os.environ, **settings_env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("API process did not start")
-
-
-def _env_of(settings: object) -> dict[str, str]:
-    env = {}
-    for name, value in settings.model_dump().items():  # type: ignore[attr-defined]
-        if value is None:
-            continue
-        if hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
-        env[f"WML_API_{name.upper()}"] = str(value)
-    return env
 
 
 def _timed(fn: object, cold: bool = False) -> float:
@@ -110,11 +76,11 @@ def run() -> dict[str, float]:
         api_tenant(stack, "bench", (BENCH_ASSET,), quota_concurrent_jobs=1000) as tenant,
         tempfile.TemporaryDirectory() as tmp,
     ):
-        proc, url = _serve_process(_env_of(tenant.settings))
+        proc, url = serve_process(env_of(tenant.settings))
         # the shipped default streams; this one is what an operator who sets s3_public_url runs
         presigning = tenant.settings.model_copy(update={"s3_public_url": stack.s3_endpoint})
         print(f"presigned path: s3_public_url={stack.s3_endpoint} (default unset: every download streams)")
-        proc2, url2 = _serve_process(_env_of(presigning))
+        proc2, url2 = serve_process(env_of(presigning))
         try:
             results = _measure(stack, tenant, url, proc.pid, Path(tmp), url2)
         finally:

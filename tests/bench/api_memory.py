@@ -25,7 +25,7 @@ from devstack.stack.launcher import StackInfo, ensure_stack
 from provisioner.infra.settings import ProvisionerSettings
 from templates.quantity import parse_quantity
 from tests.api.tenant import ApiTenant, api_tenant
-from tests.bench.api import _env_of, _serve_process
+from tests.bench.serving import env_of, serve_process
 from tests.support.attacks import BIG_LOG, ROOMY, SPARSE, read_all, tgz_bomb, zip_bomb, zip_of
 from tests.support.memory import PeakRss
 from tests.support.pods import wait_settled
@@ -42,8 +42,8 @@ def run() -> dict[str, float]:
     overrides: dict[str, object] = {"quota_storage_bytes": QUOTA, "quota_concurrent_jobs": 1000}
     # The in-process API of the test tenant leaves the jobs' ends to the measured process (it would seal first).
     with api_tenant(stack, "bmem", (PROBE, ROOMY), finish_poll_seconds=3600.0, **overrides) as tenant:
-        env = {**_env_of(tenant.settings), "WML_API_FINISH_POLL_SECONDS": "1"}
-        proc, url = _serve_process(env)
+        env = {**env_of(tenant.settings), "WML_API_FINISH_POLL_SECONDS": "1"}
+        proc, url = serve_process(env)
         try:
             peaks = _shapes(stack, tenant, url, proc.pid)
         finally:
