@@ -21,9 +21,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
 from api.backends.kube import TenantKube
-from api.core.errors import KubeUnavailable, LockBusy
+from api.core.errors import KubeRejected, KubeUnavailable, LockBusy
 
 ATTEMPTS = 200
+# Live entries at most: each is one annotation of up to ~1.1 KiB (its tag a key), and a Lease's annotations hold at
+# most 256 KiB. Past this many writes under way, a new one is refused (retryable) rather than the book broken.
+MAX_ENTRIES = 160
 
 
 class Entry(NamedTuple):
@@ -44,6 +47,7 @@ class LeaseBook:
         self.kube, self.name, self.prefix = kube, name, prefix
         self.ttl_seconds = ttl_seconds
         self.clock = clock
+        self._mine: dict[str, Entry] = {}  # this process's live entries (renewed; re-added if they expired)
 
     def _live(self, lease: dict[str, Any]) -> dict[str, Entry]:
         now = self.clock()
@@ -90,31 +94,39 @@ class LeaseBook:
             pause = min(pause * 2, 0.05)
         raise LockBusy("the storage quota's shared book is busy; retry")
 
-    async def add(self, tag: str, decide: Callable[[list[Entry]], Awaitable[int]]) -> tuple[str, int]:
-        """Add an entry: ``decide`` gets the live entries and returns the amount to hold (or raises to refuse;
-        nothing is written then). Returns the entry's id and its amount."""
+    async def add(self, tag: str, decide: Callable[[dict[str, Entry]], Awaitable[int]]) -> tuple[str, int]:
+        """Add an entry: ``decide`` gets the live entries (by id) and returns the amount to hold (or raises to
+        refuse; nothing is written then). Returns the entry's id and its amount."""
         entry = uuid.uuid4().hex[:16]
         held = 0
 
         async def change(entries: dict[str, Entry]) -> bool:
             nonlocal held
-            held = await decide(list(entries.values()))
+            if len(entries) >= MAX_ENTRIES:
+                raise LockBusy(f"{len(entries)} writes are under way for this tenant; retry")
+            held = await decide(dict(entries))
             entries[entry] = Entry(held, self.clock() + self.ttl_seconds, tag)
             return True
 
         await self._change(change)
+        self._mine[entry] = Entry(held, 0.0, tag)
         return entry, held
 
     async def renew(self, entry: str) -> None:
+        mine = self._mine.get(entry)
+        if mine is None:
+            return
+
         async def change(entries: dict[str, Entry]) -> bool:
-            if entry not in entries:
-                return False  # expired meanwhile: the next add no longer counts it, nothing to renew
-            entries[entry] = entries[entry]._replace(expiry=self.clock() + self.ttl_seconds)
+            # Expired meanwhile (renewals failed for a while): put back, its write still holds those bytes.
+            entries[entry] = mine._replace(expiry=self.clock() + self.ttl_seconds)
             return True
 
         await self._change(change)
 
     async def remove(self, entry: str) -> None:
+        self._mine.pop(entry, None)
+
         async def change(entries: dict[str, Entry]) -> bool:
             return entries.pop(entry, None) is not None
 
@@ -126,5 +138,5 @@ class LeaseBook:
             await asyncio.sleep(self.ttl_seconds / 3)
             try:
                 await self.renew(entry)
-            except KubeUnavailable:  # (LockBusy too) the entry lives on until it expires: try again
+            except (KubeUnavailable, KubeRejected):  # (LockBusy too) it lives on until it expires: try again
                 continue

@@ -62,6 +62,11 @@ class ObjectStore:
         """Run blocking S3 work (e.g. streaming an archive) in a worker thread, faults as StorageUnavailable."""
         return await self._run(fn, *args)
 
+    async def heavy(self, fn: Any, *args: Any) -> Any:
+        """As :meth:`blocking`, for long work a consumer can cause (decompressing an upload to check it): on the
+        uploads' own threads, so that it never starves the short S3 calls of every other request."""
+        return await self._run(fn, *args, limiter=self._uploads)
+
     async def _run(self, fn: Any, *args: Any, limiter: anyio.CapacityLimiter | None = None) -> Any:
         """Run a blocking SDK call in a worker thread, turning transport faults into StorageUnavailable."""
         try:

@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Path, Query, Response, status
 from fastapi.responses import StreamingResponse
 
-from api.core.errors import HTTPProblem, KubeRejected, KubeUnavailable, RangeNotSatisfiable, not_found
+from api.core.errors import HTTPProblem, KubeRejected, KubeUnavailable, RangeNotSatisfiable, not_found, over_limit
 from api.core.schemas import Job, JobCreate, JobList, OutputFile, OutputList, Receipt
 from api.core.states import PHASE_SELECTOR, JobState, job_state
 from api.routes.deps import TenantDep
@@ -19,6 +19,7 @@ from api.services.jobviews import job_asset, job_view, leftover_job, output_key,
 from api.services.logs import archived_log, live_log
 from api.services.receipts import receipt_of
 from api.services.starting import start
+from api.services.tenant import FOLLOWS_MAX
 from api.services.webhooks import records as webhook_records
 from api.web.ranges import parse_range
 from templates.jobs import env_secret_name
@@ -124,20 +125,25 @@ async def job_logs(job: JobPath, tenant: TenantDep, follow: bool = False) -> Str
     archived = await tenant.storage.list_prefix(tenant.storage.keys.job_logs(job))
     if job_state(wf).finished and archived:
         return StreamingResponse(archived_log(tenant, archived), media_type="text/plain; charset=utf-8")
-    live = live_log(tenant, job, follow)
+    if follow and tenant.follows.locked():  # each follow holds a connection to Kubernetes for as long as it runs
+        raise over_limit(429, "too many logs are being followed at once; retry later", "followed_logs", FOLLOWS_MAX)
+    live = live_log(tenant, job, follow, wait=not job_state(wf).finished)
     # Pull the first piece before answering, so that a failure becomes a proper error status.
     try:
         head = await anext(live)
     except StopAsyncIteration:
         head = b""
-    return StreamingResponse(_after(head, live), media_type="text/plain; charset=utf-8")
+    held = tenant.follows if follow else None
+    return StreamingResponse(_after(head, live, held), media_type="text/plain; charset=utf-8")
 
 
-async def _after(head: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    if head:
-        yield head
-    async for part in rest:
-        yield part
+async def _after(head: bytes, rest: AsyncIterator[bytes], held: asyncio.Semaphore | None) -> AsyncIterator[bytes]:
+    """The log, holding a place among the followed ones (if it is followed) while it streams."""
+    async with held or contextlib.nullcontext():
+        if head:
+            yield head
+        async for part in rest:
+            yield part
 
 
 @router.get("/{job}/outputs", response_model=OutputList, summary="List a job's outputs")

@@ -153,7 +153,7 @@ async def check_archive(store: ObjectStore, key: str, size: int, cap: int, item:
     if item.format == "zip":
         total = await store.blocking(_said, declared_size, store, key, size)
     else:
-        total = await store.blocking(_said, gunzipped_size, store, key, cap)
+        total = await store.heavy(_said, gunzipped_size, store, key, cap)
     if isinstance(total, str):
         raise HTTPProblem(422, "Unprocessable Content", f"input {item.name!r} is a {item.format} input: {total}")
     if total > cap:

@@ -16,7 +16,6 @@ Argo's own pod GC (``podGC.deleteDelayDuration``, 10 min by default) is the back
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -59,6 +58,8 @@ class Finisher:
         return settled
 
     async def _guarded(self, job: str) -> bool:
+        # Keys first and outside the gate: a long sealing of another job never delays a revocation.
+        await self.keys.revoke(job)
         async with self._gate:
             return await self.finish(job)
 
@@ -66,19 +67,27 @@ class Finisher:
         """Settle one finished job; False while one of its pods is still running (a terminated job's wait
         container may still be saving its outputs): the next round tries again."""
         # A completed Workflow has its outputs saved (Argo completes it once the wait containers reported): its
-        # keys go first, whatever happens to its logs below.
-        await self.keys.revoke(job)
+        # keys went first (_guarded), whatever happens to its logs below.
         pods = await self.tenant.kube.job_pods(job)
         if not all(pod.done for pod in pods):
             return False
-        cuts: dict[str, str] = {}
         for pod in pods:
-            if await self.store_log(job, pod):
-                cuts[f"log:{pod.name}"] = f"cut at {self.settings.log_max_bytes} bytes (the log cap)"
+            await self.store_log(job, pod)
             await self.tenant.kube.delete_pod(pod.name)
+        cuts = await self.log_cuts(job)  # from what is stored: a round retried after the pods went still knows
         cuts.update(await self.seal(job))
         await self.tenant.kube.settle_finish(job, cuts)  # a Workflow deleted meanwhile is no error
         return True
+
+    async def log_cuts(self, job: str) -> dict[str, str]:
+        """The job's stored logs that were cut (only a cut log is longer than the cap: the marker follows it)."""
+        limit = self.settings.log_max_bytes
+        cuts = {}
+        for entry in await self.tenant.storage.list_prefix(self.tenant.storage.keys.job_logs(job)):
+            if str(entry["key"]).endswith(".log") and int(entry["size"]) > limit:
+                pod = str(entry["key"]).rsplit("/", 1)[-1].removesuffix(".log")
+                cuts[f"log:{pod}"] = f"cut at {limit} bytes (the log cap)"
+        return cuts
 
     async def seal(self, job: str) -> dict[str, str]:
         """Seal the job's outputs now, once (whatever the readers later): the cut it hit, if any."""
@@ -92,24 +101,20 @@ class Finisher:
         sealed = await self.tenant.sealing.seal(self.tenant.storage, asset, job, wf.metadata.uid or "")
         return {"outputs": sealed.damaged or "cut at limits.outputSize"} if sealed.over_cap else {}
 
-    async def store_log(self, job: str, pod: JobPod) -> bool:
-        """Store a pod's log; whether it was cut (only a cut log is longer than the cap: the marker follows it)."""
+    async def store_log(self, job: str, pod: JobPod) -> None:
         storage = self.tenant.storage
         key = storage.keys.job_log_archive(job, pod.name)
+        if await storage.exists(key):
+            return  # stored by an earlier round or another replica
         limit = self.settings.log_max_bytes
-        with contextlib.suppress(FileNotFoundError):
-            return await storage.size(key) > limit  # stored by an earlier round or another replica
         source = self.tenant.kube.container_log(pod.name, MAIN, limit + 1)
-        cut: list[bool] = []
         try:
-            await storage.write_stream(key, capped(source, limit, cut), limit + len(cut_marker(limit)))
-            return bool(cut)
+            await storage.write_stream(key, capped(source, limit), limit + len(cut_marker(limit)))
         except KubeRejected as exc:  # the worker never started (an image that would not pull, say): no log
-            with contextlib.suppress(FileNotFoundError):
-                return await storage.size(key) > limit  # another replica stored it, then deleted the pod
+            if await storage.exists(key):
+                return  # another replica stored it, then deleted the pod this read asked for
             note = f"[workflow-middlelayer: no log from pod {pod.name}: {exc}]\n".encode()
             await storage.write_stream(key, _once(note), len(note))
-            return False
 
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:

@@ -18,10 +18,11 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from api.backends.leasebook import Entry, LeaseBook
 from api.backends.s3 import ObjectStore
-from api.core.errors import KubeRejected, KubeUnavailable, LockBusy
+from api.core.errors import KubeRejected, KubeUnavailable
 
 
 class QuotaExceeded(Exception):
@@ -56,7 +57,8 @@ class StorageLedger:
         token = object()
         async with self._lock:  # one reservation at a time: each sees the others' bytes
             live = list(self._live.values())
-            granted = _grant(quota - await _used(store, live), quota, wanted, least)
+            listed = await store.list_prefix(store.keys.prefix)
+            granted = _grant(quota - _used(listed, live), quota, wanted, least)
             self._live[id(token)] = (granted, covers)
         try:
             yield granted
@@ -67,9 +69,18 @@ class StorageLedger:
     async def _shared(
         self, book: LeaseBook, store: ObjectStore, quota: int, wanted: int, least: int, covers: str
     ) -> AsyncIterator[int]:
-        async def decide(entries: list[Entry]) -> int:
-            live = [(e.amount, e.tag) for e in entries]
-            return _grant(quota - await _used(store, live), quota, wanted, least)
+        listed: list[dict[str, Any]] | None = None
+        seen: set[str] = set()
+
+        async def decide(entries: dict[str, Entry]) -> int:
+            # An attempt that lost a race lists S3 again only if an entry went away (its objects now count as
+            # listed); entries added or renewed meanwhile change nothing the listing says.
+            nonlocal listed, seen
+            if listed is None or seen - entries.keys():
+                listed = await store.list_prefix(store.keys.prefix)
+            seen = set(entries)
+            live = [(e.amount, e.tag) for e in entries.values()]
+            return _grant(quota - _used(listed, live), quota, wanted, least)
 
         entry, granted = await book.add(covers, decide)
         renewer = asyncio.ensure_future(book.renewing(entry))
@@ -77,16 +88,14 @@ class StorageLedger:
             yield granted
         finally:
             renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewer
+            await asyncio.wait([renewer])  # (its own end, never a cancel of this block)
             # Unremoved (Kubernetes away), the entry expires by itself: a write that succeeded must not fail here.
-            with contextlib.suppress(KubeUnavailable, KubeRejected, LockBusy):
+            with contextlib.suppress(KubeUnavailable, KubeRejected):
                 await asyncio.shield(book.remove(entry))
 
 
-async def _used(store: ObjectStore, live: list[tuple[int, str]]) -> int:
+def _used(listed: list[dict[str, Any]], live: list[tuple[int, str]]) -> int:
     """What is stored, with each live reservation counted instead of what is listed where it writes."""
-    listed = await store.list_prefix(store.keys.prefix)
     covered = [key for _, key in live]
     stored: int = sum(
         int(e["size"]) for e in listed if not any(e["key"] == key or e["key"].startswith(key + "/") for key in covered)

@@ -62,10 +62,10 @@ def pod_log(tenant: TenantContext, pod: str, follow: bool = False) -> AsyncItera
     return capped(tenant.kube.container_log(pod, MAIN, limit + 1, follow), limit)
 
 
-async def live_log(tenant: TenantContext, job: str, follow: bool) -> AsyncIterator[bytes]:
-    """The worker's part of the job's pods' logs, in the order they ran; ``follow``: the last one until it ends (a
-    job whose pod has not started yet is waited for)."""
-    pods = await _started_pods(tenant, job, follow)
+async def live_log(tenant: TenantContext, job: str, follow: bool, wait: bool) -> AsyncIterator[bytes]:
+    """The worker's part of the job's pods' logs, in the order they ran; ``follow``: the last one until it ends;
+    ``wait``: for the job's pod to start, if it has not yet."""
+    pods = await _started_pods(tenant, job, follow and wait)
     for index, pod in enumerate(pods):
         try:
             async for part in worker_bytes(pod_log(tenant, pod.name, follow and index == len(pods) - 1)):
@@ -74,12 +74,12 @@ async def live_log(tenant: TenantContext, job: str, follow: bool) -> AsyncIterat
             continue  # not started, or gone meanwhile (its stored copy is served once the job is settled)
 
 
-async def _started_pods(tenant: TenantContext, job: str, follow: bool) -> list[JobPod]:
+async def _started_pods(tenant: TenantContext, job: str, wait: bool) -> list[JobPod]:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + WAIT_FOR_POD_SECONDS
     while True:
         pods = await tenant.kube.job_pods(job)
-        if not follow or (pods and pods[-1].phase != "Pending") or loop.time() > deadline:
+        if not wait or (pods and pods[-1].phase != "Pending") or loop.time() > deadline:
             return pods
         await asyncio.sleep(1.0)
 

@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field
 from api.backends.claims import Claim, WorkflowClaims
 from api.backends.s3 import ObjectStore
 from api.backends.s3upload import ObjectWriter
+from api.core.errors import KubeRejected, KubeUnavailable
 from templates import Output, OutputKind, WorkflowAsset
 from templates.asset import quantity
 
@@ -237,7 +238,10 @@ class SealOnce:
             cached = await _record(storage, job, run)
             if cached is not None:
                 return cached
-            claim = Claim.GONE if self.claims is None else await self.claims.claim(job)
+            try:
+                claim = Claim.GONE if self.claims is None else await self.claims.claim(job)
+            except (KubeUnavailable, KubeRejected):
+                claim = Claim.GONE  # no claim to be had: sealing twice writes the same bytes
             if claim is not Claim.TAKEN:
                 break
             await asyncio.sleep(self.poll_seconds)  # another replica seals it: its record comes

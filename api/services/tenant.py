@@ -3,6 +3,7 @@ per process in the app's lifespan (:mod:`api.app`)."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field, replace
 
 from api.backends.argo import Argo
@@ -18,6 +19,8 @@ from api.services.webhooks.targets import TargetPolicy
 from api.settings import ApiSettings
 from templates import WorkflowAsset
 
+FOLLOWS_MAX = 64  # logs followed at once per API process: each holds one of the Kubernetes client's 100 connections
+
 
 @dataclass(frozen=True)
 class TenantContext:
@@ -31,6 +34,7 @@ class TenantContext:
     job_keys: JobKeys  # each job's own S3 keys
     sealing: SealOnce = field(default_factory=SealOnce)  # one sealing per job, whatever the readers
     ledger: StorageLedger = field(default_factory=StorageLedger)  # the storage quota with writes under way
+    follows: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(FOLLOWS_MAX))
     # The assets the request's token covers (its grant's contract); None: every asset of the tenant.
     allowed: frozenset[str] | None = None
 

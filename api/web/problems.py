@@ -86,9 +86,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(KubeRejected)
     async def _kube_rejected(_: Request, exc: KubeRejected) -> JSONResponse:
-        observability.log.error("kubernetes refused a job's Secret: %s", exc)
+        observability.log.error("kubernetes refused a request of the API: %s", exc)
         # Our own request was refused (RBAC or admission): the provider's configuration, not the consumer's input.
-        return problem(502, "Bad Gateway", f"the cluster refused the job's Secret: {exc}")
+        return problem(502, "Bad Gateway", f"the cluster refused a request of the API: {exc}")
 
     @app.exception_handler(StsRefused)
     async def _sts_refused(_: Request, exc: StsRefused) -> JSONResponse:

@@ -12,7 +12,7 @@ from api.backends.s3 import ObjectStore, make_client
 from api.client import Client
 from templates.keys import KeyLayout
 from tests.api.tenant import ApiTenant, api_tenant
-from tests.support.probe import PROBE
+from tests.support.probe import PROBE, PROBE_RW
 
 
 @pytest.fixture(scope="session")
@@ -29,8 +29,8 @@ def client(tenant: ApiTenant) -> Iterator[Client]:
 
 @pytest.fixture(scope="module")
 def adv(stack) -> Iterator[ApiTenant]:
-    """A tenant that also offers the probe asset (tests/support/probe.py)."""
-    with api_tenant(stack, "adv", extra_assets=(PROBE,)) as value:
+    """A tenant that also offers the probe asset and its writable-image variant (tests/support/probe.py)."""
+    with api_tenant(stack, "adv", extra_assets=(PROBE, PROBE_RW)) as value:
         yield value
 
 

@@ -28,10 +28,11 @@ MiB = 1024**2
 # Writes its /tmp full, slowly enough that the kubelet (which measures volumes every few seconds: the local
 # stack's volumeStatsAggPeriod is 5 s) sees it long before the node's disk would: 8 MiB every 0.5 s, up to 2 GiB.
 FILL = """#!/bin/sh
-echo "filling /tmp"
+echo "filling $FILL_DIR"
+mkdir -p "$FILL_DIR"
 i=0
 while [ $i -lt 256 ]; do
-  dd if=/dev/zero of=/tmp/fill-$i bs=1M count=8 2>/dev/null || { echo "write failed at $i"; break; }
+  dd if=/dev/zero of="$FILL_DIR/fill-$i" bs=1M count=8 2>/dev/null || { echo "write failed at $i"; break; }
   i=$((i + 1))
   sleep 0.5
 done
@@ -63,11 +64,21 @@ def test_an_archive_that_unpacks_past_the_input_cap_is_refused_at_upload(
         assert client.upload_bytes("probe", name, small)["size"] == len(small)
 
 
-def test_a_worker_filling_its_disk_is_stopped_at_its_bound(adv: ApiTenant, stack: StackInfo) -> None:
+@pytest.mark.parametrize(
+    ("asset", "where"),
+    [("probe", "/tmp"), ("probe-rw", "/var/fill")],
+    ids=["tmp-volume", "writable-root-filesystem"],
+)
+def test_a_worker_filling_its_disk_is_stopped_at_its_bound(
+    adv: ApiTenant, stack: StackInfo, asset: str, where: str
+) -> None:
+    """Up to 2 GiB into /tmp (an emptyDir sized by the asset), or into a writable image's own filesystem (the
+    container's writable layer, bounded by its ephemeral-storage limit): stopped at 64Mi either way."""
     before = shutil.disk_usage(stack.state_dir).free
     with adv.client() as client:
-        client.upload_bytes("probe", "entrypoint.sh", FILL.encode())
-        job: dict[str, Any] = client.wait(client.start("probe")["id"], timeout=300)
+        client.upload_bytes(asset, "entrypoint.sh", FILL.encode())
+        client.upload_bytes(asset, "env", f"FILL_DIR={where}\n".encode())
+        job: dict[str, Any] = client.wait(client.start(asset)["id"], timeout=300)
         log = "\n".join(client.logs(job["id"]))
         assert client.assets()  # the API answered throughout
     # stopped at the bound, with a state that says so: never completed, never a system error of ours

@@ -32,3 +32,12 @@ outputs:
 """
     )
 )
+
+# The probe with a writable image (as a legacy asset has): what it writes outside its volumes lands in the
+# container's writable layer on the node's disk, bounded by its ephemeral-storage limit.
+PROBE_RW = PROBE.model_copy(
+    update={
+        "name": "probe-rw",
+        "security": PROBE.security.model_copy(update={"read_only_root_filesystem": False, "run_as_non_root": False}),
+    }
+)
