@@ -69,16 +69,9 @@ class StorageLedger:
     async def _shared(
         self, book: LeaseBook, store: ObjectStore, quota: int, wanted: int, least: int, covers: str
     ) -> AsyncIterator[int]:
-        listed: list[dict[str, Any]] | None = None
-        seen: set[str] = set()
-
         async def decide(entries: dict[str, Entry]) -> int:
-            # An attempt that lost a race lists S3 again only if an entry went away (its objects now count as
-            # listed); entries added or renewed meanwhile change nothing the listing says.
-            nonlocal listed, seen
-            if listed is None or seen - entries.keys():
-                listed = await store.list_prefix(store.keys.prefix)
-            seen = set(entries)
+            # Listed on every attempt: a write may have begun, ended and left the book between two of them.
+            listed = await store.list_prefix(store.keys.prefix)
             live = [(e.amount, e.tag) for e in entries.values()]
             return _grant(quota - _used(listed, live), quota, wanted, least)
 
