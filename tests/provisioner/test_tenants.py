@@ -16,6 +16,7 @@ from templates.names import (
     API,
     API_ENV_SECRET,
     API_START_LEASE,
+    API_STORAGE_LEASE,
     API_TOKENS_SECRET,
     ARTIFACT_REPOSITORIES,
     S3_SECRET,
@@ -87,7 +88,10 @@ def test_roles_are_least_privilege() -> None:
     # Leases: the start lock only (creating cannot be limited to a name in RBAC; the rest is, by name)
     create, named = [rule for rule in api_rules if "leases" in rule["resources"]]
     assert create["verbs"] == ["create"] and "resourceNames" not in create
-    assert set(named["verbs"]) == {"get", "update", "delete"} and named["resourceNames"] == [API_START_LEASE]
+    assert set(named["verbs"]) == {"get", "update", "delete"} and named["resourceNames"] == [
+        API_START_LEASE,
+        API_STORAGE_LEASE,
+    ]
     # No long-lived token for job pods: Argo's executor gets a projected, pod-bound one (templates.compiler).
     assert ("Secret", "wml-worker.service-account-token") not in objects
     # A finished job's pods are deleted by the API once their logs are stored (admission: job pods only).
